@@ -1,0 +1,1 @@
+"""TensorRT engine builds (a later issue)."""

@@ -1,0 +1,64 @@
+"""One exception family for gr00t-trt.
+
+Messages follow one shape: what failed — expected X, got Y — hint. The CLI prints the message on one
+line and exits non-zero (``--debug`` shows the traceback).
+"""
+
+from __future__ import annotations
+
+
+class Gr00tTrtError(Exception):
+    """Base class of every error gr00t-trt raises on purpose."""
+
+
+class CheckpointError(Gr00tTrtError):
+    """A checkpoint folder, its config or its tensors are missing, malformed or inconsistent."""
+
+
+class ConfigError(CheckpointError):
+    """config.json (or the built-in backbone values) cannot describe a model we support."""
+
+
+class TokenizerError(Gr00tTrtError):
+    """The tokenizer cannot be found or disagrees with the checkpoint's special-token ids or size."""
+
+
+class ObservationError(Gr00tTrtError):
+    """An observation dict has wrong keys, shapes, dtypes or values."""
+
+
+class EmbodimentError(Gr00tTrtError):
+    """An embodiment tag is unknown to the checkpoint or export, or lacks statistics."""
+
+
+class ExportError(Gr00tTrtError):
+    """Exporting a graph or writing the export directory failed."""
+
+
+class ManifestError(Gr00tTrtError):
+    """An export directory's manifest is missing, of another format, or its files do not match."""
+
+
+class BackendError(Gr00tTrtError):
+    """A runtime backend cannot be created or cannot run a graph."""
+
+
+class MissingDependencyError(Gr00tTrtError):
+    """An optional dependency is needed for this operation but is not installed."""
+
+
+class VerificationError(Gr00tTrtError):
+    """A parity check could not be run (not: a check ran and failed a threshold)."""
+
+
+def require(module: str, extra: str, purpose: str):
+    """Import an optional heavy dependency or fail with the pip command that provides it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise MissingDependencyError(
+            f"{purpose} needs the Python module '{module}', which is not installed — "
+            f"install it with: pip install 'gr00t-trt[{extra}]'"
+        ) from exc

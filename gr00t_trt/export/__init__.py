@@ -1,0 +1,1 @@
+"""ONNX export of the seven graph kinds and the export directory."""

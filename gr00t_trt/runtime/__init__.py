@@ -1,0 +1,1 @@
+"""Backend-neutral pipeline, the robot-facing Policy and the backends; never imports torch."""
