@@ -1,0 +1,115 @@
+"""Write one graph to ONNX from its declaration, and check what was written.
+
+The graph's ``GraphSpec`` (gr00t_trt/graphs.py) gives names, order and which dims are dynamic; this
+module turns that into ``torch.onnx.export`` arguments (dynamo, opset 21, external data), then runs the
+ONNX checker and shape inference, refuses ops TensorRT 10.13 cannot parse or whose output shape depends
+on data, and reads back the concrete I/O for the manifest.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+
+from ..errors import ExportError
+from ..graphs import GraphSpec
+from ..manifest import TensorEntry
+
+OPSET = 21
+#: dims the runtime varies per call; every other dim is fixed at export
+DYNAMIC_DIMS = ("B", "S", "T", "n")
+#: generous symbolic bounds for torch.export (TensorRT profiles use the manifest's ranges instead)
+_DIM_MAX = {"B": 1024, "S": 32768, "T": 65536, "n": 1024}
+#: ops we never ship: data-dependent output shapes, or opset-23 ops TensorRT 10.13 cannot parse
+FORBIDDEN_OPS = frozenset({"NonZero", "Attention", "RMSNormalization", "RotaryEmbedding"})
+
+
+def dynamic_shapes_for(spec: GraphSpec) -> dict[str, dict[int, torch.export.Dim]]:
+    """torch.export dynamic_shapes keyed by forward-argument (= input) name; one Dim object per name so
+    equal names are tied across inputs."""
+    dims = {name: torch.export.Dim(name, min=1, max=_DIM_MAX[name]) for name in DYNAMIC_DIMS}
+    shapes: dict[str, dict[int, torch.export.Dim]] = {}
+    for tensor in spec.inputs:
+        axes = {i: dims[d] for i, d in enumerate(tensor.dims) if d in DYNAMIC_DIMS}
+        shapes[tensor.name] = axes
+    return shapes
+
+
+def export_onnx(module: torch.nn.Module, args: tuple, spec: GraphSpec, path: Path) -> None:
+    """Export ``module`` (forward args in the spec's input order) to ``path`` + ``path.data``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    module.eval()
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                module,
+                args,
+                str(path),
+                dynamo=True,
+                opset_version=OPSET,
+                input_names=spec.input_names,
+                output_names=spec.output_names,
+                dynamic_shapes=dynamic_shapes_for(spec),
+                external_data=True,
+                verbose=False,
+            )
+    except Exception as exc:  # torch raises many types; report one line
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ExportError(f"exporting graph {path.stem!r} failed: {type(exc).__name__}: {first}") from exc
+    check_onnx(path)
+
+
+def check_onnx(path: Path) -> None:
+    """ONNX checker + shape inference (in place) + our own op and I/O rules."""
+    try:
+        onnx.checker.check_model(str(path))
+        onnx.shape_inference.infer_shapes_path(str(path), str(path))
+    except Exception as exc:
+        raise ExportError(f"{path.name} failed the ONNX checker: {str(exc).splitlines()[0]}") from exc
+    model = onnx.load(str(path), load_external_data=False)
+    bad = sorted({n.op_type for n in _all_nodes(model.graph)} & FORBIDDEN_OPS)
+    if bad:
+        raise ExportError(
+            f"{path.name} contains {', '.join(bad)} — these ops have data-dependent shapes or need "
+            "TensorRT ≥ 10.14; the graph wrapper must avoid them"
+        )
+
+
+def _all_nodes(graph: onnx.GraphProto):
+    for node in graph.node:
+        yield node
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                yield from _all_nodes(attr.g)
+            for sub in attr.graphs:
+                yield from _all_nodes(sub)
+
+
+def read_io(path: Path, spec: GraphSpec) -> tuple[tuple[TensorEntry, ...], tuple[TensorEntry, ...]]:
+    """Concrete dtypes of the exported graph's I/O, checked against the declaration."""
+    model = onnx.load(str(path), load_external_data=False)
+    actual = {v.name: v for v in (*model.graph.input, *model.graph.output)}
+    entries = []
+    for group in (spec.inputs, spec.outputs):
+        row = []
+        for tensor in group:
+            if tensor.name not in actual:
+                raise ExportError(
+                    f"{path.name} lacks the declared tensor {tensor.name!r} (it has: {', '.join(actual)}) — "
+                    "an input unused by the graph was probably dropped by the exporter"
+                )
+            elem = actual[tensor.name].type.tensor_type.elem_type
+            dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem)).name
+            rank = len(actual[tensor.name].type.tensor_type.shape.dim)
+            if rank != len(tensor.dims):
+                raise ExportError(
+                    f"{path.name}: tensor {tensor.name!r} has rank {rank}, declared {len(tensor.dims)} ({tensor.dims})"
+                )
+            row.append(TensorEntry(tensor.name, dtype, tensor.dims))
+        entries.append(tuple(row))
+    return entries[0], entries[1]

@@ -1,0 +1,128 @@
+"""Numerical comparison of a candidate against the reference (architecture §7). numpy only.
+
+One ``StageComparison`` per compared tensor: cosine similarity, mean and max absolute error, relative L2,
+and the threshold that applies to it at the candidate's precision. ``ParityReport`` collects them for
+``verify``, export-time validation and tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """Pass criteria; a ``None`` bound is not checked."""
+
+    max_rel_l2: float | None = None
+    min_cosine: float | None = None
+    max_mean_abs: float | None = None
+
+    def describe(self) -> str:
+        parts = []
+        if self.max_rel_l2 is not None:
+            parts.append(f"rel L2 ≤ {self.max_rel_l2:g}")
+        if self.min_cosine is not None:
+            parts.append(f"cosine ≥ {self.min_cosine:g}")
+        if self.max_mean_abs is not None:
+            parts.append(f"mean abs ≤ {self.max_mean_abs:g}")
+        return ", ".join(parts)
+
+
+#: architecture §7, per check and precision. bf16 shares fp16's row.
+THRESHOLDS: dict[str, dict[str, Threshold]] = {
+    "backbone": {
+        "fp32": Threshold(max_rel_l2=1e-4),
+        "fp16": Threshold(min_cosine=0.999, max_mean_abs=0.01),
+        "fp8": Threshold(min_cosine=0.99, max_mean_abs=0.05),
+    },
+    "normalised_action": {
+        "fp32": Threshold(max_rel_l2=1e-4),
+        "fp16": Threshold(min_cosine=0.99, max_mean_abs=0.05),
+        "fp8": Threshold(min_cosine=0.98, max_mean_abs=0.1),
+    },
+    "physical_action": {
+        "fp32": Threshold(max_rel_l2=1e-4),
+        "fp16": Threshold(min_cosine=0.99),
+        "fp8": Threshold(min_cosine=0.98),
+    },
+}
+
+
+def threshold_for(check: str, precision: str) -> Threshold:
+    """The §7 threshold of ``check`` (backbone / normalised_action / physical_action) at ``precision``."""
+    row = THRESHOLDS[check]
+    return row["fp16" if precision == "bf16" else precision]
+
+
+@dataclass(frozen=True)
+class StageComparison:
+    stage: str
+    cosine: float
+    mean_abs: float
+    max_abs: float
+    rel_l2: float
+    threshold: Threshold
+    passed: bool
+    shape: tuple[int, ...]
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["threshold"] = self.threshold.describe()
+        return data
+
+
+def compare(stage: str, reference: np.ndarray, candidate: np.ndarray, threshold: Threshold) -> StageComparison:
+    """Compare two arrays of the same shape in float64; NaN anywhere fails the check."""
+    ref = np.asarray(reference, dtype=np.float64)
+    cand = np.asarray(candidate, dtype=np.float64)
+    if ref.shape != cand.shape:
+        raise ValueError(f"{stage}: reference shape {ref.shape} != candidate shape {cand.shape}")
+    diff = cand - ref
+    ref_norm = float(np.linalg.norm(ref))
+    cand_norm = float(np.linalg.norm(cand))
+    rel_l2 = float(np.linalg.norm(diff)) / max(ref_norm, 1e-30)
+    if ref_norm == 0.0 and cand_norm == 0.0:
+        cosine = 1.0
+    else:
+        cosine = float(np.dot(ref.ravel(), cand.ravel()) / max(ref_norm * cand_norm, 1e-30))
+    mean_abs = float(np.mean(np.abs(diff))) if diff.size else 0.0
+    max_abs = float(np.max(np.abs(diff))) if diff.size else 0.0
+    finite = bool(np.isfinite(ref).all() and np.isfinite(cand).all())
+    passed = finite and all(
+        [
+            threshold.max_rel_l2 is None or rel_l2 <= threshold.max_rel_l2,
+            threshold.min_cosine is None or cosine >= threshold.min_cosine,
+            threshold.max_mean_abs is None or mean_abs <= threshold.max_mean_abs,
+        ]
+    )
+    return StageComparison(stage, cosine, mean_abs, max_abs, rel_l2, threshold, passed, tuple(ref.shape))
+
+
+@dataclass
+class ParityReport:
+    """All comparisons of one verification run."""
+
+    comparisons: list[StageComparison] = field(default_factory=list)
+    context: dict = field(default_factory=dict)
+
+    def add(self, comparison: StageComparison) -> StageComparison:
+        self.comparisons.append(comparison)
+        return comparison
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.comparisons) and all(c.passed for c in self.comparisons)
+
+    @property
+    def failures(self) -> list[StageComparison]:
+        return [c for c in self.comparisons if not c.passed]
+
+    def to_dict(self) -> dict:
+        return {
+            "passed": self.passed,
+            "context": self.context,
+            "comparisons": [c.to_dict() for c in self.comparisons],
+        }
