@@ -1,0 +1,308 @@
+"""The robot-facing processing API: observation dict -> ``ModelInputs`` -> (model) -> physical actions.
+
+Observations use Isaac-GR00T's ``Gr00tPolicy.get_action`` formats (spec §5.5):
+
+- nested: ``{"video": {view: uint8 [B, T, H, W, 3]}, "state": {key: float [B, T, D]},
+  "language": {language_key: [[str], ...] or [str, ...]}}`` — ``decode`` returns ``{key: [B, H, dim]}``;
+- flat (``Gr00tSimPolicyWrapper``): ``{"video.<view>": ..., "state.<key>": ..., <language_key>: [str, ...]}``
+  (``"annotation.human.coarse_action"`` is accepted for a ``"task"`` key) — ``decode`` returns
+  ``{"action.<key>": [B, H, dim]}``.
+
+Everything here is numpy/OpenCV/Pillow/tokenizers: the robot runs it without PyTorch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import CheckpointError, ObservationError
+from .actions import decode_actions
+from .images import ImageTransform
+from .modality import EmbodimentSpec, ProcessorSpec, load_processor_spec
+from .prompt import build_prompt
+from .state import normalize_state
+from .tokenizer import EagleTokenizer, load_tokenizer
+
+MODALITY_KEYS = ("video", "state", "language")
+#: DC sim environments send this key for a "task" language key (Gr00tSimPolicyWrapper does the same)
+COARSE_ACTION_KEY = "annotation.human.coarse_action"
+
+
+@dataclass(frozen=True, eq=False)
+class ModelInputs:
+    """Everything the exported graphs need for one control step, plus what decoding needs."""
+
+    input_ids: np.ndarray  # int64 [B, S], left-padded
+    attention_mask: np.ndarray  # bool [B, S]
+    image_mask: np.ndarray  # bool [B, S] (input_ids == image_token_index)
+    images: list[np.ndarray]  # uint8 [h', w', 3] in LLM order: sample, then time, then view
+    state: np.ndarray  # float32 [B, 1, Ds] (T = len(state delta_indices) = 1 for every N1.6 config)
+    embodiment_id: np.ndarray  # int64 [B]
+    raw_state: dict[str, np.ndarray]  # key -> float32 [B, T, D] as given (reference for relative actions)
+    embodiment: str
+    flat: bool = False  # observation came in the flat "video.<k>" form; decode answers "action.<k>"
+
+
+class Preprocessor:
+    """Validates observations, runs the image chain, builds and caches prompt ids, normalises state,
+    and decodes the model's normalised actions back to physical units."""
+
+    def __init__(
+        self,
+        spec: ProcessorSpec,
+        tokenizer: EagleTokenizer,
+        *,
+        max_state_dim: int,
+        image_token_index: int,
+        pixels_per_token: int,
+        cache_size: int = 256,
+    ):
+        tokenizer.check(image_token_index, source="tokenizer")
+        if spec.settings.max_state_dim != max_state_dim:
+            raise CheckpointError(
+                f"{spec.source}: processor max_state_dim {spec.settings.max_state_dim} differs from the model's "
+                f"max_state_dim {max_state_dim}"
+            )
+        factor = math.isqrt(pixels_per_token)
+        if factor * factor != pixels_per_token:
+            raise CheckpointError(f"pixels_per_token {pixels_per_token} is not (patch · unshuffle)² of any patch grid")
+        self.spec = spec
+        self.tokenizer = tokenizer
+        self.image_token_index = image_token_index
+        self.pixels_per_token = pixels_per_token
+        self.image_transform = ImageTransform.from_settings(spec.settings, factor=factor)
+        self._cache: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self._cache_size = cache_size
+        self.cache_hits = 0
+        self.cache_misses = 0
+
+    @classmethod
+    def from_dir(
+        cls, folder: str | Path, *, max_state_dim: int, image_token_index: int, pixels_per_token: int
+    ) -> Preprocessor:
+        """Load the processor files and tokenizer of a checkpoint folder or export directory."""
+        return cls(
+            load_processor_spec(folder),
+            load_tokenizer(folder),
+            max_state_dim=max_state_dim,
+            image_token_index=image_token_index,
+            pixels_per_token=pixels_per_token,
+        )
+
+    # ------------------------------------------------------------------------------------------ API
+    def __call__(self, obs: Mapping[str, Any], embodiment: str) -> ModelInputs:
+        spec = self.spec.embodiment(embodiment)
+        parsed = _parse_observation(obs, spec)
+        images = [
+            self.image_transform(parsed.video[view][b, t])
+            for b in range(parsed.batch)
+            for t in range(spec.num_frames)
+            for view in spec.video_keys
+        ]
+        per_sample = len(images) // parsed.batch
+        sizes = tuple(img.shape[:2] for img in images[:per_sample])
+        ids, mask = self.tokenizer.batch([self.prompt_ids(text, sizes) for text in parsed.language])
+        raw_state = {k: np.asarray(parsed.state[k], dtype=np.float32) for k in spec.state_keys}
+        return ModelInputs(
+            input_ids=ids,
+            attention_mask=mask,
+            image_mask=ids == self.image_token_index,
+            images=images,
+            state=normalize_state(raw_state, spec),
+            embodiment_id=np.full((parsed.batch,), spec.id, dtype=np.int64),
+            raw_state=raw_state,
+            embodiment=spec.tag,
+            flat=parsed.flat,
+        )
+
+    def image_sizes(self, obs: Mapping[str, Any], embodiment: str) -> list[tuple[int, int]]:
+        """(h', w') of every image of ``obs`` in LLM order, from shapes only (video keys are validated,
+        other modalities are not looked at)."""
+        spec = self.spec.embodiment(embodiment)
+        video, flat = _video_part(obs, spec)
+        batch = _check_video(video, spec, flat)
+        sizes = [self.image_transform.output_size(*video[view].shape[2:4]) for view in spec.video_keys]
+        return sizes * (batch * spec.num_frames)
+
+    def decode(self, action_pred: np.ndarray, inputs: ModelInputs) -> dict[str, np.ndarray]:
+        """Model output [B, H, D] (normalised, padded) -> physical float32 actions [B, H_g, dim] per key;
+        keys are ``"action.<key>"`` when the observation was flat, else the bare key."""
+        spec = self.spec.embodiment(inputs.embodiment)
+        action_pred = np.asarray(action_pred)
+        if action_pred.ndim != 3 or action_pred.shape[0] != inputs.embodiment_id.shape[0]:
+            raise ObservationError(
+                f"action_pred must be [B={inputs.embodiment_id.shape[0]}, H, D], got {list(action_pred.shape)}"
+            )
+        actions = decode_actions(action_pred, spec, inputs.raw_state)
+        if inputs.flat:
+            return {f"action.{k}": v for k, v in actions.items()}
+        return actions
+
+    def reset(self) -> None:
+        """Drop cached prompt ids (nothing else is kept between control steps)."""
+        self._cache.clear()
+
+    def prompt_ids(self, instruction: str, image_sizes: Sequence[tuple[int, int]]) -> np.ndarray:
+        """Token ids of one sample's prompt, cached while the instruction and image sizes are unchanged
+        (the control loop sends the same instruction every step)."""
+        key = (instruction, tuple(image_sizes))
+        cached = self._cache.get(key)
+        if cached is not None:
+            self._cache.move_to_end(key)
+            self.cache_hits += 1
+            return cached
+        self.cache_misses += 1
+        text = build_prompt(
+            instruction,
+            image_sizes,
+            pixels_per_token=self.pixels_per_token,
+            formalize=self.spec.settings.formalize_language,
+            template=self.tokenizer.chat_template,
+        )
+        ids = np.asarray(self.tokenizer.encode(text), dtype=np.int64)
+        ids.setflags(write=False)
+        self._cache[key] = ids
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return ids
+
+
+# ------------------------------------------------------------------------------------------ parsing
+@dataclass(frozen=True)
+class _Parsed:
+    video: dict[str, np.ndarray]
+    state: dict[str, np.ndarray]
+    language: list[str]
+    flat: bool
+    batch: int
+
+
+def _is_nested(obs: Mapping[str, Any]) -> bool:
+    return any(isinstance(obs.get(m), Mapping) for m in MODALITY_KEYS)
+
+
+def _check_keys(got: Sequence[str], expected: Sequence[str], where: str) -> None:
+    missing = [k for k in expected if k not in got]
+    extra = [k for k in got if k not in expected]
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"missing {missing}")
+        if extra:
+            parts.append(f"unexpected {extra}")
+        raise ObservationError(f"{where}: {' and '.join(parts)} — expected exactly {list(expected)}")
+
+
+def _video_part(obs: Mapping[str, Any], spec: EmbodimentSpec) -> tuple[dict[str, Any], bool]:
+    if not isinstance(obs, Mapping):
+        raise ObservationError(f"observation must be a dict, got {type(obs).__name__}")
+    if _is_nested(obs):
+        video = obs.get("video")
+        if not isinstance(video, Mapping):
+            raise ObservationError("observation['video'] must be a dict of view -> uint8 [B, T, H, W, 3]")
+        _check_keys(list(video), spec.video_keys, "observation['video']")
+        return dict(video), False
+    flat_views = [k[len("video.") :] for k in obs if k.startswith("video.")]
+    _check_keys(flat_views, spec.video_keys, "observation video keys ('video.<view>')")
+    return {k: obs[f"video.{k}"] for k in spec.video_keys}, True
+
+
+def _name(key: str, modality: str, flat: bool) -> str:
+    return f"'{modality}.{key}'" if flat else f"{modality}[{key!r}]"
+
+
+def _check_video(video: Mapping[str, Any], spec: EmbodimentSpec, flat: bool) -> int:
+    batch = None
+    for view in spec.video_keys:
+        arr, name = video[view], _name(view, "video", flat)
+        if not isinstance(arr, np.ndarray):
+            raise ObservationError(f"{name} must be a numpy array uint8 [B, T, H, W, 3], got {type(arr).__name__}")
+        if arr.dtype != np.uint8:
+            raise ObservationError(f"{name} must be uint8 (RGB 0..255), got {arr.dtype}")
+        if arr.ndim != 5:
+            raise ObservationError(f"{name} must have rank 5 [B, T, H, W, 3], got shape {list(arr.shape)}")
+        if arr.shape[-1] != 3:
+            raise ObservationError(f"{name} must have 3 channels (RGB) in the last axis, got shape {list(arr.shape)}")
+        if arr.shape[1] != spec.num_frames:
+            raise ObservationError(f"{name} must hold T={spec.num_frames} frames in axis 1, got shape {list(arr.shape)}")
+        if arr.shape[0] < 1 or arr.shape[2] < 1 or arr.shape[3] < 1:
+            raise ObservationError(f"{name} has an empty batch or image, shape {list(arr.shape)}")
+        if batch is not None and arr.shape[0] != batch:
+            raise ObservationError(f"batch mismatch: {name} has batch {arr.shape[0]}, other inputs have {batch}")
+        batch = arr.shape[0]
+    return batch
+
+
+def _parse_observation(obs: Mapping[str, Any], spec: EmbodimentSpec) -> _Parsed:
+    video, flat = _video_part(obs, spec)
+    if flat:
+        lang_key = spec.language_key
+        if lang_key == "task" and lang_key not in obs and COARSE_ACTION_KEY in obs:
+            lang_key = COARSE_ACTION_KEY
+        expected = [f"video.{k}" for k in spec.video_keys] + [f"state.{k}" for k in spec.state_keys] + [lang_key]
+        _check_keys(list(obs), expected, "observation")
+        state = {k: obs[f"state.{k}"] for k in spec.state_keys}
+        language = _flat_language(obs[lang_key], lang_key)
+    else:
+        _check_keys(list(obs), MODALITY_KEYS, "observation")
+        if not isinstance(obs["state"], Mapping) or not isinstance(obs["language"], Mapping):
+            raise ObservationError("observation['state'] and observation['language'] must be dicts")
+        _check_keys(list(obs["state"]), spec.state_keys, "observation['state']")
+        _check_keys(list(obs["language"]), [spec.language_key], "observation['language']")
+        state = dict(obs["state"])
+        language = _nested_language(obs["language"][spec.language_key], spec.language_key)
+
+    batch = _check_video(video, spec, flat)
+    for key in spec.state_keys:
+        arr, name = state[key], _name(key, "state", flat)
+        if not isinstance(arr, np.ndarray):
+            raise ObservationError(f"{name} must be a numpy array float32 [B, T, D], got {type(arr).__name__}")
+        if not np.issubdtype(arr.dtype, np.floating):
+            raise ObservationError(f"{name} must be float32, got {arr.dtype}")
+        if arr.ndim != 3:
+            raise ObservationError(f"{name} must have rank 3 [B, T, D], got shape {list(arr.shape)}")
+        if arr.shape[0] != batch:
+            raise ObservationError(f"batch mismatch: {name} has batch {arr.shape[0]}, video has {batch}")
+        if arr.shape[1] != len(spec.state_delta_indices):
+            raise ObservationError(
+                f"{name} must hold T={len(spec.state_delta_indices)} steps in axis 1, got shape {list(arr.shape)}"
+            )
+        dim = spec.state_norm[key].dim
+        if arr.shape[2] != dim:
+            raise ObservationError(f"{name} has width {arr.shape[2]}, expected {dim} (from statistics.json)")
+        if not np.isfinite(arr).all():
+            raise ObservationError(f"{name} contains NaN or inf")
+    if len(language) != batch:
+        raise ObservationError(f"batch mismatch: language {spec.language_key!r} has {len(language)} entries, video has {batch}")
+    return _Parsed(video=video, state=state, language=language, flat=flat, batch=batch)
+
+
+def _nested_language(value: Any, key: str) -> list[str]:
+    """[[str], ...] (one instruction per sample and step) or [str, ...] -> list of B strings."""
+    if not isinstance(value, (list, tuple)):
+        raise ObservationError(f"language[{key!r}] must be a list of B lists of one string, got {type(value).__name__}")
+    out = []
+    for item in value:
+        if isinstance(item, (list, tuple)) and len(item) == 1 and isinstance(item[0], str):
+            out.append(item[0])
+        elif isinstance(item, str):
+            out.append(item)
+        else:
+            raise ObservationError(f"language[{key!r}] items must be [str] (one instruction per sample), got {item!r}")
+    return out
+
+
+def _flat_language(value: Any, key: str) -> list[str]:
+    """(str, ...) / [str, ...] / array of str -> list of B strings."""
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise ObservationError(f"{key!r} must be a list or tuple of B strings, got {value!r:.80}")
+    return list(value)

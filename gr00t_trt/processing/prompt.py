@@ -1,0 +1,121 @@
+"""The exact text GR00T N1.6 feeds its tokenizer (eagle-tokenizer.md §2).
+
+One user message — the instruction, then one image item per view and frame — rendered with the Eagle
+chat template, then each ``<image-k>`` placeholder expanded to ``<image k><img>`` + n x
+``<IMG_CONTEXT>`` + ``</img>`` with n = h'·w' / pixels_per_token of that (already resized) image.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from functools import lru_cache
+
+from ..errors import TokenizerError
+
+IMAGE_TOKEN = "<IMG_CONTEXT>"
+IMAGE_START_TOKEN = "<img>"
+IMAGE_END_TOKEN = "</img>"
+
+#: chat_template.json of Isaac-GR00T's vendored Eagle-Block2A-2B-v2 folder (N1.6), quoted as data.
+EAGLE_CHAT_TEMPLATE = (
+    "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}"
+    "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}"
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n{% if message['content'] is string %}"
+    "{{ message['content'] }}<|im_end|>\n{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
+    "{% set image_count.value = image_count.value + 1 %}{% if add_vision_id %}"
+    "<image {{ image_count.value }}>{% endif %}<image-{{ image_count.value }}>"
+    "{% elif content['type'] == 'video' or 'video' in content %}"
+    "{% set video_count.value = video_count.value + 1 %}{% if add_vision_id %}"
+    "<video {{ video_count.value }}>{% endif %}<video-{{ video_count.value }}>"
+    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n"
+    "{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+_NOT_WORD_OR_SPACE = re.compile(r"[^\w\s]")
+_PLACEHOLDER = re.compile(r"<(image|video)-(\d+)>")
+
+
+def formalize_language(text: str) -> str:
+    """GR00T's ``formalize_language``: lower-case, drop every character that is not a word character or
+    whitespace (this also keeps user text from injecting ``<IMG_CONTEXT>``-like special tokens)."""
+    return _NOT_WORD_OR_SPACE.sub("", text.lower())
+
+
+def render_chat(template: str, instruction: str, num_images: int) -> str:
+    """Render the chat template for one user message: text item first, then ``num_images`` images.
+
+    Uses jinja2 when it is installed (as transformers does); otherwise the Eagle template's behaviour
+    for exactly this message shape is implemented directly, and any other template is refused.
+    """
+    try:
+        compiled = _compile(template)
+    except ImportError:
+        if template != EAGLE_CHAT_TEMPLATE:
+            raise TokenizerError(
+                "the tokenizer's chat template is not Eagle's and jinja2 is not installed to render it — "
+                "install jinja2 or use the Eagle chat template"
+            ) from None
+        return eagle_chat_text(instruction, num_images)
+    content = [{"type": "text", "text": instruction}] + [{"type": "image"} for _ in range(num_images)]
+    return compiled.render(messages=[{"role": "user", "content": content}], add_generation_prompt=False)
+
+
+def eagle_chat_text(instruction: str, num_images: int) -> str:
+    """What the Eagle template renders for one user message (text, then images), without jinja2."""
+    images = "".join(f"<image-{k}>" for k in range(1, num_images + 1))
+    return (
+        "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+        f"<|im_start|>user\n{instruction}{images}<|im_end|>\n"
+    )
+
+
+@lru_cache(maxsize=4)
+def _compile(template: str):
+    from jinja2.ext import loopcontrols
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    # transformers' chat-template environment settings
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols])
+    return env.from_string(template)
+
+
+def image_token_count(height: int, width: int, pixels_per_token: int) -> int:
+    """LLM tokens of one h' x w' image: h'·w' / (patch · unshuffle)² (784 for the real model)."""
+    if (height * width) % pixels_per_token:
+        raise TokenizerError(
+            f"image {height}x{width} is not a whole number of {pixels_per_token}-pixel tokens — "
+            "sizes must come from the image chain"
+        )
+    return height * width // pixels_per_token
+
+
+def expand_image_placeholders(text: str, token_counts: Sequence[int]) -> str:
+    """Replace ``<image-k>`` by ``<image k><img>`` + ``<IMG_CONTEXT>`` x n_k + ``</img>``."""
+
+    def expand(match: re.Match) -> str:
+        kind, k = match.group(1), int(match.group(2))
+        if kind != "image":
+            raise TokenizerError("video placeholders are not used by GR00T N1.6 prompts")
+        if not 1 <= k <= len(token_counts):
+            raise TokenizerError(f"prompt has <image-{k}> but only {len(token_counts)} images were given")
+        return f"<image {k}>{IMAGE_START_TOKEN}{IMAGE_TOKEN * token_counts[k - 1]}{IMAGE_END_TOKEN}"
+
+    return _PLACEHOLDER.sub(expand, text)
+
+
+def build_prompt(
+    instruction: str,
+    image_sizes: Sequence[tuple[int, int]],
+    *,
+    pixels_per_token: int = 784,
+    formalize: bool = True,
+    template: str = EAGLE_CHAT_TEMPLATE,
+) -> str:
+    """The exact string GR00T tokenises for one sample (images in LLM order: time, then view)."""
+    text = formalize_language(instruction) if formalize else instruction
+    rendered = render_chat(template, text, len(image_sizes))
+    counts = [image_token_count(h, w, pixels_per_token) for h, w in image_sizes]
+    return expand_image_placeholders(rendered, counts)
