@@ -1,0 +1,32 @@
+"""``action_decoder`` graph: velocity from the DiT output and the Euler update of one denoising step."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..model.action_head import Gr00tActionHead, check_embodiment_slots
+
+
+class ActionDecoderGraph(nn.Module):
+    """(dit_out [B, H, O], actions [B, H, Da], embodiment_id [B]) → (next_actions [B, H, Da],).
+
+    next_actions = actions + dt·velocity with dt = 1/N a constant of the graph (N = the config's
+    num_inference_timesteps at construction). The DiT graph already kept only the H action positions,
+    so no slicing happens here (the decoder is token-wise, so this equals decoding 1+H and slicing).
+    """
+
+    def __init__(
+        self,
+        head: Gr00tActionHead,
+        embodiment_slots: list[int] | None = None,
+        dtype: torch.dtype | None = None,
+    ):
+        super().__init__()
+        self.embodiment_slots = check_embodiment_slots(embodiment_slots, head.config.max_num_embodiments)
+        self.action_decoder = head.action_decoder.select(self.embodiment_slots, dtype or head.dtype)
+        self.dt = 1.0 / head.config.num_inference_timesteps
+
+    def forward(self, dit_out: torch.Tensor, actions: torch.Tensor, embodiment_id: torch.Tensor):
+        velocity = self.action_decoder(dit_out, embodiment_id)  # [B, H, Da]
+        return (actions + self.dt * velocity,)
