@@ -1,0 +1,273 @@
+"""ONNX Runtime backend: CPU by default, CUDA EP with I/O binding when onnxruntime-gpu sees a GPU.
+
+On CPU the buffers are plain numpy arrays bound to the sessions by pointer (I/O binding), so a steady-state
+control step allocates nothing: graphs read and write the Pipeline's buffers in place, uploads and
+downloads are no-ops and launches are synchronous. The CUDA path (not testable without a GPU) keeps a
+device OrtValue per buffer next to its host array and converts dtypes through the host; it exists for
+convenience, the TensorRT backend is the fast GPU path.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import BackendError, require
+from ..manifest import GraphEntry
+from .backend import (
+    Backend,
+    Binding,
+    Buffer,
+    Copy,
+    GraphInfo,
+    Program,
+    Step,
+    TensorInfo,
+    check_feeds,
+    check_tensor,
+    numpy_dtype,
+)
+
+#: ONNX Runtime type strings → numpy dtype names
+_ORT_TYPES = {
+    "tensor(float)": "float32",
+    "tensor(float16)": "float16",
+    "tensor(bfloat16)": "bfloat16",
+    "tensor(double)": "float64",
+    "tensor(int64)": "int64",
+    "tensor(int32)": "int32",
+    "tensor(bool)": "bool",
+    "tensor(uint8)": "uint8",
+}
+
+_RUN, _COPY = 0, 1
+
+
+def _reason(exc: BaseException) -> str:
+    """ORT's message without its '[ONNXRuntimeError] : 7 : INVALID_PROTOBUF :' prefix, first line only."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if text.startswith("[ONNXRuntimeError]"):
+        text = text.split(" : ", 3)[-1]
+    return text
+
+
+class OrtBackend(Backend):
+    """Runs the ONNX graphs of an export directory with ONNX Runtime.
+
+    device: "auto" (CUDA EP when onnxruntime-gpu can use a GPU, else CPU), "cpu" or "cuda".
+    threads: intra-op threads of every session (default: all cores).
+    """
+
+    name = "ort"
+
+    def __init__(self, *, device: str = "auto", threads: int | None = None, device_id: int = 0) -> None:
+        super().__init__()
+        if device not in ("auto", "cpu", "cuda"):
+            raise BackendError(f"unknown ONNX Runtime device {device!r} — expected auto, cpu or cuda")
+        self.requested_device = device
+        self.device = "cpu"
+        self.threads = threads or os.cpu_count() or 1
+        self.device_id = device_id
+        self._ort: Any = None
+        self._sessions: dict[str, Any] = {}
+        self._infos: dict[str, GraphInfo] = {}
+
+    # ----------------------------------------------------------------- lifecycle
+    def activate(self) -> None:
+        self._ort = require("onnxruntime", "ort", "The ONNX Runtime backend")
+        self.device = self._pick_device()
+        super().activate()
+
+    def deactivate(self) -> None:
+        self._sessions.clear()
+        self._infos.clear()
+        super().deactivate()
+
+    def _pick_device(self) -> str:
+        if self.requested_device == "cpu":
+            return "cpu"
+        usable = "CUDAExecutionProvider" in self._ort.get_available_providers()
+        if usable:
+            try:  # onnxruntime-gpu lists the CUDA EP even without a GPU; allocating tells the truth
+                self._ort.OrtValue.ortvalue_from_shape_and_type([1], np.float32, "cuda", self.device_id)
+            except Exception:
+                usable = False
+        if not usable and self.requested_device == "cuda":
+            raise BackendError(
+                "ONNX Runtime cannot use a CUDA GPU — expected onnxruntime-gpu and a visible GPU; "
+                "use device='cpu' or install onnxruntime-gpu"
+            )
+        return "cuda" if usable else "cpu"
+
+    def session_options(self, precision: str) -> Any:
+        """CPU-friendly options; fp8 Q/DQ graphs only run at BASIC optimisation (ORT fuses them wrongly above)."""
+        ort = self._ort
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = (
+            ort.GraphOptimizationLevel.ORT_ENABLE_BASIC if precision == "fp8" else ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        )
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.log_severity_level = 3
+        return options
+
+    # ----------------------------------------------------------------- graphs
+    def open(self, entry: GraphEntry, folder: Path) -> GraphInfo:
+        self._check_active()
+        path = Path(folder) / entry.file
+        if not path.is_file():
+            raise BackendError(f"graph file {path} not found — re-run `gr00t-trt export`")
+        providers: list[Any] = ["CPUExecutionProvider"]
+        if self.device == "cuda":
+            providers.insert(0, ("CUDAExecutionProvider", {"device_id": self.device_id}))
+        try:
+            session = self._ort.InferenceSession(str(path), self.session_options(entry.precision), providers=providers)
+        except Exception as exc:
+            raise BackendError(
+                f"ONNX Runtime cannot load {entry.file}: {_reason(exc)} — re-export the graph"
+            ) from None
+        info = _graph_info(entry, session)
+        self._sessions[entry.name] = session
+        self._infos[entry.name] = info
+        return info
+
+    def describe(self, graph: str) -> GraphInfo:
+        if graph not in self._infos:
+            raise BackendError(f"graph {graph!r} is not open — opened: {', '.join(self._infos) or 'none'}")
+        return self._infos[graph]
+
+    # ----------------------------------------------------------------- buffers and binding
+    def allocate(self, name: str, shape: Sequence[int], dtype: np.dtype, *, host: bool) -> Buffer:
+        self._check_active()
+        shape = tuple(int(s) for s in shape)
+        array = np.zeros(shape, dtype)  # on CPU the host array *is* the device memory, so always present
+        handle = None
+        if self.device == "cuda":
+            handle = self._ort.OrtValue.ortvalue_from_numpy(array, "cuda", self.device_id)
+        return Buffer(name, shape, np.dtype(dtype), array, handle)
+
+    def bind(self, graph: str, buffers: Mapping[str, Buffer]) -> Binding:
+        info = self.describe(graph)
+        expected = {t.name for t in (*info.inputs, *info.outputs)}
+        if set(buffers) != expected:
+            raise BackendError(
+                f"binding of graph {graph!r} names {sorted(buffers)}, expected exactly {sorted(expected)}"
+            )
+        io = self._sessions[graph].io_binding()
+        for what, tensors in (("input", info.inputs), ("output", info.outputs)):
+            for spec in tensors:
+                buf = buffers[spec.name]
+                check_tensor(graph, spec, buf.shape, buf.dtype, what)
+                if self.device == "cuda":
+                    (io.bind_ortvalue_input if what == "input" else io.bind_ortvalue_output)(spec.name, buf.handle)
+                elif what == "input":
+                    io.bind_input(spec.name, "cpu", 0, buf.dtype, buf.shape, buf.host.ctypes.data)
+                else:
+                    io.bind_output(spec.name, "cpu", 0, buf.dtype, buf.shape, buf.host.ctypes.data)
+        return Binding(graph, dict(buffers), io)
+
+    def record(self, label: str, steps: Sequence[Step]) -> Program:
+        ops: list[tuple[int, Any, Any]] = []
+        for step in steps:
+            if isinstance(step, Binding):
+                ops.append((_RUN, self._sessions[step.graph], step))
+            elif isinstance(step, Copy):
+                ops.append((_COPY, step, _copy_views(step)))
+            else:
+                raise BackendError(f"program {label!r} has a step of type {type(step).__name__}, expected Binding or Copy")
+        return Program(label, tuple(steps), tuple(ops))
+
+    def release(self, *objects: Buffer | Binding | Program) -> None:
+        for obj in objects:  # memory is garbage-collected once the Pipeline drops its references
+            if isinstance(obj, Binding):
+                obj.handle = None
+            elif isinstance(obj, Program):
+                obj.handle = None
+
+    # ----------------------------------------------------------------- work (synchronous on ORT)
+    def upload(self, buffer: Buffer) -> None:
+        if buffer.handle is not None:
+            buffer.handle.update_inplace(buffer.host)
+
+    def download(self, buffer: Buffer) -> None:
+        if buffer.handle is not None:
+            np.copyto(buffer.host, buffer.handle.numpy())
+
+    def launch(self, program: Program) -> None:
+        ops = program.handle
+        if ops is None:
+            raise BackendError(f"program {program.label!r} was released")
+        for kind, a, b in ops:
+            if kind == _RUN:
+                try:
+                    a.run_with_iobinding(b.handle)
+                except Exception as exc:
+                    raise BackendError(f"ONNX Runtime failed running graph {b.graph!r}: {_reason(exc)}") from None
+            else:
+                if self.device == "cuda":
+                    self.download(a.src)
+                np.copyto(b[1], b[0], casting="unsafe")
+                if self.device == "cuda":
+                    self.upload(a.dst)
+        program.launches += 1
+
+    def mark(self) -> float:
+        return time.perf_counter()
+
+    def elapsed_ms(self, start: float, end: float) -> float:
+        return (end - start) * 1e3
+
+    def synchronize(self) -> None:
+        """Nothing to wait for: ORT's run_with_iobinding returns when the graph is done."""
+
+    # ----------------------------------------------------------------- slow debugging path
+    def run_once(self, graph: str, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        info = self.describe(graph)
+        check_feeds(info, feeds)
+        try:
+            outputs = self._sessions[graph].run(None, dict(feeds))
+        except Exception as exc:
+            raise BackendError(f"ONNX Runtime failed running graph {graph!r}: {_reason(exc)}") from None
+        names = [o.name for o in self._sessions[graph].get_outputs()]
+        return dict(zip(names, outputs, strict=True))
+
+
+def _copy_views(step: Copy) -> tuple[np.ndarray, np.ndarray]:
+    """(src, dst) flat views of a Copy, computed once at record time so launches allocate nothing."""
+    assert step.count is not None
+    src = step.src.host.reshape(-1)[step.src_offset : step.src_offset + step.count]
+    dst = step.dst.host.reshape(-1)[step.dst_offset : step.dst_offset + step.count]
+    if not np.shares_memory(dst, step.dst.host):  # reshape of a contiguous array is a view
+        raise BackendError(f"buffer {step.dst.name!r} is not contiguous")
+    return src, dst
+
+
+def _graph_info(entry: GraphEntry, session: Any) -> GraphInfo:
+    """The manifest's I/O with the ONNX file's static sizes filled in; a file whose names or dtypes differ
+    from the manifest (stale or foreign) is refused."""
+
+    def merge(declared, actual, what) -> tuple[TensorInfo, ...]:
+        shapes = {a.name: a.shape or None for a in actual}  # None: the file does not say the rank
+        have = {a.name: _ORT_TYPES.get(a.type, a.type) for a in actual}
+        want = {t.name: t.dtype for t in declared}
+        wrong_rank = [t.name for t in declared if shapes.get(t.name) and len(shapes[t.name]) != len(t.dims)]
+        if have != want or wrong_rank:
+            raise BackendError(
+                f"{entry.file} has {what} {have}, the manifest expects {want}"
+                + (f" (rank differs for {', '.join(wrong_rank)})" if wrong_rank else "") + " — re-export the graph"
+            )
+        return tuple(
+            TensorInfo(t.name, numpy_dtype(t.dtype), tuple(
+                s if isinstance(s, int) else d for d, s in zip(t.dims, shapes[t.name] or t.dims, strict=True)))
+            for t in declared
+        )
+
+    return GraphInfo(entry.name, merge(entry.inputs, session.get_inputs(), "inputs"),
+                     merge(entry.outputs, session.get_outputs(), "outputs"))

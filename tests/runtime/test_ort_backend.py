@@ -1,0 +1,107 @@
+"""OrtBackend: session options, load failures as one-line errors, I/O binding in place, feed checks."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from gr00t_trt.errors import BackendError
+from gr00t_trt.manifest import load_manifest
+from gr00t_trt.runtime.backend import Copy
+from gr00t_trt.runtime.ort_backend import OrtBackend
+
+
+@pytest.fixture
+def backend():
+    with OrtBackend(device="cpu") as be:
+        yield be
+
+
+def test_session_options_follow_precision(backend):
+    import onnxruntime as ort
+
+    assert backend.session_options("fp8").graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    options = backend.session_options("fp16")
+    assert options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    assert options.execution_mode == ort.ExecutionMode.ORT_SEQUENTIAL
+    assert options.intra_op_num_threads == backend.threads and options.inter_op_num_threads == 1
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+
+
+def test_corrupt_graph_is_a_one_line_error_naming_the_file(fake_export, tmp_path, backend):
+    folder = tmp_path / "export"
+    shutil.copytree(fake_export.folder, folder)
+    (folder / "dit.onnx").write_bytes(b"not a protobuf")
+    manifest = load_manifest(folder, verify_files=False)
+    with pytest.raises(BackendError, match=r"ONNX Runtime cannot load dit\.onnx: .*re-export") as info:
+        backend.open(manifest.graph("dit"), folder)
+    assert "\n" not in str(info.value)
+
+
+def test_missing_graph_file(fake_export, tmp_path, backend):
+    manifest = load_manifest(fake_export.folder)
+    with pytest.raises(BackendError, match=r"graph file .*dit\.onnx not found"):
+        backend.open(manifest.graph("dit"), tmp_path)
+
+
+def test_binding_runs_in_place_and_copies_convert(fake_export, backend):
+    manifest = load_manifest(fake_export.folder)
+    info = backend.open(manifest.graph("state_encoder"), fake_export.folder)
+    state = backend.allocate("state", (1, 1, 5), np.float32, host=True)
+    slot = backend.allocate("slot", (1,), np.int64, host=True)
+    out = backend.allocate("out", (1, 1, 6), np.float32, host=True)
+    half = backend.allocate("half", (1, 1, 6), np.float16, host=True)
+    binding = backend.bind(info.name, {"state": state, "embodiment_id": slot, "state_features": out})
+    program = backend.record("p", [binding, Copy(out, half)])
+    state.host[...] = 1.0
+    backend.launch(program)
+    backend.synchronize()
+    expected = np.tanh(np.ones((1, 5), np.float32) @ fake_export.weights.ws[0])
+    np.testing.assert_allclose(out.host[0], expected, rtol=1e-6)
+    np.testing.assert_array_equal(half.host, out.host.astype(np.float16))
+
+
+def test_bind_refuses_wrong_buffers(fake_export, backend):
+    manifest = load_manifest(fake_export.folder)
+    backend.open(manifest.graph("state_encoder"), fake_export.folder)
+    state = backend.allocate("state", (1, 1, 5), np.float16, host=True)
+    slot = backend.allocate("slot", (1,), np.int64, host=True)
+    out = backend.allocate("out", (1, 1, 6), np.float32, host=True)
+    with pytest.raises(BackendError, match=r"input 'state' has dtype float16, expected float32"):
+        backend.bind("state_encoder", {"state": state, "embodiment_id": slot, "state_features": out})
+    with pytest.raises(BackendError, match=r"expected exactly"):
+        backend.bind("state_encoder", {"state": state, "state_features": out})
+
+
+def test_run_once_checks_feeds(fake_export, backend):
+    manifest = load_manifest(fake_export.folder)
+    backend.open(manifest.graph("state_encoder"), fake_export.folder)
+    with pytest.raises(BackendError, match=r"input 'embodiment_id' has dtype int32, expected int64"):
+        backend.run_once("state_encoder", {"state": np.zeros((1, 1, 5), np.float32),
+                                           "embodiment_id": np.zeros(1, np.int32)})
+    with pytest.raises(BackendError, match=r"missing \['embodiment_id'\]"):
+        backend.run_once("state_encoder", {"state": np.zeros((1, 1, 5), np.float32)})
+    with pytest.raises(BackendError, match=r"has shape \(1, 1, 4\), expected \['B', 1, 5\]"):
+        backend.run_once("state_encoder", {"state": np.zeros((1, 1, 4), np.float32),
+                                           "embodiment_id": np.zeros(1, np.int64)})
+
+
+def test_inactive_backend_refuses_work(fake_export):
+    backend = OrtBackend(device="cpu")
+    manifest = load_manifest(fake_export.folder)
+    with pytest.raises(BackendError, match="not active"):
+        backend.open(manifest.graph("dit"), fake_export.folder)
+
+
+def test_cuda_request_without_gpu_is_clear():
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("onnxruntime-gpu installed; this checks the CPU-only build")
+    with pytest.raises(BackendError, match="cannot use a CUDA GPU"):
+        OrtBackend(device="cuda").activate()
+    backend = OrtBackend()  # auto falls back to CPU
+    backend.activate()
+    assert backend.device == "cpu"

@@ -1,0 +1,109 @@
+"""Policy: load, get_action end to end with the real Preprocessor (synthetic tiny processor files and
+tokenizer) over a fake export sized to the tiny preset, embodiment and noise handling, backend choice."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from runtime_fakes import FakeSpec, write_fake_export
+
+from gr00t_trt.errors import BackendError, EmbodimentError, ObservationError
+from gr00t_trt.runtime import OrtBackend, Policy
+from gr00t_trt.runtime.policy import make_backend
+
+SIZE = (252, 336)  # what the tiny processor makes of a 120x160 camera image
+TOKENS = 108  # (252 / 28) * (336 / 28)
+
+
+@pytest.fixture(scope="module")
+def policy_export(tmp_path_factory):
+    from gr00t_trt.model.presets import preset_config
+    from gr00t_trt.model.synthetic_processor import write_processor_files, write_synthetic_tokenizer
+    from gr00t_trt.processing.tokenizer import load_tokenizer
+
+    config = preset_config("tiny")
+    folder = tmp_path_factory.mktemp("policy") / "export"
+    folder.mkdir()
+    write_processor_files(folder, config, seed=0)
+    write_synthetic_tokenizer(folder, config)
+    fake = FakeSpec(
+        dims={"E": 8, "H": config.action_horizon, "Ds": config.max_state_dim, "Da": config.max_action_dim,
+              "C": 6, "L": 2, "Hc": 2, "Dh": 3, "O": 7},
+        dynamic={"B": [1, 1, 2], "S": [1, 160, 320], "T": [1, TOKENS, 2 * TOKENS], "n": [1, 1, 2]},
+        vocab=config.backbone.text.vocab_size, img=config.backbone.image_token_index,
+        pad=load_tokenizer(folder).pad_token_id, sizes={SIZE: TOKENS},
+        embodiments={"unitree_g1": (8, 0), "new_embodiment": (10, 1)},  # sliced: slots differ from ids
+    )
+    patch = config.backbone.vision.patch_size * config.backbone.unshuffle_factor
+    return write_fake_export(folder, fake=fake, pixels_per_token=patch * patch)
+
+
+def observation(seed: int = 0, size=(120, 160)) -> dict:
+    rng = np.random.default_rng(seed)
+    return {
+        "video": {"front": rng.integers(0, 256, (1, 1, *size, 3), dtype=np.uint8)},
+        "state": {"eef": rng.uniform(-0.3, 0.3, (1, 1, 6)).astype(np.float32),
+                  "gripper": rng.uniform(0, 1, (1, 1, 1)).astype(np.float32)},
+        "language": {"task": [["pick up the apple"]]},
+    }
+
+
+@pytest.fixture(scope="module")
+def policy(policy_export):
+    with Policy.load(policy_export.folder, backend="ort") as p:
+        yield p
+
+
+def test_get_action_end_to_end(policy, policy_export):
+    obs = observation()
+    actions = policy.get_action(obs, embodiment="new_embodiment", seed=0)
+    assert {k: v.shape for k, v in actions.items()} == {"eef": (1, 8, 6), "gripper": (1, 8, 1)}
+    inputs = policy.preprocessor(obs, "new_embodiment")
+    noise = np.random.default_rng(0).standard_normal((1, 16, 16), dtype=np.float32)
+    expected = policy.preprocessor.decode(policy_export.reference(inputs, noise)["action_pred"], inputs)
+    for key, value in expected.items():
+        np.testing.assert_allclose(actions[key], value, rtol=1e-4, atol=1e-5)
+    again = policy.get_action(obs, embodiment="new_embodiment", noise=noise)
+    for key in actions:
+        np.testing.assert_array_equal(again[key], actions[key])  # same noise, same answer (and fresh arrays)
+    assert policy.preprocessor.cache_hits >= 1  # the instruction's ids were reused
+
+
+def test_timings_and_metadata(policy):
+    policy.get_action(observation(), embodiment="new_embodiment")
+    timings = policy.last_timings
+    assert list(timings) == ["preprocess", "vision", "backbone", "dit_context", "action_head", "pipeline", "decode",
+                             "total"]
+    assert all(v >= 0 for v in timings.values()) and timings["total"] >= timings["pipeline"]
+    meta = policy.metadata
+    assert meta["embodiments"] == ["new_embodiment", "unitree_g1"]
+    assert meta["image_sizes"] == [list(SIZE)] and meta["action_horizon"] == 16 and meta["backend"] == "ort"
+    policy.reset()
+    assert all(v == 0 for v in policy.last_timings.values())
+
+
+def test_embodiment_is_required_when_several_are_exported(policy):
+    with pytest.raises(EmbodimentError, match="this export has 2 embodiments — pass embodiment= one of: "
+                                              "new_embodiment, unitree_g1"):
+        policy.get_action(observation())
+    with pytest.raises(EmbodimentError, match="embodiment 'libero_panda' was not exported"):
+        policy.get_action(observation(), embodiment="libero_panda")
+
+
+def test_bad_noise_is_one_line(policy):
+    with pytest.raises(ObservationError, match=r"noise must be float32 \[1, 16, 16\], got float32 \[1, 16, 8\]"):
+        policy.get_action(observation(), embodiment="new_embodiment", noise=np.zeros((1, 16, 8), np.float32))
+
+
+def test_image_size_without_vision_graph(policy):
+    with pytest.raises(ObservationError, match=r"but the export has vision graphs for 252x336 only — "
+                                                r"re-export with --image-size \d+x\d+"):
+        policy.get_action(observation(size=(160, 160)), embodiment="new_embodiment")
+
+
+def test_backend_choice():
+    assert isinstance(make_backend("auto"), OrtBackend)  # no TensorRT backend in this version
+    with pytest.raises(BackendError, match="TensorRT backend is not available in this version.*use backend='ort'"):
+        make_backend("trt")
+    with pytest.raises(BackendError, match="unknown backend 'tensorrt' — expected one of: auto, ort, trt"):
+        make_backend("tensorrt")
