@@ -186,11 +186,15 @@ def run(
     if (obs is None) == (not synthetic):
         raise ObservationError("give exactly one of --obs FILE.npz or --synthetic")
     policy = Policy.load(export_dir, backend=backend)
-    tag = embodiment or policy.default_embodiment()
-    observation = load_observation(obs) if obs else synthetic_observation(policy.processor, tag, seed=seed)
+    tag = policy.resolve_embodiment(embodiment)
+    if obs:
+        observation = load_observation(obs)
+    else:
+        spec = policy.preprocessor.spec
+        observation = synthetic_observation(spec, tag, seed=seed, image_sizes=policy.manifest.image_sizes)
     actions = policy.get_action(observation, embodiment=tag, seed=seed)
     _render_actions(actions)
-    _render_timings(policy.last_timings, f"timings ({policy.backend_name})")
+    _render_timings(policy.last_timings, f"timings ({policy.pipeline.backend.name})")
     if out:
         np.savez(out, **actions)
         console.print(f"wrote {out}")
@@ -246,11 +250,12 @@ def verify(
 
 def _render_parity(report) -> None:
     table = Table(title="parity vs the PyTorch reference")
-    for col in ("stage", "cosine", "mean abs", "max abs", "rel L2", "threshold", ""):
-        table.add_column(col, justify="left" if col in ("stage", "threshold") else "right")
+    for col in ("case", "stage", "cosine", "mean abs", "max abs", "rel L2", "threshold", ""):
+        table.add_column(col, justify="left" if col in ("case", "stage", "threshold") else "right")
     for c in report.comparisons:
+        case, _, stage = c.stage.partition(" ")
         table.add_row(
-            c.stage, f"{c.cosine:.6f}", f"{c.mean_abs:.2e}", f"{c.max_abs:.2e}", f"{c.rel_l2:.2e}",
+            case, stage, f"{c.cosine:.6f}", f"{c.mean_abs:.1e}", f"{c.max_abs:.1e}", f"{c.rel_l2:.1e}",
             c.threshold.describe(), "[green]ok[/]" if c.passed else "[red]FAIL[/]",
         )
     console.print(table)
@@ -265,7 +270,8 @@ def demo(
     """The whole flow on a tiny synthetic checkpoint: make → export → run on ONNX Runtime → verify."""
     from .demo import run_demo
 
-    run_demo(workdir, console)
+    if not run_demo(workdir, console):
+        raise typer.Exit(2)
 
 
 def main() -> None:  # pragma: no cover

@@ -1,0 +1,87 @@
+"""Observations for `run`, `verify`, the demo and benchmarks: random ones shaped for an embodiment, or
+ones read from an ``.npz`` file in Isaac-GR00T's flat form. numpy only (robot side).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ObservationError
+from .processing.images import processed_image_size
+
+#: raw camera frames tried, in order, to hit a requested preprocessed size
+_CANDIDATE_FRAMES = ((480, 640), (256, 256), (240, 320), (224, 224), (256, 320), (720, 1280), (360, 640))
+
+INSTRUCTIONS = ("pick up the apple", "open the top drawer of the cabinet and put the red cup inside it")
+
+
+def frame_for(size: tuple[int, int], spec) -> tuple[int, int]:
+    """A raw camera frame size that the processor turns into ``size`` (e.g. 252x336 ← 480x640)."""
+    for frame in (*_CANDIDATE_FRAMES, tuple(size)):
+        if processed_image_size(frame[0], frame[1], spec) == tuple(size):
+            return frame
+    raise ObservationError(f"no camera frame size found that preprocesses to {size[0]}x{size[1]}")
+
+
+def synthetic_observation(
+    processor,
+    embodiment: str,
+    *,
+    seed: int = 0,
+    batch: int = 1,
+    image_sizes: Sequence[tuple[int, int]] = ((252, 336),),
+    instruction: str | None = None,
+) -> dict:
+    """A random observation in the nested Isaac-GR00T form for ``embodiment``.
+
+    Camera ``i`` gets a frame that preprocesses to ``image_sizes[i % len(image_sizes)]``; states are
+    drawn inside the statistics' min/max so normalisation sees realistic values.
+    """
+    spec = processor.embodiment(embodiment)
+    rng = np.random.default_rng(seed)
+    video = {}
+    for i, key in enumerate(spec.video_keys):
+        h, w = frame_for(image_sizes[i % len(image_sizes)], processor)
+        video[key] = rng.integers(0, 256, size=(batch, spec.num_frames, h, w, 3), dtype=np.uint8)
+    state = {}
+    for key in spec.state_keys:
+        norm = spec.state_norm[key]
+        low, high = np.asarray(norm.min, np.float32), np.asarray(norm.max, np.float32)
+        u = rng.random((batch, len(spec.state_delta_indices), norm.dim), dtype=np.float32)
+        state[key] = (low + u * (high - low)).astype(np.float32)
+    text = instruction if instruction is not None else INSTRUCTIONS[seed % len(INSTRUCTIONS)]
+    return {"video": video, "state": state, "language": {spec.language_key: [[text] for _ in range(batch)]}}
+
+
+def load_observation(path: str | Path) -> dict:
+    """Read a flat observation (``video.<k>``, ``state.<k>``, ``annotation.*``) from an .npz file.
+
+    Text arrays are stored as numpy unicode arrays, so nothing is unpickled.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ObservationError(f"observation file not found: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            obs = {key: data[key] for key in data.files}
+    except (ValueError, OSError) as exc:
+        raise ObservationError(f"{path} is not a readable .npz of arrays ({exc})") from None
+    for key, value in obs.items():
+        if value.dtype.kind == "U":
+            obs[key] = [str(s) for s in np.atleast_1d(value)]
+    return obs
+
+
+def save_observation(path: str | Path, obs: dict) -> None:
+    """Write a nested or flat observation as a flat .npz that `load_observation` reads back."""
+    flat = {}
+    if "video" in obs:
+        flat.update({f"video.{k}": v for k, v in obs["video"].items()})
+        flat.update({f"state.{k}": v for k, v in obs["state"].items()})
+        flat.update({k: np.array([t[0] if isinstance(t, list) else t for t in v]) for k, v in obs["language"].items()})
+    else:
+        flat = {k: (np.array(list(v)) if isinstance(v, (list, tuple)) else v) for k, v in obs.items()}
+    np.savez(path, **flat)

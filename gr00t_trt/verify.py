@@ -1,0 +1,209 @@
+"""`gr00t-trt verify`: an export against the unoptimised PyTorch reference (architecture §7).
+
+Both sides get the same observation and the same initial noise. Four levels separate where an error
+comes from:
+  1. each graph alone on the reference's own inputs (vision, backbone);
+  2. the exported action head run on the reference's backbone output;
+  3. lock-step denoising: every step starts from the reference's actions of that step, so per-step
+     error is seen without compounding;
+  4. end to end through the runtime's hot path: backbone features, normalised and physical actions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import VerificationError
+from .manifest import load_manifest
+from .parity import ParityReport, compare, threshold_for
+
+
+def verify_export(
+    export_dir: str | Path,
+    checkpoint: str | Path,
+    *,
+    backend: str = "auto",
+    obs_path: str | Path | None = None,
+    embodiments: Sequence[str] = (),
+    seeds: int = 1,
+    observations: Sequence[tuple[str, dict]] | None = None,
+) -> ParityReport:
+    """Compare ``export_dir`` run on ``backend`` with the reference model loaded from ``checkpoint``.
+
+    ``observations`` (pairs of embodiment tag and observation) replace the random ones when given.
+    """
+    from .model.checkpoint import load_model
+    from .runtime.policy import Policy
+
+    manifest = load_manifest(export_dir)
+    model, config, _ = load_model(checkpoint, dtype=torch.float32)
+    if dict(config.to_dict(), num_inference_timesteps=manifest.steps) != dict(
+        manifest.model, num_inference_timesteps=manifest.steps
+    ):
+        raise VerificationError(
+            f"{export_dir} was exported from a checkpoint with a different config than {checkpoint} — "
+            "pass the checkpoint it was exported from"
+        )
+    config = dataclasses.replace(config, num_inference_timesteps=manifest.steps)
+    model.config = model.action_head.config = config
+
+    policy = Policy.load(export_dir, backend=backend, verify_files=False)
+    report = ParityReport(
+        context={
+            "export_dir": str(export_dir),
+            "checkpoint": str(checkpoint),
+            "backend": policy.pipeline.backend.name,
+            "steps": manifest.steps,
+            "precisions": {name: g.precision for name, g in manifest.graphs.items()},
+        }
+    )
+    for label, tag, obs, seed in _cases(policy, manifest, obs_path, embodiments, seeds, observations):
+        _verify_case(report, label, model, policy, tag, obs, seed)
+    return report
+
+
+def _cases(policy, manifest, obs_path, embodiments, seeds, observations):
+    from .observations import load_observation, synthetic_observation
+
+    if observations is not None:
+        for i, (tag, obs) in enumerate(observations):
+            yield f"{tag}/obs{i}", policy.resolve_embodiment(tag), obs, i
+        return
+    tags = list(embodiments) or sorted(manifest.embodiments)
+    if obs_path is not None:
+        obs = load_observation(obs_path)
+        for tag in tags:
+            for seed in range(seeds):
+                yield f"{tag}/file/seed{seed}", policy.resolve_embodiment(tag), obs, seed
+        return
+    sizes = list(manifest.image_sizes)
+    for tag in tags:
+        policy.resolve_embodiment(tag)
+        for seed in range(seeds):
+            # rotate which exported image size each camera gets, so every vision graph is exercised
+            rotated = sizes[seed % len(sizes) :] + sizes[: seed % len(sizes)]
+            obs = synthetic_observation(policy.preprocessor.spec, tag, seed=seed, image_sizes=rotated)
+            yield f"{tag}/seed{seed}", tag, obs, seed
+
+
+def _precision(manifest, name: str) -> str:
+    return manifest.graph(name).precision
+
+
+def _verify_case(report: ParityReport, label: str, model, policy, tag: str, obs: dict, seed: int) -> None:
+    manifest, pipeline = policy.manifest, policy.pipeline
+    inputs = policy.preprocessor(obs, tag)
+    batch = inputs.input_ids.shape[0]
+    noise = np.random.default_rng(seed).standard_normal((batch, manifest.dims["H"], manifest.dims["Da"]), dtype=np.float32)
+
+    # ---- reference, unoptimised
+    t = _torch_inputs(inputs, noise)
+    with torch.no_grad():
+        ref = model.reference_get_action(t["input_ids"], t["attention_mask"], t["images"], t["state"],
+                                         t["embodiment_id"], t["noise"])
+        ref_steps = _reference_steps(model, ref.backbone_features, t)
+    ref_physical = policy.preprocessor.decode(ref.action_pred.numpy(), inputs)
+
+    # ---- level 1: each backbone graph alone on the reference's inputs
+    row = 0
+    embeds_ref = ref.image_embeds.numpy()
+    for image in inputs.images:
+        name = f"vision_{image.shape[0]}x{image.shape[1]}"
+        got = pipeline.run_graph(name, {"images": image[None]})["image_embeds"][0]
+        want = embeds_ref[row : row + got.shape[0]]
+        row += got.shape[0]
+        report.add(compare(f"{label} {name} alone: image_embeds", want, got,
+                           threshold_for("backbone", _precision(manifest, name))))
+    index = np.zeros(inputs.input_ids.shape, np.int64)
+    index[inputs.image_mask] = np.arange(int(inputs.image_mask.sum()))
+    features = pipeline.run_graph(
+        "backbone",
+        {"input_ids": inputs.input_ids, "image_embeds": _as_graph_input(pipeline, "backbone", "image_embeds", embeds_ref),
+         "image_index": index, "attention_mask": inputs.attention_mask},
+    )["backbone_features"]
+    valid = inputs.attention_mask
+    report.add(compare(f"{label} backbone alone: features", ref.backbone_features.numpy()[valid], features[valid],
+                       threshold_for("backbone", _precision(manifest, "backbone"))))
+
+    # ---- levels 2 and 3: the exported action head on the reference backbone output
+    head_precision = _precision(manifest, "dit")
+    action_threshold = threshold_for("normalised_action", head_precision)
+    slots = pipeline.slots(inputs.embodiment_id)
+    context = pipeline.run_graph("dit_context", {
+        "backbone_features": _as_graph_input(pipeline, "dit_context", "backbone_features", ref.backbone_features.numpy()),
+        "image_mask": inputs.image_mask, "attention_mask": inputs.attention_mask})
+    state_features = pipeline.run_graph("state_encoder", {
+        "state": _as_graph_input(pipeline, "state_encoder", "state", inputs.state), "embodiment_id": slots})["state_features"]
+    chained = noise
+    for k in range(manifest.steps):
+        lock = _graph_step(pipeline, k, ref_steps[k], state_features, context, slots)
+        report.add(compare(f"{label} lock-step {k}: next actions", ref_steps[k + 1], lock, action_threshold))
+        chained = _graph_step(pipeline, k, chained, state_features, context, slots)
+    report.add(compare(f"{label} action head on reference backbone", ref.action_pred.numpy(), chained, action_threshold))
+
+    # ---- level 4: end to end through the hot path
+    stages = pipeline.run_stages(inputs, noise)
+    report.add(compare(f"{label} end-to-end: backbone features", ref.backbone_features.numpy()[valid],
+                       np.asarray(stages["backbone_features"], np.float32)[valid],
+                       threshold_for("backbone", _precision(manifest, "backbone"))))
+    action_pred = pipeline.run(inputs, noise).copy()
+    report.add(compare(f"{label} end-to-end: normalised action", ref.action_pred.numpy(), action_pred, action_threshold))
+    physical = policy.preprocessor.decode(action_pred, inputs)
+    physical_threshold = threshold_for("physical_action", head_precision)
+    for key, want in ref_physical.items():
+        report.add(compare(f"{label} end-to-end: physical {key}", want, physical[key], physical_threshold))
+
+
+def _torch_inputs(inputs, noise: np.ndarray) -> dict:
+    return {
+        "input_ids": torch.from_numpy(inputs.input_ids),
+        "attention_mask": torch.from_numpy(inputs.attention_mask),
+        "images": [torch.from_numpy(np.ascontiguousarray(im)) for im in inputs.images],
+        "state": torch.from_numpy(inputs.state),
+        "embodiment_id": torch.from_numpy(inputs.embodiment_id),
+        "noise": torch.from_numpy(noise),
+        "image_mask": torch.from_numpy(inputs.image_mask),
+    }
+
+
+def _reference_steps(model, features: torch.Tensor, t: dict) -> list[np.ndarray]:
+    """The reference's actions before each step and after the last: [x_0 = noise, x_1, …, x_N]."""
+    head = model.action_head
+    vl = head.encode_context(features)
+    state_features = head.encode_state(t["state"], t["embodiment_id"])
+    x, steps = t["noise"], [t["noise"].numpy()]
+    for k in range(head.config.num_inference_timesteps):
+        x = head.reference_step(x, k, vl, state_features, t["image_mask"], t["attention_mask"], t["embodiment_id"])
+        steps.append(x.float().numpy())
+    return steps
+
+
+def _as_graph_input(pipeline, graph: str, tensor: str, value: np.ndarray) -> np.ndarray:
+    """Cast a float array to the dtype the graph's input declares (fp16 graphs take fp16)."""
+    dtype = np.dtype(pipeline.manifest.graph(graph).tensor(tensor).dtype)
+    return np.ascontiguousarray(value, dtype=dtype)
+
+
+def _graph_step(pipeline, k: int, actions: np.ndarray, state_features, context: dict, slots) -> np.ndarray:
+    """One denoising step through the exported graphs, from ``actions``."""
+    batch = actions.shape[0]
+    step = np.full((batch,), k, np.int64)
+    feats = pipeline.run_graph("action_encoder", {
+        "actions": _as_graph_input(pipeline, "action_encoder", "actions", actions), "step": step,
+        "embodiment_id": slots})["action_features"]
+    dit_out = pipeline.run_graph("dit", {
+        "state_features": _as_graph_input(pipeline, "dit", "state_features", state_features),
+        "action_features": _as_graph_input(pipeline, "dit", "action_features", feats),
+        **{name: _as_graph_input(pipeline, "dit", name, context[name])
+           for name in ("cross_k", "cross_v", "text_bias", "image_bias")},
+        "step": step})["dit_out"]
+    nxt = pipeline.run_graph("action_decoder", {
+        "dit_out": _as_graph_input(pipeline, "action_decoder", "dit_out", dit_out),
+        "actions": _as_graph_input(pipeline, "action_decoder", "actions", actions),
+        "embodiment_id": slots})["next_actions"]
+    return np.asarray(nxt, np.float32)
