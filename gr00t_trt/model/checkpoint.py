@@ -1,0 +1,452 @@
+"""Checkpoint I/O: find the folder, read safetensors headers, account for every tensor, load strictly.
+
+A checkpoint is a local folder or a Hugging Face id of the N1.6 layout (spec §5.6): config.json,
+``model.safetensors`` or ``model-0000k-of-0000n.safetensors`` + ``model.safetensors.index.json``.
+Tensors are read with safetensors only (nothing is ever unpickled). Headers are parsed here by hand
+so that inspecting even the full 3B checkpoint costs a few kilobytes of reads.
+
+Accounting is strict: every tensor the model expects must be present with its shape, every tensor
+present must be expected, and the three kinds of tensor that real checkpoints carry but GR00T never
+uses (the LLM's ``lm_head``, SigLIP2's pooling ``head``, the training-only ``mask_token``) are skipped
+explicitly and reported by name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import math
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import CheckpointError
+from .config import Gr00tConfig
+
+INDEX_FILE = "model.safetensors.index.json"
+SINGLE_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+
+#: files fetched from the Hub: configs/statistics/ids (json), weights, tokenizer files
+HUB_ALLOW_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "tokenizer*", "vocab*", "merges*"]
+
+#: bytes per element of each safetensors dtype tag
+DTYPE_BYTES = {
+    "BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1,
+    "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
+    "I32": 4, "U32": 4, "F32": 4,
+    "I64": 8, "U64": 8, "F64": 8,
+}  # fmt: skip
+
+#: safetensors dtype tag of each torch dtype we write
+TORCH_TO_SAFETENSORS = {torch.float32: "F32", torch.bfloat16: "BF16", torch.float16: "F16"}
+
+#: sanity bound for a header's JSON (the real index of ~1100 tensors is ~120 kB)
+MAX_HEADER_BYTES = 100_000_000
+
+# Keys the real checkpoints store but GR00T never reads (spec §2).
+LM_HEAD_KEY = "backbone.model.language_model.lm_head.weight"
+VISION_HEAD_PREFIX = "backbone.model.vision_model.vision_model.head."
+MASK_TOKEN_KEY = "action_head.mask_token"
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """One tensor as described by a safetensors header (no data read)."""
+
+    dtype: str  # safetensors tag, e.g. "BF16"
+    shape: tuple[int, ...]
+    file: str  # file name inside the checkpoint folder
+    nbytes: int
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+
+# ---------------------------------------------------------------------- resolving
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def resolve_checkpoint(checkpoint: str | Path, *, local_files_only: bool = False) -> Path:
+    """A local checkpoint folder, or the snapshot folder of a Hugging Face id (downloaded if needed)."""
+    path = Path(checkpoint).expanduser()
+    if path.is_dir():
+        return path
+    if path.exists():
+        raise CheckpointError(
+            f"checkpoint {str(checkpoint)!r} is a file — expected a checkpoint folder or a Hugging Face id"
+        )
+    text = str(checkpoint)
+    if not _HUB_ID.match(text):
+        raise CheckpointError(
+            f"checkpoint folder not found: {text!r} — expected an existing folder or a Hugging Face id like "
+            "'nvidia/GR00T-N1.6-3B'"
+        )
+    from huggingface_hub import snapshot_download
+
+    try:
+        folder = snapshot_download(text, allow_patterns=HUB_ALLOW_PATTERNS, local_files_only=local_files_only)
+    except Exception as exc:  # offline, unknown repo, gated, network: all end the same way for the user
+        raise CheckpointError(
+            f"could not download checkpoint {text!r} from the Hugging Face Hub ({type(exc).__name__}) — "
+            "check the id and your network, or pass a local checkpoint folder"
+        ) from None
+    return Path(folder)
+
+
+def read_hub_tensor_index(repo_id: str) -> dict[str, TensorInfo]:
+    """Every tensor of a Hub checkpoint from its safetensors headers, fetched by HTTP range requests
+    (a few hundred kilobytes instead of the 6.6 GB of weights)."""
+    from huggingface_hub import get_safetensors_metadata
+
+    try:
+        meta = get_safetensors_metadata(repo_id)
+    except Exception as exc:
+        raise CheckpointError(
+            f"could not read the safetensors headers of {repo_id!r} from the Hugging Face Hub ({type(exc).__name__}) — "
+            "check the id and your network, or pass a local checkpoint folder"
+        ) from None
+    result: dict[str, TensorInfo] = {}
+    for file_name, file_meta in meta.files_metadata.items():
+        for key, info in file_meta.tensors.items():
+            begin, end = info.data_offsets
+            result[key] = TensorInfo(info.dtype, tuple(info.shape), file_name, end - begin)
+    return result
+
+
+def resolve_checkpoint_headers(checkpoint: str | Path) -> tuple[Path, dict[str, TensorInfo]]:
+    """(folder with the checkpoint's JSON files, tensor index) without downloading any weights:
+    a local folder is read directly; for a Hub id only ``*.json`` is fetched plus the headers."""
+    path = Path(checkpoint).expanduser()
+    if path.is_dir() or path.exists() or not _HUB_ID.match(str(checkpoint)):
+        folder = resolve_checkpoint(checkpoint)
+        return folder, read_tensor_index(folder)
+    from huggingface_hub import snapshot_download
+
+    try:
+        folder = Path(snapshot_download(str(checkpoint), allow_patterns=["*.json"]))
+    except Exception as exc:
+        raise CheckpointError(
+            f"could not download checkpoint {str(checkpoint)!r} from the Hugging Face Hub ({type(exc).__name__}) — "
+            "check the id and your network, or pass a local checkpoint folder"
+        ) from None
+    return folder, read_hub_tensor_index(str(checkpoint))
+
+
+# ---------------------------------------------------------------------- headers
+def read_safetensors_header(path: Path) -> dict[str, TensorInfo]:
+    """Parse one safetensors file's header (8-byte little-endian length + JSON) and check that the
+    file is long enough for every tensor it declares."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                raise CheckpointError(
+                    f"truncated safetensors file {path}: {size} bytes, not even an 8-byte header length — re-download it"
+                )
+            header_len = int.from_bytes(head, "little")
+            if header_len > MAX_HEADER_BYTES:
+                raise CheckpointError(
+                    f"{path} is not a safetensors file: header length {header_len} bytes is implausible"
+                )
+            if 8 + header_len > size:
+                raise CheckpointError(
+                    f"truncated safetensors file {path}: {size} bytes, but its header alone needs {8 + header_len} — re-download it"
+                )
+            raw = f.read(header_len)
+    except FileNotFoundError:
+        raise CheckpointError(f"safetensors file not found: {path}") from None
+    try:
+        header = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path} is not a safetensors file: its header is not JSON ({exc})") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(
+            f"{path} is not a safetensors file: header is {type(header).__name__}, expected an object"
+        )
+
+    tensors: dict[str, TensorInfo] = {}
+    data_end = 0
+    for key, entry in header.items():
+        if key == "__metadata__":
+            continue
+        try:
+            dtype, shape, (begin, end) = (
+                entry["dtype"],
+                tuple(int(d) for d in entry["shape"]),
+                entry["data_offsets"],
+            )
+        except (KeyError, TypeError, ValueError):
+            raise CheckpointError(f"{path}: malformed header entry for tensor {key!r}: {entry!r}") from None
+        if dtype not in DTYPE_BYTES:
+            raise CheckpointError(
+                f"{path}: tensor {key!r} has unknown dtype {dtype!r} — expected one of {sorted(DTYPE_BYTES)}"
+            )
+        nbytes = math.prod(shape) * DTYPE_BYTES[dtype]
+        if not (isinstance(begin, int) and isinstance(end, int)) or begin < 0 or end - begin != nbytes:
+            raise CheckpointError(
+                f"{path}: tensor {key!r} {dtype} {list(shape)} needs {nbytes} bytes, header gives offsets {[begin, end]}"
+            )
+        tensors[key] = TensorInfo(dtype, shape, path.name, nbytes)
+        data_end = max(data_end, end)
+    needed = 8 + header_len + data_end
+    if size < needed:
+        raise CheckpointError(
+            f"truncated safetensors file {path}: {size} bytes, its header needs {needed} — re-download it"
+        )
+    return tensors
+
+
+def read_tensor_index(folder: str | Path) -> dict[str, TensorInfo]:
+    """Every tensor of a checkpoint folder, from the safetensors headers only (sharded or single)."""
+    folder = Path(folder)
+    index_path = folder / INDEX_FILE
+    if index_path.is_file():
+        try:
+            index = json.loads(index_path.read_text())
+            weight_map = index["weight_map"]
+        except json.JSONDecodeError as exc:
+            raise CheckpointError(
+                f"{index_path} is not valid JSON ({exc.msg} at line {exc.lineno})"
+            ) from None
+        except (KeyError, TypeError):
+            raise CheckpointError(
+                f"{index_path} has no 'weight_map' object — expected the Hugging Face sharded layout"
+            ) from None
+        if not isinstance(weight_map, dict) or not weight_map:
+            raise CheckpointError(f"{index_path}: 'weight_map' is empty or not an object")
+        result: dict[str, TensorInfo] = {}
+        for file_name in sorted(set(weight_map.values())):
+            shard = folder / file_name
+            if not shard.is_file():
+                raise CheckpointError(
+                    f"{index_path} lists shard {file_name!r}, which is missing from {folder}"
+                )
+            listed = {k for k, v in weight_map.items() if v == file_name}
+            header = read_safetensors_header(shard)
+            absent = sorted(listed - header.keys())
+            if absent:
+                raise CheckpointError(
+                    f"{shard}: {len(absent)} tensors listed in {INDEX_FILE} are not in this shard ({_names(absent)})"
+                )
+            extra = sorted(header.keys() - listed)
+            if extra:
+                raise CheckpointError(
+                    f"{shard}: holds {len(extra)} tensors that {INDEX_FILE} does not list ({_names(extra)})"
+                )
+            result.update(header)
+        return result
+    single = folder / SINGLE_FILE
+    if single.is_file():
+        return read_safetensors_header(single)
+    if not folder.is_dir():
+        raise CheckpointError(f"checkpoint folder not found: {folder}")
+    raise CheckpointError(
+        f"{folder} has neither {INDEX_FILE} nor {SINGLE_FILE} — expected a GR00T N1.6 checkpoint folder"
+    )
+
+
+# ---------------------------------------------------------------------- layout
+def is_known_unused(key: str) -> bool:
+    """Stored by real checkpoints, never used by GR00T (skipped explicitly when loading)."""
+    return key == LM_HEAD_KEY or key == MASK_TOKEN_KEY or key.startswith(VISION_HEAD_PREFIX)
+
+
+def known_unused_layout(config: Gr00tConfig) -> dict[str, tuple[int, ...]]:
+    """Shapes of the unused tensors a checkpoint of this config normally carries: lm_head, the
+    SigLIP2 pooling head and, only when state dropout was trained, ``mask_token``."""
+    d = config.backbone.vision.hidden_size
+    i = config.backbone.vision.intermediate_size
+    text = config.backbone.text
+    head = {
+        "probe": (1, 1, d),
+        "attention.in_proj_weight": (3 * d, d),
+        "attention.in_proj_bias": (3 * d,),
+        "attention.out_proj.weight": (d, d),
+        "attention.out_proj.bias": (d,),
+        "layernorm.weight": (d,),
+        "layernorm.bias": (d,),
+        "mlp.fc1.weight": (i, d),
+        "mlp.fc1.bias": (i,),
+        "mlp.fc2.weight": (d, i),
+        "mlp.fc2.bias": (d,),
+    }
+    layout = {VISION_HEAD_PREFIX + k: v for k, v in head.items()}
+    layout[LM_HEAD_KEY] = (text.vocab_size, text.hidden_size)
+    if config.state_dropout_prob > 0:
+        layout[MASK_TOKEN_KEY] = (1, 1, config.input_embedding_dim)
+    return layout
+
+
+@functools.lru_cache(maxsize=8)
+def _model_layout(config: Gr00tConfig) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    from .gr00t import Gr00tN1d6
+
+    with torch.device("meta"):
+        model = Gr00tN1d6(config)
+    return tuple((k, tuple(v.shape)) for k, v in model.state_dict().items())
+
+
+def model_layout(config: Gr00tConfig) -> dict[str, tuple[int, ...]]:
+    """Keys and shapes ``Gr00tN1d6(config)`` loads, from a meta-device instance (no memory used)."""
+    return dict(_model_layout(config))
+
+
+def expected_layout(config: Gr00tConfig) -> dict[str, tuple[int, ...]]:
+    """Every tensor a checkpoint of this config holds: the model's plus the known-unused ones."""
+    return {**model_layout(config), **known_unused_layout(config)}
+
+
+@dataclass
+class LayoutCheck:
+    """Result of comparing a checkpoint's tensors with the model of its config."""
+
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    misshaped: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = field(
+        default_factory=list
+    )  # key, expected, found
+    skipped: list[str] = field(default_factory=list)  # known-unused tensors present (not loaded)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing or self.unexpected or self.misshaped)
+
+    def problems(self) -> str:
+        """One line naming the first few offending tensors of each kind, with counts."""
+        parts = []
+        if self.missing:
+            parts.append(f"{len(self.missing)} missing ({_names(self.missing)})")
+        if self.unexpected:
+            parts.append(f"{len(self.unexpected)} unexpected ({_names(self.unexpected)})")
+        if self.misshaped:
+            shown = ", ".join(f"{k}: expected {list(e)}, got {list(g)}" for k, e, g in self.misshaped[:3])
+            more = f", … {len(self.misshaped) - 3} more" if len(self.misshaped) > 3 else ""
+            parts.append(f"{len(self.misshaped)} with wrong shape ({shown}{more})")
+        return "; ".join(parts)
+
+    def to_dict(self) -> dict:
+        return {
+            "ok": self.ok,
+            "missing": self.missing,
+            "unexpected": self.unexpected,
+            "misshaped": [{"key": k, "expected": list(e), "found": list(g)} for k, e, g in self.misshaped],
+            "skipped": self.skipped,
+        }
+
+
+def compare_layout(found: Mapping[str, TensorInfo | tuple[int, ...]], config: Gr00tConfig) -> LayoutCheck:
+    """Account for every tensor: missing, unexpected, wrong shape, or known-unused (skipped)."""
+    wanted = model_layout(config)
+    check = LayoutCheck()
+    for key, value in found.items():
+        shape = value.shape if isinstance(value, TensorInfo) else tuple(value)
+        if key in wanted:
+            if tuple(shape) != wanted[key]:
+                check.misshaped.append((key, wanted[key], tuple(shape)))
+        elif is_known_unused(key):
+            check.skipped.append(key)
+        else:
+            check.unexpected.append(key)
+    check.missing = [k for k in wanted if k not in found]
+    return check
+
+
+def check_layout(
+    found: Mapping[str, TensorInfo | tuple[int, ...]], config: Gr00tConfig, source: str = "checkpoint"
+) -> list[str]:
+    """Raise a one-line CheckpointError unless the tensors match the model exactly; returns the
+    known-unused keys that were skipped."""
+    check = compare_layout(found, config)
+    if not check.ok:
+        raise CheckpointError(
+            f"{source} does not match the GR00T N1.6 model its config.json describes — {check.problems()} "
+            "— is config.json from the same checkpoint?"
+        )
+    return check.skipped
+
+
+def _names(keys: list[str], limit: int = 3) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown + (f", … {len(keys) - limit} more" if len(keys) > limit else "")
+
+
+# ---------------------------------------------------------------------- loading
+@contextlib.contextmanager
+def parameters_on_meta() -> Iterator[None]:
+    """Create modules with meta-device parameters but real buffers (e.g. rotary frequencies), so a
+    model is built without allocating or initialising weights that the checkpoint overwrites."""
+    register = nn.Module.register_parameter
+
+    def register_on_meta(module: nn.Module, name: str, param: nn.Parameter | None) -> None:
+        register(module, name, param)
+        if param is not None:
+            module._parameters[name] = nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
+
+    nn.Module.register_parameter = register_on_meta
+    try:
+        yield
+    finally:
+        nn.Module.register_parameter = register
+
+
+def load_state_dict(
+    folder: Path, index: Mapping[str, TensorInfo], keys: list[str], dtype: torch.dtype
+) -> dict[str, torch.Tensor]:
+    """Read ``keys`` from the folder's safetensors files, cast to ``dtype`` (bf16/fp32/mixed input)."""
+    from safetensors import safe_open
+
+    by_file: dict[str, list[str]] = {}
+    for key in keys:
+        by_file.setdefault(index[key].file, []).append(key)
+    tensors: dict[str, torch.Tensor] = {}
+    for file_name, file_keys in by_file.items():
+        path = folder / file_name
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                for key in file_keys:
+                    tensors[key] = f.get_tensor(key).to(dtype)
+        except CheckpointError:
+            raise
+        except Exception as exc:  # safetensors raises its own error types for corrupt files
+            raise CheckpointError(f"cannot read tensors from {path}: {exc}") from None
+    return tensors
+
+
+def load_model(
+    checkpoint: str | Path,
+    dtype: torch.dtype = torch.float32,
+    *,
+    attn_implementation: str = "sdpa",
+    local_files_only: bool = False,
+):
+    """Load ``Gr00tN1d6`` from a checkpoint folder or Hub id → (model in eval mode, config, folder).
+
+    The config comes from config.json; the tensors are checked against the model strictly before
+    anything is read; known-unused tensors are skipped; every parameter is cast to ``dtype``.
+    """
+    from .gr00t import Gr00tN1d6
+
+    if dtype not in (torch.float32, torch.bfloat16, torch.float16):
+        raise CheckpointError(
+            f"load_model: dtype {dtype} — expected torch.float32, torch.bfloat16 or torch.float16"
+        )
+    folder = resolve_checkpoint(checkpoint, local_files_only=local_files_only)
+    config = Gr00tConfig.from_file(folder / CONFIG_FILE)
+    index = read_tensor_index(folder)
+    skipped = set(check_layout(index, config, source=f"checkpoint {folder}"))
+    with parameters_on_meta():
+        model = Gr00tN1d6(config, attn_implementation=attn_implementation)
+    state = load_state_dict(folder, index, [k for k in index if k not in skipped], dtype)
+    model.load_state_dict(state, strict=True, assign=True)
+    model.requires_grad_(False)
+    model.eval()
+    return model, config, folder

@@ -1,0 +1,400 @@
+"""``gr00t-trt inspect``: what a checkpoint holds, read from file headers and JSON only.
+
+No weight is read: safetensors headers give every tensor's name, dtype and shape (for a Hub id they
+are fetched by range requests), so inspecting the 3B checkpoint costs kilobytes. The report checks the
+layout against the model of the checkpoint's own config.json, counts parameters per component, shows
+the dtype mix and the embodiments, and estimates the size of the engines an export would build.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import CheckpointError
+from .checkpoint import (
+    CONFIG_FILE,
+    LM_HEAD_KEY,
+    MASK_TOKEN_KEY,
+    VISION_HEAD_PREFIX,
+    LayoutCheck,
+    TensorInfo,
+    compare_layout,
+    resolve_checkpoint_headers,
+)
+from .config import Gr00tConfig
+
+VISION = "backbone.model.vision_model.vision_model."
+PROJECTOR = "backbone.model.mlp1."
+LLM = "backbone.model.language_model.model."
+ACTION_HEAD = "action_head."
+DIT = "action_head.model."
+POSITION_EMBEDDING_KEY = "action_head.position_embedding.weight"
+
+#: (component, note) in display order; DiT sub-rows are listed in DIT_PARTS
+COMPONENTS: tuple[tuple[str, str], ...] = (
+    ("vision", "SigLIP2 tower: embeddings, encoder layers, post-LN"),
+    ("vision pooling head", "unused by GR00T, not loaded"),
+    ("projector", "mlp1: LayerNorm, Linear, GELU, Linear"),
+    ("LLM embed", "Qwen3 embed_tokens"),
+    ("LLM layers + norm", "kept Qwen3 layers and final RMSNorm"),
+    ("lm_head", "unused by GR00T, not loaded"),
+    ("VLLN", "LayerNorm on backbone features"),
+    ("state encoder", "embodiment-specific MLP"),
+    ("action encoder", "embodiment-specific W1/W2/W3"),
+    ("DiT", "AlternateVLDiT"),
+    ("action decoder", "embodiment-specific MLP"),
+    ("position embedding", "learned action positions"),
+    ("mask token", "training-only state-dropout token, not loaded"),
+    ("other", "not part of GR00T N1.6"),
+)
+DIT_PARTS = ("timestep encoder", "cross-attn blocks", "self-attn blocks", "output layer")
+UNUSED_COMPONENTS = ("vision pooling head", "lm_head", "mask token", "other")
+
+#: engine groups of the estimate (graphs of architecture §4)
+ENGINE_GROUPS = {
+    "vision": ("vision", "projector"),
+    "backbone": ("LLM embed", "LLM layers + norm"),
+    "action head": ("VLLN", "state encoder", "action encoder", "DiT", "action decoder", "position embedding"),
+}
+
+# GEMM weights quantised to FP8 in the fp8 estimate: linears of vision/LLM layers and DiT blocks
+_FP8_GEMM = re.compile(
+    r"^(?:"
+    + re.escape(VISION) + r"encoder\.layers\.\d+\.(?:self_attn\.(?:q|k|v|out)_proj|mlp\.fc[12])"
+    + r"|" + re.escape(LLM) + r"layers\.\d+\.(?:self_attn\.(?:q|k|v|o)_proj|mlp\.(?:gate|up|down)_proj)"
+    + r"|" + re.escape(DIT) + r"transformer_blocks\.\d+\.(?:attn1\.(?:to_q|to_k|to_v|to_out\.0)|ff\.net\.(?:0\.proj|2))"
+    + r")\.weight$"
+)  # fmt: skip
+_BLOCK = re.compile(re.escape(DIT) + r"transformer_blocks\.(\d+)\.")
+
+
+def classify(key: str, kinds: tuple[str, ...]) -> tuple[str, str | None]:
+    """(component, DiT sub-row or None) of a checkpoint key; ``kinds`` are the DiT block roles."""
+    if key.startswith(VISION_HEAD_PREFIX):
+        return "vision pooling head", None
+    if key == LM_HEAD_KEY:
+        return "lm_head", None
+    if key == MASK_TOKEN_KEY:
+        return "mask token", None
+    if key.startswith(VISION):
+        return "vision", None
+    if key.startswith(PROJECTOR):
+        return "projector", None
+    if key.startswith(LLM + "embed_tokens."):
+        return "LLM embed", None
+    if key.startswith((LLM + "layers.", LLM + "norm.")):
+        return "LLM layers + norm", None
+    if key.startswith(DIT):
+        if key.startswith(DIT + "timestep_encoder."):
+            return "DiT", "timestep encoder"
+        block = _BLOCK.match(key)
+        if block:
+            i = int(block.group(1))
+            kind = kinds[i] if i < len(kinds) else "self"
+            return "DiT", "self-attn blocks" if kind == "self" else "cross-attn blocks"
+        return "DiT", "output layer"
+    for prefix, name in (
+        ("action_head.vlln.", "VLLN"),
+        ("action_head.state_encoder.", "state encoder"),
+        ("action_head.action_encoder.", "action encoder"),
+        ("action_head.action_decoder.", "action decoder"),
+        ("action_head.position_embedding.", "position embedding"),
+    ):
+        if key.startswith(prefix):
+            return name, None
+    return "other", None
+
+
+@dataclass(frozen=True)
+class ComponentCount:
+    """Parameters of one component (or DiT sub-row, ``parent`` = "DiT")."""
+
+    name: str
+    params: int
+    tensors: int
+    note: str = ""
+    parent: str | None = None
+    unused: bool = False
+
+
+@dataclass(frozen=True)
+class EngineEstimate:
+    """Estimated weight bytes of one group of engines at fp16 and fp8."""
+
+    group: str
+    fp16_bytes: int
+    fp8_bytes: int
+
+
+@dataclass
+class InspectReport:
+    """Everything ``inspect`` found; ``rows()`` and ``summary_lines()`` are what the CLI prints."""
+
+    checkpoint: str
+    folder: str
+    config: Gr00tConfig
+    num_tensors: int
+    weight_bytes: int
+    components: list[ComponentCount]
+    total_params: int
+    total_params_without_lm_head: int
+    dtypes: dict[str, tuple[int, int]]  # safetensors dtype -> (tensors, params)
+    layout: LayoutCheck
+    embodiment_ids: dict[str, int]
+    embodiment_id_source: dict[str, str]  # tag -> "embodiment_id.json" | "built-in"
+    modality_configs: dict[str, dict[str, Any]]
+    engines: list[EngineEstimate]
+    notes: list[str] = field(default_factory=list)
+
+    def component(self, name: str, parent: str | None = None) -> ComponentCount:
+        for c in self.components:
+            if c.name == name and c.parent == parent:
+                return c
+        raise KeyError(name)
+
+    def rows(self) -> list[tuple[str, int, str]]:
+        """(component, parameters, note) rows; DiT sub-rows are indented, totals last."""
+        rows = []
+        for c in self.components:
+            name = f"  – {c.name}" if c.parent else c.name
+            note = c.note + (f" ({c.tensors} tensors)" if c.tensors else "")
+            rows.append((name, c.params, note))
+        rows.append(("total without lm_head", self.total_params_without_lm_head, ""))
+        rows.append(
+            (
+                "total",
+                self.total_params,
+                f"{self.num_tensors} tensors, {self.weight_bytes / 1e9:.3f} GB stored",
+            )
+        )
+        return rows
+
+    def summary_lines(self) -> list[str]:
+        """Layout verdict, dtype mix, embodiments, engine estimates, notes — one line each."""
+        lines = []
+        if self.layout.ok:
+            skipped = (
+                f"; skipped known-unused: {len(self.layout.skipped)} tensors" if self.layout.skipped else ""
+            )
+            lines.append(f"layout: OK — every tensor of the model is present with the right shape{skipped}")
+        else:
+            lines.append(f"layout: MISMATCH — {self.layout.problems()}")
+        mix = ", ".join(f"{d}: {n} tensors / {p:,} params" for d, (n, p) in sorted(self.dtypes.items()))
+        lines.append(f"dtypes: {mix}")
+        if self.embodiment_ids:
+            ids = ", ".join(
+                f"{tag}={i}{'' if self.embodiment_id_source[tag] != 'built-in' else '*'}"
+                for tag, i in sorted(self.embodiment_ids.items(), key=lambda kv: kv[1])
+            )
+            lines.append(f"embodiment ids (* = built-in N1.6 map): {ids}")
+        for tag, cfg in self.modality_configs.items():
+            lines.append(
+                f"embodiment {tag}: video {cfg['video']}, state {len(cfg['state'])} keys, "
+                f"action {len(cfg['action'])} keys, horizon {cfg['action_horizon']}"
+            )
+        for e in self.engines:
+            lines.append(
+                f"engine estimate {e.group}: fp16 {e.fp16_bytes / 1e9:.3f} GB, fp8 {e.fp8_bytes / 1e9:.3f} GB"
+            )
+        lines.extend(f"note: {n}" for n in self.notes)
+        return lines
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "checkpoint": self.checkpoint,
+            "folder": self.folder,
+            "num_tensors": self.num_tensors,
+            "weight_bytes": self.weight_bytes,
+            "components": [
+                {
+                    "name": c.name,
+                    "parent": c.parent,
+                    "params": c.params,
+                    "tensors": c.tensors,
+                    "unused": c.unused,
+                }
+                for c in self.components
+            ],
+            "total_params": self.total_params,
+            "total_params_without_lm_head": self.total_params_without_lm_head,
+            "dtypes": {d: {"tensors": n, "params": p} for d, (n, p) in self.dtypes.items()},
+            "layout": self.layout.to_dict(),
+            "embodiment_ids": self.embodiment_ids,
+            "embodiment_id_source": self.embodiment_id_source,
+            "modality_configs": self.modality_configs,
+            "engine_estimates": {
+                e.group: {"fp16_bytes": e.fp16_bytes, "fp8_bytes": e.fp8_bytes} for e in self.engines
+            },
+            "notes": self.notes,
+            "config": self.config.to_dict(),
+        }
+
+
+# ---------------------------------------------------------------------- counting
+def count_components(index: Mapping[str, TensorInfo], config: Gr00tConfig) -> list[ComponentCount]:
+    """Parameters per component in display order; unused and empty optional rows as described."""
+    from .action_head import dit_block_kinds
+
+    kinds = dit_block_kinds(config)
+    params: dict[tuple[str, str | None], int] = {}
+    tensors: dict[tuple[str, str | None], int] = {}
+    for key, info in index.items():
+        name, part = classify(key, kinds)
+        for slot in {(name, None), (name, part)}:
+            params[slot] = params.get(slot, 0) + info.numel
+            tensors[slot] = tensors.get(slot, 0) + 1
+    rows = []
+    for name, note in COMPONENTS:
+        if name in ("mask token", "other") and (name, None) not in params:
+            continue  # optional rows are shown only when such tensors exist
+        unused = name in UNUSED_COMPONENTS
+        rows.append(
+            ComponentCount(
+                name, params.get((name, None), 0), tensors.get((name, None), 0), note, None, unused
+            )
+        )
+        if name == "DiT":
+            for part in DIT_PARTS:
+                rows.append(
+                    ComponentCount(
+                        part, params.get(("DiT", part), 0), tensors.get(("DiT", part), 0), "", "DiT"
+                    )
+                )
+    return rows
+
+
+def estimate_engines(index: Mapping[str, TensorInfo], config: Gr00tConfig) -> list[EngineEstimate]:
+    """Weight bytes of the exported engines, by group and in total.
+
+    Rule: every tensor an export puts into a graph counts, as stored in the checkpoint — i.e. all of
+    them except lm_head, the SigLIP2 pooling head, mask_token and unknown keys, and of the action
+    position embedding only the ``action_horizon`` rows that are used. fp16: 2 bytes per parameter.
+    fp8: 1 byte per parameter of the GEMM weights of the vision encoder layers (q/k/v/out, fc1/fc2),
+    the LLM layers (q/k/v/o, gate/up/down) and the DiT blocks (to_q/k/v/out, feed-forward), 2 bytes
+    for everything else. Export-time precomputation (per-step AdaLN / timestep tables, arch. §4)
+    changes the action-head figure by a few percent and is not modelled; activations, workspace and
+    TensorRT's own overhead are not included.
+    """
+    from .action_head import dit_block_kinds
+
+    kinds = dit_block_kinds(config)
+    group_of = {component: group for group, members in ENGINE_GROUPS.items() for component in members}
+    fp16: dict[str, int] = dict.fromkeys(ENGINE_GROUPS, 0)
+    fp8: dict[str, int] = dict.fromkeys(ENGINE_GROUPS, 0)
+    for key, info in index.items():
+        group = group_of.get(classify(key, kinds)[0])
+        if group is None:
+            continue
+        numel = info.numel
+        if key == POSITION_EMBEDDING_KEY and len(info.shape) == 2:
+            numel = min(info.shape[0], config.action_horizon) * info.shape[1]
+        fp16[group] += 2 * numel
+        fp8[group] += (1 if _FP8_GEMM.match(key) else 2) * numel
+    estimates = [EngineEstimate(g, fp16[g], fp8[g]) for g in ENGINE_GROUPS]
+    estimates.append(EngineEstimate("total", sum(fp16.values()), sum(fp8.values())))
+    return estimates
+
+
+# ---------------------------------------------------------------------- embodiments
+def read_embodiments(
+    folder: Path,
+) -> tuple[dict[str, int], dict[str, str], dict[str, dict[str, Any]], list[str]]:
+    """embodiment_id.json merged over the built-in N1.6 map, and a short summary of each modality
+    config in processor_config.json; problems become notes (inspect never fails on them)."""
+    from ..processing.modality import BUILTIN_EMBODIMENT_IDS, EMBODIMENT_ID_FILE, PROCESSOR_CONFIG_FILE
+
+    notes: list[str] = []
+    ids = dict(BUILTIN_EMBODIMENT_IDS)
+    source = dict.fromkeys(ids, "built-in")
+    raw_ids = _read_json(folder / EMBODIMENT_ID_FILE, notes)
+    if isinstance(raw_ids, dict):
+        for tag, value in raw_ids.items():
+            if isinstance(value, int) and not isinstance(value, bool):
+                ids[tag] = value
+                source[tag] = EMBODIMENT_ID_FILE
+            else:
+                notes.append(f"{EMBODIMENT_ID_FILE}: id of {tag!r} is {value!r}, expected an integer")
+    elif raw_ids is not None:
+        notes.append(f"{EMBODIMENT_ID_FILE}: expected an object of tag -> id")
+    modality: dict[str, dict[str, Any]] = {}
+    processor = _read_json(folder / PROCESSOR_CONFIG_FILE, notes)
+    configs = (
+        (processor or {}).get("processor_kwargs", {}).get("modality_configs")
+        if isinstance(processor, dict)
+        else None
+    )
+    if isinstance(configs, dict):
+        for tag, cfg in configs.items():
+            if not isinstance(cfg, dict):
+                notes.append(f"{PROCESSOR_CONFIG_FILE}: modality config of {tag!r} is not an object")
+                continue
+            modality[tag] = {
+                "id": ids.get(tag),
+                "video": _keys(cfg, "video"),
+                "state": _keys(cfg, "state"),
+                "action": _keys(cfg, "action"),
+                "action_horizon": len((cfg.get("action") or {}).get("delta_indices") or []),
+            }
+            if tag not in ids:
+                notes.append(
+                    f"embodiment {tag!r} has a modality config but no id in {EMBODIMENT_ID_FILE} or the built-in map"
+                )
+    elif processor is not None:
+        notes.append(f"{PROCESSOR_CONFIG_FILE}: no processor_kwargs.modality_configs object")
+    return ids, source, modality, notes
+
+
+def _keys(cfg: dict, modality: str) -> list[str]:
+    section = cfg.get(modality) or {}
+    keys = section.get("modality_keys") if isinstance(section, dict) else None
+    return [str(k) for k in keys] if isinstance(keys, list) else []
+
+
+def _read_json(path: Path, notes: list[str]) -> Any:
+    if not path.is_file():
+        notes.append(f"{path.name} not found")
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        notes.append(f"{path.name} is not valid JSON ({exc.msg} at line {exc.lineno})")
+        return None
+
+
+# ---------------------------------------------------------------------- entry point
+def inspect_checkpoint(checkpoint: str | Path) -> InspectReport:
+    """Inspect a checkpoint folder or Hub id from headers and JSON only (no weights in memory)."""
+    folder, index = resolve_checkpoint_headers(checkpoint)
+    config = Gr00tConfig.from_file(folder / CONFIG_FILE)
+    if not index:
+        raise CheckpointError(f"checkpoint {checkpoint} holds no tensors")
+    components = count_components(index, config)
+    total = sum(info.numel for info in index.values())
+    lm_head = index[LM_HEAD_KEY].numel if LM_HEAD_KEY in index else 0
+    dtypes: dict[str, tuple[int, int]] = {}
+    for info in index.values():
+        n, p = dtypes.get(info.dtype, (0, 0))
+        dtypes[info.dtype] = (n + 1, p + info.numel)
+    ids, id_source, modality, notes = read_embodiments(folder)
+    return InspectReport(
+        checkpoint=str(checkpoint),
+        folder=str(folder),
+        config=config,
+        num_tensors=len(index),
+        weight_bytes=sum(info.nbytes for info in index.values()),
+        components=components,
+        total_params=total,
+        total_params_without_lm_head=total - lm_head,
+        dtypes=dtypes,
+        layout=compare_layout(index, config),
+        embodiment_ids=ids,
+        embodiment_id_source=id_source,
+        modality_configs=modality,
+        engines=estimate_engines(index, config),
+        notes=notes,
+    )
