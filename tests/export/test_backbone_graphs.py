@@ -1,0 +1,130 @@
+"""Vision and backbone graph wrappers: equal to the reference in torch, exportable with
+torch.onnx.export(dynamo=True, opset 21), and equal to the reference on ONNX Runtime CPU."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from gr00t_trt.export.backbone import BackboneGraph
+from gr00t_trt.export.onnx_io import FORBIDDEN_OPS, export_onnx
+from gr00t_trt.export.vision import VisionGraph
+from gr00t_trt.graphs import BACKBONE, VISION
+from gr00t_trt.model.presets import preset_config
+from gr00t_trt.model.synthetic import synthetic_model
+
+SIZES = [(56, 84), (84, 56)]  # two image sizes (tiny preset: 14-pixel patches, 2×2 unshuffle)
+
+
+def rel_l2(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.linalg.norm(a.astype(np.float64) - b) / np.linalg.norm(b.astype(np.float64)))
+
+
+@pytest.fixture(scope="module")
+def backbone():
+    return synthetic_model(preset_config("tiny"), seed=0).backbone
+
+
+def images(n, h, w, seed=0):
+    return torch.randint(
+        0, 256, (n, h, w, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed)
+    )
+
+
+def token_inputs(config, lengths, tokens_per_image, seed=0):
+    """Left-padded batch with one image per row; image_index names each <IMG_CONTEXT>'s row, 0 elsewhere."""
+    gen = torch.Generator().manual_seed(seed)
+    image_id = config.backbone.image_token_index
+    seq = max(lengths)
+    ids = torch.zeros(len(lengths), seq, dtype=torch.int64)
+    mask = torch.zeros(len(lengths), seq, dtype=torch.bool)
+    for b, n in enumerate(lengths):
+        row = torch.randint(0, image_id, (n,), generator=gen)
+        row[3 : 3 + tokens_per_image] = image_id
+        ids[b, seq - n :], mask[b, seq - n :] = row, True
+    is_image = ids == image_id
+    index = torch.zeros_like(ids)
+    index[is_image] = torch.arange(int(is_image.sum()))
+    return ids, index, mask
+
+
+def export_and_session(module, args, spec, path):
+    """Export through the project's exporter (dynamo, opset 21, dynamic dims from the spec) + ORT."""
+    import onnxruntime as ort
+
+    export_onnx(module, args, spec, path)
+    model = onnx.load(str(path), load_external_data=False)
+    assert {o.version for o in model.opset_import if o.domain in ("", "ai.onnx")} == {21}
+    assert not {n.op_type for n in model.graph.node} & (FORBIDDEN_OPS | {"Resize"})
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+# ------------------------------------------------------------------------------------------ torch parity
+@pytest.mark.parametrize("size", SIZES + [(56, 56)])
+@torch.no_grad()
+def test_vision_graph_equals_reference(backbone, size):
+    graph = VisionGraph(backbone, *size)
+    x = images(3, *size)
+    torch.testing.assert_close(graph(x), backbone.encode_images(x), rtol=1e-5, atol=1e-5)
+    assert graph(x).shape[1] == graph.tokens_per_image
+
+
+@torch.no_grad()
+def test_backbone_graph_equals_reference(backbone):
+    config = backbone.config
+    graph = BackboneGraph(backbone)
+    ids, index, mask = token_inputs(config, [17, 11], tokens_per_image=6)
+    embeds = torch.randn(12, 64, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(
+        graph(ids, embeds, index, mask), backbone(ids, embeds, mask), rtol=1e-5, atol=1e-5
+    )
+
+
+@torch.no_grad()
+def test_wrappers_do_not_touch_the_model(backbone):
+    before = backbone.llm.layers[0].mlp.up_proj.weight.clone()
+    graph = BackboneGraph(backbone).to(torch.float16)
+    VisionGraph(backbone, 56, 56).to(torch.float16)
+    assert backbone.dtype == torch.float32 and torch.equal(backbone.llm.layers[0].mlp.up_proj.weight, before)
+    assert graph.inv_freq.dtype == torch.float32  # rotary frequencies are never rounded to fp16
+
+
+# ------------------------------------------------------------------------------------------ ONNX Runtime
+@pytest.mark.parametrize("size", SIZES)
+def test_vision_graph_onnx_matches_reference(backbone, size, tmp_path):
+    graph = VisionGraph(backbone, *size)
+    session = export_and_session(graph, (images(2, *size),), VISION, tmp_path / "vision.onnx")
+    for n, seed in [(1, 5), (3, 6)]:  # dynamic image count
+        x = images(n, *size, seed=seed)
+        with torch.no_grad():
+            expected = backbone.encode_images(x).numpy()
+        (got,) = session.run(None, {"images": x.numpy()})
+        assert got.shape == expected.shape
+        assert rel_l2(got, expected) <= 1e-4
+
+
+def test_backbone_graph_onnx_matches_reference(backbone, tmp_path):
+    config = backbone.config
+    graph = BackboneGraph(backbone)
+    ids, index, mask = token_inputs(config, [15, 9], tokens_per_image=6)
+    session = export_and_session(
+        graph, (ids, torch.randn(12, 64), index, mask), BACKBONE, tmp_path / "backbone.onnx"
+    )
+    for lengths, tokens, seed in [
+        ([21, 13, 8], 4, 2),
+        ([31], 12, 3),
+    ]:  # two batch sizes / sequence lengths / T
+        ids, index, mask = token_inputs(config, lengths, tokens_per_image=tokens, seed=seed)
+        embeds = torch.randn(tokens * len(lengths), 64, generator=torch.Generator().manual_seed(seed))
+        with torch.no_grad():
+            expected = backbone(ids, embeds, mask).numpy()
+        feeds = {"input_ids": ids.numpy(), "image_embeds": embeds.numpy(), "image_index": index.numpy(),
+                 "attention_mask": mask.numpy()}  # fmt: skip
+        (got,) = session.run(None, feeds)
+        assert got.shape == expected.shape
+        assert rel_l2(got, expected) <= 1e-4
+        assert np.isfinite(got).all()
