@@ -1,0 +1,98 @@
+"""The export driver: directory contents, manifest, options, atomicity, embodiment slicing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from gr00t_trt.errors import EmbodimentError, ExportError
+from gr00t_trt.export import driver
+from gr00t_trt.export.driver import ExportOptions, export_checkpoint
+from gr00t_trt.graphs import GRAPH_SPECS
+from gr00t_trt.manifest import load_manifest, sha256_file
+
+
+def test_export_directory_holds_everything_the_runtime_needs(tiny_export):
+    manifest = load_manifest(tiny_export)
+    assert sorted(manifest.graphs) == sorted(
+        ["vision_252x336", "vision_252x252", "backbone", "dit_context", "state_encoder", "action_encoder", "dit",
+         "action_decoder"]
+    )
+    assert manifest.image_sizes == ((252, 336), (252, 252))
+    assert manifest.steps == 4
+    for name, graph in manifest.graphs.items():
+        spec = GRAPH_SPECS[graph.kind]
+        assert [t.name for t in graph.inputs] == spec.input_names
+        assert [t.name for t in graph.outputs] == spec.output_names
+        assert (tiny_export / f"{name}.onnx").is_file() and (tiny_export / f"{name}.onnx.data").is_file()
+    for name in ("tokenizer.json", "chat_template.json", "processor_config.json", "statistics.json",
+                 "embodiment_id.json"):
+        assert manifest.files[name] == sha256_file(tiny_export / name)
+    # every exported embodiment keeps its real id as the slot when the weights are not sliced
+    assert {tag: (e.id, e.slot) for tag, e in manifest.embodiments.items()} == {
+        "libero_panda": (2, 2), "unitree_g1": (8, 8), "new_embodiment": (10, 10)}
+    assert manifest.dynamic_dims["B"] == [1, 1, 2]
+    assert manifest.graphs["vision_252x336"].dims == {"h": 252, "w": 336, "t": 108}
+
+
+def test_manifest_round_trips_through_json(tiny_export):
+    data = json.loads((tiny_export / "manifest.json").read_text())
+    assert load_manifest(tiny_export).to_dict()["graphs"].keys() == data["graphs"].keys()
+
+
+def test_existing_directory_needs_force(tiny_checkpoint, tmp_path):
+    out = tmp_path / "taken"
+    out.mkdir()
+    with pytest.raises(ExportError, match="already exists — pass --force"):
+        export_checkpoint(tiny_checkpoint, out)
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        (ExportOptions(precision="bf16"), "precision 'bf16' is not supported"),
+        (ExportOptions(image_sizes=((250, 336),)), "250x336 is not a positive multiple of 28"),
+        (ExportOptions(steps=0), "--steps must be ≥ 1"),
+        (ExportOptions(max_batch=0), "--max-batch must be ≥ 1"),
+    ],
+)
+def test_bad_options_fail_before_any_work(tiny_checkpoint, tmp_path, options, match):
+    with pytest.raises(ExportError, match=match):
+        export_checkpoint(tiny_checkpoint, tmp_path / "out", options)
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_embodiment_names_the_known_ones(tiny_checkpoint, tmp_path):
+    with pytest.raises(EmbodimentError, match="'gr1' is not in the checkpoint — it has: libero_panda"):
+        export_checkpoint(tiny_checkpoint, tmp_path / "out", ExportOptions(embodiments=("gr1",)))
+
+
+def test_interrupted_export_leaves_nothing_that_looks_complete(tiny_checkpoint, tmp_path, monkeypatch):
+    calls = []
+    real = driver.export_onnx
+
+    def fail_on_third(module, args, spec, path):
+        calls.append(path.name)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        real(module, args, spec, path)
+
+    monkeypatch.setattr(driver, "export_onnx", fail_on_third)
+    with pytest.raises(KeyboardInterrupt):
+        export_checkpoint(tiny_checkpoint, tmp_path / "out", ExportOptions(image_sizes=((252, 252),)))
+    assert len(calls) == 3
+    assert list(tmp_path.iterdir()) == []  # neither the target nor the hidden partial directory
+
+
+def test_single_embodiment_slices_category_weights(tiny_checkpoint, tiny_export, tmp_path):
+    out = tmp_path / "g1"
+    manifest = export_checkpoint(
+        tiny_checkpoint, out, ExportOptions(embodiments=("unitree_g1",), image_sizes=((252, 252),), steps=2)
+    )
+    assert {t: (e.id, e.slot) for t, e in manifest.embodiments.items()} == {"unitree_g1": (8, 0)}
+    assert manifest.steps == 2 and sorted(manifest.image_sizes) == [(252, 252)]
+    for kind in ("state_encoder", "action_encoder", "action_decoder"):
+        sliced = (out / f"{kind}.onnx.data").stat().st_size
+        full = (tiny_export / f"{kind}.onnx.data").stat().st_size
+        assert sliced * 8 < full, kind  # 1 of 32 embodiment rows (plus shared weights)
