@@ -163,7 +163,7 @@ def _torch_inputs(inputs, noise: np.ndarray) -> dict:
     return {
         "input_ids": torch.from_numpy(inputs.input_ids),
         "attention_mask": torch.from_numpy(inputs.attention_mask),
-        "images": [torch.from_numpy(np.ascontiguousarray(im)) for im in inputs.images],
+        "images": [torch.from_numpy(np.array(im)) for im in inputs.images],  # writable copies
         "state": torch.from_numpy(inputs.state),
         "embodiment_id": torch.from_numpy(inputs.embodiment_id),
         "noise": torch.from_numpy(noise),

@@ -141,7 +141,7 @@ def _export_graphs(model, config, image_sizes, slots, options, work: Path, progr
         progress(name, "exporting")
         # validation targets were computed in fp32 above, so casting in place (shared weights) is safe
         exported = module.to(dtype)
-        args = tuple(_to_torch(example.inputs[name][t.name], dtype) for t in spec.inputs)
+        args = tuple(_to_torch(example.inputs[name][t.name], options.precision) for t in spec.inputs)
         started = time.perf_counter()
         export_onnx(exported, args, spec, path)
         inputs, outputs = read_io(path, spec)
@@ -152,9 +152,17 @@ def _export_graphs(model, config, image_sizes, slots, options, work: Path, progr
     return graphs
 
 
-def _to_torch(array: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
-    tensor = torch.from_numpy(np.ascontiguousarray(array))
-    return tensor.to(dtype) if tensor.is_floating_point() else tensor
+def _cast_float(array: np.ndarray, precision: str) -> np.ndarray:
+    """An fp32 example value in the graph's float type; fp32 mask biases (≈ −1.7e38) saturate to the
+    fp16 range instead of overflowing to −inf, as an fp16 dit_context would produce them."""
+    if array.dtype.kind != "f" or precision == "fp32":
+        return array
+    limit = np.finfo(np.float16).max
+    return np.clip(array, -limit, limit).astype(np.float16)
+
+
+def _to_torch(array: np.ndarray, precision: str) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(_cast_float(array, precision)))
 
 
 def _validate(path: Path, name: str, example: ExampleStep, spec, precision: str) -> None:
@@ -164,11 +172,7 @@ def _validate(path: Path, name: str, example: ExampleStep, spec, precision: str)
     options = ort.SessionOptions()
     options.log_severity_level = 3
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    float_type = np.float16 if precision == "fp16" else np.float32
-    feeds = {}
-    for tensor in spec.inputs:
-        value = example.inputs[name][tensor.name]
-        feeds[tensor.name] = value.astype(float_type) if value.dtype.kind == "f" else value
+    feeds = {t.name: _cast_float(example.inputs[name][t.name], precision) for t in spec.inputs}
     results = session.run(spec.output_names, feeds)
     for tensor, value in zip(spec.outputs, results):
         reference = example.outputs[name][tensor.name]

@@ -1,0 +1,90 @@
+"""`verify` end to end: fp32 and fp16 exports against the unoptimised PyTorch reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gr00t_trt.errors import VerificationError
+from gr00t_trt.export.driver import ExportOptions, export_checkpoint
+from gr00t_trt.model.synthetic import make_checkpoint
+from gr00t_trt.observations import INSTRUCTIONS, synthetic_observation
+from gr00t_trt.processing.modality import load_processor_spec
+from gr00t_trt.verify import verify_export
+
+LEVELS = ("alone", "lock-step", "action head on reference backbone", "end-to-end: backbone features",
+          "end-to-end: normalised action", "end-to-end: physical")
+
+
+def _observation_matrix(folder):
+    """Two embodiments (2 cameras and 1 camera), both image sizes, both instruction lengths, batch 1 and 2."""
+    spec = load_processor_spec(folder)
+    cases = []
+    for tag in ("libero_panda", "unitree_g1"):
+        for seed, sizes in enumerate((((252, 336), (252, 252)), ((252, 252), (252, 336)))):
+            cases.append((tag, synthetic_observation(spec, tag, seed=seed, image_sizes=sizes,
+                                                     instruction=INSTRUCTIONS[seed])))
+    cases.append(("libero_panda", synthetic_observation(spec, "libero_panda", seed=3, batch=2)))
+    return cases
+
+
+def _assert_fp32_parity(report):
+    assert report.passed, [(c.stage, c.rel_l2) for c in report.failures]
+    for level in LEVELS:
+        assert any(level in c.stage for c in report.comparisons), level
+    assert max(c.rel_l2 for c in report.comparisons) <= 1e-4
+
+
+def test_tiny_fp32_export_matches_reference_across_cameras_sizes_prompts_and_embodiments(tiny_export, tiny_checkpoint):
+    report = verify_export(tiny_export, tiny_checkpoint, backend="ort", observations=_observation_matrix(tiny_checkpoint))
+    _assert_fp32_parity(report)
+    stages = " ".join(c.stage for c in report.comparisons)
+    assert "vision_252x336" in stages and "vision_252x252" in stages
+
+
+def test_random_observation_mode_covers_every_exported_embodiment(tiny_export, tiny_checkpoint):
+    report = verify_export(tiny_export, tiny_checkpoint, backend="ort", seeds=2)
+    _assert_fp32_parity(report)
+    assert {c.stage.split("/")[0] for c in report.comparisons} == {"libero_panda", "unitree_g1", "new_embodiment"}
+
+
+@pytest.mark.slow
+def test_small_fp32_export_matches_reference(tmp_path):
+    checkpoint = make_checkpoint(tmp_path / "small", "small", seed=1)
+    export = tmp_path / "small-export"
+    export_checkpoint(checkpoint, export, ExportOptions(max_batch=2))
+    report = verify_export(export, checkpoint, backend="ort", observations=_observation_matrix(checkpoint))
+    _assert_fp32_parity(report)
+
+
+@pytest.mark.slow
+def test_fp16_export_meets_fp16_thresholds(tiny_checkpoint, tmp_path):
+    export = tmp_path / "fp16"
+    manifest = export_checkpoint(tiny_checkpoint, export, ExportOptions(precision="fp16", image_sizes=((252, 252),)))
+    assert {g.precision for g in manifest.graphs.values()} == {"fp16"}
+    assert manifest.graphs["dit"].outputs[0].dtype == "float16"
+    report = verify_export(export, tiny_checkpoint, backend="ort", embodiments=("libero_panda", "unitree_g1"), seeds=2)
+    assert report.passed, [(c.stage, c.cosine, c.mean_abs) for c in report.failures]
+    # fp16 is judged by cosine / mean abs, and really is less exact than fp32
+    assert max(c.rel_l2 for c in report.comparisons) > 1e-4
+
+
+def test_verify_fails_against_other_weights(tiny_export, tmp_path):
+    """The check can fail: same config, different random weights → thresholds are missed."""
+    other = make_checkpoint(tmp_path / "other", "tiny", seed=7)
+    report = verify_export(tiny_export, other, backend="ort", embodiments=("unitree_g1",))
+    assert not report.passed
+    assert any("vision" in c.stage for c in report.failures)
+
+
+def test_verify_refuses_a_checkpoint_with_another_config(tiny_export, tmp_path):
+    small = make_checkpoint(tmp_path / "small", "small", seed=0)
+    with pytest.raises(VerificationError, match="different config"):
+        verify_export(tiny_export, small, backend="ort")
+
+
+def test_noise_seed_changes_actions_and_reference_is_deterministic(tiny_export, tiny_checkpoint):
+    first = verify_export(tiny_export, tiny_checkpoint, backend="ort", embodiments=("unitree_g1",))
+    again = verify_export(tiny_export, tiny_checkpoint, backend="ort", embodiments=("unitree_g1",))
+    assert [c.rel_l2 for c in first.comparisons] == [c.rel_l2 for c in again.comparisons]
+    assert np.isfinite([c.max_abs for c in first.comparisons]).all()
