@@ -175,8 +175,10 @@ def run(
     backend: Annotated[str, typer.Option(help="auto, ort or trt.")] = "auto",
     seed: Annotated[int, typer.Option(help="Seed of the initial noise (and of --synthetic).")] = 0,
     out: Annotated[Path | None, typer.Option(help="Write the action chunk to this .npz.")] = None,
+    repeat: Annotated[int, typer.Option(help="Control steps to run; timings are the last one's (the first "
+                                        "includes warm-up).")] = 1,
 ) -> None:
-    """Run one control step and print the action chunk and per-stage timings."""
+    """Run a control step and print the action chunk and per-stage timings."""
     import numpy as np
 
     from .errors import ObservationError
@@ -192,9 +194,10 @@ def run(
     else:
         spec = policy.preprocessor.spec
         observation = synthetic_observation(spec, tag, seed=seed, image_sizes=policy.manifest.image_sizes)
-    actions = policy.get_action(observation, embodiment=tag, seed=seed)
+    for _ in range(max(repeat, 1)):
+        actions = policy.get_action(observation, embodiment=tag, seed=seed)
     _render_actions(actions)
-    _render_timings(policy.last_timings, f"timings ({policy.pipeline.backend.name})")
+    _render_timings(policy.last_timings, f"timings of step {max(repeat, 1)} ({policy.pipeline.backend.name}, ms)")
     if out:
         np.savez(out, **actions)
         console.print(f"wrote {out}")

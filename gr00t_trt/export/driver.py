@@ -174,7 +174,7 @@ def _validate(path: Path, name: str, example: ExampleStep, spec, precision: str)
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     feeds = {t.name: _cast_float(example.inputs[name][t.name], precision) for t in spec.inputs}
     results = session.run(spec.output_names, feeds)
-    for tensor, value in zip(spec.outputs, results):
+    for tensor, value in zip(spec.outputs, results, strict=True):
         reference = example.outputs[name][tensor.name]
         check = compare(f"{name}.{tensor.name}", reference, value.astype(np.float32), _VALIDATION[precision])
         if not check.passed:

@@ -36,7 +36,7 @@ def _run(step: ExampleStep, name: str, kind: str, module: torch.nn.Module, feeds
     if isinstance(result, torch.Tensor):
         result = (result,)
     step.inputs[name] = {t.name: feeds[t.name] for t in spec.inputs}
-    step.outputs[name] = {t.name: r.detach().float().numpy() for t, r in zip(spec.outputs, result)}
+    step.outputs[name] = {t.name: r.detach().float().numpy() for t, r in zip(spec.outputs, result, strict=True)}
     return step.outputs[name]
 
 

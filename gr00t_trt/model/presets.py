@@ -10,7 +10,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from .config import EAGLE_BLOCK2A_2B_V2_CONFIG, BackboneConfig, DiTConfig, Gr00tConfig, TextConfig, VisionConfig
+from .config import (
+    EAGLE_BLOCK2A_2B_V2_CONFIG,
+    BackboneConfig,
+    DiTConfig,
+    Gr00tConfig,
+    TextConfig,
+    VisionConfig,
+)
 
 #: Qwen3 adds 26 tokens after the base BPE vocabulary; Eagle then adds 11 (<IMG_CONTEXT> first).
 QWEN_ADDED_TOKENS = 26

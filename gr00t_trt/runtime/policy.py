@@ -111,7 +111,7 @@ class Policy:
         if embodiment is None:
             if len(tags) == 1:
                 return tags[0]
-            raise EmbodimentError(f"this export has {len(tags)} embodiments — pass embodiment= one of: {', '.join(tags)}")
+            raise EmbodimentError(f"this export has {len(tags)} embodiments — choose one (embodiment= / --embodiment) of: {', '.join(tags)}")
         self.manifest.embodiment(embodiment)  # raises with the list of exported tags
         return embodiment
 

@@ -83,7 +83,7 @@ def test_timings_and_metadata(policy):
 
 
 def test_embodiment_is_required_when_several_are_exported(policy):
-    with pytest.raises(EmbodimentError, match="this export has 2 embodiments — pass embodiment= one of: "
+    with pytest.raises(EmbodimentError, match=r"this export has 2 embodiments — choose one \(embodiment= / --embodiment\) of: "
                                               "new_embodiment, unitree_g1"):
         policy.get_action(observation())
     with pytest.raises(EmbodimentError, match="embodiment 'libero_panda' was not exported"):

@@ -1,0 +1,127 @@
+"""The command line: each command end to end on the tiny export, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from gr00t_trt.cli import app
+from gr00t_trt.observations import save_observation, synthetic_observation
+from gr00t_trt.processing.modality import load_processor_spec
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def one_line_error(result, match: str) -> None:
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    assert match in " ".join(result.output.split()), result.output
+
+
+def test_help_lists_every_command():
+    result = invoke("--help")
+    assert result.exit_code == 0
+    for command in ("inspect", "make-checkpoint", "export", "run", "verify", "demo"):
+        assert command in result.output
+
+
+def test_run_synthetic_prints_actions_and_timings(tiny_export, tmp_path):
+    out = tmp_path / "actions.npz"
+    result = invoke("run", tiny_export, "--synthetic", "--embodiment", "unitree_g1", "--repeat", "2", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "left_arm" in result.output and "action_head" in result.output
+    with np.load(out) as actions:
+        assert actions["left_arm"].shape[:2] == (1, 16)
+
+
+def test_run_from_an_observation_file(tiny_export, tiny_checkpoint, tmp_path):
+    spec = load_processor_spec(tiny_checkpoint)
+    path = tmp_path / "obs.npz"
+    save_observation(path, synthetic_observation(spec, "libero_panda", seed=4))
+    result = invoke("run", tiny_export, "--obs", path, "--embodiment", "libero_panda", "--out", tmp_path / "a.npz")
+    assert result.exit_code == 0, result.output
+    with np.load(tmp_path / "a.npz") as actions:
+        assert set(actions.files) == {"action.eef_pose", "action.gripper"}  # flat in, flat out
+
+
+def test_run_needs_exactly_one_observation_source(tiny_export):
+    one_line_error(invoke("run", tiny_export), "give exactly one of --obs FILE.npz or --synthetic")
+
+
+def test_run_without_embodiment_lists_the_choices(tiny_export):
+    one_line_error(invoke("run", tiny_export, "--synthetic"), "libero_panda, new_embodiment, unitree_g1")
+
+
+def test_run_refuses_a_tampered_export(tiny_export, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_export, copy)
+    with open(copy / "dit.onnx.data", "r+b") as f:
+        f.seek(100)
+        f.write(b"\x00\x01\x02\x03")
+    one_line_error(invoke("run", copy, "--synthetic", "--embodiment", "unitree_g1"), "does not match the manifest")
+
+
+def test_run_on_a_missing_export(tmp_path):
+    one_line_error(invoke("run", tmp_path / "nope", "--synthetic"), "export directory not found")
+
+
+def test_verify_writes_a_passing_json_report(tiny_export, tiny_checkpoint, tmp_path):
+    report = tmp_path / "report.json"
+    result = invoke("verify", tiny_export, "--checkpoint", tiny_checkpoint, "--embodiment", "new_embodiment",
+                    "--json", report)
+    assert result.exit_code == 0, result.output
+    data = json.loads(report.read_text())
+    assert data["passed"] and data["comparisons"]
+    assert all(c["rel_l2"] <= 1e-4 for c in data["comparisons"])
+
+
+def test_verify_exits_2_and_still_writes_the_report_on_failure(tiny_export, tmp_path):
+    other = tmp_path / "other"
+    assert invoke("make-checkpoint", other, "--preset", "tiny", "--seed", "5").exit_code == 0
+    report = tmp_path / "report.json"
+    result = invoke("verify", tiny_export, "--checkpoint", other, "--embodiment", "unitree_g1", "--json", report)
+    assert result.exit_code == 2, result.output
+    assert json.loads(report.read_text())["passed"] is False
+
+
+def test_export_errors_are_one_line(tiny_checkpoint, tmp_path):
+    one_line_error(invoke("export", "--checkpoint", tiny_checkpoint, "--out", tmp_path / "x", "--image-size", "252by336"),
+                   "expected HxW, e.g. 252x336")
+    one_line_error(invoke("export", "--checkpoint", tmp_path / "missing", "--out", tmp_path / "y"), "missing")
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+@pytest.mark.slow
+def test_export_command_writes_a_runnable_directory(tiny_checkpoint, tmp_path):
+    out = tmp_path / "exp"
+    result = invoke("export", "--checkpoint", tiny_checkpoint, "--out", out, "--embodiment", "new_embodiment",
+                    "--image-size", "252x448", "--steps", "3")
+    assert result.exit_code == 0, result.output
+    assert "252x448" in result.output
+    result = invoke("run", out, "--synthetic")
+    assert result.exit_code == 0, result.output
+
+
+def test_inspect_prints_counts_and_layout(tiny_checkpoint, tmp_path):
+    result = invoke("inspect", tiny_checkpoint, "--json", tmp_path / "i.json")
+    assert result.exit_code == 0, result.output
+    assert "layout: OK" in result.output
+    assert json.loads((tmp_path / "i.json").read_text())
+
+
+def test_inspect_full_size_header_only_checkpoint(tmp_path):
+    from gr00t_trt.model.presets import preset_config
+    from gr00t_trt.model.synthetic import make_header_only_checkpoint
+
+    folder = make_header_only_checkpoint(tmp_path / "full", preset_config("full"))
+    result = invoke("inspect", folder)
+    assert result.exit_code == 0, result.output
+    assert "2,975,968,192" in result.output and "3,286,608,832" in result.output
