@@ -51,8 +51,10 @@ class VerificationError(Gr00tTrtError):
     """A parity check could not be run (not: a check ran and failed a threshold)."""
 
 
-def require(module: str, extra: str, purpose: str):
-    """Import an optional heavy dependency or fail with the pip command that provides it."""
+def require(module: str, install: str, purpose: str):
+    """Import an optional heavy dependency or fail with the pip command that provides it.
+
+    ``install`` is what to pass to pip: an extra such as ``"gr00t-trt[trt]"`` or a package name."""
     import importlib
 
     try:
@@ -60,5 +62,5 @@ def require(module: str, extra: str, purpose: str):
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise MissingDependencyError(
             f"{purpose} needs the Python module '{module}', which is not installed — "
-            f"install it with: pip install 'gr00t-trt[{extra}]'"
+            f"install it with: pip install '{install}'"
         ) from exc

@@ -45,7 +45,7 @@ def numpy_dtype(name: str) -> np.dtype:
     if name == "bfloat16":
         from ..errors import require
 
-        return np.dtype(require("ml_dtypes", "trt", "bfloat16 tensors").bfloat16)
+        return np.dtype(require("ml_dtypes", "ml_dtypes", "bfloat16 tensors").bfloat16)
     try:
         return np.dtype(name)
     except TypeError:

@@ -79,7 +79,7 @@ class OrtBackend(Backend):
 
     # ----------------------------------------------------------------- lifecycle
     def activate(self) -> None:
-        self._ort = require("onnxruntime", "ort", "The ONNX Runtime backend")
+        self._ort = require("onnxruntime", "onnxruntime", "The ONNX Runtime backend")
         self.device = self._pick_device()
         super().activate()
 

@@ -5,7 +5,7 @@ dynamo path with dynamic B and S, ONNX Runtime parity, and the structural claims
 from __future__ import annotations
 
 import inspect
-import warnings
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -16,15 +16,13 @@ from onnx import numpy_helper
 
 from gr00t_trt.errors import EmbodimentError
 from gr00t_trt.export.action_head_graphs import action_head_graph_modules, example_inputs, example_masks
+from gr00t_trt.export.onnx_io import FORBIDDEN_OPS, OPSET, export_onnx
 from gr00t_trt.graphs import ACTION_HEAD_KINDS, GRAPH_SPECS
 from gr00t_trt.model.action_head import Gr00tActionHead, cross_block_indices
 from gr00t_trt.model.presets import preset_config
 
 TINY = preset_config("tiny")
 SLOTS = [7, 3]  # sliced export: slot 0 holds embodiment 7, slot 1 embodiment 3
-OPSET = 21
-#: ops the exported graphs must never contain (data-dependent shapes; opset 23 ops TensorRT 10.13 lacks)
-FORBIDDEN_OPS = {"NonZero", "Attention", "RMSNormalization", "RotaryEmbedding"}
 
 
 def make_head(seed: int = 0) -> Gr00tActionHead:
@@ -203,24 +201,9 @@ def test_full_size_graphs_drop_the_precomputed_weights():
 
 # ------------------------------------------------------------------------------------------ (b) ONNX
 def export_graph(module: torch.nn.Module, kind: str, path, dtype: torch.dtype) -> None:
-    spec = GRAPH_SPECS[kind]
-    dims = {"B": torch.export.Dim("B", min=1, max=64), "S": torch.export.Dim("S", min=1, max=4096)}
-    dynamic_shapes = {t.name: {i: dims[d] for i, d in enumerate(t.dims) if d in dims} for t in spec.inputs}
+    """Export through the product's own exporter (dynamo, opset 21, checks)."""
     args = example_inputs(kind, TINY, batch=2, seq_len=24, dtype=dtype)
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            module,
-            args,
-            str(path),
-            dynamo=True,
-            opset_version=OPSET,
-            input_names=spec.input_names,
-            output_names=spec.output_names,
-            dynamic_shapes=dynamic_shapes,
-            external_data=True,
-            verbose=False,
-        )
+    export_onnx(module, args, GRAPH_SPECS[kind], Path(path))
 
 
 def export_all(head, directory, dtype: torch.dtype) -> dict:
