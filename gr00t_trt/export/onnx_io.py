@@ -72,7 +72,7 @@ def check_onnx(path: Path) -> None:
     except Exception as exc:
         raise ExportError(f"{path.name} failed the ONNX checker: {str(exc).splitlines()[0]}") from exc
     model = onnx.load(str(path), load_external_data=False)
-    bad = sorted({n.op_type for n in _all_nodes(model.graph)} & FORBIDDEN_OPS)
+    bad = sorted({n.op_type for n in all_nodes(model.graph)} & FORBIDDEN_OPS)
     if bad:
         raise ExportError(
             f"{path.name} contains {', '.join(bad)} — these ops have data-dependent shapes or need "
@@ -80,14 +80,15 @@ def check_onnx(path: Path) -> None:
         )
 
 
-def _all_nodes(graph: onnx.GraphProto):
+def all_nodes(graph: onnx.GraphProto):
+    """Every node of ``graph``, including those inside If/Loop/Scan subgraphs."""
     for node in graph.node:
         yield node
         for attr in node.attribute:
             if attr.type == onnx.AttributeProto.GRAPH:
-                yield from _all_nodes(attr.g)
+                yield from all_nodes(attr.g)
             for sub in attr.graphs:
-                yield from _all_nodes(sub)
+                yield from all_nodes(sub)
 
 
 def read_io(path: Path, spec: GraphSpec) -> tuple[tuple[TensorEntry, ...], tuple[TensorEntry, ...]]:

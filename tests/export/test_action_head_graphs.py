@@ -16,7 +16,7 @@ from onnx import numpy_helper
 
 from gr00t_trt.errors import EmbodimentError
 from gr00t_trt.export.action_head_graphs import action_head_graph_modules, example_inputs, example_masks
-from gr00t_trt.export.onnx_io import FORBIDDEN_OPS, OPSET, export_onnx
+from gr00t_trt.export.onnx_io import FORBIDDEN_OPS, OPSET, all_nodes, export_onnx
 from gr00t_trt.graphs import ACTION_HEAD_KINDS, GRAPH_SPECS
 from gr00t_trt.model.action_head import Gr00tActionHead, cross_block_indices
 from gr00t_trt.model.presets import preset_config
@@ -321,16 +321,6 @@ def _found(paths: dict, kind: str, weight: torch.Tensor) -> bool:
     return any(_contains(init, weight.detach().numpy()) for init in _initializers(paths[kind]))
 
 
-def _all_nodes(graph):
-    for node in graph.node:
-        yield node
-        for attr in node.attribute:
-            if attr.type == onnx.AttributeProto.GRAPH:
-                yield from _all_nodes(attr.g)
-            for sub in attr.graphs:
-                yield from _all_nodes(sub)
-
-
 @pytest.mark.slow
 def test_timestep_mlp_and_modulation_linears_are_not_in_the_graphs(head, fp32_export):
     dit = head.model
@@ -368,7 +358,7 @@ def test_no_data_dependent_or_opset_23_ops(precision, request):
     paths = request.getfixturevalue(f"{precision}_export")
     for kind, path in paths.items():
         model = onnx.load(str(path), load_external_data=False)
-        ops = {node.op_type for node in _all_nodes(model.graph)}
+        ops = {node.op_type for node in all_nodes(model.graph)}
         for function in model.functions:
             ops |= {node.op_type for node in function.node}
         assert not ops & FORBIDDEN_OPS, (kind, ops & FORBIDDEN_OPS)
