@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ManifestError
+from .errors import EmbodimentError, ManifestError
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_NAME = "gr00t-trt-export"
@@ -91,8 +91,6 @@ class Manifest:
         return [g for g in self.graphs.values() if g.kind == kind]
 
     def embodiment(self, tag: str) -> EmbodimentEntry:
-        from .errors import EmbodimentError
-
         if tag not in self.embodiments:
             raise EmbodimentError(
                 f"embodiment {tag!r} was not exported — this export has: {', '.join(sorted(self.embodiments))}"
