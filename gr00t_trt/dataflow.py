@@ -59,7 +59,7 @@ STAGES: dict[str, Stage] = {s.kind: s for s in CONTROL_STEP}
 #: program labels in run order (what ``Pipeline.last_timings`` reports)
 PROGRAMS: tuple[str, ...] = tuple(dict.fromkeys(s.program for s in CONTROL_STEP))
 #: stages a sub-chain may start from (the inputs of skipped stages become caller-provided values)
-STARTS = ("vision", "dit_context")
+STARTS = ("vision", "backbone", "dit_context")
 
 
 def chain(start: str = "vision") -> tuple[Stage, ...]:

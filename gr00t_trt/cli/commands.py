@@ -1,105 +1,68 @@
-"""The ``gr00t-trt`` command line: a thin layer that parses options, calls the library and renders.
+"""The commands of the export → run → verify flow: inspect, make-checkpoint, export, run, verify, demo.
 
-Every library error (``Gr00tTrtError``) is printed as one line and exits with status 1; ``--debug``
-shows the traceback instead.
+Thin: each validates its arguments before doing any work, calls the library, and renders the result
+(``render.py``). Library errors become one red line (``app.friendly``).
 """
 
 from __future__ import annotations
 
-import functools
-import json
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from .errors import Gr00tTrtError
+from ..errors import Gr00tTrtError
+from .app import app, console, err_console, friendly
+from .render import render_actions, render_graphs, render_inspect, render_parity, render_timings
 
-app = typer.Typer(
-    name="gr00t-trt",
-    help="Export, run and verify NVIDIA GR00T N1.6 policies on ONNX Runtime (TensorRT engines: coming next).",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-)
-console = Console()
-err_console = Console(stderr=True)
-_state = {"debug": False}
+BACKEND_HELP = "Backend: auto (TensorRT when engines for this GPU exist, else ONNX Runtime), ort or trt."
 
 
-@app.callback()
-def _main(debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False) -> None:
-    _state["debug"] = debug
-
-
-def _friendly(fn):
-    """Turn library errors into one red line and exit code 1."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except Gr00tTrtError as exc:
-            if _state["debug"]:
-                raise
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-            raise typer.Exit(1) from None
-
-    return wrapper
+def _writable_file(path: Path | None, option: str) -> None:
+    """Refuse an output path whose folder does not exist before any work is done."""
+    if path is not None and not path.parent.is_dir():
+        raise Gr00tTrtError(f"{option} {path}: folder {path.parent} does not exist — create it first")
 
 
 # ------------------------------------------------------------------------------------------ inspect
 @app.command()
-@_friendly
+@friendly
 def inspect(
     checkpoint: Annotated[str, typer.Argument(help="Checkpoint folder or Hugging Face id (e.g. nvidia/GR00T-N1.6-3B).")],
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the report as JSON here.")] = None,
 ) -> None:
     """Check a checkpoint's layout and count its parameters, reading only file headers (no weights)."""
-    from .model.inspect import inspect_checkpoint
+    from ..files import write_json
+    from ..model.inspect import inspect_checkpoint
 
+    _writable_file(json_out, "--json")
     report = inspect_checkpoint(checkpoint)
-    _render_inspect(report)
+    render_inspect(console, report)
     if json_out:
-        json_out.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
-
-
-def _render_inspect(report) -> None:
-    table = Table(title=f"Parameters — {report.checkpoint}")
-    table.add_column("component")
-    table.add_column("parameters", justify="right")
-    table.add_column("note")
-    for row in report.rows():
-        name, count, note = row
-        table.add_row(name, f"{count:,}", note)
-    console.print(table)
-    for line in report.summary_lines():
-        console.print(line, highlight=False)
+        write_json(json_out, report.to_dict())
 
 
 # ------------------------------------------------------------------------------------------ make-checkpoint
 @app.command("make-checkpoint")
-@_friendly
+@friendly
 def make_checkpoint(
     out_dir: Annotated[Path, typer.Argument(help="Folder to create.")],
     preset: Annotated[str, typer.Option(help="tiny (tests), small (benchmarks) or full (real N1.6 sizes, ~6.6 GB).")] = "tiny",
-    seed: Annotated[int, typer.Option(help="Random seed of the weights and statistics.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Random seed of the weights and statistics.")] = 0,
+    force: Annotated[bool, typer.Option(help="Replace an existing synthetic checkpoint in OUT_DIR.")] = False,
 ) -> None:
     """Write a synthetic checkpoint in the real N1.6 file layout, with random weights."""
-    from .model.synthetic import make_checkpoint as make
+    from ..model.synthetic import make_checkpoint as make
 
     with console.status(f"writing {preset} checkpoint to {out_dir}"):
-        path = make(out_dir, preset, seed=seed)
+        path = make(out_dir, preset, seed=seed, overwrite=force)
     console.print(f"wrote {preset} synthetic checkpoint: {path}")
 
 
 # ------------------------------------------------------------------------------------------ export
 def _parse_sizes(values: list[str] | None) -> tuple[tuple[int, int], ...]:
-    from .errors import ExportError
-    from .graphs import parse_image_size
+    from ..errors import ExportError
+    from ..graphs import parse_image_size
 
     sizes = []
     for value in values or []:
@@ -111,7 +74,7 @@ def _parse_sizes(values: list[str] | None) -> tuple[tuple[int, int], ...]:
 
 
 @app.command()
-@_friendly
+@friendly
 def export(
     checkpoint: Annotated[str, typer.Option("--checkpoint", "-c", help="Checkpoint folder or Hugging Face id.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Export directory to create.")] = Path("build"),
@@ -135,7 +98,7 @@ def export(
     """Export a checkpoint as ONNX graphs + manifest into an export directory."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from .export.driver import ExportOptions, export_checkpoint
+    from ..export.driver import ExportOptions, export_checkpoint
 
     options = ExportOptions(
         embodiments=tuple(embodiment or ()),
@@ -146,8 +109,10 @@ def export(
         tokenizer=tokenizer,
         force=force,
     )
+    if out.resolve() == Path.cwd().resolve() or out.resolve() == Path.home().resolve():
+        raise Gr00tTrtError(f"--out {out} is the current or home folder — export into a new folder, e.g. --out build/")
     with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console) as bar:
-        task = bar.add_task("loading checkpoint", total=None)
+        task = bar.add_task("checkpoint: loading", total=None)
 
         def progress(name: str, status: str) -> None:
             bar.update(task, description=f"{name}: {status}")
@@ -155,7 +120,7 @@ def export(
                 bar.console.print(f"  [green]✓[/] {name} ({status})")
 
         manifest = export_checkpoint(checkpoint, out, options, progress)
-        bar.update(task, total=1, completed=1, description="export complete")
+        bar.update(task, total=1, completed=1, description="export: complete")
     console.print(
         f"exported {len(manifest.graphs)} graphs ({options.precision}) for embodiments "
         f"{', '.join(manifest.embodiments)} and image sizes "
@@ -166,27 +131,34 @@ def export(
 
 # ------------------------------------------------------------------------------------------ run
 @app.command()
-@_friendly
+@friendly
 def run(
     export_dir: Annotated[Path, typer.Argument(help="Export directory (from `gr00t-trt export`).")],
     obs: Annotated[Path | None, typer.Option(help="Observation .npz (flat Isaac-GR00T keys: video.<k>, state.<k>, annotation.*).")] = None,
     synthetic: Annotated[bool, typer.Option(help="Use a random observation for the embodiment.")] = False,
     embodiment: Annotated[str | None, typer.Option(help="Embodiment tag (default: the only exported one).")] = None,
-    backend: Annotated[str, typer.Option(help="auto, ort or trt.")] = "auto",
-    seed: Annotated[int, typer.Option(help="Seed of the initial noise (and of --synthetic).")] = 0,
+    backend: Annotated[str, typer.Option(help=BACKEND_HELP)] = "auto",
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the initial noise (and of --synthetic).")] = 0,
     out: Annotated[Path | None, typer.Option(help="Write the action chunk to this .npz.")] = None,
-    repeat: Annotated[int, typer.Option(help="Control steps to run; timings are the last one's (the first "
+    save_obs: Annotated[Path | None, typer.Option(help="Also write the observation used to this .npz (the --obs "
+                                                  "format): a starting point for your own.")] = None,
+    repeat: Annotated[int, typer.Option(min=1, help="Control steps to run; timings are the last one's (the first "
                                         "includes warm-up).")] = 1,
 ) -> None:
-    """Run a control step and print the action chunk and per-stage timings."""
+    """Run control steps on an export and print the action chunk and per-stage timings."""
+    import io
+
     import numpy as np
 
-    from .errors import ObservationError
-    from .observations import load_observation, synthetic_observation
-    from .runtime.policy import Policy
+    from ..errors import ObservationError
+    from ..files import write_atomic
+    from ..observations import load_observation, save_observation, synthetic_observation
+    from ..runtime.policy import Policy
 
     if (obs is None) == (not synthetic):
         raise ObservationError("give exactly one of --obs FILE.npz or --synthetic")
+    _writable_file(out, "--out")
+    _writable_file(save_obs, "--save-obs")
     policy = Policy.load(export_dir, backend=backend)
     tag = policy.resolve_embodiment(embodiment)
     if obs:
@@ -194,56 +166,58 @@ def run(
     else:
         spec = policy.preprocessor.spec
         observation = synthetic_observation(spec, tag, seed=seed, image_sizes=policy.manifest.image_sizes)
-    for _ in range(max(repeat, 1)):
+    for _ in range(repeat):
         actions = policy.get_action(observation, embodiment=tag, seed=seed)
-    _render_actions(actions)
-    _render_timings(policy.last_timings, f"timings of step {max(repeat, 1)} ({policy.pipeline.backend.name}, ms)")
+    render_actions(console, actions)
+    render_timings(console, policy.last_timings, f"timings of step {repeat} ({policy.pipeline.backend.name}, ms)")
+    if save_obs:
+        save_observation(save_obs, observation)
+        console.print(f"wrote the observation to {save_obs}")
     if out:
-        np.savez(out, **actions)
+        buffer = io.BytesIO()
+        np.savez(buffer, **actions)
+        write_atomic(out, buffer.getvalue())
         console.print(f"wrote {out}")
-
-
-def _render_actions(actions: dict) -> None:
-    table = Table(title="action chunk")
-    for col in ("key", "shape", "min", "mean", "max", "first step"):
-        table.add_column(col, justify="right" if col not in ("key", "first step") else "left")
-    for key, value in actions.items():
-        first = ", ".join(f"{v:.3f}" for v in value[0, 0, :6]) + (" …" if value.shape[-1] > 6 else "")
-        table.add_row(key, "×".join(map(str, value.shape)), f"{value.min():.3f}", f"{value.mean():.3f}",
-                      f"{value.max():.3f}", first)
-    console.print(table)
-
-
-def _render_timings(timings: dict, title: str) -> None:
-    table = Table(title=title)
-    table.add_column("stage")
-    table.add_column("ms", justify="right")
-    for stage, ms in timings.items():
-        table.add_row(stage, f"{ms:.2f}")
-    console.print(table)
 
 
 # ------------------------------------------------------------------------------------------ verify
 @app.command()
-@_friendly
+@friendly
 def verify(
     export_dir: Annotated[Path, typer.Argument(help="Export directory to verify.")],
     checkpoint: Annotated[str, typer.Option("--checkpoint", "-c", help="The checkpoint it was exported from.")],
-    backend: Annotated[str, typer.Option(help="auto, ort or trt.")] = "auto",
+    backend: Annotated[str, typer.Option(help=BACKEND_HELP)] = "auto",
     obs: Annotated[Path | None, typer.Option(help="Observation .npz (default: random observations).")] = None,
     embodiment: Annotated[list[str] | None, typer.Option(help="Embodiment(s) to check (default: all exported).")] = None,
-    seeds: Annotated[int, typer.Option(help="Number of noise seeds (and random observations).")] = 1,
-    json_out: Annotated[Path, typer.Option("--json", help="Where to write the JSON report.")] = Path("verify-report.json"),
+    seeds: Annotated[int, typer.Option(min=1, help="Number of noise seeds (and random observations).")] = 1,
+    json_out: Annotated[Path, typer.Option("--json", help="Where to write the JSON report (always written, "
+                                           "also when verification fails or is refused).")] = Path("verify-report.json"),
+    any_checkpoint: Annotated[bool, typer.Option(help="Compare with a checkpoint other than the one the export was "
+                                                 "made from (same config), e.g. to see how far a fine-tune moved.")] = False,
 ) -> None:
-    """Prove the export matches the unoptimised PyTorch reference (architecture §7 thresholds)."""
-    from .verify import verify_export
+    """Prove the export matches the unoptimised PyTorch reference.
 
-    with console.status("running the PyTorch reference and the backend"):
-        report = verify_export(
-            export_dir, checkpoint, backend=backend, obs_path=obs, embodiments=tuple(embodiment or ()), seeds=seeds
-        )
-    _render_parity(report)
-    json_out.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    Compares each graph alone, the action head on the reference's backbone output, every denoising step in
+    lock-step, and the end-to-end actions. Thresholds: fp32 exports must agree to float rounding (relative
+    L2 error ≤ 1e-4); fp16/bf16 ones need cosine similarity ≥ 0.999 on backbone features and ≥ 0.99 on
+    actions. Exit status 2 when a check fails.
+    """
+    from ..files import write_json
+    from ..verify import verify_export
+
+    _writable_file(json_out, "--json")
+    try:
+        with console.status("running the PyTorch reference and the backend"):
+            report = verify_export(
+                export_dir, checkpoint, backend=backend, obs_path=obs, embodiments=tuple(embodiment or ()), seeds=seeds,
+                same_checkpoint=not any_checkpoint,
+            )
+    except Gr00tTrtError as exc:
+        write_json(json_out, {"passed": False, "refused": str(exc),
+                              "context": {"export_dir": str(export_dir), "checkpoint": str(checkpoint)}, "comparisons": []})
+        raise
+    render_parity(console, report)
+    write_json(json_out, report.to_dict())
     console.print(f"report written to {json_out}")
     if not report.passed:
         err_console.print(f"[bold red]FAILED[/]: {len(report.failures)} check(s) outside their thresholds")
@@ -251,35 +225,26 @@ def verify(
     console.print("[bold green]PASSED[/]: every stage within its threshold")
 
 
-def _render_parity(report) -> None:
-    table = Table(title="parity vs the PyTorch reference")
-    for col in ("case", "stage", "cosine", "mean abs", "max abs", "rel L2", "threshold", ""):
-        table.add_column(col, justify="left" if col in ("case", "stage", "threshold") else "right")
-    for c in report.comparisons:
-        case, _, stage = c.stage.partition(" ")
-        table.add_row(
-            case, stage, f"{c.cosine:.6f}", f"{c.mean_abs:.1e}", f"{c.max_abs:.1e}", f"{c.rel_l2:.1e}",
-            c.threshold.describe(), "[green]ok[/]" if c.passed else "[red]FAIL[/]",
-        )
-    console.print(table)
-
-
 # ------------------------------------------------------------------------------------------ demo
 @app.command()
-@_friendly
+@friendly
 def demo(
     workdir: Annotated[Path, typer.Option(help="Where to put the synthetic checkpoint and the export.")] = Path("gr00t-demo"),
 ) -> None:
     """The whole flow on a tiny synthetic checkpoint: make → export → run on ONNX Runtime → verify."""
-    from .demo import run_demo
+    from ..demo import DEMO_STEPS, run_demo
 
-    if not run_demo(workdir, console):
+    def on_step(index: int) -> None:
+        console.rule(f"{index + 1}/{len(DEMO_STEPS)}  {DEMO_STEPS[index]}")
+
+    with console.status("working") as status:
+        report = run_demo(workdir, on_step=on_step, progress=lambda name, s: status.update(f"{name}: {s}"))
+    console.rule("results")
+    render_graphs(console, report.manifest)
+    render_actions(console, report.actions)
+    render_timings(console, report.timings, "timings, steady state (ms)")
+    render_parity(console, report.parity)
+    verdict = "[bold green]PASSED[/]" if report.passed else "[bold red]FAILED[/]"
+    console.print(f"{verdict} — demo finished in {report.seconds:.1f}s; files in {workdir}")
+    if not report.passed:
         raise typer.Exit(2)
-
-
-def main() -> None:  # pragma: no cover
-    app(prog_name="gr00t-trt")
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
