@@ -17,8 +17,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 from onnx.external_data_helper import convert_model_to_external_data
 
-from gr00t_trt.graphs import GRAPH_SPECS, vision_graph_name
-from gr00t_trt.graphs import TensorSpec
+from gr00t_trt.graphs import GRAPH_SPECS, TensorSpec, vision_graph_name
 from gr00t_trt.manifest import EmbodimentEntry, GraphEntry, Manifest, sha256_file, write_manifest
 
 DIMS = {"E": 8, "H": 4, "Ds": 5, "Da": 3, "C": 6, "L": 2, "Hc": 2, "Dh": 3, "O": 7}

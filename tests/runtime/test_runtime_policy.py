@@ -8,8 +8,8 @@ import pytest
 from runtime_fakes import FakeSpec, write_fake_export
 
 from gr00t_trt.errors import BackendError, EmbodimentError, ObservationError
-from gr00t_trt.runtime import OrtBackend, Policy
 from gr00t_trt.manifest import load_manifest
+from gr00t_trt.runtime import OrtBackend, Policy
 from gr00t_trt.runtime.registry import make_backend
 
 SIZE = (252, 336)  # what the tiny processor makes of a 120x160 camera image
