@@ -129,3 +129,40 @@ def test_inspect_full_size_header_only_checkpoint(tmp_path):
     result = invoke("inspect", folder)
     assert result.exit_code == 0, result.output
     assert "2,975,968,192" in result.output and "3,286,608,832" in result.output
+
+
+def test_version_and_argument_errors_before_any_work(tiny_export, tmp_path):
+    from gr00t_trt import __version__
+
+    result = invoke("--version")
+    assert result.exit_code == 0 and result.output.strip() == f"gr00t-trt {__version__}"
+    seed = invoke("run", tiny_export, "--synthetic", "--embodiment", "unitree_g1", "--seed", "-1")
+    assert seed.exit_code == 2 and "--seed" in seed.output and "Traceback" not in seed.output
+    missing = tmp_path / "nowhere" / "a.npz"
+    one_line_error(invoke("run", tiny_export, "--synthetic", "--embodiment", "unitree_g1", "--out", missing),
+                   f"--out {missing}: folder {missing.parent} does not exist")
+    assert "action chunk" not in invoke("run", tiny_export, "--synthetic", "--embodiment", "unitree_g1",
+                                        "--out", missing).output  # refused before running
+
+
+def test_export_refuses_the_current_folder(tiny_checkpoint, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "keep.txt").write_text("x")
+    one_line_error(invoke("export", "--checkpoint", tiny_checkpoint, "--out", ".", "--force"),
+                   "is the current or home folder")
+    assert (tmp_path / "keep.txt").read_text() == "x"
+
+
+def test_run_save_obs_writes_a_starting_observation(tiny_export, tmp_path):
+    path = tmp_path / "start.npz"
+    result = invoke("run", tiny_export, "--synthetic", "--embodiment", "unitree_g1", "--save-obs", path)
+    assert result.exit_code == 0, result.output
+    again = invoke("run", tiny_export, "--obs", path, "--embodiment", "unitree_g1")
+    assert again.exit_code == 0, again.output
+
+
+def test_tables_stay_readable_at_80_columns_when_piped(tiny_export):
+    result = invoke("run", tiny_export, "--synthetic", "--embodiment", "unitree_g1")
+    assert result.exit_code == 0
+    assert max(len(line) for line in result.output.splitlines()) <= 80
+    assert "pipeline (subtotal)" in result.output
