@@ -137,21 +137,21 @@ class PolicyServer:
     def handle(self, message: bytes) -> bytes:
         """The reply bytes to one request message; never raises (every failure is an error reply)."""
         start = time.perf_counter()
-        endpoint = "?"
+        seen = {"endpoint": "?"}
         try:
-            endpoint, result = self._dispatch(message)
+            result = self._dispatch(message, seen)
             reply, status = wire.encode(result), "ok"
         except Gr00tTrtError as exc:
             reply, status = wire.encode(wire.error_reply(str(exc))), f"error: {exc}"
         except Exception as exc:  # a bug must not take the server down; the client still gets an answer
-            log.exception("internal error while serving %s", endpoint)
+            log.exception("internal error while serving %s", seen["endpoint"])
             text = f"internal server error — {type(exc).__name__}: {exc}"
             reply, status = wire.encode(wire.error_reply(text)), f"error: {text}"
-        log.info("%s %s %.1f ms (%d B in, %d B out)", endpoint, status[:200], (time.perf_counter() - start) * 1e3,
-                 len(message), len(reply))
+        log.info("%s %s %.1f ms (%d B in, %d B out)", seen["endpoint"], status[:200],
+                 (time.perf_counter() - start) * 1e3, len(message), len(reply))
         return reply
 
-    def _dispatch(self, message: bytes) -> tuple[str, Any]:
+    def _dispatch(self, message: bytes, seen: dict[str, str]) -> Any:
         limit = self.options.max_message_bytes
         if len(message) > limit:
             raise ServeError(f"message too large — expected at most {limit} bytes, got {len(message)} — "
@@ -161,14 +161,15 @@ class PolicyServer:
             raise ServeError(f"malformed request — expected a map with 'endpoint' and 'data', got {type(request).__name__}")
         self._check_token(request.get("api_token"))
         endpoint = request.get("endpoint", "get_action")
-        if endpoint not in self._handlers:
+        if not isinstance(endpoint, str) or endpoint not in self._handlers:
             raise ServeError(f"unknown endpoint {str(endpoint)[:60]!r} — expected one of: {', '.join(ENDPOINTS)}")
+        seen["endpoint"] = endpoint
         data = wire.revive(request.get("data"))
         if data is None:
             data = {}
         if not isinstance(data, dict):
             raise ServeError(f"malformed request — expected 'data' to be a map, got {type(data).__name__}")
-        return endpoint, self._handlers[endpoint](data)
+        return self._handlers[endpoint](data)
 
     def _check_token(self, given: Any) -> None:
         expected = self.options.api_token

@@ -109,6 +109,8 @@ def bad_requests(observation):
     yield "truncated msgpack", pack(good)[:-3], "malformed message"
     yield "not a map", pack([1, 2, 3]), "expected a map"
     yield "unknown endpoint", pack({**good, "endpoint": "format_disk"}), "unknown endpoint 'format_disk'"
+    yield "endpoint not a string", pack({**good, "endpoint": [1, 2]}), "unknown endpoint '[1, 2]'"
+    yield "map with int keys", pack({1: 2}), "malformed message"
     yield "kill without allow_kill", pack({**good, "endpoint": "kill"}), "kill is disabled"
     yield "object npy", pack({**good, "endpoint": "get_action", "data": {"observation": {
         "x": {"__ndarray_class__": True, "as_npy": npy_of_object_array()}}}}), "object arrays are refused"
