@@ -107,3 +107,16 @@ def test_wide_binding_without_token_warns(served_policy, caplog, monkeypatch):
         assert not caplog.records
         PolicyServer(served_policy, ServerOptions(port=0)).close()
     assert "without an API token" in caplog.records[-1].message
+
+
+def test_serve_is_a_command_with_the_safe_defaults():
+    from typer.testing import CliRunner
+
+    from gr00t_trt.cli import app
+
+    result = CliRunner().invoke(app, ["serve", "--help"], terminal_width=200)
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())
+    for option in ("--host", "--port", "--api-token", "--allow-kill", "--embodiment", "--backend", "--max-message-mb"):
+        assert option in text
+    assert "127.0.0.1" in text and "5555" in text and "GR00T_TRT_API_TOKEN" in text
