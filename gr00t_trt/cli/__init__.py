@@ -6,7 +6,10 @@ on ``app`` when imported here.
 
 from __future__ import annotations
 
-from . import commands  # noqa: F401  (registers inspect, make-checkpoint, export, run, verify, demo)
+from . import (
+    commands,  # noqa: F401  (registers inspect, make-checkpoint, export, run, verify, demo)
+    serve,  # noqa: F401  (registers serve)
+)
 from .app import app, main
 
 __all__ = ["app", "main"]
