@@ -18,11 +18,11 @@ def serve(
     backend: Annotated[str, typer.Option(help=BACKEND_HELP)] = "auto",
     embodiment: Annotated[str | None, typer.Option(help="Default embodiment (requests may name another).")] = None,
     host: Annotated[str, typer.Option(help="Interface to listen on; 0.0.0.0 exposes the policy to the network.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port (Isaac-GR00T's default is 5555).")] = 5555,
+    port: Annotated[int, typer.Option(help="TCP port (Isaac-GR00T's default is 5555).")] = 5555,
     api_token: Annotated[str | None, typer.Option(envvar="GR00T_TRT_API_TOKEN", show_default=False,
                                                   help="Require this token in every request.")] = None,
     allow_kill: Annotated[bool, typer.Option(help="Let clients stop the server with the kill endpoint.")] = False,
-    max_message_mb: Annotated[float, typer.Option(min=0.001, help="Largest request accepted, in MiB.")] = 64.0,
+    max_message_mb: Annotated[float, typer.Option(help="Largest request accepted, in MiB.")] = 64.0,
 ) -> None:
     """Serve a policy over Isaac-GR00T's ZeroMQ protocol (its PolicyClient works unchanged)."""
     from ..serve.server import ServerOptions, configure_logging, run_server
