@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from gr00t_trt import verify as verify_module
 from gr00t_trt.errors import VerificationError
 from gr00t_trt.export.driver import ExportOptions, export_checkpoint
 from gr00t_trt.model.synthetic import make_checkpoint
@@ -42,10 +43,22 @@ def test_tiny_fp32_export_matches_reference_across_cameras_sizes_prompts_and_emb
     assert "vision_252x336" in stages and "vision_252x252" in stages
 
 
-def test_random_observation_mode_covers_every_exported_embodiment(tiny_export, tiny_checkpoint):
+def test_random_observation_mode_covers_every_exported_embodiment(tiny_export, tiny_checkpoint, monkeypatch):
+    references = {}  # stage -> the reference array verify compared against
+    real_compare = verify_module.compare
+
+    def recording_compare(stage, reference, candidate, threshold):
+        references[stage] = np.array(reference, copy=True)
+        return real_compare(stage, reference, candidate, threshold)
+
+    monkeypatch.setattr(verify_module, "compare", recording_compare)
     report = verify_export(tiny_export, tiny_checkpoint, backend="ort", seeds=2)
     _assert_fp32_parity(report)
     assert {c.stage.split("/")[0] for c in report.comparisons} == {"libero_panda", "unitree_g1", "new_embodiment"}
+    # a second seed is a second case: other observation and noise, so other reference actions
+    for tag in ("libero_panda", "unitree_g1", "new_embodiment"):
+        first, second = (references[f"{tag}/seed{seed} end-to-end: normalised action"] for seed in (0, 1))
+        assert first.shape == second.shape and np.abs(first - second).max() > 0.1, tag
 
 
 @pytest.mark.slow
