@@ -37,10 +37,8 @@ def test_threshold_is_the_one_of_section_7(check, precision):
 
 def test_export_validation_is_as_strict_as_section_7():
     """Each graph is validated right after export: fp32 to rel L2 1e-4, fp16 to cosine 0.999."""
-    from gr00t_trt.export import driver
-
-    assert driver._VALIDATION["fp32"] == Threshold(max_rel_l2=1e-4)
-    assert driver._VALIDATION["fp16"] == Threshold(min_cosine=0.999)
+    assert threshold_for("graph", "fp32") == Threshold(max_rel_l2=1e-4)
+    assert threshold_for("graph", "fp16") == Threshold(min_cosine=0.999)
 
 
 def _candidate(reference: np.ndarray, rel_l2: float, seed: int = 0) -> np.ndarray:
