@@ -277,6 +277,47 @@ def demo(
         raise typer.Exit(2)
 
 
+# ------------------------------------------------------------------------------------------ bench
+@app.command()
+@_friendly
+def bench(
+    export_dir: Annotated[Path | None, typer.Argument(help="Export directory to benchmark (from `gr00t-trt export`).")] = None,
+    backend: Annotated[str, typer.Option(help="auto, ort or trt.")] = "auto",
+    iters: Annotated[int, typer.Option(help="Measured control steps (after warm-up).")] = 50,
+    warmup: Annotated[int, typer.Option(help="Control steps run first and excluded (after the first call).")] = 5,
+    obs: Annotated[Path | None, typer.Option(help="Observation .npz (flat Isaac-GR00T keys).")] = None,
+    synthetic: Annotated[bool, typer.Option(help="Use a random observation (the default without --obs).")] = False,
+    cameras: Annotated[int | None, typer.Option(help="Cameras (must match the embodiment; --model-only: any).")] = None,
+    batch: Annotated[int, typer.Option(help="Batch size of the synthetic observation.")] = 1,
+    embodiment: Annotated[str | None, typer.Option(help="Embodiment tag (default: the only exported one).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the observation and of the initial noise.")] = 0,
+    compare_reference: Annotated[str | None, typer.Option(help="Also time the PyTorch reference of this checkpoint.")] = None,
+    reference_mode: Annotated[str, typer.Option(help="auto, interleaved (same process) or process (its own).")] = "auto",
+    reference_iters: Annotated[int, typer.Option(help="Measured reference control steps.")] = 10,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the report as JSON.")] = None,
+    markdown: Annotated[Path | None, typer.Option(help="Write the report as markdown.")] = None,
+    plot: Annotated[Path | None, typer.Option(help="Write a PNG chart of the per-stage breakdown (needs [plot]).")] = None,
+    model_only: Annotated[bool, typer.Option(help="Roofline only (no execution): from DIR or --checkpoint.")] = False,
+    checkpoint: Annotated[str | None, typer.Option(help="With --model-only: checkpoint folder or Hub id (headers only).")] = None,
+    precision: Annotated[str | None, typer.Option(help="With --model-only: fp32, fp16, bf16 or fp8 for every graph.")] = None,
+    device: Annotated[str | None, typer.Option(help="Roofline device: thor, orin, rtx4090, rtx5090, h100, spark.")] = None,
+) -> None:
+    """Per-stage latency (p50/p90/p99), first call, memory and the roofline; or --model-only."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .bench.command import BenchOptions, run_bench
+
+    options = BenchOptions(
+        export_dir=export_dir, backend=backend, iters=iters, warmup=warmup, obs=obs, synthetic=synthetic,
+        cameras=cameras, batch=batch, embodiment=embodiment, seed=seed, compare_reference=compare_reference,
+        reference_mode=reference_mode, reference_iters=reference_iters, json_out=json_out, markdown_out=markdown,
+        plot_out=plot, model_only=model_only, checkpoint=checkpoint, precision=precision, device=device,
+    )
+    bar = lambda: Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),  # noqa: E731
+                           TimeElapsedColumn(), console=console, transient=True)
+    run_bench(options, console, bar)
+
+
 def main() -> None:  # pragma: no cover
     app(prog_name="gr00t-trt")
 
