@@ -242,8 +242,11 @@ def write_png(report: BenchReport, path: str | Path) -> Path:
     import matplotlib.pyplot as plt
 
     bars: list[tuple[str, dict[str, float], float]] = []
-    leaves = leaf_stages(report.stages)
-    ours = {k: report.stages[k].p50 for k in leaves}
+    ours = {k: report.stages[k].p50 for k in leaf_stages(report.stages)}
+    if report.reference is not None:  # both sides in the reference's grouping, so colours match
+        from .reference import ours_grouped
+
+        ours = ours_grouped(ours)
     bars.append((f"ours ({report.header['backend']})", ours, report.end_to_end.p50))
     if report.reference is not None:
         bars.append(("PyTorch reference", report.reference.reference_stage_p50(), report.reference.reference_e2e.p50))
@@ -251,7 +254,9 @@ def write_png(report: BenchReport, path: str | Path) -> Path:
     for _, stages, _ in bars:
         stage_order += [k for k in stages if k not in stage_order]
     stage_order.append("other")
-    colours = plt.get_cmap("tab20")(range(len(stage_order)))
+    colours = list(plt.get_cmap("tab10")(range(10))) * (1 + len(stage_order) // 10)
+    colours[len(stage_order) - 1] = (0.75, 0.75, 0.75, 1.0)  # "other": grey
+    axis_max = max(b[2] for b in bars)
     fig, ax = plt.subplots(figsize=(10, 1.5 + 0.8 * len(bars) + 0.1 * len(stage_order)), dpi=120)
     for row, (_, stages, e2e) in enumerate(bars):
         left = 0.0
@@ -263,12 +268,12 @@ def write_png(report: BenchReport, path: str | Path) -> Path:
                 continue
             ax.barh(row, width, left=left, color=colours[i], edgecolor="white",
                     label=key if row == 0 or key not in bars[0][1] else None)
-            if width / max(e2e, 1e-9) > 0.06:
+            if width / max(axis_max, 1e-9) > 0.05:
                 ax.text(left + width / 2, row, f"{width:.1f}", ha="center", va="center", fontsize=8)
             left += width
         ax.plot([e2e, e2e], [row - 0.45, row + 0.45], color="black", linewidth=2)
         ax.text(e2e, row, f" {e2e:.1f} ms\n end to end", ha="left", va="center", fontsize=8)
-    ax.set_xlim(0, max(b[2] for b in bars) * 1.2)
+    ax.set_xlim(0, axis_max * 1.2)
     ax.set_yticks(range(len(bars)), [b[0] for b in bars])
     ax.invert_yaxis()
     ax.set_xlabel("ms per control step (p50)")
