@@ -53,6 +53,10 @@ class BenchOptions:
             raise Gr00tTrtError(f"--cameras must be at least 1, got {self.cameras}")
         if self.reference_iters < 1:
             raise Gr00tTrtError(f"--reference-iters must be at least 1, got {self.reference_iters}")
+        if self.precision is not None:
+            from .model_only import precisions_for
+
+            precisions_for(self.precision)  # raises the one-line error for an unknown precision
         if self.device is not None and find_device(self.device) is None:
             raise Gr00tTrtError(f"unknown device {self.device!r} — expected one of: {', '.join(DEVICES)}")
         if self.model_only:

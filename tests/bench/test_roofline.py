@@ -13,7 +13,7 @@ from gr00t_trt.bench.roofline import Roofline, check_stored_params, default_work
 from gr00t_trt.errors import CheckpointError, Gr00tTrtError
 from gr00t_trt.model.presets import preset_config
 
-C, E, O, FF = 1536, 2048, 1024, 6144
+C, E, OUT, FF = 1536, 2048, 1024, 6144
 
 
 def lin(fan_in: int, fan_out: int) -> int:
@@ -22,7 +22,7 @@ def lin(fan_in: int, fan_out: int) -> int:
 
 #: architecture §8 / spec §6, by hand: ours reads to_q, to_out and the feed-forward of 32 blocks, the
 #: self blocks' K/V, one step's modulation rows and proj_out_2; the reference reads the whole DiT
-OURS_DIT_STEP = 32 * (2 * lin(C, C) + lin(C, FF) + lin(FF, C)) + 16 * 2 * lin(C, C) + (32 * 2 * C + 2 * C) + lin(C, O)
+OURS_DIT_STEP = 32 * (2 * lin(C, C) + lin(C, FF) + lin(FF, C)) + 16 * 2 * lin(C, C) + (32 * 2 * C + 2 * C) + lin(C, OUT)
 REFERENCE_DIT_STEP = 1_091_722_240
 
 
