@@ -55,6 +55,14 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_flags(prefixes: tuple[str, ...] = ("avx", "fma", "amx", "neon", "sve", "asimd")) -> list[str]:
+    """The CPU's vector-extension flags (what its GEMM kernels can use), from ``/proc/cpuinfo``."""
+    for line in (_read("/proc/cpuinfo") or "").splitlines():
+        if line.lower().startswith(("flags", "features")):
+            return [f for f in line.split(":", 1)[1].split() if f.startswith(prefixes)]
+    return []
+
+
 def usable_threads() -> int:
     """CPUs this process may run on (its affinity mask, which containers narrow), not the host's total."""
     try:
@@ -178,6 +186,7 @@ def machine_info() -> dict[str, Any]:
     return {
         "device": device_name(),
         "cpu": cpu_model(),
+        "cpu_flags": cpu_flags(),
         "cpu_threads": usable_threads(),
         "logical_cores": os.cpu_count(),
         "ram_bytes": total_ram_bytes(),

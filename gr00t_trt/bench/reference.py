@@ -173,18 +173,24 @@ def choose_mode(mode: str, checkpoint: str | Path) -> str:
 
 
 def compare_interleaved(policy: Any, checkpoint: str | Path, observation: dict, *, embodiment: str | None = None,
-                        iters: int = 10, warmup: int = 2, seed: int = 0, progress=None) -> ReferenceComparison:
-    """Alternate one call of ours and one of the reference, ``iters`` times after ``warmup`` pairs."""
+                        iters: int = 10, warmup: int = 2, seed: int = 0, progress=None,
+                        settle_s: float = 0.05) -> ReferenceComparison:
+    """Alternate one call of ours and one of the reference, ``iters`` times after ``warmup`` pairs.
+
+    ``settle_s``: pause before each call, so the other side's worker threads (PyTorch's OpenMP pool
+    spins after its work) are idle again and do not compete with the side being timed."""
     tag = policy.resolve_embodiment(embodiment)
     noise = _noise(policy, observation, tag, seed)
     runner = ReferenceRunner(checkpoint, policy.preprocessor, policy.manifest)
     ours_e2e, ours_st, ref_e2e, ref_st = [], {}, [], {}
     ours_actions = ref_actions = None
     for i in range(warmup + iters):
+        time.sleep(settle_s)
         start = time.perf_counter()
         ours_actions = policy.get_action(observation, embodiment=tag, noise=noise)
         elapsed = (time.perf_counter() - start) * 1e3
         grouped = ours_grouped(dict(policy.last_timings))
+        time.sleep(settle_s)
         r_e2e, r_st, ref_actions = runner(observation, tag, noise)
         if i >= warmup:
             ours_e2e.append(elapsed)

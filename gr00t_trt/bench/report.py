@@ -242,13 +242,12 @@ def write_png(report: BenchReport, path: str | Path) -> Path:
     import matplotlib.pyplot as plt
 
     bars: list[tuple[str, dict[str, float], float]] = []
-    ours = {k: report.stages[k].p50 for k in leaf_stages(report.stages)}
-    if report.reference is not None:  # both sides in the reference's grouping, so colours match
-        from .reference import ours_grouped
-
-        ours = ours_grouped(ours)
-    bars.append((f"ours ({report.header['backend']})", ours, report.end_to_end.p50))
-    if report.reference is not None:
+    label = f"ours ({report.header['backend']})"
+    if report.reference is None:
+        bars.append((label, {k: report.stages[k].p50 for k in leaf_stages(report.stages)}, report.end_to_end.p50))
+    else:  # both sides from the comparison's own run, in the reference's grouping, so colours match
+        cmp = report.reference
+        bars.append((label, {k: s.p50 for k, s in cmp.ours.items()}, cmp.ours_e2e.p50))
         bars.append(("PyTorch reference", report.reference.reference_stage_p50(), report.reference.reference_e2e.p50))
     stage_order: list[str] = []
     for _, stages, _ in bars:
