@@ -127,6 +127,18 @@ def gpus() -> list[dict[str, Any]]:
     return found
 
 
+def gpu_memory_used_bytes(pid: int | None = None) -> int | None:
+    """Device memory this process holds on NVIDIA GPUs (``nvidia-smi``; None where it cannot tell, e.g.
+    on Jetson, whose memory is the host's and shows in the RSS)."""
+    out = _run("nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits")
+    if out is None:
+        return None
+    pid = os.getpid() if pid is None else pid
+    used = [int(parts[1]) for line in out.splitlines()
+            if len(parts := [p.strip() for p in line.split(",")]) == 2 and parts[0] == str(pid) and parts[1].isdigit()]
+    return sum(used) * 2**20 if used else 0
+
+
 def nvidia_driver_version() -> str | None:
     """The kernel driver's version (``/proc/driver/nvidia/version``), also on Jetson where nvidia-smi
     may be missing."""

@@ -33,6 +33,9 @@ def write_atomic(path: str | Path, data: bytes | str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a report is an ordinary file
         with os.fdopen(fd, "wb") as f:
             f.write(data.encode() if isinstance(data, str) else data)
         os.replace(tmp, path)
@@ -109,8 +112,9 @@ def render_console(report: BenchReport, console: Any) -> None:
         table.add_row(*_stats_row(STAGE_LABELS.get(key, key), s))
     table.add_row(*_stats_row("end to end", report.end_to_end), style="bold")
     console.print(table)
-    console.print(f"first call {report.first_call_ms:.1f} ms; peak host RSS {report.peak_rss_bytes / 2**30:.2f} GiB",
-                  highlight=False)
+    gpu = report.header.get("gpu_memory_bytes")
+    console.print(f"first call {report.first_call_ms:.1f} ms; peak host RSS {report.peak_rss_bytes / 2**30:.2f} GiB"
+                  + (f"; GPU memory {gpu / 2**30:.2f} GiB" if gpu else ""), highlight=False)
     if report.roofline is not None:
         ours = report.roofline.totals("ours")
         ref = report.roofline.totals("reference")
@@ -162,7 +166,7 @@ def render_roofline_console(roof: Roofline, devices: list[Any], console: Any) ->
     console.print(table)
     console.print(f"DiT weights per denoising step: ours {roof.dit_params_per_step('ours') / 1e9:.3f} G, "
                   f"reference {roof.dit_params_per_step('reference') / 1e9:.3f} G", highlight=False)
-    console.print("precision: " + ", ".join(f"{g} {p}" for g, p in roof.precisions.items()), highlight=False)
+    console.print("precision: " + precision_summary(roof.precisions), highlight=False)
     table = Table(title="predicted floor, ours (ms; bound: m = memory, c = compute)", title_justify="left")
     for col in ("device", "vision", "backbone", "dit ctx", "per step", "total", "reference"):
         table.add_column(col, justify="left" if col == "device" else "right")
@@ -207,7 +211,12 @@ def to_markdown(report: BenchReport) -> str:
 
 
 def roofline_markdown(roof: Roofline, devices: list[Any]) -> str:
+    w = roof.workload
+    images = ", ".join(f"{n}× {h}x{wd}" for h, wd, n in w.images) or "none"
     lines = ["## Roofline (per control step)", "",
+             f"Workload: batch {w.batch}, images {images}, S {w.seq_len} (ours padded to {w.padded_seq_len}), "
+             f"{w.steps} denoising steps. Weights read per control step at the precision of each graph; "
+             "activations are not counted.", "",
              "| stage | ours GB | reference GB | ours GFLOP | reference GFLOP |", "|---|---|---|---|---|"]
     for stage in roof.stage_keys():
         o, r = roof.totals("ours", stage), roof.totals("reference", stage)
@@ -218,7 +227,7 @@ def roofline_markdown(roof: Roofline, devices: list[Any]) -> str:
                  f"{o['flops'] / 1e9:.1f} | {r['flops'] / 1e9:.1f} |")
     lines += ["", f"DiT weights per denoising step: ours {roof.dit_params_per_step('ours') / 1e9:.3f} G, reference "
               f"{roof.dit_params_per_step('reference') / 1e9:.3f} G. Precision: "
-              + ", ".join(f"{g} {p}" for g, p in roof.precisions.items()) + "."]
+              + precision_summary(roof.precisions) + "."]
     if devices:
         lines += ["", "| device | vision | backbone | dit_context | per step | total (ours) | bound | total (reference) |",
                   "|---|---|---|---|---|---|---|---|"]

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import Gr00tTrtError
 from .devices import DeviceSpec, find_device
-from .machine import CpuMeter, machine_info, peak_rss_bytes, rss_bytes
+from .machine import CpuMeter, gpu_memory_used_bytes, machine_info, peak_rss_bytes, rss_bytes
 from .roofline import Roofline, StageFloor, Workload, measured_over_floor
 from .stats import LatencyStats, summarize
 
@@ -151,6 +151,7 @@ def run_benchmark(policy: Any, observation: dict, *, iters: int = 50, warmup: in
         "seed": seed,
         "timing": "end to end: wall clock around get_action; stages: policy.last_timings (backend marks)",
         "rss_bytes_after": rss_bytes(),
+        "gpu_memory_bytes": gpu_memory_used_bytes(),
         **(extra_header or {}),
     }
     report = BenchReport(
