@@ -76,6 +76,12 @@ class BenchReport:
         return data
 
 
+def backend_name(policy: Any) -> str:
+    """"ort", "trt", ... of the policy's backend (its class name when it has no ``name``)."""
+    backend = getattr(getattr(policy, "pipeline", None), "backend", None)
+    return str(getattr(backend, "name", type(backend).__name__))
+
+
 def workload_of(policy: Any, inputs: Any) -> Workload:
     """The shapes one control step of this observation really runs at (S padded as the pipeline pads)."""
     from ..runtime.buffers import padded_length
@@ -137,7 +143,7 @@ def run_benchmark(policy: Any, observation: dict, *, iters: int = 50, warmup: in
         "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "machine": machine_info(),
         "export": str(policy.folder),
-        "backend": policy.pipeline.backend.name,
+        "backend": backend_name(policy),
         "precisions": {name: g.precision for name, g in policy.manifest.graphs.items()},
         "embodiment": tag,
         "batch": workload.batch,
