@@ -45,19 +45,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from gr00t_trt import dataflow
 from gr00t_trt.bench.machine import CpuMeter, rss_bytes
 from gr00t_trt.bench.machine import load_average as package_load_average
 from gr00t_trt.bench.machine import machine_info as package_machine_info
-from gr00t_trt.export.action_head_graphs import action_head_graph_modules, example_inputs
-from gr00t_trt.export.onnx_io import export_onnx, read_io
+from gr00t_trt.export.action_head_graphs import action_head_graph_modules
+from gr00t_trt.export.head_only import export_action_head
 from gr00t_trt.graphs import ACTION_HEAD_KINDS, GRAPH_SPECS
-from gr00t_trt.manifest import GraphEntry
-from gr00t_trt.model.action_head import Gr00tActionHead, cross_block_indices, dit_block_kinds
+from gr00t_trt.manifest import load_manifest
+from gr00t_trt.model.action_head import Gr00tActionHead, dit_block_kinds
 from gr00t_trt.model.presets import preset_config
 from gr00t_trt.model.synthetic import init_synthetic_
 from gr00t_trt.processing.modality import BUILTIN_EMBODIMENT_IDS
 from gr00t_trt.runtime.buffers import pad_right, padded_length
 from gr00t_trt.runtime.ort_backend import OrtBackend
+from gr00t_trt.runtime.pipeline import HeadInputs, Pipeline
 
 REPO = Path(__file__).resolve().parents[1]
 #: one 252x336 camera: 252·336/784 = 108 image tokens, wrapped in 7 tag tokens
@@ -65,8 +67,6 @@ IMAGE_TOKENS_PER_CAMERA = 108
 TAGS_PER_CAMERA = 7
 #: system prompt / chat template tokens before the images
 PROMPT_TOKENS = 16
-#: example S used for the export (distinct from every static dim so torch.export keeps it symbolic)
-EXPORT_SEQ_LEN = 37
 
 
 # ============================================================================================ machine
@@ -319,20 +319,19 @@ def onnx_initializer_params(folder: Path, graph: str) -> int:
 
 
 # ============================================================================================ export
-def export_graphs(wrappers: dict, config, folder: Path, slots: list[int]) -> dict[str, GraphEntry]:
-    entries = {}
-    for kind, module in wrappers.items():
-        spec = GRAPH_SPECS[kind]
-        args = example_inputs(kind, config, batch=2, seq_len=EXPORT_SEQ_LEN, embodiment_slots=slots)
-        path = folder / f"{kind}.onnx"
-        started = time.perf_counter()
-        export_onnx(module, args, spec, path)
-        inputs, outputs = read_io(path, spec)
-        entries[kind] = GraphEntry(kind, kind, path.name, "fp32", inputs, outputs)
-        size = sum(p.stat().st_size for p in folder.glob(f"{kind}.onnx*")) / 2**20
-        log(f"  exported {kind:15s} in {time.perf_counter() - started:6.1f}s ({size:8.1f} MiB, RSS {rss_gib()} GiB)")
-        gc.collect()
-    return entries
+def export_graphs(head, config, folder: Path, slots: list[int], max_seq_len: int) -> None:
+    """The product's action-head export (graphs + manifest), with progress lines."""
+    started = {}
+
+    def progress(name: str, status: str) -> None:
+        if status == "exporting":
+            started[name] = time.perf_counter()
+        elif status.startswith("done"):
+            size = sum(p.stat().st_size for p in folder.parent.glob(f".{folder.name}.partial-*/{name}.onnx*")) / 2**20
+            log(f"  exported {name:15s} in {time.perf_counter() - started[name]:6.1f}s ({size:8.1f} MiB, RSS {rss_gib()} GiB)")
+            gc.collect()
+
+    export_action_head(head, config, folder, embodiment_slots=slots, max_seq_len=max_seq_len, progress=progress)
 
 
 def _code_stamp() -> str:
@@ -363,124 +362,81 @@ class VariantBackend(OrtBackend):
 
 
 class OursRunner:
-    """The action head of one shape bucket on an OrtBackend, wired like runtime/pipeline.py: buffers
-    allocated and bound once, a ``dit_context`` program and an ``action_head`` program (state encoder +
-    N × (action encoder → DiT → action decoder))."""
+    """The action head of one shape bucket through the product's runtime: ``Pipeline.run`` from given
+    backbone features (the ``dit_context`` sub-chain of the dataflow), buffers bound once per bucket."""
 
-    def __init__(self, backend: OrtBackend, entries: dict[str, GraphEntry], config, seq_len: int):
-        self.backend, self.config = backend, config
-        c = config
-        n = c.num_inference_timesteps
-        heads, head_dim = c.dit.num_attention_heads, c.dit.attention_head_dim
-        num_cross = len(cross_block_indices(c))
-        sizes = {"B": 1, "S": seq_len, "E": c.backbone_embedding_dim, "L": num_cross, "Hc": heads, "Dh": head_dim,
-                 "Ds": c.max_state_dim, "Da": c.max_action_dim, "H": c.action_horizon,
-                 "C": c.input_embedding_dim, "O": c.hidden_size}
-        be = backend
-        self.bufs: dict[str, object] = {}
-
-        def buf(name: str, kind: str, tensor: str):
-            if name not in self.bufs:
-                t = entries[kind].tensor(tensor)
-                shape = tuple(d if isinstance(d, int) else sizes[d] for d in t.dims)
-                self.bufs[name] = be.allocate(name, shape, np.dtype(t.dtype), host=True)
-            return self.bufs[name]
-
-        def bind(kind: str, names: dict[str, str] | None = None):
-            names = names or {}
-            e = entries[kind]
-            mapping = {t.name: buf(names.get(t.name, t.name), kind, t.name) for t in (*e.inputs, *e.outputs)}
-            return be.bind(kind, mapping)
-
-        self.context_bindings = [bind("dit_context")]
-        self.head_bindings = [bind("state_encoder")]
-        for k in range(n):
-            self.head_bindings.append(bind("action_encoder", {"actions": f"actions_{k}", "step": f"step_{k}"}))
-            self.head_bindings.append(bind("dit", {"step": f"step_{k}"}))
-            self.head_bindings.append(bind("action_decoder", {"actions": f"actions_{k}", "next_actions": f"actions_{k + 1}"}))
-        for k in range(n):
-            self.bufs[f"step_{k}"].host[...] = k
-        self.out = self.bufs[f"actions_{n}"]
-        self.programs = (be.record("dit_context", self.context_bindings), be.record("action_head", self.head_bindings))
+    def __init__(self, backend: OrtBackend, folder: Path, bucket: int):
+        self.pipeline = Pipeline(load_manifest(folder), folder, backend, bucket=bucket)
 
     def fill(self, inputs: Inputs) -> None:
-        b = self.bufs
-        # right padding up to the bucket, exactly as runtime/buffers.py pads (masked keys; exact)
-        seq = inputs.seq_len
-        b["backbone_features"].host[...] = 0
-        b["backbone_features"].host[:, :seq] = inputs.features.numpy()
-        pad_right(b["image_mask"].host, inputs.image_mask.numpy(), False)
-        pad_right(b["attention_mask"].host, inputs.attention_mask.numpy(), False)
-        np.copyto(b["state"].host, inputs.state.numpy())
-        b["embodiment_id"].host[...] = 0  # slot 0 of the single-embodiment export
-        np.copyto(b["actions_0"].host, inputs.noise.numpy())
+        self.head = HeadInputs(backbone_features=inputs.features.numpy(), attention_mask=inputs.attention_mask.numpy(),
+                               image_mask=inputs.image_mask.numpy(), state=inputs.state.numpy(),
+                               embodiment_id=inputs.embodiment_id.numpy())
+        self.noise = inputs.noise.numpy()
 
     def run(self) -> np.ndarray:
-        for program in self.programs:
-            self.backend.launch(program)
-        self.backend.synchronize()
-        return self.out.host
+        return self.pipeline.run(self.head, self.noise, start="dit_context")
 
     def graph_timings(self, repeats: int) -> dict[str, float]:
-        """Median ms per control step of each graph kind (each binding timed alone, in run order)."""
+        """Median ms per control step of each graph kind, each graph run alone along the dataflow (the
+        runtime's slow path: fresh arrays per call, so a little slower than inside the hot path)."""
         samples: dict[str, list[float]] = {}
-        sessions = self.backend._sessions  # noqa: SLF001 - benchmark-only introspection
-        bindings = self.context_bindings + self.head_bindings
+        run = self.pipeline.graph_runner()
+        pipe, head = self.pipeline, self.head
+
+        def timed(kind, name, feeds):
+            t0 = time.perf_counter()
+            out = run(kind, name, feeds)
+            per[kind] = per.get(kind, 0.0) + (time.perf_counter() - t0) * 1e3
+            return out
+
+        seq = padded_length(head.backbone_features.shape[1], pipe.bucket)
+        features = np.zeros((1, seq, head.backbone_features.shape[2]), np.float32)
+        masks = [np.zeros((1, seq), bool) for _ in range(2)]
+        features[:, : head.backbone_features.shape[1]] = head.backbone_features
+        pad_right(masks[0], head.attention_mask, False)
+        pad_right(masks[1], head.image_mask, False)
+        values = {"backbone_features": features, "attention_mask": masks[0], "image_mask": masks[1],
+                  "state": head.state, "embodiment_id": pipe.slots(head.embodiment_id), dataflow.CARRY_START: self.noise}
         for _ in range(repeats):
             per: dict[str, float] = {}
-            for binding in bindings:
-                t0 = time.perf_counter()
-                sessions[binding.graph].run_with_iobinding(binding.handle)
-                per[binding.graph] = per.get(binding.graph, 0.0) + (time.perf_counter() - t0) * 1e3
+            dataflow.evaluate(timed, values, steps=pipe.manifest.steps, start="dit_context")
             for kind, ms in per.items():
                 samples.setdefault(kind, []).append(ms)
         return {kind: statistics.median(v) for kind, v in samples.items()}
 
-
-class ProfilingBackend(OrtBackend):
-    def __init__(self, prefix: str, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.prefix = prefix
-
-    def session_options(self, precision: str):
-        options = super().session_options(precision)
-        options.enable_profiling = True
-        options.profile_file_prefix = self.prefix
-        return options
+    def close(self) -> None:
+        self.pipeline.close()
 
 
-def ort_op_profile(entries, folder: Path, config, x: Inputs, seq_len: int, threads: int, runs: int = 2) -> dict:
-    """ms per control step of each op type in each graph (ONNX Runtime's profiler, ``runs`` control steps
-    after one warm-up; profiling adds a little overhead of its own)."""
+def ort_op_profile(folder: Path, config, x: Inputs, bucket: int, threads: int, runs: int = 2) -> dict:
+    """ms per control step of each op type in each graph (ONNX Runtime's profiler through the backend's
+    ``profile_dir``, ``runs`` control steps after one warm-up; profiling adds a little overhead)."""
     import collections
 
     prof_dir = Path(tempfile.mkdtemp(prefix="gr00t_bench_prof_"))
-    backend = ProfilingBackend(str(prof_dir / "ort"), device="cpu", threads=threads)
-    backend.activate()
+    backend = OrtBackend(device="cpu", threads=threads, profile_dir=prof_dir)
     try:
-        for kind in ACTION_HEAD_KINDS:
-            backend.open(entries[kind], folder)
-        runner = OursRunner(backend, entries, config, seq_len)
+        runner = OursRunner(backend, folder, bucket)
         runner.fill(x)
         runner.run()
-        sessions = backend._sessions  # noqa: SLF001 - benchmark-only introspection
-        # the warm-up run is in the trace too: count only the last ``runs`` control steps' events
-        for _ in range(runs):
+        for _ in range(runs):  # the warm-up run is in the trace too: count only the last ``runs`` control steps
             runner.run()
+        traces = backend.end_profiling()
         out = {}
         for kind in ACTION_HEAD_KINDS:
-            events = json.loads(Path(sessions[kind].end_profiling()).read_text())
+            events = json.loads(traces[kind].read_text())
             runs_seen = [e for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"]
-            per_step = config.num_inference_timesteps if kind in ("action_encoder", "dit", "action_decoder") else 1
+            per_step = config.num_inference_timesteps if dataflow.STAGES[kind].per_step else 1
             start = runs_seen[-runs * per_step]["ts"]
             per_op: collections.Counter = collections.Counter()
             for e in events:
                 if e.get("cat") == "Node" and e["name"].endswith("_kernel_time") and e["ts"] >= start:
                     per_op[e["args"]["op_name"]] += e["dur"] / 1e3 / runs
             out[kind] = {op: round(ms, 2) for op, ms in per_op.most_common()}
+        runner.close()
         return out
     finally:
-        backend.deactivate()
         shutil.rmtree(prof_dir, ignore_errors=True)
 
 
@@ -491,19 +447,19 @@ def reference_run(head: Gr00tActionHead, x: Inputs) -> torch.Tensor:
 
 
 def ours_torch_run(wrappers: dict, x: Inputs, steps: int) -> torch.Tensor:
-    """The same five graph modules that were exported, chained the same way, in PyTorch eager: separates
-    what the graph restructuring saves (reference → this) from what ONNX Runtime adds (this → ours)."""
-    slot = torch.zeros(1, dtype=torch.int64)
+    """The same five graph modules that were exported, chained by the same dataflow, in PyTorch eager:
+    separates what the graph restructuring saves (reference → this) from what ONNX Runtime adds (this → ours)."""
+
+    def run(kind, name, feeds):
+        outputs = wrappers[kind](*(torch.as_tensor(feeds[t.name]) for t in GRAPH_SPECS[kind].inputs))
+        outputs = (outputs,) if isinstance(outputs, torch.Tensor) else outputs
+        return dict(zip(GRAPH_SPECS[kind].output_names, outputs, strict=True))
+
+    values = {"backbone_features": x.features, "image_mask": x.image_mask, "attention_mask": x.attention_mask,
+              "state": x.state, "embodiment_id": torch.zeros(1, dtype=torch.int64), dataflow.CARRY_START: x.noise}
     with torch.inference_mode():
-        cross_k, cross_v, text_bias, image_bias = wrappers["dit_context"](x.features, x.image_mask, x.attention_mask)
-        (state_features,) = wrappers["state_encoder"](x.state, slot)
-        actions = x.noise
-        for k in range(steps):
-            step = torch.full((1,), k, dtype=torch.int64)
-            (action_features,) = wrappers["action_encoder"](actions, step, slot)
-            (dit_out,) = wrappers["dit"](state_features, action_features, cross_k, cross_v, text_bias, image_bias, step)
-            (actions,) = wrappers["action_decoder"](dit_out, actions, slot)
-        return actions
+        actions = dataflow.evaluate(run, values, steps=steps, start="dit_context")[dataflow.CARRIED_INPUT]
+    return actions[-1] if actions else x.noise
 
 
 def reference_breakdown(head: Gr00tActionHead, x: Inputs, repeats: int) -> dict[str, float]:
@@ -746,20 +702,18 @@ def main(argv: list[str] | None = None) -> int:
                  "torch": torch.__version__, "code": _code_stamp()}
         stamp_file = tmp / "benchmark_stamp.json"
         t_export = time.perf_counter()
+        graphs = tmp / "action_head"
         if args.keep_onnx is not None and stamp_file.is_file() and json.loads(stamp_file.read_text()) == stamp:
-            log(f"reusing the graphs exported earlier in {tmp} (same preset, seed, steps, embodiment, code)")
-            entries = {}
-            for kind in ACTION_HEAD_KINDS:
-                inputs, outputs = read_io(tmp / f"{kind}.onnx", GRAPH_SPECS[kind])
-                entries[kind] = GraphEntry(kind, kind, f"{kind}.onnx", "fp32", inputs, outputs)
+            log(f"reusing the graphs exported earlier in {graphs} (same preset, seed, steps, embodiment, code)")
             export_s = None
         else:
-            log(f"exporting the five graphs (embodiment id {embodiment} → slot 0) to {tmp} ...")
+            log(f"exporting the five graphs (embodiment id {embodiment} → slot 0) to {graphs} ...")
             stamp_file.unlink(missing_ok=True)
-            entries = export_graphs(wrappers, config, tmp, slots)
+            shutil.rmtree(graphs, ignore_errors=True)
+            export_graphs(head, config, graphs, slots, max_seq_len=max(512, *(padded_length(n, args.bucket) for n in args.seq_len)))
             stamp_file.write_text(json.dumps(stamp))
             export_s = time.perf_counter() - t_export
-        onnx_params = {k: onnx_initializer_params(tmp, k) for k in ACTION_HEAD_KINDS}
+        onnx_params = {k: onnx_initializer_params(graphs, k) for k in ACTION_HEAD_KINDS}
         wrapper_params = {k: sum(t.numel() for t in (*m.parameters(), *m.buffers())) for k, m in wrappers.items()}
         if args.no_ours_torch:
             del wrappers
@@ -768,14 +722,10 @@ def main(argv: list[str] | None = None) -> int:
 
         backend = OrtBackend(device="cpu", threads=args.threads)
         backend.activate()
-        for kind in ACTION_HEAD_KINDS:
-            backend.open(entries[kind], tmp)
         variant_backends = {}
         for name in args.variants:
             vb = VariantBackend(device="cpu", threads=args.threads, overrides=VARIANTS[name])
             vb.activate()
-            for kind in ACTION_HEAD_KINDS:
-                vb.open(entries[kind], tmp)
             variant_backends[name] = vb
         gc.collect()
         log(f"sessions open, RSS {rss_gib()} GiB")
@@ -784,9 +734,9 @@ def main(argv: list[str] | None = None) -> int:
             x = make_inputs(config, seq_len, embodiment, args.seed + seq_len)
             r = SeqResult(seq_len, x.cameras, int(x.image_mask.sum()))
             graph_seq = padded_length(seq_len, args.bucket)
-            runners = {"ours": OursRunner(backend, entries, config, graph_seq)}
+            runners = {"ours": OursRunner(backend, graphs, args.bucket)}
             for name, vb in variant_backends.items():
-                runners[f"ours_{name}"] = OursRunner(vb, entries, config, graph_seq)
+                runners[f"ours_{name}"] = OursRunner(vb, graphs, args.bucket)
             for runner in runners.values():
                 runner.fill(x)
             sides = {"reference": partial(reference_run, head, x)}
@@ -864,7 +814,7 @@ def main(argv: list[str] | None = None) -> int:
             r.load_after = load_average()
             results.append(r)
             for runner in runners.values():
-                runner.backend.release(*runner.programs)
+                runner.close()
             del runners, sides
             gc.collect()
         backend.deactivate()
@@ -875,8 +825,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.ort_profile:
             seq_len = args.seq_len[0]
             log(f"ONNX Runtime per-op profile at S = {seq_len} (separate sessions with profiling on) ...")
-            op_profile = ort_op_profile(entries, tmp, config, make_inputs(config, seq_len, embodiment, args.seed + seq_len),
-                                        padded_length(seq_len, args.bucket), args.threads)
+            op_profile = ort_op_profile(graphs, config, make_inputs(config, seq_len, embodiment, args.seed + seq_len),
+                                        args.bucket, args.threads)
             op_profile["seq_len"] = seq_len
     finally:
         if args.keep_onnx is None:
