@@ -20,9 +20,9 @@ import torch
 
 from . import dataflow
 from .errors import Gr00tTrtError, VerificationError
-from .graphs import graph_name
 from .manifest import load_manifest
 from .parity import ParityReport, compare, threshold_for
+from .runtime.pipeline import HeadInputs
 
 
 def verify_export(
@@ -125,30 +125,33 @@ def _verify_case(report: ParityReport, label: str, model, policy, tag: str, obs:
     ref_physical = _decode(policy, ref.action_pred.numpy(), inputs, "reference")
     ref_features = ref.backbone_features.numpy()
 
-    # ---- level 1: each backbone-side graph alone on the reference's inputs
+    # ---- level 1: each backbone-side graph alone on the reference's inputs (unpadded, as the reference ran)
+    host = pipeline.host_values(inputs, noise, padded=False)
     row = 0
     embeds_ref = ref.image_embeds.numpy()
     for image in inputs.images:
-        name = graph_name("vision", {"h": image.shape[0], "w": image.shape[1]})
-        got = run("vision", name, {"images": image[None]})["image_embeds"][0]
+        entry = pipeline.entry("vision", image.shape[:2])
+        (images,), (embeds,) = entry.inputs, entry.outputs
+        got = run("vision", entry.name, {images.name: image[None]})[embeds.name][0]
         want = embeds_ref[row : row + got.shape[0]]
         row += got.shape[0]
-        report.add(compare(f"{label} {name} alone: image_embeds", want, got,
-                           threshold_for("backbone", _precision(manifest, name))))
-    index = np.zeros(inputs.input_ids.shape, np.int64)
-    index[inputs.image_mask] = np.arange(int(inputs.image_mask.sum()))
-    features = run("backbone", "backbone", {"input_ids": inputs.input_ids, "image_embeds": embeds_ref, "image_index": index,
-                                            "attention_mask": inputs.attention_mask})["backbone_features"]
+        report.add(compare(f"{label} {entry.name} alone: {embeds.name}", want, got,
+                           threshold_for("backbone", entry.precision)))
+    backbone = pipeline.graphs["backbone"]
+    feeds = {name: embeds_ref if source == "vision" else host[name]
+             for name, source in dataflow.STAGES["backbone"].feeds.items()}
+    (output,) = backbone.outputs
+    features = run("backbone", backbone.name, feeds)[output.name]
     valid = inputs.attention_mask
     report.add(compare(f"{label} backbone alone: features", ref_features[valid], features[valid],
-                       threshold_for("backbone", _precision(manifest, "backbone"))))
+                       threshold_for("backbone", backbone.precision)))
 
     # ---- levels 2 and 3: the exported action head (the dataflow's sub-chain) on the reference backbone output
     action_threshold = threshold_for("normalised_action", _precision(manifest, "dit"))
-    head = dataflow.evaluate(run, {
-        "backbone_features": ref_features, "image_mask": inputs.image_mask, "attention_mask": inputs.attention_mask,
-        "state": inputs.state, "embodiment_id": pipeline.slots(inputs.embodiment_id), dataflow.CARRY_START: noise,
-    }, steps=manifest.steps, start="dit_context")
+    head_inputs = HeadInputs(backbone_features=ref_features, attention_mask=inputs.attention_mask,
+                             image_mask=inputs.image_mask, state=inputs.state, embodiment_id=inputs.embodiment_id)
+    head = dataflow.evaluate(run, pipeline.host_values(head_inputs, noise, start="dit_context", padded=False),
+                             steps=manifest.steps, start="dit_context")
     for k in range(manifest.steps):
         lock = dataflow.denoise_step(run, k, head, ref_steps[k])
         report.add(compare(f"{label} lock-step {k}: next actions", ref_steps[k + 1], lock, action_threshold))

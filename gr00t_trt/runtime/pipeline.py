@@ -264,26 +264,35 @@ class Pipeline:
 
         return run
 
+    def host_values(self, inputs: Any, noise: np.ndarray, *, start: str = "vision", padded: bool = True) -> dict[str, Any]:
+        """The caller-provided values of a (sub-)chain as the hot path writes them — padded to the bucket
+        (unless ``padded=False``), embodiment slots, each in its consumer's dtype — plus ``images`` (a list,
+        LLM order) and the noise: what ``dataflow.evaluate`` takes. Fresh arrays (slow paths only)."""
+        batch, seq = self.check(inputs, noise, start=start)
+        sizes = {**self.dims, "B": batch, "S": self._padded(seq) if padded else seq}
+        stages = dataflow.chain(start)
+        run = {s.kind for s in stages}
+        values: dict[str, Any] = {dataflow.CARRY_START: noise}
+        for name in dataflow.external_inputs(start):
+            if name == "images":
+                values[name] = list(inputs.images)
+                continue
+            tensor = next(self.graphs[s.kind].tensor(name) for s in stages
+                          if name in s.feeds and (s.feeds[name] == OBS or s.feeds[name] not in run))
+            values[name] = np.empty(tensor.shape(sizes), numpy_dtype(tensor.dtype))
+            _writer(name, self)(values[name], inputs, noise, None)
+        return values
+
     def run_stages(self, inputs: ModelInputsLike, noise: np.ndarray) -> dict[str, Any]:
         """Every intermediate result, computed graph by graph on fresh arrays with the hot path's padding:
         image_embeds [T, E] (LLM order), backbone_features [B, S, E] (unpadded), cross_k, cross_v,
         text_bias, image_bias (padded), state_features, actions (list of the N steps' outputs) and
         action_pred (float32, == actions[-1])."""
-        batch, seq = self.check(inputs, noise)
-        padded = self._padded(seq)
-        ids = np.empty((batch, padded), np.int64)
-        pad_right(ids, inputs.input_ids, self.manifest.tokens["pad_token_id"])
-        attention, image_mask = np.empty((batch, padded), bool), np.empty((batch, padded), bool)
-        pad_right(attention, inputs.attention_mask, False)
-        pad_right(image_mask, inputs.image_mask, False)
-        index = np.empty((batch, padded), np.int64)
-        fill_image_index(image_mask, index)
-        values = {"images": list(inputs.images), "input_ids": ids, "image_index": index, "attention_mask": attention,
-                  "image_mask": image_mask, "state": inputs.state, "embodiment_id": self.slots(inputs.embodiment_id),
-                  dataflow.CARRY_START: noise}
+        seq = inputs.input_ids.shape[1] if isinstance(inputs.input_ids, np.ndarray) and inputs.input_ids.ndim == 2 else 0
+        values = self.host_values(inputs, noise)
         embeds = self.graphs["backbone"].tensor("image_embeds")
         out = dataflow.evaluate(self.graph_runner(), values, steps=self.manifest.steps, no_image_rows=lambda: np.zeros(
-            (1, self.dims["E"]), numpy_dtype(embeds.dtype)))
+            embeds.shape({**self.dims, "T": 1}), numpy_dtype(embeds.dtype)))
         per_step = out[dataflow.CARRIED_INPUT]
         out["backbone_features"] = out["backbone_features"][:, :seq]
         out["action_pred"] = per_step[-1].astype(np.float32) if per_step else noise.copy()
