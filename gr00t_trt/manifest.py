@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import EmbodimentError, ManifestError
+from .manifest_checks import check_integrity, validate_manifest_data
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_NAME = "gr00t-trt-export"
@@ -106,6 +107,8 @@ class Manifest:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = MANIFEST_NAME) -> Manifest:
+        if not isinstance(data, dict):
+            raise ManifestError(f"{source} is not a gr00t-trt export manifest (a JSON {type(data).__name__}, expected an object)")
         if data.get("format") != FORMAT_NAME:
             raise ManifestError(f"{source} is not a gr00t-trt export manifest (format {data.get('format')!r})")
         if data.get("format_version") != FORMAT_VERSION:
@@ -113,6 +116,7 @@ class Manifest:
                 f"{source} has format version {data.get('format_version')}, this gr00t-trt reads "
                 f"{FORMAT_VERSION} — re-export with this version"
             )
+        validate_manifest_data(data, source)
         try:
             graphs = {
                 name: GraphEntry(
@@ -184,6 +188,7 @@ def load_manifest(folder: str | Path, *, verify_files: bool = True) -> Manifest:
     except json.JSONDecodeError as exc:
         raise ManifestError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
     manifest = Manifest.from_dict(data, source=str(path))
+    check_integrity(folder, [g.file for g in manifest.graphs.values()], manifest.files)
     if verify_files:
         verify_manifest_files(folder, manifest)
     return manifest
