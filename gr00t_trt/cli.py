@@ -87,12 +87,13 @@ def make_checkpoint(
     out_dir: Annotated[Path, typer.Argument(help="Folder to create.")],
     preset: Annotated[str, typer.Option(help="tiny (tests), small (benchmarks) or full (real N1.6 sizes, ~6.6 GB).")] = "tiny",
     seed: Annotated[int, typer.Option(help="Random seed of the weights and statistics.")] = 0,
+    force: Annotated[bool, typer.Option(help="Replace an existing synthetic checkpoint (or empty folder).")] = False,
 ) -> None:
     """Write a synthetic checkpoint in the real N1.6 file layout, with random weights."""
     from .model.synthetic import make_checkpoint as make
 
     with console.status(f"writing {preset} checkpoint to {out_dir}"):
-        path = make(out_dir, preset, seed=seed)
+        path = make(out_dir, preset, seed=seed, overwrite=force)
     console.print(f"wrote {preset} synthetic checkpoint: {path}")
 
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
+import json
+import logging
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,9 +21,18 @@ import numpy as np
 import torch
 
 from .. import __version__
+from ..artifacts import StagingFolder, check_replaceable
 from ..errors import EmbodimentError, ExportError
 from ..graphs import GRAPH_SPECS, vision_graph_name
-from ..manifest import EmbodimentEntry, GraphEntry, Manifest, sha256_file, write_manifest
+from ..manifest import (
+    FORMAT_NAME,
+    MANIFEST_NAME,
+    EmbodimentEntry,
+    GraphEntry,
+    Manifest,
+    sha256_file,
+    write_manifest,
+)
 from ..parity import Threshold, compare
 from .examples import ExampleStep, example_step
 from .onnx_io import export_onnx, read_io
@@ -76,8 +85,8 @@ def export_checkpoint(
         folder, options.tokenizer, config.backbone.image_token_index, config.backbone.text.vocab_size
     )
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.partial-"))
+    staging = StagingFolder(out_dir, progress)  # also removes stale partial folders of killed exports
+    work = staging.path
     try:
         graphs = _export_graphs(model, config, image_sizes, slots, options, work, progress)
         progress("processor files", "copying")
@@ -108,9 +117,9 @@ def export_checkpoint(
             exporter=_versions(),
         )
         write_manifest(work, manifest)
-        _move_into_place(work, out_dir, options.force)
+        _move_into_place(staging, options.force)
     except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
+        staging.discard()
         raise
     progress("export", "done")
     return manifest
@@ -201,8 +210,15 @@ def _check_options(options: ExportOptions, out_dir: Path) -> None:
                 f"image size {h}x{w} is not a positive multiple of 28 — the processor resizes every camera "
                 "frame to multiples of 28 (e.g. 252x336 for 4:3 cameras)"
             )
-    if out_dir.exists() and not options.force:
-        raise ExportError(f"{out_dir} already exists — pass --force to replace it")
+    check_replaceable(out_dir, options.force, is_export, "gr00t-trt export", ExportError)
+
+
+def is_export(folder: Path) -> bool:
+    """True when ``folder`` holds a gr00t-trt export manifest (what ``--force`` may replace)."""
+    try:
+        return json.loads((Path(folder) / MANIFEST_NAME).read_text()).get("format") == FORMAT_NAME
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _select_embodiments(processor, requested: tuple[str, ...]) -> dict:
@@ -250,15 +266,38 @@ def _dynamic_ranges(config, image_sizes, options: ExportOptions) -> dict[str, li
     }
 
 
-def fingerprint(folder: Path) -> str:
-    """sha256 over config.json and the safetensors headers' index: identifies the source weights cheaply."""
-    digest = hashlib.sha256()
-    for name in ("config.json", "model.safetensors.index.json"):
-        if (folder / name).is_file():
-            digest.update((folder / name).read_bytes())
+#: weight bytes sampled per shard by ``fingerprint``: blocks x block size (64 KB however big the shard)
+_SAMPLE_BLOCKS, _SAMPLE_BYTES = 16, 4096
+
+
+def fingerprint(folder: str | Path) -> str:
+    """Identity of a checkpoint's weights, cheap enough to recompute before every ``verify``.
+
+    sha256 over config.json, the shard index, every safetensors file's header (names, dtypes, shapes,
+    offsets) and size, and 16 blocks of 4 KB spread over each file's data region. Headers alone cannot
+    tell apart two checkpoints of the same config (fine-tunes, other seeds have identical headers),
+    so a fixed 64 KB sample of weights per shard is hashed too: milliseconds even for the 3B checkpoint.
+    """
+    from ..model.checkpoint import CONFIG_FILE, INDEX_FILE, MAX_HEADER_BYTES
+
+    folder = Path(folder)
+    digest = hashlib.sha256(b"gr00t-trt fingerprint v2\0")
+    for name in (CONFIG_FILE, INDEX_FILE):
+        path = folder / name
+        digest.update(name.encode() + b"\0")
+        digest.update(path.read_bytes() if path.is_file() else b"<absent>")
     for shard in sorted(folder.glob("*.safetensors")):
-        digest.update(shard.name.encode())
-        digest.update(str(shard.stat().st_size).encode())
+        size = shard.stat().st_size
+        digest.update(shard.name.encode() + b"\0" + str(size).encode() + b"\0")
+        with shard.open("rb") as f:
+            head = f.read(8)
+            length = min(int.from_bytes(head, "little"), MAX_HEADER_BYTES) if len(head) == 8 else 0
+            digest.update(head + f.read(length))
+            start = 8 + length
+            span = max(size - start - _SAMPLE_BYTES, 0)
+            for k in range(_SAMPLE_BLOCKS):
+                f.seek(start + span * k // max(_SAMPLE_BLOCKS - 1, 1))
+                digest.update(f.read(_SAMPLE_BYTES))
     return digest.hexdigest()
 
 
@@ -277,13 +316,23 @@ def _versions() -> dict[str, str]:
     }
 
 
-def _move_into_place(work: Path, out_dir: Path, force: bool) -> None:
-    if out_dir.exists():
-        if not force:
-            raise ExportError(f"{out_dir} appeared while exporting — pass --force to replace it")
-        old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-        os.replace(out_dir, old)
-        os.replace(work, out_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(work, out_dir)
+def _move_into_place(staging: StagingFolder, force: bool) -> None:
+    """Publish the finished export (normal permissions, atomic rename, only over an old export)."""
+    staging.publish(force, is_export, "gr00t-trt export", ExportError)
+
+
+class _DropTorchvisionSkips(logging.Filter):
+    """torch.onnx's registry logs "torchvision is not installed. Skipping torchvision::<op>" ~30 times per
+    export; GR00T uses no torchvision op, so these lines are noise to the user."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("torchvision is not installed. Skipping")
+
+
+def _quiet_torchvision_skips() -> None:
+    logger = logging.getLogger("torch.onnx._internal.exporter._registration")
+    if not any(isinstance(f, _DropTorchvisionSkips) for f in logger.filters):
+        logger.addFilter(_DropTorchvisionSkips())
+
+
+_quiet_torchvision_skips()
