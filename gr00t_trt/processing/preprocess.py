@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import CheckpointError, ObservationError
-from .actions import decode_actions
+from .actions import check_reference_rotations, decode_actions
 from .images import ImageTransform
 from .modality import EmbodimentSpec, ProcessorSpec, load_processor_spec
 from .prompt import build_prompt
@@ -110,6 +110,7 @@ class Preprocessor:
         sizes = tuple(img.shape[:2] for img in images[:per_sample])
         ids, mask = self.tokenizer.batch([self.prompt_ids(text, sizes) for text in parsed.language])
         raw_state = {k: np.asarray(parsed.state[k], dtype=np.float32) for k in spec.state_keys}
+        check_reference_rotations(raw_state, spec, parsed.flat)
         return ModelInputs(
             input_ids=ids,
             attention_mask=mask,
