@@ -286,6 +286,7 @@ def test_non_finite_model_output_is_never_decoded(pre):
     assert all(np.isfinite(v).all() for v in pre.decode(action_pred, inputs).values())
 
 
+@pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning")
 def test_non_finite_physical_actions_are_refused(pre):
     from gr00t_trt.errors import NonFiniteActionError
     from gr00t_trt.processing.actions import decode_actions
@@ -296,3 +297,33 @@ def test_non_finite_physical_actions_are_refused(pre):
     state["eef_pose"] = np.full(state["eef_pose"].shape, 1e300)  # finite float64, but the pose overflows float32
     with pytest.raises(NonFiniteActionError, match=r"decoding action 'eef_pose' of 'libero_panda' gave \d+ non-finite"):
         decode_actions(np.zeros((1, 16, 16), np.float32), spec, state)
+
+
+# ------------------------------------------------------------------------------------------ issue 7, item 9
+def _fresh(pre, **kwargs) -> Preprocessor:
+    return Preprocessor(pre.spec, pre.tokenizer, max_state_dim=pre.spec.settings.max_state_dim,
+                        image_token_index=pre.image_token_index, pixels_per_token=pre.pixels_per_token, **kwargs)
+
+
+def test_rejected_prompts_are_not_cached(pre):
+    fresh = _fresh(pre, max_prompt_tokens=400)
+    sizes = ((252, 336),)
+    accepted = fresh.prompt_ids("pick up the apple", sizes)
+    assert len(accepted) <= 400 and fresh.cache_bytes_used > 0
+    used = fresh.cache_bytes_used
+    for k in range(3):
+        with pytest.raises(ObservationError, match=r"the prompt of this instruction is \d+ tokens .* more than the 400"):
+            fresh.prompt_ids(f"word{k} " * 2000, sizes)
+    assert fresh.cache_bytes_used == used and len(fresh._cache) == 1
+
+
+def test_prompt_cache_is_bounded_in_bytes(pre):
+    fresh = _fresh(pre, cache_bytes=200_000)
+    sizes = ((252, 336),)
+    for k in range(40):
+        fresh.prompt_ids(f"instruction {k} " + "go " * 3000, sizes)  # ~9 kB of text + ids each
+        assert fresh.cache_bytes_used <= 200_000
+    assert 0 < len(fresh._cache) < 40
+    hits = fresh.cache_hits
+    fresh.prompt_ids("instruction 39 " + "go " * 3000, sizes)  # the most recent entry survived eviction
+    assert fresh.cache_hits == hits + 1
