@@ -388,8 +388,11 @@ class LayoutCheck:
 
 
 def compare_layout(found: Mapping[str, TensorInfo | tuple[int, ...]], config: Gr00tConfig) -> LayoutCheck:
-    """Account for every tensor: missing, unexpected, wrong shape, or known-unused (skipped)."""
-    wanted = model_layout(config)
+    """Account for every tensor: missing, unexpected, wrong shape, or known-unused (skipped). The expected
+    layout is computed from the config (``config_layout``): no model is built for checking."""
+    from .layout import config_layout
+
+    wanted = config_layout(config)
     check = LayoutCheck()
     for key, value in found.items():
         shape = value.shape if isinstance(value, TensorInfo) else tuple(value)
