@@ -62,7 +62,11 @@ def check_replaceable(out: Path, force: bool, recognise: Recognise, what: str, e
     empty folder or one that ``recognise`` accepts as ``what`` (e.g. "gr00t-trt export")."""
     out = Path(out)
     resolved = out.resolve()
-    if Path.cwd().resolve().is_relative_to(resolved):
+    try:
+        cwd = Path.cwd().resolve()
+    except FileNotFoundError:  # the current folder was deleted: it cannot be the target
+        cwd = None
+    if cwd is not None and cwd.is_relative_to(resolved):
         raise error(f"{out} is the current folder or contains it — choose another output folder")
     if not out.exists() and not out.is_symlink():
         return
@@ -136,7 +140,12 @@ def remove_stale_partials(out: Path, report: Report | None = None, *, older_than
     removed = []
     now = time.time()
     for path in Path(out).parent.glob(f".{Path(out).name}.partial-*"):
-        if path.name.endswith(LOCK_SUFFIX) or path.is_symlink() or not path.is_dir():
+        if path.name.endswith(LOCK_SUFFIX):
+            owner = path.with_name(path.name[: -len(LOCK_SUFFIX)])
+            if not owner.exists() and not _locked(path):
+                path.unlink(missing_ok=True)  # lock file whose partial folder is already gone
+            continue
+        if path.is_symlink() or not path.is_dir():
             continue
         lock = path.with_name(path.name + LOCK_SUFFIX)
         try:

@@ -85,6 +85,13 @@ def test_make_checkpoint_force_speaks_cli_and_spares_foreign_folders(tmp_path):
     assert (out / "keep.txt").read_text() == "mine"
 
 
+def test_make_checkpoint_writes_into_an_empty_folder_without_force(tmp_path):
+    out = tmp_path / "ckpt"
+    out.mkdir()
+    make_header_only_checkpoint(out, preset_config("tiny"))
+    assert (out / "config.json").is_file()
+
+
 def test_make_checkpoint_force_replaces_its_own_checkpoint(tmp_path):
     out = tmp_path / "ckpt"
     make_header_only_checkpoint(out, preset_config("tiny"))
@@ -128,11 +135,13 @@ def test_stale_unlocked_partials_are_removed_and_reported(tmp_path):
     fresh = _partial(tmp_path, ".export.partial-young", 10)
     running = _partial(tmp_path, ".export.partial-live", 3600)
     other = _partial(tmp_path, ".another.partial-dead", 3600)
+    (tmp_path / ".export.partial-gone.lock").write_text("")
     with open(tmp_path / ".export.partial-live.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # a running export holds its lock
         reports = []
         removed = remove_stale_partials(out, lambda subject, status: reports.append((subject, status)))
     assert removed == [stale] and not stale.exists()
+    assert not (tmp_path / ".export.partial-gone.lock").exists()  # orphan lock file of a vanished folder
     assert fresh.exists() and running.exists() and other.exists()
     assert reports and reports[0][0] == "stale partial folder" and ".export.partial-dead" in reports[0][1]
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..artifacts import StagingFolder, check_replaceable
+from ..artifacts import StagingFolder, check_replaceable, is_empty_dir
 from ..errors import CheckpointError
 from .checkpoint import CONFIG_FILE, INDEX_FILE, TORCH_TO_SAFETENSORS, expected_layout
 from .config import Gr00tConfig
@@ -195,11 +195,12 @@ def _write_folder(out_dir: str | Path, overwrite: bool, write: Callable[[Path], 
     empty or a synthetic checkpoint."""
     out = Path(out_dir)
     what = "synthetic checkpoint made by gr00t-trt make-checkpoint"
-    check_replaceable(out, overwrite, is_synthetic_checkpoint, what, CheckpointError)
+    replace = overwrite or is_empty_dir(out)  # an empty folder (e.g. made by the user) needs no --force
+    check_replaceable(out, replace, is_synthetic_checkpoint, what, CheckpointError)
     staging = StagingFolder(out)
     try:
         write(staging.path)
-        return staging.publish(overwrite, is_synthetic_checkpoint, what, CheckpointError)
+        return staging.publish(replace, is_synthetic_checkpoint, what, CheckpointError)
     except BaseException:
         staging.discard()
         raise
