@@ -27,6 +27,10 @@ class ObservationError(Gr00tTrtError):
     """An observation dict has wrong keys, shapes, dtypes or values."""
 
 
+class NonFiniteActionError(Gr00tTrtError):
+    """The model or decoding produced NaN/inf actions; they are never handed to a robot."""
+
+
 class EmbodimentError(Gr00tTrtError):
     """An embodiment tag is unknown to the checkpoint or export, or lacks statistics."""
 

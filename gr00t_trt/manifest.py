@@ -16,6 +16,7 @@ from typing import Any
 from .errors import EmbodimentError, ManifestError
 from .files import read_json, write_json
 from .graphs import TensorSpec, find_tensor
+from .manifest_checks import check_integrity, validate_manifest_data
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_NAME = "gr00t-trt-export"
@@ -100,6 +101,8 @@ class Manifest:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = MANIFEST_NAME) -> Manifest:
+        if not isinstance(data, dict):
+            raise ManifestError(f"{source} is not a gr00t-trt export manifest (a JSON {type(data).__name__}, expected an object)")
         if data.get("format") != FORMAT_NAME:
             raise ManifestError(f"{source} is not a gr00t-trt export manifest (format {data.get('format')!r})")
         if data.get("format_version") != FORMAT_VERSION:
@@ -107,6 +110,7 @@ class Manifest:
                 f"{source} has format version {data.get('format_version')}, this gr00t-trt reads "
                 f"{FORMAT_VERSION} — re-export with this version"
             )
+        validate_manifest_data(data, source)
         try:
             graphs = {
                 name: GraphEntry(
@@ -160,6 +164,7 @@ def load_manifest(folder: str | Path, *, verify_files: bool = True) -> Manifest:
         raise ManifestError(f"{folder} has no {MANIFEST_NAME} — it is not a complete gr00t-trt export")
     data = read_json(path, "export manifest", ManifestError)
     manifest = Manifest.from_dict(data, source=str(path))
+    check_integrity(folder, [g.file for g in manifest.graphs.values()], manifest.files)
     if verify_files:
         verify_manifest_files(folder, manifest)
     return manifest

@@ -4,6 +4,7 @@ ones read from an ``.npz`` file in Isaac-GR00T's flat form. numpy only (robot si
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,6 +15,9 @@ from .processing.images import processed_image_size
 
 #: raw camera frames tried, in order, to hit a requested preprocessed size
 _CANDIDATE_FRAMES = ((480, 640), (256, 256), (240, 320), (224, 224), (256, 320), (720, 1280), (360, 640))
+
+_ZIP_MAGIC = b"PK\x03\x04"
+_NPY_MAGIC = b"\x93NUMPY"
 
 INSTRUCTIONS = ("pick up the apple", "open the top drawer of the cabinet and put the red cup inside it")
 
@@ -64,11 +68,27 @@ def load_observation(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise ObservationError(f"observation file not found: {path}")
+    with path.open("rb") as f:
+        magic = f.read(6)
+    if not magic.startswith(_ZIP_MAGIC):
+        kind = "a single .npy array" if magic.startswith(_NPY_MAGIC) else "not a zip archive"
+        raise ObservationError(
+            f"{path} is not an .npz observation ({kind}) — expected a file written by numpy.savez or "
+            "gr00t_trt.observations.save_observation"
+        )
+    obs = {}
     try:
         with np.load(path, allow_pickle=False) as data:
-            obs = {key: data[key] for key in data.files}
-    except (ValueError, OSError) as exc:
-        raise ObservationError(f"{path} is not a readable .npz of arrays ({exc})") from None
+            for key in data.files:
+                try:
+                    obs[key] = data[key]
+                except ValueError:
+                    raise ObservationError(
+                        f"{path}: array {key!r} holds Python objects — only numeric and string arrays are read "
+                        "(Python objects are never loaded); save text as a numpy string array"
+                    ) from None
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise ObservationError(f"{path} is not a readable .npz observation ({type(exc).__name__}) — re-save it") from None
     for key, value in obs.items():
         if value.dtype.kind == "U":
             obs[key] = [str(s) for s in np.atleast_1d(value)]

@@ -49,7 +49,7 @@ def make_checkpoint(
     out_dir: Annotated[Path, typer.Argument(help="Folder to create.")],
     preset: Annotated[str, typer.Option(help="tiny (tests), small (benchmarks) or full (real N1.6 sizes, ~6.6 GB).")] = "tiny",
     seed: Annotated[int, typer.Option(min=0, help="Random seed of the weights and statistics.")] = 0,
-    force: Annotated[bool, typer.Option(help="Replace an existing synthetic checkpoint in OUT_DIR.")] = False,
+    force: Annotated[bool, typer.Option(help="Replace an existing synthetic checkpoint (or empty folder).")] = False,
 ) -> None:
     """Write a synthetic checkpoint in the real N1.6 file layout, with random weights."""
     from ..model.synthetic import make_checkpoint as make
@@ -98,7 +98,7 @@ def export(
     """Export a checkpoint as ONNX graphs + manifest into an export directory."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from ..export.driver import ExportOptions, export_checkpoint
+    from ..export.driver import ExportOptions, check_options, export_checkpoint
 
     options = ExportOptions(
         embodiments=tuple(embodiment or ()),
@@ -111,6 +111,7 @@ def export(
     )
     if out.resolve() == Path.cwd().resolve() or out.resolve() == Path.home().resolve():
         raise Gr00tTrtError(f"--out {out} is the current or home folder — export into a new folder, e.g. --out build/")
+    check_options(options, out)  # bad options fail before the progress bar appears
     with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console) as bar:
         task = bar.add_task("checkpoint: loading", total=None)
 

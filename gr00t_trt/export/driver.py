@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
+import json
+import logging
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,9 +21,18 @@ import numpy as np
 import torch
 
 from .. import __version__
+from ..artifacts import StagingFolder, check_replaceable
 from ..errors import EmbodimentError, ExportError
 from ..graphs import GRAPH_SPECS, dynamic_ranges, graph_name
-from ..manifest import EmbodimentEntry, GraphEntry, Manifest, sha256_file, write_manifest
+from ..manifest import (
+    FORMAT_NAME,
+    MANIFEST_NAME,
+    EmbodimentEntry,
+    GraphEntry,
+    Manifest,
+    sha256_file,
+    write_manifest,
+)
 from ..parity import compare, threshold_for
 from .examples import ExampleStep, example_step
 from .onnx_io import export_onnx, read_io
@@ -59,7 +68,7 @@ def export_checkpoint(
 
     progress = progress or (lambda name, status: None)
     out_dir = Path(out_dir)
-    _check_options(options, out_dir)
+    check_options(options, out_dir)
 
     progress("checkpoint", "loading")
     model, config, folder = load_model(checkpoint, dtype=torch.float32)
@@ -74,8 +83,8 @@ def export_checkpoint(
         folder, options.tokenizer, config.backbone.image_token_index, config.backbone.text.vocab_size
     )
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.partial-"))
+    staging = StagingFolder(out_dir, progress)  # also removes stale partial folders of killed exports
+    work = staging.path
     try:
         graphs = _export_graphs(model, config, image_sizes, slots, options, work, progress)
         progress("processor files", "copying")
@@ -83,32 +92,17 @@ def export_checkpoint(
             if (folder / name).is_file():
                 shutil.copyfile(folder / name, work / name)
         save_tokenizer(tokenizer, work)
-        manifest = Manifest(
+        manifest = write_export_manifest(
+            work, config, graphs,
             source={"checkpoint": str(checkpoint), "folder": str(folder), "fingerprint": fingerprint(folder)},
-            model=config.to_dict(),
-            dims=_static_dims(config),
-            dynamic_dims=_dynamic_ranges(config, image_sizes, options),
-            steps=config.num_inference_timesteps,
-            image_sizes=tuple(image_sizes),
-            embodiments={
-                tag: EmbodimentEntry(tag=tag, id=spec.id, slot=(0 if slots else spec.id))
-                for tag, spec in embodiments.items()
-            },
-            graphs=graphs,
-            files={p.name: sha256_file(p) for p in sorted(work.iterdir()) if p.is_file()},
-            tokens={
-                "image_token_index": config.backbone.image_token_index,
-                "image_start_token_id": config.backbone.image_start_token_id,
-                "image_end_token_id": config.backbone.image_end_token_id,
-                "pad_token_id": int(tokenizer.pad_token_id),
-            },
-            pixels_per_token=config.patch_tokens_per_image_pixel,
-            exporter=_versions(),
+            embodiments={tag: EmbodimentEntry(tag=tag, id=spec.id, slot=(0 if slots else spec.id))
+                         for tag, spec in embodiments.items()},
+            image_sizes=tuple(image_sizes), pad_token_id=int(tokenizer.pad_token_id),
+            max_batch=options.max_batch, max_seq_len=options.max_seq_len,
         )
-        write_manifest(work, manifest)
-        _move_into_place(work, out_dir, options.force)
+        _move_into_place(staging, options.force)
     except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
+        staging.discard()
         raise
     progress("export", "done")
     return manifest
@@ -197,7 +191,8 @@ def _validate(path: Path, name: str, example: ExampleStep, spec, precision: str)
 
 
 # ------------------------------------------------------------------------------------------ options
-def _check_options(options: ExportOptions, out_dir: Path) -> None:
+def check_options(options: ExportOptions, out_dir: Path) -> None:
+    """One-line errors for bad options or an output folder that must not be replaced — before any work."""
     if options.precision not in PRECISIONS:
         raise ExportError(
             f"precision {options.precision!r} is not supported by export yet — expected one of: {', '.join(PRECISIONS)}"
@@ -213,8 +208,15 @@ def _check_options(options: ExportOptions, out_dir: Path) -> None:
                 f"image size {h}x{w} is not a positive multiple of 28 — the processor resizes every camera "
                 "frame to multiples of 28 (e.g. 252x336 for 4:3 cameras)"
             )
-    if out_dir.exists() and not options.force:
-        raise ExportError(f"{out_dir} already exists — pass --force to replace it")
+    check_replaceable(out_dir, options.force, is_export, "gr00t-trt export", ExportError)
+
+
+def is_export(folder: Path) -> bool:
+    """True when ``folder`` holds a gr00t-trt export manifest (what ``--force`` may replace)."""
+    try:
+        return json.loads((Path(folder) / MANIFEST_NAME).read_text()).get("format") == FORMAT_NAME
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _select_embodiments(processor, requested: tuple[str, ...]) -> dict:
@@ -250,27 +252,65 @@ def _static_dims(config) -> dict[str, int]:
     }
 
 
-def _dynamic_ranges(config, image_sizes, options: ExportOptions) -> dict[str, list[int]]:
-    """[min, opt, max] of each dynamic dim: what TensorRT profiles and the runtime's buffers plan for."""
-    tokens = [(h * w) // config.patch_tokens_per_image_pixel for h, w in image_sizes]
-    return dynamic_ranges(max_batch=options.max_batch, max_seq_len=options.max_seq_len, tokens_per_image=tokens)
+def write_export_manifest(work: Path, config, graphs: dict[str, GraphEntry], *, source: dict, embodiments: dict,
+                          image_sizes: tuple, pad_token_id: int, max_batch: int, max_seq_len: int) -> Manifest:
+    """The manifest of a finished export folder (every file in it hashed), written into it."""
+    tokens = [(h * w) // config.patch_tokens_per_image_pixel for h, w in image_sizes] or [1]
+    manifest = Manifest(
+        source=source,
+        model=config.to_dict(),
+        dims=_static_dims(config),
+        dynamic_dims=dynamic_ranges(max_batch=max_batch, max_seq_len=max_seq_len, tokens_per_image=tokens),
+        steps=config.num_inference_timesteps,
+        image_sizes=tuple(image_sizes),
+        embodiments=embodiments,
+        graphs=graphs,
+        files={p.name: sha256_file(p) for p in sorted(work.iterdir()) if p.is_file()},
+        tokens={
+            "image_token_index": config.backbone.image_token_index,
+            "image_start_token_id": config.backbone.image_start_token_id,
+            "image_end_token_id": config.backbone.image_end_token_id,
+            "pad_token_id": pad_token_id,
+        },
+        pixels_per_token=config.patch_tokens_per_image_pixel,
+        exporter=_versions(),
+    )
+    write_manifest(work, manifest)
+    return manifest
 
 
-def fingerprint(folder: Path, sample: int = 1 << 16) -> str:
-    """sha256 identifying a checkpoint's weights cheaply: config.json, the index, and of every shard its
-    size, header and a few ``sample``-byte windows of its data (start, middle, end) — two checkpoints of
-    one config with different weights differ, and no shard is read whole."""
-    digest = hashlib.sha256()
-    for name in ("config.json", "model.safetensors.index.json"):
-        if (folder / name).is_file():
-            digest.update((folder / name).read_bytes())
+#: weight bytes sampled per shard by ``fingerprint``: blocks x block size (64 KB however big the shard)
+_SAMPLE_BLOCKS, _SAMPLE_BYTES = 16, 4096
+
+
+def fingerprint(folder: str | Path) -> str:
+    """Identity of a checkpoint's weights, cheap enough to recompute before every ``verify``.
+
+    sha256 over config.json, the shard index, every safetensors file's header (names, dtypes, shapes,
+    offsets) and size, and 16 blocks of 4 KB spread over each file's data region. Headers alone cannot
+    tell apart two checkpoints of the same config (fine-tunes, other seeds have identical headers),
+    so a fixed 64 KB sample of weights per shard is hashed too: milliseconds even for the 3B checkpoint.
+    """
+    from ..model.checkpoint import CONFIG_FILE, INDEX_FILE, MAX_HEADER_BYTES
+
+    folder = Path(folder)
+    digest = hashlib.sha256(b"gr00t-trt fingerprint v2\0")
+    for name in (CONFIG_FILE, INDEX_FILE):
+        path = folder / name
+        digest.update(name.encode() + b"\0")
+        digest.update(path.read_bytes() if path.is_file() else b"<absent>")
     for shard in sorted(folder.glob("*.safetensors")):
         size = shard.stat().st_size
-        digest.update(f"{shard.name}:{size}".encode())
-        with open(shard, "rb") as f:
-            for offset in sorted({0, max(0, size // 2 - sample // 2), max(0, size - sample)}):
-                f.seek(offset)
-                digest.update(f.read(sample))
+        digest.update(shard.name.encode() + b"\0" + str(size).encode() + b"\0")
+        with shard.open("rb") as f:
+            head = f.read(8)
+            length = min(int.from_bytes(head, "little"), MAX_HEADER_BYTES) if len(head) == 8 else 0
+            digest.update(head + f.read(length))
+            start = 8 + length
+            span = max(size - start - _SAMPLE_BYTES, 0)
+            for k in range(_SAMPLE_BLOCKS):
+                f.seek(start + span * k // max(_SAMPLE_BLOCKS - 1, 1))
+                digest.update(f.read(_SAMPLE_BYTES))
     return digest.hexdigest()
 
 
@@ -289,13 +329,23 @@ def _versions() -> dict[str, str]:
     }
 
 
-def _move_into_place(work: Path, out_dir: Path, force: bool) -> None:
-    if out_dir.exists():
-        if not force:
-            raise ExportError(f"{out_dir} appeared while exporting — pass --force to replace it")
-        old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-        os.replace(out_dir, old)
-        os.replace(work, out_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(work, out_dir)
+def _move_into_place(staging: StagingFolder, force: bool) -> None:
+    """Publish the finished export (normal permissions, atomic rename, only over an old export)."""
+    staging.publish(force, is_export, "gr00t-trt export", ExportError)
+
+
+class _DropTorchvisionSkips(logging.Filter):
+    """torch.onnx's registry logs "torchvision is not installed. Skipping torchvision::<op>" ~30 times per
+    export; GR00T uses no torchvision op, so these lines are noise to the user."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("torchvision is not installed. Skipping")
+
+
+def _quiet_torchvision_skips() -> None:
+    logger = logging.getLogger("torch.onnx._internal.exporter._registration")
+    if not any(isinstance(f, _DropTorchvisionSkips) for f in logger.filters):
+        logger.addFilter(_DropTorchvisionSkips())
+
+
+_quiet_torchvision_skips()

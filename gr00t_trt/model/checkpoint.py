@@ -46,6 +46,9 @@ DTYPE_BYTES = {
 #: safetensors dtype tag of each torch dtype we write
 TORCH_TO_SAFETENSORS = {torch.float32: "F32", torch.bfloat16: "BF16", torch.float16: "F16"}
 
+#: dtypes GR00T's weights may be stored in (an I32 header over F32 bytes must not be reinterpreted)
+WEIGHT_DTYPES = ("F32", "BF16", "F16")
+
 #: sanity bound for a header's JSON (the real index of ~1100 tensors is ~120 kB)
 MAX_HEADER_BYTES = 100_000_000
 
@@ -174,6 +177,7 @@ def read_safetensors_header(path: Path) -> dict[str, TensorInfo]:
         )
 
     tensors: dict[str, TensorInfo] = {}
+    spans: list[tuple[int, int, str]] = []
     data_end = 0
     for key, entry in header.items():
         if key == "__metadata__":
@@ -196,13 +200,41 @@ def read_safetensors_header(path: Path) -> dict[str, TensorInfo]:
                 f"{path}: tensor {key!r} {dtype} {list(shape)} needs {nbytes} bytes, header gives offsets {[begin, end]}"
             )
         tensors[key] = TensorInfo(dtype, shape, path.name, nbytes)
+        spans.append((begin, end, key))
         data_end = max(data_end, end)
+    _check_no_overlap(spans, path)
     needed = 8 + header_len + data_end
     if size < needed:
         raise CheckpointError(
             f"truncated safetensors file {path}: {size} bytes, its header needs {needed} — re-download it"
         )
     return tensors
+
+
+def _check_no_overlap(spans: list[tuple[int, int, str]], path: Path) -> None:
+    """Two tensors sharing bytes means a crafted or corrupt header: refuse it, naming both."""
+    spans = sorted(s for s in spans if s[1] > s[0])
+    for (b0, e0, k0), (b1, e1, k1) in zip(spans, spans[1:], strict=False):
+        if b1 < e0:
+            raise CheckpointError(
+                f"{path}: tensors {k0!r} {[b0, e0]} and {k1!r} {[b1, e1]} overlap in the data region — "
+                "the header is corrupt or crafted; re-download the checkpoint"
+            )
+
+
+def shard_path(folder: Path, name: object, index_path: Path) -> Path:
+    """The shard a weight_map entry names, confined to the checkpoint folder: a plain file name (no
+    folders, no '..', no absolute path) that is not a symlink leading out of the folder. Nothing outside
+    is ever opened, so no byte of another file can end up in a message."""
+    if not isinstance(name, str) or not name or "/" in name or "\\" in name or name in (".", "..") or "\x00" in name:
+        raise CheckpointError(
+            f"{index_path} names shard {str(name)[:80]!r}, which is not a plain file name in the checkpoint folder — "
+            "the index is corrupt or crafted; re-download it"
+        )
+    path = folder / name
+    if path.is_symlink() and not path.resolve().is_relative_to(folder.resolve()):
+        raise CheckpointError(f"{index_path} names shard {name!r}, a symlink leading outside {folder} — refusing it")
+    return path
 
 
 def read_tensor_index(folder: str | Path) -> dict[str, TensorInfo]:
@@ -224,7 +256,11 @@ def read_tensor_index(folder: str | Path) -> dict[str, TensorInfo]:
         if not isinstance(weight_map, dict) or not weight_map:
             raise CheckpointError(f"{index_path}: 'weight_map' is empty or not an object")
         result: dict[str, TensorInfo] = {}
-        for file_name in sorted(set(weight_map.values())):
+        names = set()
+        for value in weight_map.values():
+            shard_path(folder, value, index_path)
+            names.add(value)
+        for file_name in sorted(names):
             shard = folder / file_name
             if not shard.is_file():
                 raise CheckpointError(
@@ -246,7 +282,7 @@ def read_tensor_index(folder: str | Path) -> dict[str, TensorInfo]:
         return result
     single = folder / SINGLE_FILE
     if single.is_file():
-        return read_safetensors_header(single)
+        return read_safetensors_header(shard_path(folder, SINGLE_FILE, single))
     if not folder.is_dir():
         raise CheckpointError(f"checkpoint folder not found: {folder}")
     raise CheckpointError(
@@ -315,10 +351,11 @@ class LayoutCheck:
         default_factory=list
     )  # key, expected, found
     skipped: list[str] = field(default_factory=list)  # known-unused tensors present (not loaded)
+    wrong_dtype: list[tuple[str, str]] = field(default_factory=list)  # key, stored dtype (not a float type)
 
     @property
     def ok(self) -> bool:
-        return not (self.missing or self.unexpected or self.misshaped)
+        return not (self.missing or self.unexpected or self.misshaped or self.wrong_dtype)
 
     def problems(self) -> str:
         """One line naming the first few offending tensors of each kind, with counts."""
@@ -331,6 +368,12 @@ class LayoutCheck:
             shown = ", ".join(f"{k}: expected {list(e)}, got {list(g)}" for k, e, g in self.misshaped[:3])
             more = f", … {len(self.misshaped) - 3} more" if len(self.misshaped) > 3 else ""
             parts.append(f"{len(self.misshaped)} with wrong shape ({shown}{more})")
+        if self.wrong_dtype:
+            shown = ", ".join(f"{k}: {d}" for k, d in self.wrong_dtype[:3])
+            more = f", … {len(self.wrong_dtype) - 3} more" if len(self.wrong_dtype) > 3 else ""
+            parts.append(
+                f"{len(self.wrong_dtype)} stored as a non-float dtype ({shown}{more}; expected {'/'.join(WEIGHT_DTYPES)})"
+            )
         return "; ".join(parts)
 
     def to_dict(self) -> dict:
@@ -340,15 +383,21 @@ class LayoutCheck:
             "unexpected": self.unexpected,
             "misshaped": [{"key": k, "expected": list(e), "found": list(g)} for k, e, g in self.misshaped],
             "skipped": self.skipped,
+            "wrong_dtype": [{"key": k, "dtype": d} for k, d in self.wrong_dtype],
         }
 
 
 def compare_layout(found: Mapping[str, TensorInfo | tuple[int, ...]], config: Gr00tConfig) -> LayoutCheck:
-    """Account for every tensor: missing, unexpected, wrong shape, or known-unused (skipped)."""
-    wanted = model_layout(config)
+    """Account for every tensor: missing, unexpected, wrong shape, or known-unused (skipped). The expected
+    layout is computed from the config (``config_layout``): no model is built for checking."""
+    from .layout import config_layout
+
+    wanted = config_layout(config)
     check = LayoutCheck()
     for key, value in found.items():
         shape = value.shape if isinstance(value, TensorInfo) else tuple(value)
+        if isinstance(value, TensorInfo) and value.dtype not in WEIGHT_DTYPES:
+            check.wrong_dtype.append((key, value.dtype))
         if key in wanted:
             if tuple(shape) != wanted[key]:
                 check.misshaped.append((key, wanted[key], tuple(shape)))

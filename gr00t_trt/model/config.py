@@ -109,11 +109,11 @@ class BackboneConfig:
             return cls(
                 vision=_build(VisionConfig, data["vision_config"], f"{source}: vision_config"),
                 text=_build(TextConfig, data["text_config"], f"{source}: text_config"),
-                image_token_index=int(data["image_token_index"]),
-                downsample_ratio=float(data.get("downsample_ratio", 0.5)),
-                mlp_connector_layers=int(data.get("mlp_connector_layers", 2)),
+                image_token_index=data["image_token_index"],
+                downsample_ratio=data.get("downsample_ratio", 0.5),
+                mlp_connector_layers=data.get("mlp_connector_layers", 2),
             )
-        except KeyError as exc:
+        except (KeyError, TypeError) as exc:  # TypeError: data is not an object
             raise ConfigError(f"{source}: backbone config lacks the field {exc.args[0]!r}") from None
 
 
@@ -203,13 +203,15 @@ class Gr00tConfig:
                 f"{source}: unknown backbone model_name {model_name!r} — expected one of: {known} "
                 f"(or a synthetic checkpoint with a '{SYNTHETIC_BACKBONE_KEY}' field)"
             )
-        dit_raw = dict(data.get("diffusion_model_cfg") or {})
+        dit_raw = data.get("diffusion_model_cfg") or {}
+        if not isinstance(dit_raw, dict):
+            raise ConfigError(f"{source}: diffusion_model_cfg must be an object, got {type(dit_raw).__name__}")
         dit = DiTConfig(
-            num_layers=int(dit_raw.get("num_layers", 32)),
-            num_attention_heads=int(dit_raw.get("num_attention_heads", 32)),
-            attention_head_dim=int(dit_raw.get("attention_head_dim", 48)),
-            output_dim=int(dit_raw.get("output_dim", data.get("hidden_size", 1024))),
-            norm_eps=float(dit_raw.get("norm_eps", 1e-5)),
+            num_layers=dit_raw.get("num_layers", 32),
+            num_attention_heads=dit_raw.get("num_attention_heads", 32),
+            attention_head_dim=dit_raw.get("attention_head_dim", 48),
+            output_dim=dit_raw.get("output_dim", data.get("hidden_size", 1024)),
+            norm_eps=dit_raw.get("norm_eps", 1e-5),
         )
         scalar_fields = {f.name for f in fields(cls)} - {"backbone", "dit", "model_name"}
         values = {k: data[k] for k in scalar_fields if k in data}
@@ -217,6 +219,7 @@ class Gr00tConfig:
             config = cls(backbone=backbone, model_name=model_name, dit=dit, **values)
         except TypeError as exc:  # pragma: no cover - dataclass signature errors
             raise ConfigError(f"{source}: {exc}") from None
+        check_values(config, source)
         config.check(source)
         return config
 
@@ -289,6 +292,65 @@ class Gr00tConfig:
     def patch_tokens_per_image_pixel(self) -> int:
         """Pixels per LLM image token: (patch · unshuffle)² = 784 for the real model."""
         return (self.backbone.vision.patch_size * self.backbone.unshuffle_factor) ** 2
+
+
+#: plausibility limits (inclusive) of integer fields, by field name: far above GR00T N1.6's sizes (and
+#: what a fine-tune could change them to), far below sizes that would make inspect, layout checks or a
+#: model build run for minutes or exhaust memory
+INT_LIMITS: dict[str, tuple[int, int]] = {
+    "hidden_size": (1, 65536), "intermediate_size": (1, 262144), "num_hidden_layers": (1, 256),
+    "num_attention_heads": (1, 1024), "num_key_value_heads": (1, 1024), "head_dim": (1, 4096),
+    "patch_size": (1, 1024), "num_patches": (1, 1 << 20), "num_channels": (1, 16), "vocab_size": (1, 1 << 22),
+    "max_position_embeddings": (1, 1 << 24), "image_token_index": (0, 1 << 22), "mlp_connector_layers": (1, 16),
+    "num_layers": (1, 256), "attention_head_dim": (1, 4096), "output_dim": (1, 65536),
+    "timestep_proj_dim": (1, 65536), "select_layer": (1, 256), "backbone_embedding_dim": (1, 65536),
+    "max_state_dim": (1, 65536), "max_action_dim": (1, 65536), "action_horizon": (1, 65536),
+    "input_embedding_dim": (1, 65536), "max_seq_len": (1, 1 << 20), "attend_text_every_n_blocks": (1, 256),
+    "max_num_embodiments": (1, 1024), "num_inference_timesteps": (1, 1000), "num_timestep_buckets": (1, 1 << 20),
+}  # fmt: skip
+#: open/closed ranges of float fields: (low, high, low inclusive)
+FLOAT_LIMITS: dict[str, tuple[float, float, bool]] = {
+    "layer_norm_eps": (0.0, 1.0, False), "rms_norm_eps": (0.0, 1.0, False), "norm_eps": (0.0, 1.0, False),
+    "final_norm_eps": (0.0, 1.0, False), "rope_theta": (0.0, 1e12, False), "downsample_ratio": (0.0, 1.0, False),
+    "state_dropout_prob": (0.0, 1.0, True),
+}  # fmt: skip
+
+
+def check_values(config: Any, source: str, where: str = "") -> None:
+    """Refuse, with one line naming the field, any value of the wrong type (string, null, bool for a
+    number) or outside its plausible range, before any size is used to compute or allocate anything."""
+    for f in fields(config):
+        value, name = getattr(config, f.name), f"{where}{f.name}"
+        if hasattr(value, "__dataclass_fields__"):
+            check_values(value, source, f"{where}{_JSON_NAMES.get(f.name, f.name)}.")
+        elif f.type == "int":
+            low, high = INT_LIMITS.get(f.name, (0, 1 << 31))
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise ConfigError(
+                    f"{source}: {name} must be an integer in {low}..{high}, got {_shown(value)} — "
+                    "is this a GR00T N1.6 config.json?"
+                )
+        elif f.type == "float":
+            low, high, closed = FLOAT_LIMITS.get(f.name, (float("-inf"), float("inf"), True))
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not ok or not ((low <= value if closed else low < value) and value <= high):
+                bracket = "[" if closed else "("
+                raise ConfigError(
+                    f"{source}: {name} must be a number in {bracket}{low}, {high}], got {_shown(value)} — "
+                    "is this a GR00T N1.6 config.json?"
+                )
+        elif f.type in ("bool", "str") and not isinstance(value, bool if f.type == "bool" else str):
+            raise ConfigError(f"{source}: {name} must be a {f.type}, got {_shown(value)}")
+
+
+#: config.json names of the nested sections, so that messages name what the user can find in the file
+_JSON_NAMES = {"dit": "diffusion_model_cfg", "backbone": SYNTHETIC_BACKBONE_KEY, "vision": "vision_config",
+               "text": "text_config"}  # fmt: skip
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _build(cls, data: dict[str, Any], source: str):

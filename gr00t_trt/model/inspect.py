@@ -151,6 +151,12 @@ class InspectReport:
     engines: list[EngineEstimate]
     notes: list[str] = field(default_factory=list)
 
+    @property
+    def configured_embodiments(self) -> list[str]:
+        """Tags with a modality config in this checkpoint: the ones export and run can use (the id
+        table also names tags of other robots that this checkpoint was not fine-tuned for)."""
+        return sorted(self.modality_configs, key=lambda tag: (self.embodiment_ids.get(tag, 1 << 30), tag))
+
     def component(self, name: str, parent: str | None = None) -> ComponentCount:
         for c in self.components:
             if c.name == name and c.parent == parent:
@@ -186,12 +192,19 @@ class InspectReport:
             lines.append(f"layout: MISMATCH — {self.layout.problems()}")
         mix = ", ".join(f"{d}: {n} tensors / {p:,} params" for d, (n, p) in sorted(self.dtypes.items()))
         lines.append(f"dtypes: {mix}")
-        if self.embodiment_ids:
+        configured = self.configured_embodiments
+        if configured:
+            shown = ", ".join(f"{tag} (id {self.embodiment_ids.get(tag, '?')})" for tag in configured)
+            lines.append(f"embodiments configured in this checkpoint (usable with --embodiment): {shown}")
+        else:
+            lines.append("embodiments configured in this checkpoint: none (no modality configs in processor_config.json)")
+        others = [(tag, i) for tag, i in self.embodiment_ids.items() if tag not in configured]
+        if others:
             ids = ", ".join(
                 f"{tag}={i}{'' if self.embodiment_id_source[tag] != 'built-in' else '*'}"
-                for tag, i in sorted(self.embodiment_ids.items(), key=lambda kv: kv[1])
+                for tag, i in sorted(others, key=lambda kv: kv[1])
             )
-            lines.append(f"embodiment ids (* = built-in N1.6 map): {ids}")
+            lines.append(f"other known embodiment ids, NOT configured here (* = built-in N1.6 map): {ids}")
         for tag, cfg in self.modality_configs.items():
             lines.append(
                 f"embodiment {tag}: video {cfg['video']}, state {len(cfg['state'])} keys, "
@@ -224,6 +237,7 @@ class InspectReport:
             "total_params_without_lm_head": self.total_params_without_lm_head,
             "dtypes": {d: {"tensors": n, "params": p} for d, (n, p) in self.dtypes.items()},
             "layout": self.layout.to_dict(),
+            "configured_embodiments": self.configured_embodiments,
             "embodiment_ids": self.embodiment_ids,
             "embodiment_id_source": self.embodiment_id_source,
             "modality_configs": self.modality_configs,

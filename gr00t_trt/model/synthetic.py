@@ -16,9 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
-import tempfile
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +23,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..artifacts import StagingFolder, check_replaceable, is_empty_dir
 from ..errors import CheckpointError
 from .checkpoint import CONFIG_FILE, INDEX_FILE, TORCH_TO_SAFETENSORS, expected_layout
 from .config import Gr00tConfig
@@ -33,6 +31,8 @@ from .presets import preset_config
 
 #: largest shard of a full-size checkpoint (Hugging Face's default max_shard_size "5GB")
 MAX_SHARD_BYTES = 5_000_000_000
+#: config.json field marking a checkpoint written by this module (``--force`` may replace only those)
+SYNTHETIC_MARKER_KEY = "gr00t_trt_synthetic"
 
 
 # ---------------------------------------------------------------------- weights
@@ -165,9 +165,21 @@ def write_sharded_weights(
     return paths
 
 
-def config_json(config: Gr00tConfig) -> dict:
-    """config.json content: our config plus the architecture tags real checkpoints carry."""
-    return {"architectures": ["Gr00tN1d6"], "model_type": "Gr00tN1d6", **config.to_dict()}
+def config_json(config: Gr00tConfig, marker: dict | None = None) -> dict:
+    """config.json content: our config plus the architecture tags real checkpoints carry, and the
+    synthetic marker (how it was made) so that ``make-checkpoint --force`` can recognise its own folders."""
+    data = {"architectures": ["Gr00tN1d6"], "model_type": "Gr00tN1d6", **config.to_dict()}
+    if marker is not None:
+        data[SYNTHETIC_MARKER_KEY] = marker
+    return data
+
+
+def is_synthetic_checkpoint(folder: Path) -> bool:
+    """True when ``folder`` holds a checkpoint written by ``make_checkpoint`` / ``make_header_only_checkpoint``."""
+    try:
+        return SYNTHETIC_MARKER_KEY in json.loads((Path(folder) / CONFIG_FILE).read_text())
+    except (OSError, ValueError, TypeError):
+        return False
 
 
 def tensor_plan(config: Gr00tConfig) -> TensorPlan:
@@ -177,24 +189,21 @@ def tensor_plan(config: Gr00tConfig) -> TensorPlan:
 
 # ---------------------------------------------------------------------- folders
 def _write_folder(out_dir: str | Path, overwrite: bool, write: Callable[[Path], None]) -> Path:
-    """Run ``write`` into a hidden temporary sibling folder, then rename it to ``out_dir``: an
-    interrupted run leaves only the ``.partial`` folder, never something that looks complete."""
+    """Run ``write`` into a hidden, locked ``.partial`` sibling folder, then rename it to ``out_dir``: an
+    interrupted run leaves only the ``.partial`` folder (removed by a later run), never something that
+    looks complete. An existing ``out_dir`` is replaced only with ``overwrite`` and only when it is
+    empty or a synthetic checkpoint."""
     out = Path(out_dir)
-    if out.exists() and not overwrite and (not out.is_dir() or any(out.iterdir())):
-        raise CheckpointError(
-            f"{out} already exists and is not empty — choose another folder or pass overwrite=True"
-        )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    what = "synthetic checkpoint made by gr00t-trt make-checkpoint"
+    replace = overwrite or is_empty_dir(out)  # an empty folder (e.g. made by the user) needs no --force
+    check_replaceable(out, replace, is_synthetic_checkpoint, what, CheckpointError)
+    staging = StagingFolder(out)
     try:
-        write(tmp)
-        if out.exists():
-            shutil.rmtree(out) if out.is_dir() else out.unlink()
-        os.replace(tmp, out)
+        write(staging.path)
+        return staging.publish(replace, is_synthetic_checkpoint, what, CheckpointError)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        staging.discard()
         raise
-    return out
 
 
 def make_checkpoint(
@@ -209,7 +218,8 @@ def make_checkpoint(
     shard_bytes = shard_budget(plan, MAX_SHARD_BYTES)
 
     def write(folder: Path) -> None:
-        (folder / CONFIG_FILE).write_text(json.dumps(config_json(config), indent=2) + "\n")
+        marker = {"preset": preset, "seed": seed}
+        (folder / CONFIG_FILE).write_text(json.dumps(config_json(config, marker), indent=2) + "\n")
         write_sharded_weights(
             folder, plan, lambda key, shape: synthetic_tensor(key, shape, seed), shard_bytes
         )
@@ -235,7 +245,8 @@ def make_header_only_checkpoint(
     shard_bytes = shard_budget(plan, max_shard_bytes)
 
     def write(folder: Path) -> None:
-        (folder / CONFIG_FILE).write_text(json.dumps(config_json(config), indent=2) + "\n")
+        marker = {"preset": None, "header_only": True}
+        (folder / CONFIG_FILE).write_text(json.dumps(config_json(config, marker), indent=2) + "\n")
         write_sharded_weights(folder, plan, None, shard_bytes)
 
     return _write_folder(out_dir, overwrite, write)

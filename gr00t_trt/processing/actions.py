@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ..errors import ObservationError
+from ..errors import NonFiniteActionError, ObservationError
 from .modality import ActionFormat, ActionType, EmbodimentSpec, NormParams
 from .state import normalize_meanstd, normalize_minmax, unnormalize_meanstd, unnormalize_minmax
 
@@ -109,6 +109,42 @@ def _invert(t: np.ndarray) -> np.ndarray:
     return out
 
 
+#: a rot6d row shorter than this (or two rows this close to parallel) has no defined rotation
+DEGENERATE_ROTATION_EPS = 1e-6
+
+
+def degenerate_rot6d(rot6d: np.ndarray) -> np.ndarray:
+    """bool [...]: rows r1, r2 of [..., 6] cannot be orthonormalised (zero length, parallel, non-finite)."""
+    rows = np.asarray(rot6d, dtype=np.float64).reshape(*np.shape(rot6d)[:-1], 2, 3)
+    n1, n2 = np.linalg.norm(rows[..., 0, :], axis=-1), np.linalg.norm(rows[..., 1, :], axis=-1)
+    sine = np.linalg.norm(np.cross(rows[..., 0, :], rows[..., 1, :]), axis=-1) / np.maximum(n1 * n2, 1e-300)
+    bad = (n1 < DEGENERATE_ROTATION_EPS) | (n2 < DEGENERATE_ROTATION_EPS) | (sine < DEGENERATE_ROTATION_EPS)
+    return bad | ~np.isfinite(rows).all(axis=(-1, -2))
+
+
+def check_reference_rotations(raw_state: Mapping[str, np.ndarray], spec: EmbodimentSpec, flat: bool = False) -> None:
+    """Refuse a state whose pose, used as the reference frame of relative end-effector actions, holds a
+    degenerate rotation (e.g. an all-zero rot6d): decoding would turn every action into NaN."""
+    for key in spec.action_keys:
+        if not spec.is_relative(key):
+            continue
+        cfg = spec.action_configs[key]
+        if cfg.type is not ActionType.EEF or cfg.state_key not in raw_state:
+            continue
+        pose = np.asarray(raw_state[cfg.state_key])
+        if cfg.format is ActionFormat.XYZ_ROT6D:
+            bad, what = degenerate_rot6d(pose[..., 3:9]), "rot6d rows of zero length or parallel"
+        else:
+            bad, what = ~np.isfinite(pose[..., 3:6]).all(axis=-1), "a non-finite rotation vector"
+        if bad.any():
+            where = tuple(int(i) for i in np.argwhere(bad)[0])
+            name = f"'state.{cfg.state_key}'" if flat else f"state[{cfg.state_key!r}]"
+            raise ObservationError(
+                f"{name} holds a degenerate rotation at [batch, step] {list(where)} ({what}) — expected a valid "
+                f"{cfg.format.value} end-effector pose; relative action {key!r} is expressed in this frame"
+            )
+
+
 # ------------------------------------------------------------------------------------------ relative
 def relative_to_absolute(
     relative: np.ndarray, reference: np.ndarray, action_type: ActionType, fmt: ActionFormat
@@ -149,6 +185,13 @@ def decode_actions(
             f"got {list(action_pred.shape)}"
         )
     horizon, batch = spec.action_horizon, action_pred.shape[0]
+    used = action_pred[:, :horizon, : spec.action_width]
+    if not np.isfinite(used).all():
+        raise NonFiniteActionError(
+            f"the model produced {int((~np.isfinite(used)).sum())} non-finite values (NaN/inf) in its normalised "
+            f"actions for {spec.tag!r} — refusing to return them; the export or its weights may be damaged "
+            "(run `gr00t-trt verify`)"
+        )
     out: dict[str, np.ndarray] = {}
     offset = 0
     for key in spec.action_keys:
@@ -164,7 +207,13 @@ def decode_actions(
             cfg = spec.action_configs[key]
             reference = _reference_state(raw_state, cfg.state_key, key, batch, params.dim)
             values = relative_to_absolute(values, reference, cfg.type, cfg.format)
-        out[key] = values.astype(np.float32)
+        values = values.astype(np.float32)
+        if not np.isfinite(values).all():
+            raise NonFiniteActionError(
+                f"decoding action {key!r} of {spec.tag!r} gave {int((~np.isfinite(values)).sum())} non-finite values "
+                "from finite model output — refusing to return them; check the statistics and the reference state"
+            )
+        out[key] = values
     return out
 
 

@@ -43,6 +43,13 @@ class ImageTransform:
         """(h', w') the chain produces for an h x w frame, without touching pixels."""
         if height < 1 or width < 1:
             raise ObservationError(f"image size must be positive, got {height}x{width}")
+        ratio = max(height, width) / min(height, width)
+        if ratio > MAX_RATIO:
+            # checked before any resize: a 1x8000 frame would otherwise be upscaled to 256x2048000 (GBs)
+            raise ObservationError(
+                f"camera frame {height}x{width} has aspect ratio {ratio:.0f}:1 — expected at most {MAX_RATIO}:1 "
+                "(Eagle's limit); send the camera's real frame"
+            )
         h, w = _short_side_size(height, width, self.shortest_edge)
         h, w = _crop_size(h, w, self.crop_fraction)
         h, w = _short_side_size(h, w, self.shortest_edge)
@@ -52,6 +59,7 @@ class ImageTransform:
         """uint8 [H, W, 3] -> uint8 [h', w', 3] (C-contiguous)."""
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
             raise ObservationError(f"image must be uint8 [H, W, 3], got {image.dtype} {list(image.shape)}")
+        self.output_size(image.shape[0], image.shape[1])  # size and ratio checks, before any pixel is touched
         image = _resize_short_side(image, self.shortest_edge)
         image = _center_crop(image, self.crop_fraction)
         image = _resize_short_side(image, self.shortest_edge)

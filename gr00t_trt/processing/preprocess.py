@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import CheckpointError, ObservationError
-from .actions import decode_actions
+from .actions import check_reference_rotations, decode_actions
 from .images import ImageTransform
 from .modality import EmbodimentSpec, ProcessorSpec, load_processor_spec
 from .prompt import build_prompt
@@ -63,6 +63,8 @@ class Preprocessor:
         image_token_index: int,
         pixels_per_token: int,
         cache_size: int = 256,
+        cache_bytes: int = 16 << 20,
+        max_prompt_tokens: int | None = None,
     ):
         tokenizer.check(image_token_index, source="tokenizer")
         if spec.settings.max_state_dim != max_state_dim:
@@ -80,12 +82,18 @@ class Preprocessor:
         self.image_transform = ImageTransform.from_settings(spec.settings, factor=factor)
         self._cache: OrderedDict[tuple, np.ndarray] = OrderedDict()
         self._cache_size = cache_size
+        #: prompt-id cache bound in bytes (instruction text + ids), besides the entry count
+        self._cache_bytes = cache_bytes
+        self._cache_used = 0
+        #: longest prompt the export accepts (its max sequence length); longer ones are refused, not cached
+        self.max_prompt_tokens = max_prompt_tokens
         self.cache_hits = 0
         self.cache_misses = 0
 
     @classmethod
     def from_dir(
-        cls, folder: str | Path, *, max_state_dim: int, image_token_index: int, pixels_per_token: int
+        cls, folder: str | Path, *, max_state_dim: int, image_token_index: int, pixels_per_token: int,
+        max_prompt_tokens: int | None = None,
     ) -> Preprocessor:
         """Load the processor files and tokenizer of a checkpoint folder or export directory."""
         return cls(
@@ -94,6 +102,7 @@ class Preprocessor:
             max_state_dim=max_state_dim,
             image_token_index=image_token_index,
             pixels_per_token=pixels_per_token,
+            max_prompt_tokens=max_prompt_tokens,
         )
 
     # ------------------------------------------------------------------------------------------ API
@@ -110,6 +119,7 @@ class Preprocessor:
         sizes = tuple(img.shape[:2] for img in images[:per_sample])
         ids, mask = self.tokenizer.batch([self.prompt_ids(text, sizes) for text in parsed.language])
         raw_state = {k: np.asarray(parsed.state[k], dtype=np.float32) for k in spec.state_keys}
+        check_reference_rotations(raw_state, spec, parsed.flat)
         return ModelInputs(
             input_ids=ids,
             attention_mask=mask,
@@ -148,6 +158,12 @@ class Preprocessor:
     def reset(self) -> None:
         """Drop cached prompt ids (nothing else is kept between control steps)."""
         self._cache.clear()
+        self._cache_used = 0
+
+    @property
+    def cache_bytes_used(self) -> int:
+        """Bytes held by the prompt-id cache (instruction text + ids), bounded by ``cache_bytes``."""
+        return self._cache_used
 
     def prompt_ids(self, instruction: str, image_sizes: Sequence[tuple[int, int]]) -> np.ndarray:
         """Token ids of one sample's prompt, cached while the instruction and image sizes are unchanged
@@ -168,10 +184,29 @@ class Preprocessor:
         )
         ids = np.asarray(self.tokenizer.encode(text), dtype=np.int64)
         ids.setflags(write=False)
-        self._cache[key] = ids
-        if len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
+        if self.max_prompt_tokens is not None and len(ids) > self.max_prompt_tokens:
+            raise ObservationError(
+                f"the prompt of this instruction is {len(ids)} tokens (with its images), more than the "
+                f"{self.max_prompt_tokens} the export accepts — shorten the instruction or re-export with a larger "
+                "--max-seq-len"
+            )
+        self._remember(key, ids)
         return ids
+
+    def _remember(self, key: tuple, ids: np.ndarray) -> None:
+        """Cache accepted prompt ids, evicting the least recently used beyond the entry or byte bound."""
+        cost = _entry_bytes(key, ids)
+        if cost > self._cache_bytes:
+            return  # one entry alone would exceed the bound: not worth keeping
+        self._cache[key] = ids
+        self._cache_used += cost
+        while len(self._cache) > self._cache_size or self._cache_used > self._cache_bytes:
+            old_key, old_ids = self._cache.popitem(last=False)
+            self._cache_used -= _entry_bytes(old_key, old_ids)
+
+
+def _entry_bytes(key: tuple, ids: np.ndarray) -> int:
+    return len(key[0].encode("utf-8", "surrogatepass")) + ids.nbytes + 64 * (1 + len(key[1]))
 
 
 # ------------------------------------------------------------------------------------------ parsing

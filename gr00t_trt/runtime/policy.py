@@ -56,6 +56,7 @@ class Policy:
             max_state_dim=manifest.dims["Ds"],
             image_token_index=manifest.tokens["image_token_index"],
             pixels_per_token=manifest.pixels_per_token,
+            max_prompt_tokens=manifest.dynamic_dims["S"][-1],  # longer prompts are refused, never cached
         )
         pipeline = Pipeline(manifest, folder, chosen, bucket=bucket, detailed_timings=detailed_timings)
         return cls(folder, manifest, pipeline, preprocessor)

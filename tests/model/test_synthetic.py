@@ -104,10 +104,11 @@ def test_existing_folder_is_not_overwritten_silently(tmp_path):
     out = tmp_path / "ckpt"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    with pytest.raises(CheckpointError, match="already exists and is not empty"):
+    with pytest.raises(CheckpointError, match="already exists — pass --force"):
         make_header_only_checkpoint(out, preset_config("tiny"))
-    make_header_only_checkpoint(out, preset_config("tiny"), overwrite=True)
-    assert not (out / "keep.txt").exists() and (out / INDEX_FILE).is_file()
+    with pytest.raises(CheckpointError, match="is not a synthetic checkpoint .* refusing to replace it"):
+        make_header_only_checkpoint(out, preset_config("tiny"), overwrite=True)  # not ours: never deleted
+    assert (out / "keep.txt").read_text() == "mine" and not (out / INDEX_FILE).exists()
 
 
 def test_unknown_preset(tmp_path):

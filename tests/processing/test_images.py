@@ -103,3 +103,17 @@ def test_bad_images(image, match):
 def test_extreme_aspect_ratio_is_refused():
     with pytest.raises(ObservationError, match="aspect ratio"):
         processed_image_size(2, 1000)
+
+
+@pytest.mark.parametrize("width", [8000, 20000])
+def test_thin_frames_are_refused_before_any_resize(width, monkeypatch):
+    """A 24 KB 1x8000 frame used to be upscaled to 256x2048000 (3.2 GB, 10 s); 1x20000 raised cv2.error."""
+    import gr00t_trt.processing.images as images
+
+    def no_resize(*args, **kwargs):
+        raise AssertionError("cv2.resize must not run on a frame that will be refused")
+
+    monkeypatch.setattr(images.cv2, "resize", no_resize)
+    with pytest.raises(ObservationError, match=rf"camera frame 1x{width} has aspect ratio {width}:1 — expected at most 200:1") as info:
+        preprocess_image(np.zeros((1, width, 3), np.uint8))
+    assert "\n" not in str(info.value)

@@ -260,3 +260,70 @@ def test_reset_clears_the_prompt_cache(pre):
     misses = pre.cache_misses
     pre(obs, "libero_panda")
     assert pre.cache_misses == misses + 1
+
+
+# ------------------------------------------------------------------------------------------ issue 7, item 2
+@pytest.mark.parametrize("rot6d", [np.zeros(6), np.array([1.0, 0, 0, 2.0, 0, 0])], ids=["all-zero", "parallel-rows"])
+def test_degenerate_reference_rotation_is_an_observation_error(pre, rot6d):
+    obs = libero_obs(pre, batch=2)
+    obs["state"]["eef_pose"][1, 0, 3:9] = rot6d  # sample 1's relative-EEF reference frame
+    with pytest.raises(ObservationError, match=r"state\['eef_pose'\] holds a degenerate rotation at \[batch, step\] \[1, 0\]"):
+        pre(obs, "libero_panda")
+    with pytest.raises(ObservationError, match=r"'state\.eef_pose' holds a degenerate rotation"):
+        pre(flat(obs), "libero_panda")
+
+
+def test_non_finite_model_output_is_never_decoded(pre):
+    from gr00t_trt.errors import NonFiniteActionError
+
+    inputs = pre(libero_obs(pre, batch=1), "libero_panda")
+    action_pred = np.zeros((1, 16, 16), np.float32)
+    action_pred[0, 3, 2] = np.nan
+    with pytest.raises(NonFiniteActionError, match=r"the model produced 1 non-finite values \(NaN/inf\) in its normalised"):
+        pre.decode(action_pred, inputs)
+    action_pred[0, 3, 2] = 0.0
+    action_pred[0, 15, 15] = np.inf  # in the padding beyond libero_panda's width: never used, never refused
+    assert all(np.isfinite(v).all() for v in pre.decode(action_pred, inputs).values())
+
+
+@pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning")
+def test_non_finite_physical_actions_are_refused(pre):
+    from gr00t_trt.errors import NonFiniteActionError
+    from gr00t_trt.processing.actions import decode_actions
+
+    spec = pre.spec.embodiment("libero_panda")
+    inputs = pre(libero_obs(pre, batch=1), "libero_panda")
+    state = dict(inputs.raw_state)
+    state["eef_pose"] = np.full(state["eef_pose"].shape, 1e300)  # finite float64, but the pose overflows float32
+    with pytest.raises(NonFiniteActionError, match=r"decoding action 'eef_pose' of 'libero_panda' gave \d+ non-finite"):
+        decode_actions(np.zeros((1, 16, 16), np.float32), spec, state)
+
+
+# ------------------------------------------------------------------------------------------ issue 7, item 9
+def _fresh(pre, **kwargs) -> Preprocessor:
+    return Preprocessor(pre.spec, pre.tokenizer, max_state_dim=pre.spec.settings.max_state_dim,
+                        image_token_index=pre.image_token_index, pixels_per_token=pre.pixels_per_token, **kwargs)
+
+
+def test_rejected_prompts_are_not_cached(pre):
+    fresh = _fresh(pre, max_prompt_tokens=400)
+    sizes = ((252, 336),)
+    accepted = fresh.prompt_ids("pick up the apple", sizes)
+    assert len(accepted) <= 400 and fresh.cache_bytes_used > 0
+    used = fresh.cache_bytes_used
+    for k in range(3):
+        with pytest.raises(ObservationError, match=r"the prompt of this instruction is \d+ tokens .* more than the 400"):
+            fresh.prompt_ids(f"word{k} " * 2000, sizes)
+    assert fresh.cache_bytes_used == used and len(fresh._cache) == 1
+
+
+def test_prompt_cache_is_bounded_in_bytes(pre):
+    fresh = _fresh(pre, cache_bytes=200_000)
+    sizes = ((252, 336),)
+    for k in range(40):
+        fresh.prompt_ids(f"instruction {k} " + "go " * 3000, sizes)  # ~9 kB of text + ids each
+        assert fresh.cache_bytes_used <= 200_000
+    assert 0 < len(fresh._cache) < 40
+    hits = fresh.cache_hits
+    fresh.prompt_ids("instruction 39 " + "go " * 3000, sizes)  # the most recent entry survived eviction
+    assert fresh.cache_hits == hits + 1

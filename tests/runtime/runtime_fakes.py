@@ -337,8 +337,11 @@ def write_fake_export(folder: Path, precisions: dict[str, str] | None = None, se
         graphs[name] = GraphEntry(name, kind, f"{name}.onnx", precision, tuple(inputs), tuple(outputs), gdims)
         for file in (f"{name}.onnx", f"{name}.onnx.data"):
             files[file] = sha256_file(folder / file)
+    for path in sorted(folder.iterdir()):  # processor and tokenizer files written by the caller
+        if path.is_file() and path.name != "manifest.json":
+            files.setdefault(path.name, sha256_file(path))
     manifest = Manifest(
-        source={"checkpoint": "fake"}, model={}, dims=dict(fake.dims),
+        source={"checkpoint": "fake"}, model={"max_num_embodiments": 32}, dims=dict(fake.dims),
         dynamic_dims={k: list(v) for k, v in fake.dynamic.items()},
         steps=fake.steps, image_sizes=tuple(fake.sizes), graphs=graphs, files=files,
         embodiments={tag: EmbodimentEntry(tag, i, s) for tag, (i, s) in fake.embodiments.items()},

@@ -1,0 +1,122 @@
+"""manifest.json is untrusted input: schema, ranges and file integrity are checked at load (issue 7: 3, 5, 10)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import pytest
+
+from gr00t_trt.errors import ManifestError
+from gr00t_trt.manifest import load_manifest
+
+
+@pytest.fixture
+def export_copy(fake_export, tmp_path):
+    folder = tmp_path / "export"
+    shutil.copytree(fake_export.folder, folder)
+    return folder
+
+
+def _edit(folder, change) -> None:
+    path = folder / "manifest.json"
+    data = json.loads(path.read_text())
+    result = change(data)
+    data = data if result is None else result
+    path.write_text(json.dumps(data))
+
+
+def _set(*keys_and_value):
+    *keys, value = keys_and_value
+
+    def change(data):
+        node = data
+        for key in keys[:-1]:
+            node = node[key]
+        node[keys[-1]] = value
+
+    return change
+
+
+def _delete(*keys):
+    def change(data):
+        node = data
+        for key in keys[:-1]:
+            node = node[key]
+        del node[keys[-1]]
+
+    return change
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        (lambda d: [], r"not a gr00t-trt export manifest \(a JSON list"),
+        (_set("steps", 0), r"steps must be an integer in 1\.\.1000, got 0"),
+        (_set("steps", "4"), r"steps must be an integer in 1\.\.1000, got '4'"),
+        (_set("embodiments", "robot_a", "slot", -1), r"embodiments\.robot_a\.slot must be an integer in 0\.\.1023, got -1"),
+        (_set("embodiments", "robot_a", "slot", 32), r"embodiments\.robot_a\.slot 32 is outside the graphs' 32"),
+        (_set("embodiments", "robot_b", "slot", 0), r"'robot_a' and 'robot_b' share slot 0"),
+        (_set("graphs", []), r"graphs must be an object of graph name -> graph, got \[\]"),
+        (_set("files", "dit.onnx", 12345), r"files\['dit\.onnx'\] must be a sha256 of 64 lower-case hex digits"),
+        (_set("pixels_per_token", 0), r"pixels_per_token must be an integer in 1\.\.1048576, got 0"),
+        (_delete("tokens", "pad_token_id"), r"tokens\.pad_token_id is missing"),
+        (_set("dims", "H", 1e9), r"dims\.H must be an integer in 1\.\.65536, got 1000000000\.0"),
+        (_set("dims", "H", True), r"dims\.H must be an integer"),
+        (_set("dynamic_dims", "S", [1, 97, 96]), r"dynamic_dims\.S must be \[min, opt, max\] with min ≤ opt ≤ max"),
+        (_set("dynamic_dims", "B", [1, 1, 10**9]), r"dynamic_dims\.B must be an integer in 1\.\.1048576"),
+        (_delete("graphs"), r"missing required key\(s\) graphs"),
+        (_set("graphs", "dit", "precision", "int4"), r"graphs\.dit\.precision must be one of fp32"),
+        (_set("graphs", "dit", "file", "/etc/passwd"), r"graphs\.dit\.file '/etc/passwd' is not a plain relative path"),
+        (_set("graphs", "dit", "file", "../dit.onnx"), r"graphs\.dit\.file '\.\./dit\.onnx' is not a plain relative"),
+        (_set("image_sizes", [[0, 4]]), r"image_sizes\[0\] must be an integer in 1\.\.8192, got 0"),
+        (_delete("model", "max_num_embodiments"), r"model\.max_num_embodiments is missing"),
+    ],
+)
+def test_malformed_manifest_is_one_line_manifest_error(export_copy, change, match):
+    _edit(export_copy, change)
+    with pytest.raises(ManifestError, match=match) as info:
+        load_manifest(export_copy)
+    assert "\n" not in str(info.value)
+
+
+def test_files_key_with_dotdot_is_refused(export_copy):
+    def change(data):
+        data["files"]["../outside.bin"] = "0" * 64
+
+    _edit(export_copy, change)
+    with pytest.raises(ManifestError, match=r"files key '\.\./outside\.bin' is not a plain relative path"):
+        load_manifest(export_copy)
+
+
+@pytest.mark.parametrize("unlisted", ["dit.onnx", "dit.onnx.data"])
+def test_graph_files_must_be_listed(export_copy, unlisted):
+    _edit(export_copy, _delete("files", unlisted))
+    with pytest.raises(ManifestError, match=rf"{unlisted} is used by the runtime but not listed with its sha256"):
+        load_manifest(export_copy, verify_files=False)
+
+
+def test_empty_files_does_not_disable_verification(export_copy):
+    _edit(export_copy, _set("files", {}))
+    with pytest.raises(ManifestError, match=r"\.onnx is used by the runtime but not listed"):
+        load_manifest(export_copy)
+
+
+def test_unlisted_processor_file_is_refused(export_copy):
+    (export_copy / "statistics.json").write_text("{}")
+    with pytest.raises(ManifestError, match=r"statistics\.json is used by the runtime but not listed"):
+        load_manifest(export_copy)
+
+
+def test_symlink_escaping_the_folder_is_refused(export_copy, tmp_path):
+    outside = tmp_path / "elsewhere.data"
+    shutil.move(export_copy / "dit.onnx.data", outside)
+    os.symlink(outside, export_copy / "dit.onnx.data")  # same bytes, same sha256: only the location is wrong
+    with pytest.raises(ManifestError, match=r"dit\.onnx\.data resolves outside the export folder"):
+        load_manifest(export_copy)
+
+
+def test_valid_export_still_loads(export_copy):
+    manifest = load_manifest(export_copy)
+    assert manifest.steps >= 1 and manifest.graphs
