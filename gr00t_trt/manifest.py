@@ -9,6 +9,7 @@ only: the robot side reads it without PyTorch.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,9 +96,8 @@ class Manifest:
 
     # --------------------------------------------------------------- (de)serialise
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["image_sizes"] = [list(s) for s in self.image_sizes]
-        return data
+        """JSON-native (lists, not tuples): exactly what ``manifest.json`` holds and ``from_dict`` reads."""
+        return json.loads(json.dumps(asdict(self)))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = MANIFEST_NAME) -> Manifest:

@@ -59,7 +59,7 @@ MASK_TOKEN_KEY = "action_head.mask_token"
 
 
 @dataclass(frozen=True)
-class TensorInfo:
+class StoredTensor:
     """One tensor as described by a safetensors header (no data read)."""
 
     dtype: str  # safetensors tag, e.g. "BF16"
@@ -103,7 +103,7 @@ def resolve_checkpoint(checkpoint: str | Path, *, local_files_only: bool = False
     return Path(folder)
 
 
-def read_hub_tensor_index(repo_id: str) -> dict[str, TensorInfo]:
+def read_hub_tensor_index(repo_id: str) -> dict[str, StoredTensor]:
     """Every tensor of a Hub checkpoint from its safetensors headers, fetched by HTTP range requests
     (a few hundred kilobytes instead of the 6.6 GB of weights)."""
     from huggingface_hub import get_safetensors_metadata
@@ -115,15 +115,15 @@ def read_hub_tensor_index(repo_id: str) -> dict[str, TensorInfo]:
             f"could not read the safetensors headers of {repo_id!r} from the Hugging Face Hub ({type(exc).__name__}) — "
             "check the id and your network, or pass a local checkpoint folder"
         ) from None
-    result: dict[str, TensorInfo] = {}
+    result: dict[str, StoredTensor] = {}
     for file_name, file_meta in meta.files_metadata.items():
         for key, info in file_meta.tensors.items():
             begin, end = info.data_offsets
-            result[key] = TensorInfo(info.dtype, tuple(info.shape), file_name, end - begin)
+            result[key] = StoredTensor(info.dtype, tuple(info.shape), file_name, end - begin)
     return result
 
 
-def resolve_checkpoint_headers(checkpoint: str | Path) -> tuple[Path, dict[str, TensorInfo]]:
+def resolve_checkpoint_headers(checkpoint: str | Path) -> tuple[Path, dict[str, StoredTensor]]:
     """(folder with the checkpoint's JSON files, tensor index) without downloading any weights:
     a local folder is read directly; for a Hub id only ``*.json`` is fetched plus the headers."""
     path = Path(checkpoint).expanduser()
@@ -143,7 +143,7 @@ def resolve_checkpoint_headers(checkpoint: str | Path) -> tuple[Path, dict[str, 
 
 
 # ---------------------------------------------------------------------- headers
-def read_safetensors_header(path: Path) -> dict[str, TensorInfo]:
+def read_safetensors_header(path: Path) -> dict[str, StoredTensor]:
     """Parse one safetensors file's header (8-byte little-endian length + JSON) and check that the
     file is long enough for every tensor it declares."""
     path = Path(path)
@@ -176,7 +176,7 @@ def read_safetensors_header(path: Path) -> dict[str, TensorInfo]:
             f"{path} is not a safetensors file: header is {type(header).__name__}, expected an object"
         )
 
-    tensors: dict[str, TensorInfo] = {}
+    tensors: dict[str, StoredTensor] = {}
     spans: list[tuple[int, int, str]] = []
     data_end = 0
     for key, entry in header.items():
@@ -199,7 +199,7 @@ def read_safetensors_header(path: Path) -> dict[str, TensorInfo]:
             raise CheckpointError(
                 f"{path}: tensor {key!r} {dtype} {list(shape)} needs {nbytes} bytes, header gives offsets {[begin, end]}"
             )
-        tensors[key] = TensorInfo(dtype, shape, path.name, nbytes)
+        tensors[key] = StoredTensor(dtype, shape, path.name, nbytes)
         spans.append((begin, end, key))
         data_end = max(data_end, end)
     _check_no_overlap(spans, path)
@@ -237,7 +237,7 @@ def shard_path(folder: Path, name: object, index_path: Path) -> Path:
     return path
 
 
-def read_tensor_index(folder: str | Path) -> dict[str, TensorInfo]:
+def read_tensor_index(folder: str | Path) -> dict[str, StoredTensor]:
     """Every tensor of a checkpoint folder, from the safetensors headers only (sharded or single)."""
     folder = Path(folder)
     index_path = folder / INDEX_FILE
@@ -255,7 +255,7 @@ def read_tensor_index(folder: str | Path) -> dict[str, TensorInfo]:
             ) from None
         if not isinstance(weight_map, dict) or not weight_map:
             raise CheckpointError(f"{index_path}: 'weight_map' is empty or not an object")
-        result: dict[str, TensorInfo] = {}
+        result: dict[str, StoredTensor] = {}
         names = set()
         for value in weight_map.values():
             shard_path(folder, value, index_path)
@@ -387,7 +387,7 @@ class LayoutCheck:
         }
 
 
-def compare_layout(found: Mapping[str, TensorInfo | tuple[int, ...]], config: Gr00tConfig) -> LayoutCheck:
+def compare_layout(found: Mapping[str, StoredTensor | tuple[int, ...]], config: Gr00tConfig) -> LayoutCheck:
     """Account for every tensor: missing, unexpected, wrong shape, or known-unused (skipped). The expected
     layout is computed from the config (``config_layout``): no model is built for checking."""
     from .layout import config_layout
@@ -395,8 +395,8 @@ def compare_layout(found: Mapping[str, TensorInfo | tuple[int, ...]], config: Gr
     wanted = config_layout(config)
     check = LayoutCheck()
     for key, value in found.items():
-        shape = value.shape if isinstance(value, TensorInfo) else tuple(value)
-        if isinstance(value, TensorInfo) and value.dtype not in WEIGHT_DTYPES:
+        shape = value.shape if isinstance(value, StoredTensor) else tuple(value)
+        if isinstance(value, StoredTensor) and value.dtype not in WEIGHT_DTYPES:
             check.wrong_dtype.append((key, value.dtype))
         if key in wanted:
             if tuple(shape) != wanted[key]:
@@ -410,7 +410,7 @@ def compare_layout(found: Mapping[str, TensorInfo | tuple[int, ...]], config: Gr
 
 
 def check_layout(
-    found: Mapping[str, TensorInfo | tuple[int, ...]], config: Gr00tConfig, source: str = "checkpoint"
+    found: Mapping[str, StoredTensor | tuple[int, ...]], config: Gr00tConfig, source: str = "checkpoint"
 ) -> list[str]:
     """Raise a one-line CheckpointError unless the tensors match the model exactly; returns the
     known-unused keys that were skipped."""
@@ -448,7 +448,7 @@ def parameters_on_meta() -> Iterator[None]:
 
 
 def load_state_dict(
-    folder: Path, index: Mapping[str, TensorInfo], keys: list[str], dtype: torch.dtype
+    folder: Path, index: Mapping[str, StoredTensor], keys: list[str], dtype: torch.dtype
 ) -> dict[str, torch.Tensor]:
     """Read ``keys`` from the folder's safetensors files, cast to ``dtype`` (bf16/fp32/mixed input)."""
     from safetensors import safe_open

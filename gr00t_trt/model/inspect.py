@@ -22,7 +22,7 @@ from .checkpoint import (
     MASK_TOKEN_KEY,
     VISION_HEAD_PREFIX,
     LayoutCheck,
-    TensorInfo,
+    StoredTensor,
     compare_layout,
     resolve_checkpoint_headers,
 )
@@ -250,7 +250,7 @@ class InspectReport:
 
 
 # ---------------------------------------------------------------------- counting
-def count_components(index: Mapping[str, TensorInfo], config: Gr00tConfig) -> list[ComponentCount]:
+def count_components(index: Mapping[str, StoredTensor], config: Gr00tConfig) -> list[ComponentCount]:
     """Parameters per component in display order; unused and empty optional rows as described."""
     from .action_head import dit_block_kinds
 
@@ -282,7 +282,7 @@ def count_components(index: Mapping[str, TensorInfo], config: Gr00tConfig) -> li
     return rows
 
 
-def estimate_engines(index: Mapping[str, TensorInfo], config: Gr00tConfig) -> list[EngineEstimate]:
+def estimate_engines(index: Mapping[str, StoredTensor], config: Gr00tConfig) -> list[EngineEstimate]:
     """Weight bytes of the exported engines, by group and in total.
 
     Rule: every tensor an export puts into a graph counts, as stored in the checkpoint — i.e. all of

@@ -17,25 +17,25 @@ from runtime_fakes import DIMS, STEPS, make_inputs, make_noise, write_fake_expor
 
 from gr00t_trt.errors import EmbodimentError, ManifestError, ObservationError
 from gr00t_trt.manifest import load_manifest
-from gr00t_trt.runtime import Copy, OrtBackend, Pipeline
+from gr00t_trt.runtime import Copy, Pipeline
 
 A, B = (4, 6), (8, 4)
 LAYOUT = [[A, B, A], [B, A]]  # sample-major, then view; sizes interleaved
 
 
-def open_pipeline(export, **kwargs) -> Pipeline:
-    return Pipeline(load_manifest(export.folder), export.folder, OrtBackend(device="cpu"), **kwargs)
+def open_pipeline(export, new_backend, **kwargs) -> Pipeline:
+    return Pipeline(load_manifest(export.folder), export.folder, new_backend(), **kwargs)
 
 
 @pytest.fixture(scope="module")
-def pipe(fake_export):
-    with open_pipeline(fake_export) as p:
+def pipe(fake_export, new_backend):
+    with open_pipeline(fake_export, new_backend) as p:
         yield p
 
 
 @pytest.fixture(scope="module")
-def mixed_pipe(mixed_export):
-    with open_pipeline(mixed_export) as p:
+def mixed_pipe(mixed_export, new_backend):
+    with open_pipeline(mixed_export, new_backend) as p:
         yield p
 
 
@@ -62,21 +62,21 @@ def test_fp16_graphs_cast_inside_themselves_and_copies_never_convert(mixed_pipe,
     assert out.dtype == np.float32
 
 
-def test_graphs_that_disagree_on_a_dtype_are_refused(tmp_path):
+def test_graphs_that_disagree_on_a_dtype_are_refused(tmp_path, new_backend):
     export = write_fake_export(tmp_path / "disagree", {"dit": "fp16"}, cast_io=False)
-    with open_pipeline(export) as p, pytest.raises(
+    with open_pipeline(export, new_backend) as p, pytest.raises(
         ManifestError, match=r"graph 'dit' reads 'state_features' as float16, but graph 'state_encoder' holds it as "
                              r"float32 — the export's graphs disagree on a dtype they exchange; re-export"):
         p.run(make_inputs(LAYOUT), make_noise(2))
 
 
-def test_padding_is_exact_whatever_the_bucket(fake_export):
+def test_padding_is_exact_whatever_the_bucket(fake_export, new_backend):
     inputs, noise = make_inputs(LAYOUT), make_noise(2)
     assert inputs.input_ids.shape[1] == 17
     results = []
     # 17 tokens rounded up to each bucket (the export allows S in 1..96): padding really happens
     for bucket, padded in ((1, 17), (7, 21), (32, 32), (64, 64)):
-        with open_pipeline(fake_export, bucket=bucket) as p:
+        with open_pipeline(fake_export, new_backend, bucket=bucket) as p:
             results.append(p.run(inputs, noise).copy())
             (plan,) = p._plans.values()
             assert plan.key.seq == padded, bucket
@@ -121,8 +121,8 @@ def test_no_images_runs_with_a_dummy_row(pipe):
     np.testing.assert_array_equal(pipe.run(inputs, noise), pipe.run_stages(inputs, noise)["action_pred"])
 
 
-def test_steady_state_reuses_buffers_and_allocates_nothing(mixed_export):
-    with open_pipeline(mixed_export) as p:
+def test_steady_state_reuses_buffers_and_allocates_nothing(mixed_export, new_backend):
+    with open_pipeline(mixed_export, new_backend) as p:
         inputs, noise = make_inputs(LAYOUT), make_noise(2)
         first = p.run(inputs, noise)
         (plan,) = p._plans.values()
@@ -156,8 +156,8 @@ def test_steady_state_reuses_buffers_and_allocates_nothing(mixed_export):
         assert after - before < 8 * 1024, f"steady state retained {after - before} bytes over 200 runs"
         assert transient < buffers // 4, f"a run allocated {transient} bytes at peak (its buffers: {buffers})"
 
-def test_new_shapes_get_their_own_bucket(fake_export):
-    with open_pipeline(fake_export, max_buckets=2) as p:
+def test_new_shapes_get_their_own_bucket(fake_export, new_backend):
+    with open_pipeline(fake_export, new_backend, max_buckets=2) as p:
         small, large = make_inputs([[A]]), make_inputs([[A]], text=40)
         out_small = p.run(small, make_noise(1))
         p.run(large, make_noise(1))

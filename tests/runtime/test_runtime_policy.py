@@ -50,8 +50,8 @@ def observation(seed: int = 0, size=(120, 160)) -> dict:
 
 
 @pytest.fixture(scope="module")
-def policy(policy_export):
-    with Policy.load(policy_export.folder, backend="ort") as p:
+def policy(policy_export, new_backend):
+    with Policy.load(policy_export.folder, backend=new_backend()) as p:
         yield p
 
 
@@ -83,8 +83,8 @@ def test_timings_and_metadata(policy):
     assert policy.last_timings == {}
 
 
-def test_detailed_timings_split_the_action_head_per_denoising_step(policy_export):
-    with Policy.load(policy_export.folder, backend="ort", detailed_timings=True) as detailed:
+def test_detailed_timings_split_the_action_head_per_denoising_step(policy_export, new_backend):
+    with Policy.load(policy_export.folder, backend=new_backend(), detailed_timings=True) as detailed:
         detailed.get_action(observation(), embodiment="new_embodiment", seed=0)
         steps = detailed.manifest.steps
         assert list(detailed.last_timings) == ["preprocess", "vision", "backbone", "dit_context", "state_encoder",
