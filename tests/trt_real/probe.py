@@ -88,6 +88,7 @@ def section_cli(trt, cudart, payload, repo):
     """What build and doctor say on this machine with the real module as ``tensorrt``."""
     sys.path.insert(0, str(repo))
     from gr00t_trt.doctor import run_doctor
+
     from gr00t_trt.engines.build import create_builder
     from gr00t_trt.errors import Gr00tTrtError
 
