@@ -23,7 +23,13 @@ from .state import STATE, StandinContractError
 def __getattr__(name: str):
     if name == "__version__":
         return STATE.trt_version
+    if name == "NetworkDefinitionCreationFlag":  # EXPLICIT_BATCH (0) went away in 11: values moved
+        return _Flags10 if STATE.trt_version.startswith("10.") else _Flags11
     raise AttributeError(name)
+
+
+#: module attributes whose value depends on the stand-in's TensorRT version
+VERSIONED = ("NetworkDefinitionCreationFlag",)
 
 
 class DataType(IntEnum):
@@ -38,7 +44,12 @@ class DataType(IntEnum):
     INT64 = 8
 
 
-class NetworkDefinitionCreationFlag(IntEnum):
+class _Flags10(IntEnum):
+    EXPLICIT_BATCH = 0
+    STRONGLY_TYPED = 1
+
+
+class _Flags11(IntEnum):
     STRONGLY_TYPED = 0
 
 
@@ -321,7 +332,7 @@ class Builder:
             config._cache.entries.append(str(network.onnx_path.name))
         payload = {
             "onnx": str(network.onnx_path),
-            "strongly_typed": bool(network.flags & (1 << NetworkDefinitionCreationFlag.STRONGLY_TYPED)),
+            "strongly_typed": bool(network.flags & (1 << __getattr__("NetworkDefinitionCreationFlag").STRONGLY_TYPED)),
             "verbosity": int(config.profiling_verbosity),
             "profile": {k: [list(s) for s in v] for k, v in profile.items()},
             "inputs": [[t.name, int(t.dtype), list(t.shape)] for t in network._inputs],
@@ -352,7 +363,7 @@ class ICudaEngine:
         self._payload, self._plan = payload, plan
         self._io = [(n, DataType(d), tuple(s), TensorIOMode.INPUT) for n, d, s in payload["inputs"]]
         self._io += [(n, DataType(d), tuple(s), TensorIOMode.OUTPUT) for n, d, s in payload["outputs"]]
-        self._session = None
+        self._ort = None
 
     def _tensor(self, name):
         for t in self._io:
@@ -405,15 +416,15 @@ class ICudaEngine:
     def serialize(self) -> IHostMemory:
         return IHostMemory(self._plan)
 
-    def session(self):
-        if self._session is None:
+    def _session(self):
+        if self._ort is None:
             import onnxruntime as ort
 
             options = ort.SessionOptions()
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
             options.intra_op_num_threads = 1
-            self._session = ort.InferenceSession(self._payload["onnx"], options, providers=["CPUExecutionProvider"])
-        return self._session
+            self._ort = ort.InferenceSession(self._payload["onnx"], options, providers=["CPUExecutionProvider"])
+        return self._ort
 
 
 class EngineInspector:
@@ -539,7 +550,7 @@ class IExecutionContext:
         return True
 
     def _run(self, state) -> None:
-        session = self.engine.session()
+        session = self.engine._session()
         feeds = {}
         for name, dtype, _s, mode in self.engine._io:
             if mode != TensorIOMode.INPUT:
@@ -559,10 +570,3 @@ def _view(address: int, shape: tuple[int, ...], dtype: DataType) -> np.ndarray:
     np_dtype = np.dtype(next(k for k, v in _NUMPY.items() if v == dtype) if dtype != DataType.BF16 else "uint16")
     nbytes = int(np.prod(shape, dtype=np.int64)) * np_dtype.itemsize
     return STATE.region(address, nbytes).view(np_dtype).reshape(shape)
-
-
-def nptype(trt_type):
-    mapping = {v: k for k, v in _NUMPY.items() if k != "bfloat16"}
-    if trt_type not in mapping:
-        raise TypeError(f"Could not resolve TensorRT datatype to an equivalent numpy datatype. {trt_type}")
-    return np.dtype(mapping[trt_type]).type

@@ -76,6 +76,8 @@ def section_conformance(trt, cudart, payload, repo):
     from trt_real.conformance import check_cudart_standin, check_trt_standin
 
     fake_trt, fake_cudart = load_standin(repo)
+    if trt is not None:
+        fake_trt.STATE.trt_version = trt.__version__
     out = {}
     if trt is not None:
         out["trt"] = check_trt_standin(fake_trt, trt)
@@ -88,7 +90,6 @@ def section_cli(trt, cudart, payload, repo):
     """What build and doctor say on this machine with the real module as ``tensorrt``."""
     sys.path.insert(0, str(repo))
     from gr00t_trt.doctor import run_doctor
-
     from gr00t_trt.engines.build import create_builder
     from gr00t_trt.errors import Gr00tTrtError
 
