@@ -9,27 +9,17 @@ only: the robot side reads it without PyTorch.
 from __future__ import annotations
 
 import hashlib
-import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import EmbodimentError, ManifestError
+from .files import read_json, write_json
+from .graphs import TensorSpec, find_tensor
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_NAME = "gr00t-trt-export"
 FORMAT_VERSION = 1
-
-
-@dataclass(frozen=True)
-class TensorEntry:
-    """One graph input/output as exported: concrete dtype, dim names or sizes."""
-
-    name: str
-    dtype: str  # numpy dtype name: float32, float16, int64, bool, uint8
-    dims: tuple[str | int, ...]
 
 
 @dataclass(frozen=True)
@@ -40,16 +30,16 @@ class GraphEntry:
     kind: str  # a key of gr00t_trt.graphs.GRAPH_SPECS
     file: str  # "<name>.onnx" (its weights in "<name>.onnx.data")
     precision: str  # fp32 | fp16 | bf16 | fp8
-    inputs: tuple[TensorEntry, ...]
-    outputs: tuple[TensorEntry, ...]
+    inputs: tuple[TensorSpec, ...]  # concrete numpy dtype names: float32, float16, int64, bool, uint8
+    outputs: tuple[TensorSpec, ...]
     #: sizes of dims fixed for this graph only (vision: h, w, t)
     dims: dict[str, int] = field(default_factory=dict)
 
-    def tensor(self, name: str) -> TensorEntry:
-        for t in (*self.inputs, *self.outputs):
-            if t.name == name:
-                return t
-        raise ManifestError(f"graph {self.name!r} has no tensor {name!r} in the manifest")
+    def tensor(self, name: str) -> TensorSpec:
+        try:
+            return find_tensor(self.name, (*self.inputs, *self.outputs), name)
+        except KeyError as exc:
+            raise ManifestError(f"{exc.args[0]} (in the manifest)") from None
 
 
 @dataclass(frozen=True)
@@ -90,6 +80,10 @@ class Manifest:
     def graphs_of_kind(self, kind: str) -> list[GraphEntry]:
         return [g for g in self.graphs.values() if g.kind == kind]
 
+    def sizes(self, entry: GraphEntry) -> dict[str, int]:
+        """Every static dim size a graph's tensors can name: the export's and the graph's own."""
+        return {**self.dims, **entry.dims}
+
     def embodiment(self, tag: str) -> EmbodimentEntry:
         if tag not in self.embodiments:
             raise EmbodimentError(
@@ -120,8 +114,8 @@ class Manifest:
                     kind=g["kind"],
                     file=g["file"],
                     precision=g["precision"],
-                    inputs=tuple(TensorEntry(t["name"], t["dtype"], tuple(t["dims"])) for t in g["inputs"]),
-                    outputs=tuple(TensorEntry(t["name"], t["dtype"], tuple(t["dims"])) for t in g["outputs"]),
+                    inputs=tuple(TensorSpec(t["name"], t["dtype"], tuple(t["dims"])) for t in g["inputs"]),
+                    outputs=tuple(TensorSpec(t["name"], t["dtype"], tuple(t["dims"])) for t in g["outputs"]),
                     dims=dict(g.get("dims", {})),
                 )
                 for name, g in data["graphs"].items()
@@ -152,23 +146,8 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write a text file so that readers never see a half-written version."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_manifest(folder: Path, manifest: Manifest) -> Path:
-    path = Path(folder) / MANIFEST_NAME
-    write_text_atomic(path, json.dumps(manifest.to_dict(), indent=2, sort_keys=False) + "\n")
-    return path
+    return write_json(Path(folder) / MANIFEST_NAME, manifest.to_dict())
 
 
 def load_manifest(folder: str | Path, *, verify_files: bool = True) -> Manifest:
@@ -179,10 +158,7 @@ def load_manifest(folder: str | Path, *, verify_files: bool = True) -> Manifest:
         raise ManifestError(f"export directory not found: {folder} — run `gr00t-trt export` first")
     if not path.is_file():
         raise ManifestError(f"{folder} has no {MANIFEST_NAME} — it is not a complete gr00t-trt export")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ManifestError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    data = read_json(path, "export manifest", ManifestError)
     manifest = Manifest.from_dict(data, source=str(path))
     if verify_files:
         verify_manifest_files(folder, manifest)

@@ -31,8 +31,14 @@ class Threshold:
         return ", ".join(parts)
 
 
-#: architecture §7, per check and precision. bf16 shares fp16's row.
+#: Every pass criterion of the project, per check and precision (bf16 shares fp16's row):
+#: ``backbone`` / ``normalised_action`` / ``physical_action`` are architecture §7's end-to-end checks;
+#: ``graph`` is the check of each graph right after export, ORT against its own torch wrapper.
 THRESHOLDS: dict[str, dict[str, Threshold]] = {
+    "graph": {
+        "fp32": Threshold(max_rel_l2=1e-4),
+        "fp16": Threshold(min_cosine=0.999),
+    },
     "backbone": {
         "fp32": Threshold(max_rel_l2=1e-4),
         "fp16": Threshold(min_cosine=0.999, max_mean_abs=0.01),
@@ -52,9 +58,12 @@ THRESHOLDS: dict[str, dict[str, Threshold]] = {
 
 
 def threshold_for(check: str, precision: str) -> Threshold:
-    """The §7 threshold of ``check`` (backbone / normalised_action / physical_action) at ``precision``."""
+    """The threshold of ``check`` (graph / backbone / normalised_action / physical_action) at ``precision``."""
     row = THRESHOLDS[check]
-    return row["fp16" if precision == "bf16" else precision]
+    key = "fp16" if precision == "bf16" else precision
+    if key not in row:
+        raise KeyError(f"no {check} threshold at precision {precision!r} — declared: {', '.join(row)}")
+    return row[key]
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import VerificationError
+from . import dataflow
+from .errors import Gr00tTrtError, VerificationError
+from .graphs import graph_name
 from .manifest import load_manifest
 from .parity import ParityReport, compare, threshold_for
 
@@ -32,16 +34,28 @@ def verify_export(
     embodiments: Sequence[str] = (),
     seeds: int = 1,
     observations: Sequence[tuple[str, dict]] | None = None,
+    same_checkpoint: bool = True,
 ) -> ParityReport:
     """Compare ``export_dir`` run on ``backend`` with the reference model loaded from ``checkpoint``.
 
     ``observations`` (pairs of embodiment tag and observation) replace the random ones when given.
+    ``same_checkpoint`` refuses, before any work, a checkpoint whose fingerprint differs from the one the
+    export was made from; pass False to measure how far other weights of the same config are.
     """
-    from .model.checkpoint import load_model
+    from .export.driver import fingerprint
+    from .model.checkpoint import load_model, resolve_checkpoint
     from .runtime.policy import Policy
 
     manifest = load_manifest(export_dir)
-    model, config, _ = load_model(checkpoint, dtype=torch.float32)
+    folder = resolve_checkpoint(checkpoint)
+    expected = manifest.source.get("fingerprint")
+    if same_checkpoint and expected and fingerprint(folder) != expected:
+        raise VerificationError(
+            f"{checkpoint} is not the checkpoint {export_dir} was made from (its weights' fingerprint differs "
+            f"from the one recorded at export) — pass the checkpoint it was exported from "
+            f"({manifest.source.get('checkpoint')}), or --any-checkpoint to compare anyway"
+        )
+    model, config, _ = load_model(folder, dtype=torch.float32)
     if dict(config.to_dict(), num_inference_timesteps=manifest.steps) != dict(
         manifest.model, num_inference_timesteps=manifest.steps
     ):
@@ -97,6 +111,7 @@ def _precision(manifest, name: str) -> str:
 
 def _verify_case(report: ParityReport, label: str, model, policy, tag: str, obs: dict, seed: int) -> None:
     manifest, pipeline = policy.manifest, policy.pipeline
+    run = pipeline.graph_runner()  # one graph at a time, reference values cast to each graph's dtypes
     inputs = policy.preprocessor(obs, tag)
     batch = inputs.input_ids.shape[0]
     noise = np.random.default_rng(seed).standard_normal((batch, manifest.dims["H"], manifest.dims["Da"]), dtype=np.float32)
@@ -107,56 +122,63 @@ def _verify_case(report: ParityReport, label: str, model, policy, tag: str, obs:
         ref = model.reference_get_action(t["input_ids"], t["attention_mask"], t["images"], t["state"],
                                          t["embodiment_id"], t["noise"])
         ref_steps = _reference_steps(model, ref.backbone_features, t)
-    ref_physical = policy.preprocessor.decode(ref.action_pred.numpy(), inputs)
+    ref_physical = _decode(policy, ref.action_pred.numpy(), inputs, "reference")
+    ref_features = ref.backbone_features.numpy()
 
-    # ---- level 1: each backbone graph alone on the reference's inputs
+    # ---- level 1: each backbone-side graph alone on the reference's inputs
     row = 0
     embeds_ref = ref.image_embeds.numpy()
     for image in inputs.images:
-        name = f"vision_{image.shape[0]}x{image.shape[1]}"
-        got = pipeline.run_graph(name, {"images": image[None]})["image_embeds"][0]
+        name = graph_name("vision", {"h": image.shape[0], "w": image.shape[1]})
+        got = run("vision", name, {"images": image[None]})["image_embeds"][0]
         want = embeds_ref[row : row + got.shape[0]]
         row += got.shape[0]
         report.add(compare(f"{label} {name} alone: image_embeds", want, got,
                            threshold_for("backbone", _precision(manifest, name))))
     index = np.zeros(inputs.input_ids.shape, np.int64)
     index[inputs.image_mask] = np.arange(int(inputs.image_mask.sum()))
-    features = pipeline.run_graph(
-        "backbone",
-        {"input_ids": inputs.input_ids, "image_embeds": _as_graph_input(pipeline, "backbone", "image_embeds", embeds_ref),
-         "image_index": index, "attention_mask": inputs.attention_mask},
-    )["backbone_features"]
+    features = run("backbone", "backbone", {"input_ids": inputs.input_ids, "image_embeds": embeds_ref, "image_index": index,
+                                            "attention_mask": inputs.attention_mask})["backbone_features"]
     valid = inputs.attention_mask
-    report.add(compare(f"{label} backbone alone: features", ref.backbone_features.numpy()[valid], features[valid],
+    report.add(compare(f"{label} backbone alone: features", ref_features[valid], features[valid],
                        threshold_for("backbone", _precision(manifest, "backbone"))))
 
-    # ---- levels 2 and 3: the exported action head on the reference backbone output
-    head_precision = _precision(manifest, "dit")
-    action_threshold = threshold_for("normalised_action", head_precision)
-    slots = pipeline.slots(inputs.embodiment_id)
-    context = pipeline.run_graph("dit_context", {
-        "backbone_features": _as_graph_input(pipeline, "dit_context", "backbone_features", ref.backbone_features.numpy()),
-        "image_mask": inputs.image_mask, "attention_mask": inputs.attention_mask})
-    state_features = pipeline.run_graph("state_encoder", {
-        "state": _as_graph_input(pipeline, "state_encoder", "state", inputs.state), "embodiment_id": slots})["state_features"]
-    chained = noise
+    # ---- levels 2 and 3: the exported action head (the dataflow's sub-chain) on the reference backbone output
+    action_threshold = threshold_for("normalised_action", _precision(manifest, "dit"))
+    head = dataflow.evaluate(run, {
+        "backbone_features": ref_features, "image_mask": inputs.image_mask, "attention_mask": inputs.attention_mask,
+        "state": inputs.state, "embodiment_id": pipeline.slots(inputs.embodiment_id), dataflow.CARRY_START: noise,
+    }, steps=manifest.steps, start="dit_context")
     for k in range(manifest.steps):
-        lock = _graph_step(pipeline, k, ref_steps[k], state_features, context, slots)
+        lock = dataflow.denoise_step(run, k, head, ref_steps[k])
         report.add(compare(f"{label} lock-step {k}: next actions", ref_steps[k + 1], lock, action_threshold))
-        chained = _graph_step(pipeline, k, chained, state_features, context, slots)
+    chained = head[dataflow.CARRIED_INPUT][-1] if manifest.steps else noise
     report.add(compare(f"{label} action head on reference backbone", ref.action_pred.numpy(), chained, action_threshold))
 
     # ---- level 4: end to end through the hot path
     stages = pipeline.run_stages(inputs, noise)
-    report.add(compare(f"{label} end-to-end: backbone features", ref.backbone_features.numpy()[valid],
+    report.add(compare(f"{label} end-to-end: backbone features", ref_features[valid],
                        np.asarray(stages["backbone_features"], np.float32)[valid],
                        threshold_for("backbone", _precision(manifest, "backbone"))))
     action_pred = pipeline.run(inputs, noise).copy()
     report.add(compare(f"{label} end-to-end: normalised action", ref.action_pred.numpy(), action_pred, action_threshold))
-    physical = policy.preprocessor.decode(action_pred, inputs)
-    physical_threshold = threshold_for("physical_action", head_precision)
+    physical = _decode(policy, action_pred, inputs, "exported")
+    physical_threshold = threshold_for("physical_action", _precision(manifest, "dit"))
     for key, want in ref_physical.items():
         report.add(compare(f"{label} end-to-end: physical {key}", want, physical[key], physical_threshold))
+
+
+def _decode(policy, action_pred: np.ndarray, inputs, side: str) -> dict[str, np.ndarray]:
+    """Physical actions; a failure to decode the *reference's* actions means the input was degenerate."""
+    try:
+        return policy.preprocessor.decode(action_pred, inputs)
+    except Gr00tTrtError as exc:
+        if side == "reference":
+            raise VerificationError(
+                f"the observation is degenerate: even the PyTorch reference's actions cannot be decoded ({exc}) — "
+                "this says nothing about the export; verify with another observation"
+            ) from None
+        raise
 
 
 def _torch_inputs(inputs, noise: np.ndarray) -> dict:
@@ -181,29 +203,3 @@ def _reference_steps(model, features: torch.Tensor, t: dict) -> list[np.ndarray]
         x = head.reference_step(x, k, vl, state_features, t["image_mask"], t["attention_mask"], t["embodiment_id"])
         steps.append(x.float().numpy())
     return steps
-
-
-def _as_graph_input(pipeline, graph: str, tensor: str, value: np.ndarray) -> np.ndarray:
-    """Cast a float array to the dtype the graph's input declares (fp16 graphs take fp16)."""
-    dtype = np.dtype(pipeline.manifest.graph(graph).tensor(tensor).dtype)
-    return np.ascontiguousarray(value, dtype=dtype)
-
-
-def _graph_step(pipeline, k: int, actions: np.ndarray, state_features, context: dict, slots) -> np.ndarray:
-    """One denoising step through the exported graphs, from ``actions``."""
-    batch = actions.shape[0]
-    step = np.full((batch,), k, np.int64)
-    feats = pipeline.run_graph("action_encoder", {
-        "actions": _as_graph_input(pipeline, "action_encoder", "actions", actions), "step": step,
-        "embodiment_id": slots})["action_features"]
-    dit_out = pipeline.run_graph("dit", {
-        "state_features": _as_graph_input(pipeline, "dit", "state_features", state_features),
-        "action_features": _as_graph_input(pipeline, "dit", "action_features", feats),
-        **{name: _as_graph_input(pipeline, "dit", name, context[name])
-           for name in ("cross_k", "cross_v", "text_bias", "image_bias")},
-        "step": step})["dit_out"]
-    nxt = pipeline.run_graph("action_decoder", {
-        "dit_out": _as_graph_input(pipeline, "action_decoder", "dit_out", dit_out),
-        "actions": _as_graph_input(pipeline, "action_decoder", "actions", actions),
-        "embodiment_id": slots})["next_actions"]
-    return np.asarray(nxt, np.float32)

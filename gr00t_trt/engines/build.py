@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import EngineError
+from ..files import write_atomic
 from ..manifest import GraphEntry, Manifest, load_manifest
 from .audit import AuditReport, audit_engine
 from .cache import (
@@ -25,7 +26,6 @@ from .cache import (
     engine_key,
     plan_path,
     reuse_problem,
-    write_bytes_atomic,
     write_sidecar,
 )
 from .device import GpuInfo, load_cudart, load_tensorrt, probe_gpu
@@ -196,8 +196,8 @@ def build_engines(export_dir: str | Path, options: BuildOptions = BuildOptions()
         data = plan_from_network(trt, builder, network, config, logger, entry.name)
         audit = audit_plan(trt, logger, data, entry.name, onnx_path)
         seconds = time.perf_counter() - start
-        write_bytes_atomic(plan, data)
-        write_bytes_atomic(cache_file, bytes(config.get_timing_cache().serialize()))
+        write_atomic(plan, data)
+        write_atomic(cache_file, bytes(config.get_timing_cache().serialize()))
         write_sidecar(
             plan, key, graph=entry.name, gpu_name=gpu.name, profile=profile.to_dict(),
             build_flags={"strongly_typed": True, "workspace_gb": options.workspace_gb, "opt_level": options.opt_level,

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import EngineError
+from ..files import write_atomic
 from ..manifest import GraphEntry, Manifest, sha256_file
 from .device import GpuInfo
 from .plan import check_plan_version
@@ -82,24 +81,11 @@ def sidecar_path(plan: Path) -> Path:
     return plan.with_name(plan.name + SIDECAR_SUFFIX)
 
 
-def write_bytes_atomic(path: Path, data: bytes | memoryview) -> None:
-    """Write a binary file under a temporary name in the same folder, then rename it into place."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_sidecar(plan: Path, key: EngineKey, **details: Any) -> Path:
     data = {"format": SIDECAR_FORMAT, "format_version": SIDECAR_VERSION, "key": asdict(key),
             "plan_sha256": sha256_file(plan), **details}
     path = sidecar_path(plan)
-    write_bytes_atomic(path, (json.dumps(data, indent=2) + "\n").encode())
+    write_atomic(path, json.dumps(data, indent=2) + "\n")
     return path
 
 

@@ -10,7 +10,8 @@ import os
 import shlex
 from pathlib import Path
 
-from .cache import TIMING_CACHE_NAME, write_bytes_atomic
+from ..files import write_atomic
+from .cache import TIMING_CACHE_NAME
 from .profiles import GraphProfile
 
 
@@ -50,7 +51,7 @@ def build_script(commands: list[list[str]], engine_dir: Path) -> str:
 
 def write_build_script(path: Path, commands: list[list[str]], engine_dir: Path) -> str:
     text = build_script(commands, engine_dir)
-    write_bytes_atomic(path, text.encode())
+    write_atomic(path, text.encode())
     os.chmod(path, 0o755)
     return text
 

@@ -22,16 +22,14 @@ import torch
 
 from .. import __version__
 from ..errors import EmbodimentError, ExportError
-from ..graphs import GRAPH_SPECS, vision_graph_name
+from ..graphs import GRAPH_SPECS, dynamic_ranges, graph_name
 from ..manifest import EmbodimentEntry, GraphEntry, Manifest, sha256_file, write_manifest
-from ..parity import Threshold, compare
+from ..parity import compare, threshold_for
 from .examples import ExampleStep, example_step
 from .onnx_io import export_onnx, read_io
 
 PRECISIONS = ("fp32", "fp16")
 _TORCH_DTYPE = {"fp32": torch.float32, "fp16": torch.float16}
-#: per-graph validation right after export (ORT vs the torch wrapper on the same example inputs)
-_VALIDATION = {"fp32": Threshold(max_rel_l2=1e-4), "fp16": Threshold(min_cosine=0.999)}
 #: camera frames whose processed sizes are exported by default: one 4:3 and one 1:1 camera
 DEFAULT_CAMERA_FRAMES = ((480, 640), (256, 256))
 COPIED_FILES = ("processor_config.json", "statistics.json", "embodiment_id.json")
@@ -127,7 +125,8 @@ def _export_graphs(model, config, image_sizes, slots, options, work: Path, progr
     for h, w in image_sizes:
         vision = VisionGraph(model.backbone, h, w)
         tokens = (h * w) // config.patch_tokens_per_image_pixel
-        modules[vision_graph_name(h, w)] = ("vision", vision, {"h": h, "w": w, "t": tokens})
+        dims = {"h": h, "w": w, "t": tokens}
+        modules[graph_name("vision", dims)] = ("vision", vision, dims)
     modules["backbone"] = ("backbone", BackboneGraph(model.backbone), {})
     for kind, module in action_head_graph_modules(model.action_head, slots).items():
         modules[kind] = (kind, module, {})
@@ -176,7 +175,7 @@ def _validate(path: Path, name: str, example: ExampleStep, spec, precision: str)
     results = session.run(spec.output_names, feeds)
     for tensor, value in zip(spec.outputs, results, strict=True):
         reference = example.outputs[name][tensor.name]
-        check = compare(f"{name}.{tensor.name}", reference, value.astype(np.float32), _VALIDATION[precision])
+        check = compare(f"{name}.{tensor.name}", reference, value.astype(np.float32), threshold_for("graph", precision))
         if not check.passed:
             raise ExportError(
                 f"{path.name}: output {tensor.name!r} does not match PyTorch on ONNX Runtime CPU "
@@ -241,24 +240,24 @@ def _static_dims(config) -> dict[str, int]:
 def _dynamic_ranges(config, image_sizes, options: ExportOptions) -> dict[str, list[int]]:
     """[min, opt, max] of each dynamic dim: what TensorRT profiles and the runtime's buffers plan for."""
     tokens = [(h * w) // config.patch_tokens_per_image_pixel for h, w in image_sizes]
-    max_images = 4 * options.max_batch
-    return {
-        "B": [1, 1, options.max_batch],
-        "S": [1, min(256, options.max_seq_len), options.max_seq_len],
-        "n": [1, 1, max_images],
-        "T": [min(tokens), max(tokens), max_images * max(tokens)],
-    }
+    return dynamic_ranges(max_batch=options.max_batch, max_seq_len=options.max_seq_len, tokens_per_image=tokens)
 
 
-def fingerprint(folder: Path) -> str:
-    """sha256 over config.json and the safetensors headers' index: identifies the source weights cheaply."""
+def fingerprint(folder: Path, sample: int = 1 << 16) -> str:
+    """sha256 identifying a checkpoint's weights cheaply: config.json, the index, and of every shard its
+    size, header and a few ``sample``-byte windows of its data (start, middle, end) — two checkpoints of
+    one config with different weights differ, and no shard is read whole."""
     digest = hashlib.sha256()
     for name in ("config.json", "model.safetensors.index.json"):
         if (folder / name).is_file():
             digest.update((folder / name).read_bytes())
     for shard in sorted(folder.glob("*.safetensors")):
-        digest.update(shard.name.encode())
-        digest.update(str(shard.stat().st_size).encode())
+        size = shard.stat().st_size
+        digest.update(f"{shard.name}:{size}".encode())
+        with open(shard, "rb") as f:
+            for offset in sorted({0, max(0, size // 2 - sample // 2), max(0, size - sample)}):
+                f.seek(offset)
+                digest.update(f.read(sample))
     return digest.hexdigest()
 
 

@@ -16,14 +16,9 @@ import onnx
 import torch
 
 from ..errors import ExportError
-from ..graphs import GraphSpec
-from ..manifest import TensorEntry
+from ..graphs import DIMS, DYNAMIC_DIMS, GraphSpec, TensorSpec
 
 OPSET = 21
-#: dims the runtime varies per call; every other dim is fixed at export
-DYNAMIC_DIMS = ("B", "S", "T", "n")
-#: generous symbolic bounds for torch.export (TensorRT profiles use the manifest's ranges instead)
-_DIM_MAX = {"B": 1024, "S": 32768, "T": 65536, "n": 1024}
 #: ops we never ship: data-dependent output shapes, or opset-23 ops TensorRT 10.13 cannot parse
 FORBIDDEN_OPS = frozenset({"NonZero", "Attention", "RMSNormalization", "RotaryEmbedding"})
 
@@ -31,7 +26,7 @@ FORBIDDEN_OPS = frozenset({"NonZero", "Attention", "RMSNormalization", "RotaryEm
 def dynamic_shapes_for(spec: GraphSpec) -> dict[str, dict[int, torch.export.Dim]]:
     """torch.export dynamic_shapes keyed by forward-argument (= input) name; one Dim object per name so
     equal names are tied across inputs."""
-    dims = {name: torch.export.Dim(name, min=1, max=_DIM_MAX[name]) for name in DYNAMIC_DIMS}
+    dims = {name: torch.export.Dim(name, min=1, max=DIMS[name].trace_max) for name in DYNAMIC_DIMS}
     shapes: dict[str, dict[int, torch.export.Dim]] = {}
     for tensor in spec.inputs:
         axes = {i: dims[d] for i, d in enumerate(tensor.dims) if d in DYNAMIC_DIMS}
@@ -91,7 +86,7 @@ def all_nodes(graph: onnx.GraphProto):
                 yield from all_nodes(sub)
 
 
-def read_io(path: Path, spec: GraphSpec) -> tuple[tuple[TensorEntry, ...], tuple[TensorEntry, ...]]:
+def read_io(path: Path, spec: GraphSpec) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
     """Concrete dtypes of the exported graph's I/O, checked against the declaration."""
     model = onnx.load(str(path), load_external_data=False)
     actual = {v.name: v for v in (*model.graph.input, *model.graph.output)}
@@ -111,6 +106,6 @@ def read_io(path: Path, spec: GraphSpec) -> tuple[tuple[TensorEntry, ...], tuple
                 raise ExportError(
                     f"{path.name}: tensor {tensor.name!r} has rank {rank}, declared {len(tensor.dims)} ({tensor.dims})"
                 )
-            row.append(TensorEntry(tensor.name, dtype, tensor.dims))
+            row.append(TensorSpec(tensor.name, dtype, tensor.dims))
         entries.append(tuple(row))
     return entries[0], entries[1]

@@ -11,8 +11,6 @@ numpy/tokenizers only (it reuses the processing package, which is torch-free).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +19,7 @@ from tokenizers import AddedToken, trainers
 from tokenizers.pre_tokenizers import ByteLevel
 
 from ..errors import ConfigError
+from ..files import write_json
 from ..processing.modality import BUILTIN_EMBODIMENT_IDS
 from ..processing.prompt import EAGLE_CHAT_TEMPLATE
 from ..processing.tokenizer import (
@@ -127,9 +126,9 @@ def write_processor_files(out_dir: Path, config: Gr00tConfig, seed: int) -> None
         },
     }
     ids = {emb.tag: BUILTIN_EMBODIMENT_IDS[emb.tag] for emb in SYNTHETIC_EMBODIMENTS}
-    _write_json(out_dir / "processor_config.json", processor_config)
-    _write_json(out_dir / "statistics.json", statistics)
-    _write_json(out_dir / "embodiment_id.json", ids)
+    write_json(out_dir / "processor_config.json", processor_config)
+    write_json(out_dir / "statistics.json", statistics)
+    write_json(out_dir / "embodiment_id.json", ids)
 
 
 def _check_fits(emb: _Embodiment, config: Gr00tConfig) -> None:
@@ -263,18 +262,6 @@ def write_synthetic_tokenizer(out_dir: Path, config: Gr00tConfig) -> None:
     tok = build_synthetic_tokenizer(config)
     tok.check(config.backbone.image_token_index, config.backbone.text.vocab_size, "synthetic tokenizer")
     save_tokenizer(tok, out_dir)
-
-
-def _write_json(path: Path, value) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(value, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 __all__ = ["build_synthetic_tokenizer", "write_processor_files", "write_synthetic_tokenizer"]

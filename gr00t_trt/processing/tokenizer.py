@@ -10,8 +10,6 @@ order (eagle-tokenizer.md §4). Whatever the source, the image tokens must land 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +18,7 @@ import numpy as np
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
 from ..errors import TokenizerError
+from ..files import read_json, write_atomic
 from .prompt import EAGLE_CHAT_TEMPLATE, IMAGE_END_TOKEN, IMAGE_START_TOKEN, IMAGE_TOKEN
 
 TOKENIZER_FILE = "tokenizer.json"
@@ -277,9 +276,9 @@ def save_tokenizer(tok: EagleTokenizer, folder: str | Path) -> list[Path]:
         },
     }
     written = [
-        _write_atomic(folder / TOKENIZER_FILE, tok.tokenizer.to_str(pretty=False)),
-        _write_atomic(folder / CHAT_TEMPLATE_FILE, json.dumps({"chat_template": tok.chat_template}, indent=2) + "\n"),
-        _write_atomic(folder / TOKENIZER_CONFIG_FILE, json.dumps(config, indent=2) + "\n"),
+        write_atomic(folder / TOKENIZER_FILE, tok.tokenizer.to_str(pretty=False)),
+        write_atomic(folder / CHAT_TEMPLATE_FILE, json.dumps({"chat_template": tok.chat_template}, indent=2) + "\n"),
+        write_atomic(folder / TOKENIZER_CONFIG_FILE, json.dumps(config, indent=2) + "\n"),
     ]
     return written
 
@@ -360,19 +359,4 @@ def _token_string(value) -> str | None:
 
 
 def _read_json(path: Path):
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise TokenizerError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
-
-
-def _write_atomic(path: Path, text: str) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return read_json(path, "tokenizer file", TokenizerError)

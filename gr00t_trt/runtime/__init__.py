@@ -10,15 +10,16 @@ import importlib
 
 _EXPORTS = {
     "Policy": "policy",
-    "make_backend": "policy",
+    "make_backend": "registry",
+    "register_backend": "registry",
     "Pipeline": "pipeline",
+    "HeadInputs": "pipeline",
     "Backend": "backend",
     "Buffer": "backend",
     "Binding": "backend",
     "Copy": "backend",
     "Program": "backend",
     "GraphInfo": "backend",
-    "TensorInfo": "backend",
     "OrtBackend": "ort_backend",
 }
 

@@ -7,20 +7,31 @@ is a simplification of it, never the other way round:
 * Lifecycle, as Polygraphy runners: ``activate()`` (create runtime, stream, allocators) → ``open()`` each
   graph once → allocate, bind, record (once per shape bucket) → ``launch`` / ``upload`` / ``download``
   many times → ``deactivate()`` frees everything the backend allocated. ``with backend:`` does both ends.
+  The public methods live in this base class and do the checks (active? names, dtypes and static dims of
+  every bound buffer and fed array); backends implement the ``*_impl`` hooks. A backend garbage-collected
+  while active warns (ResourceWarning) and frees itself.
 * Buffers are owned by the backend (``allocate``): host numpy arrays for ONNX Runtime CPU; device memory
   plus a pinned host mirror (or mapped zero-copy memory on integrated GPUs) for TensorRT. The Pipeline
   only ever touches ``Buffer.host`` of buffers it allocated with ``host=True``.
 * Host↔device traffic is explicit: the Pipeline writes ``buffer.host`` then calls ``upload(buffer)``;
   it calls ``download(buffer)`` and reads ``buffer.host`` only after ``synchronize()``.
-* ``bind(graph, buffers)`` fixes one graph's tensors to buffers (shapes come from the buffers), once per
-  shape bucket. ``record(label, steps)`` turns a fixed sequence of bound graph launches and ``Copy``
-  steps into a ``Program``. A program's buffers, shapes and order never change after recording, so a
-  backend may capture it as a whole (one CUDA graph per program and bucket: warm-up launch, capture,
-  then replay) — the Pipeline records the state encoder and the whole denoising loop as one program.
+* A ``Binding`` is one (graph, shape bucket, occurrence): the N denoising steps bind the same graph N
+  times, each with its own buffers. TensorRT realises each Binding as its own execution context created
+  with user-managed device memory, all contexts of one engine sharing one activation block (safe: one
+  Pipeline runs its bindings in stream order on one stream), input shapes and tensor addresses set once at
+  bind time — so a launch sets nothing and a captured CUDA graph stays valid. Memory cost: one small
+  context per binding (host-side state only) and one activation block per engine. ONNX Runtime realises
+  each Binding as its own IOBinding.
+* ``record(label, steps)`` turns a fixed sequence of Bindings and ``Copy`` steps into a ``Program``. A
+  program's buffers, shapes and order never change after recording, so a backend may capture it as a whole
+  (one CUDA graph per program and bucket: warm-up launch, capture, then replay). A ``Copy`` is a plain
+  same-dtype memcpy: graphs declare their I/O dtypes and cast inside themselves, never between.
 * ``launch``, ``upload``, ``download`` and ``mark`` are asynchronous and stream-ordered; the Pipeline calls
   ``synchronize()`` once per control step. Backends that run synchronously (ORT) simply return late.
 * ``mark()`` records a timing point in stream order; ``elapsed_ms(a, b)`` is valid after ``synchronize()``
   (CUDA events on TensorRT, ``perf_counter`` where launches are synchronous).
+* ``probe(folder, manifest, **options)`` (a classmethod) says whether the backend can run *this* export on
+  *this* machine: ``None`` if it can, else the one-line reason — what ``backend="auto"`` asks.
 
 ``run_once`` is the slow debugging path (allocates, synchronises, checks every feed); it shares no
 state with the hot path.
@@ -29,6 +40,7 @@ state with the hot path.
 from __future__ import annotations
 
 import abc
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +49,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import BackendError
-from ..manifest import GraphEntry
+from ..graphs import TensorSpec, find_tensor
+from ..manifest import GraphEntry, Manifest
 
 
 def numpy_dtype(name: str) -> np.dtype:
@@ -53,27 +66,19 @@ def numpy_dtype(name: str) -> np.dtype:
 
 
 @dataclass(frozen=True)
-class TensorInfo:
-    """One graph tensor as the backend sees it; dynamic dims are names (str)."""
-
-    name: str
-    dtype: np.dtype
-    shape: tuple[int | str, ...]
-
-
-@dataclass(frozen=True)
 class GraphInfo:
-    """A graph opened by a backend: its name and I/O in declaration order."""
+    """A graph opened by a backend: its name and I/O in declaration order, with concrete dtypes and
+    every static dim as a size (dynamic dims keep their names)."""
 
     name: str
-    inputs: tuple[TensorInfo, ...]
-    outputs: tuple[TensorInfo, ...]
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
 
-    def input(self, name: str) -> TensorInfo:
-        for t in self.inputs:
-            if t.name == name:
-                return t
-        raise BackendError(f"graph {self.name!r} has no input {name!r} — it has: {', '.join(t.name for t in self.inputs)}")
+    def input(self, name: str) -> TensorSpec:
+        try:
+            return find_tensor(self.name, self.inputs, name)
+        except KeyError as exc:
+            raise BackendError(exc.args[0]) from None
 
 
 @dataclass(eq=False)
@@ -94,7 +99,8 @@ class Buffer:
 
 @dataclass(eq=False)
 class Binding:
-    """One graph with every input and output fixed to a buffer; launching it is one step of a Program."""
+    """One (graph, shape bucket, occurrence) with every input and output fixed to a buffer; launching it
+    is one step of a Program (see the module docstring for what a backend makes of it)."""
 
     graph: str
     buffers: Mapping[str, Buffer]
@@ -103,8 +109,8 @@ class Binding:
 
 @dataclass(frozen=True, eq=False)
 class Copy:
-    """Device-side copy of ``count`` elements (default: all of ``src``) between flattened buffers,
-    converting dtype when the two differ (e.g. an fp16 graph's output feeding an fp32 graph)."""
+    """Device-side copy of ``count`` elements (default: all of ``src``) between flattened buffers of one
+    dtype (a memcpy: graphs cast inside themselves, never between)."""
 
     src: Buffer
     dst: Buffer
@@ -113,6 +119,11 @@ class Copy:
     count: int | None = None
 
     def __post_init__(self) -> None:
+        if self.src.dtype != self.dst.dtype:
+            raise BackendError(
+                f"copy from {self.src.name!r} ({self.src.dtype}) to {self.dst.name!r} ({self.dst.dtype}) would "
+                "convert dtypes — graphs must agree on the dtype of the values they exchange (re-export)"
+            )
         n = self.src.size if self.count is None else self.count
         if self.src_offset + n > self.src.size or self.dst_offset + n > self.dst.size:
             raise BackendError(
@@ -138,11 +149,17 @@ class Program:
 class Backend(abc.ABC):
     """Runs exported graphs over buffers it owns (see the module docstring for the full contract)."""
 
-    #: short name reported in Policy.metadata ("ort", "trt", ...)
+    #: short name reported in Policy.metadata and accepted by Policy.load ("ort", "trt", ...)
     name: str = "backend"
 
     def __init__(self) -> None:
         self._active = False
+        self._infos: dict[str, GraphInfo] = {}
+
+    @classmethod
+    def probe(cls, folder: Path, manifest: Manifest, **options: Any) -> str | None:
+        """None when this backend can run the export in ``folder`` on this machine, else why not."""
+        return None
 
     # ----------------------------------------------------------------- lifecycle
     @property
@@ -151,42 +168,86 @@ class Backend(abc.ABC):
 
     def activate(self) -> None:
         """Create the runtime resources (sessions' environment, stream, events)."""
-        self._active = True
+        if not self._active:
+            self.activate_impl()
+            self._active = True
 
     def deactivate(self) -> None:
         """Free everything this backend allocated; opened graphs, buffers and programs become invalid."""
-        self._active = False
+        if self._active:
+            try:
+                self.deactivate_impl()
+            finally:
+                self._infos.clear()
+                self._active = False
+
+    @abc.abstractmethod
+    def activate_impl(self) -> None:
+        """Hook: create the runtime resources."""
+
+    @abc.abstractmethod
+    def deactivate_impl(self) -> None:
+        """Hook: free every resource the backend allocated."""
 
     def __enter__(self) -> Backend:
-        if not self._active:
-            self.activate()
+        self.activate()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.deactivate()
+
+    def __del__(self) -> None:
+        if getattr(self, "_active", False):
+            warnings.warn(f"the {self.name} backend was garbage-collected while active — call deactivate() "
+                          "(or Policy.close()) to free its memory deterministically", ResourceWarning, stacklevel=2)
+            try:
+                self.deactivate()
+            except Exception:  # interpreter shutdown: nothing sensible left to do
+                pass
 
     def _check_active(self) -> None:
         if not self._active:
             raise BackendError(f"the {self.name} backend is not active — call activate() or use it as a context manager")
 
     # ----------------------------------------------------------------- graphs
-    @abc.abstractmethod
     def open(self, entry: GraphEntry, folder: Path) -> GraphInfo:
         """Load one graph of the export directory ``folder`` (the backend finds its own artefact: the
-        ONNX file for ORT, the engine for TensorRT) and check its I/O against the manifest entry."""
+        ONNX file for ORT, the engine for TensorRT), checked against the manifest entry."""
+        self._check_active()
+        info = self.open_impl(entry, Path(folder))
+        self._infos[entry.name] = info
+        return info
 
-    @abc.abstractmethod
     def describe(self, graph: str) -> GraphInfo:
         """The I/O of an opened graph."""
+        if graph not in self._infos:
+            raise BackendError(f"graph {graph!r} is not open — opened: {', '.join(self._infos) or 'none'}")
+        return self._infos[graph]
+
+    @abc.abstractmethod
+    def open_impl(self, entry: GraphEntry, folder: Path) -> GraphInfo:
+        """Hook: load the graph and return its I/O (refuse an artefact that disagrees with ``entry``)."""
 
     # ----------------------------------------------------------------- buffers and binding
     @abc.abstractmethod
     def allocate(self, name: str, shape: Sequence[int], dtype: np.dtype, *, host: bool) -> Buffer:
         """A new buffer; ``host=True`` also gives it a host mirror (pinned on GPUs) the Pipeline may use."""
 
-    @abc.abstractmethod
     def bind(self, graph: str, buffers: Mapping[str, Buffer]) -> Binding:
         """Fix every input and output of ``graph`` to a buffer (shapes are the buffers' shapes)."""
+        self._check_active()
+        info = self.describe(graph)
+        expected = {t.name for t in (*info.inputs, *info.outputs)}
+        if set(buffers) != expected:
+            raise BackendError(f"binding of graph {graph!r} names {sorted(buffers)}, expected exactly {sorted(expected)}")
+        for what, tensors in (("input", info.inputs), ("output", info.outputs)):
+            for spec in tensors:
+                check_tensor(graph, spec, buffers[spec.name].shape, buffers[spec.name].dtype, what)
+        return self.bind_impl(graph, info, buffers)
+
+    @abc.abstractmethod
+    def bind_impl(self, graph: str, info: GraphInfo, buffers: Mapping[str, Buffer]) -> Binding:
+        """Hook: bind checked buffers (set shapes and addresses once)."""
 
     @abc.abstractmethod
     def record(self, label: str, steps: Sequence[Step]) -> Program:
@@ -222,20 +283,26 @@ class Backend(abc.ABC):
         """Wait for all enqueued work; once per control step on the hot path."""
 
     # ----------------------------------------------------------------- slow debugging path
-    @abc.abstractmethod
     def run_once(self, graph: str, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run one graph alone on host arrays and return fresh host arrays (allocates; for ``verify``)."""
+        self._check_active()
+        check_feeds(self.describe(graph), feeds)
+        return self.run_once_impl(graph, feeds)
+
+    @abc.abstractmethod
+    def run_once_impl(self, graph: str, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Hook: run checked feeds."""
 
 
-def check_tensor(graph: str, spec: TensorInfo, shape: Sequence[int], dtype: np.dtype, what: str = "input") -> None:
+def check_tensor(graph: str, spec: TensorSpec, shape: Sequence[int], dtype: np.dtype, what: str = "input") -> None:
     """Refuse a tensor whose dtype, rank or static dims differ from the graph's declaration."""
-    if np.dtype(dtype) != spec.dtype:
+    if np.dtype(dtype) != numpy_dtype(spec.dtype):
         raise BackendError(f"graph {graph!r} {what} {spec.name!r} has dtype {np.dtype(dtype)}, expected {spec.dtype}")
-    if len(shape) != len(spec.shape) or any(
-        isinstance(d, int) and d != s for d, s in zip(spec.shape, shape, strict=True)
+    if len(shape) != len(spec.dims) or any(
+        isinstance(d, int) and d != s for d, s in zip(spec.dims, shape, strict=True)
     ):
         raise BackendError(
-            f"graph {graph!r} {what} {spec.name!r} has shape {tuple(shape)}, expected {list(spec.shape)}"
+            f"graph {graph!r} {what} {spec.name!r} has shape {tuple(shape)}, expected {list(spec.dims)}"
         )
 
 

@@ -18,20 +18,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import BackendError, require
-from ..manifest import GraphEntry
-from .backend import (
-    Backend,
-    Binding,
-    Buffer,
-    Copy,
-    GraphInfo,
-    Program,
-    Step,
-    TensorInfo,
-    check_feeds,
-    check_tensor,
-    numpy_dtype,
-)
+from ..graphs import TensorSpec
+from ..manifest import GraphEntry, Manifest
+from .backend import Backend, Binding, Buffer, Copy, GraphInfo, Program, Step
 
 #: ONNX Runtime type strings → numpy dtype names
 _ORT_TYPES = {
@@ -75,18 +64,22 @@ class OrtBackend(Backend):
         self.device_id = device_id
         self._ort: Any = None
         self._sessions: dict[str, Any] = {}
-        self._infos: dict[str, GraphInfo] = {}
+
+    @classmethod
+    def probe(cls, folder: Path, manifest: Manifest, **options: Any) -> str | None:
+        import importlib.util
+
+        if importlib.util.find_spec("onnxruntime") is None:
+            return "onnxruntime is not installed (pip install onnxruntime)"
+        return None
 
     # ----------------------------------------------------------------- lifecycle
-    def activate(self) -> None:
+    def activate_impl(self) -> None:
         self._ort = require("onnxruntime", "onnxruntime", "The ONNX Runtime backend")
         self.device = self._pick_device()
-        super().activate()
 
-    def deactivate(self) -> None:
+    def deactivate_impl(self) -> None:
         self._sessions.clear()
-        self._infos.clear()
-        super().deactivate()
 
     def _pick_device(self) -> str:
         if self.requested_device == "cpu":
@@ -119,9 +112,8 @@ class OrtBackend(Backend):
         return options
 
     # ----------------------------------------------------------------- graphs
-    def open(self, entry: GraphEntry, folder: Path) -> GraphInfo:
-        self._check_active()
-        path = Path(folder) / entry.file
+    def open_impl(self, entry: GraphEntry, folder: Path) -> GraphInfo:
+        path = folder / entry.file
         if not path.is_file():
             raise BackendError(f"graph file {path} not found — re-run `gr00t-trt export`")
         providers: list[Any] = ["CPUExecutionProvider"]
@@ -135,13 +127,7 @@ class OrtBackend(Backend):
             ) from None
         info = _graph_info(entry, session)
         self._sessions[entry.name] = session
-        self._infos[entry.name] = info
         return info
-
-    def describe(self, graph: str) -> GraphInfo:
-        if graph not in self._infos:
-            raise BackendError(f"graph {graph!r} is not open — opened: {', '.join(self._infos) or 'none'}")
-        return self._infos[graph]
 
     # ----------------------------------------------------------------- buffers and binding
     def allocate(self, name: str, shape: Sequence[int], dtype: np.dtype, *, host: bool) -> Buffer:
@@ -153,18 +139,11 @@ class OrtBackend(Backend):
             handle = self._ort.OrtValue.ortvalue_from_numpy(array, "cuda", self.device_id)
         return Buffer(name, shape, np.dtype(dtype), array, handle)
 
-    def bind(self, graph: str, buffers: Mapping[str, Buffer]) -> Binding:
-        info = self.describe(graph)
-        expected = {t.name for t in (*info.inputs, *info.outputs)}
-        if set(buffers) != expected:
-            raise BackendError(
-                f"binding of graph {graph!r} names {sorted(buffers)}, expected exactly {sorted(expected)}"
-            )
-        io = self._sessions[graph].io_binding()
+    def bind_impl(self, graph: str, info: GraphInfo, buffers: Mapping[str, Buffer]) -> Binding:
+        io = self._sessions[graph].io_binding()  # one IOBinding per Binding (graph, bucket, occurrence)
         for what, tensors in (("input", info.inputs), ("output", info.outputs)):
             for spec in tensors:
                 buf = buffers[spec.name]
-                check_tensor(graph, spec, buf.shape, buf.dtype, what)
                 if self.device == "cuda":
                     (io.bind_ortvalue_input if what == "input" else io.bind_ortvalue_output)(spec.name, buf.handle)
                 elif what == "input":
@@ -213,7 +192,7 @@ class OrtBackend(Backend):
             else:
                 if self.device == "cuda":
                     self.download(a.src)
-                np.copyto(b[1], b[0], casting="unsafe")
+                np.copyto(b[1], b[0])
                 if self.device == "cuda":
                     self.upload(a.dst)
         program.launches += 1
@@ -228,9 +207,7 @@ class OrtBackend(Backend):
         """Nothing to wait for: ORT's run_with_iobinding returns when the graph is done."""
 
     # ----------------------------------------------------------------- slow debugging path
-    def run_once(self, graph: str, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        info = self.describe(graph)
-        check_feeds(info, feeds)
+    def run_once_impl(self, graph: str, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         try:
             outputs = self._sessions[graph].run(None, dict(feeds))
         except Exception as exc:
@@ -253,7 +230,7 @@ def _graph_info(entry: GraphEntry, session: Any) -> GraphInfo:
     """The manifest's I/O with the ONNX file's static sizes filled in; a file whose names or dtypes differ
     from the manifest (stale or foreign) is refused."""
 
-    def merge(declared, actual, what) -> tuple[TensorInfo, ...]:
+    def merge(declared, actual, what) -> tuple[TensorSpec, ...]:
         shapes = {a.name: a.shape or None for a in actual}  # None: the file does not say the rank
         have = {a.name: _ORT_TYPES.get(a.type, a.type) for a in actual}
         want = {t.name: t.dtype for t in declared}
@@ -264,7 +241,7 @@ def _graph_info(entry: GraphEntry, session: Any) -> GraphInfo:
                 + (f" (rank differs for {', '.join(wrong_rank)})" if wrong_rank else "") + " — re-export the graph"
             )
         return tuple(
-            TensorInfo(t.name, numpy_dtype(t.dtype), tuple(
+            TensorSpec(t.name, t.dtype, tuple(
                 s if isinstance(s, int) else d for d, s in zip(t.dims, shapes[t.name] or t.dims, strict=True)))
             for t in declared
         )

@@ -1,29 +1,36 @@
 """Chains the exported graphs of one control step over preallocated, backend-owned buffers.
 
-Per control step: write the host inputs → vision (one call per image size) → image rows assembled in LLM
-order → backbone → dit_context → the action unit (state encoder + N × (action encoder → DiT → action
-decoder)), recorded once per shape bucket as one program a backend may capture → download the actions →
-one synchronisation. Float tensors are cast between graphs of different precisions by Copy steps into
-preallocated buffers. ``run_graph`` and ``run_stages`` are the slow debugging twins used by ``verify``.
+The chain itself is ``gr00t_trt.dataflow.CONTROL_STEP``; this module turns it, once per shape bucket, into
+buffers, bindings and programs: write the host inputs → vision (one call per image size) → image rows
+assembled in LLM order → backbone → dit_context → the action unit (state encoder + N × (action encoder →
+DiT → action decoder)), recorded as one program a backend may capture → download the actions → one
+synchronisation. Values flow between graphs in the dtype both sides declare; nothing converts on the way.
+
+``run(..., start="dit_context")`` runs a sub-chain (the action head alone from given backbone features).
+``run_graph`` and ``run_stages`` are the slow debugging twins used by ``verify``.
 """
 
 from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
+from .. import dataflow
+from ..dataflow import CARRY, OBS, STEP, Stage
 from ..errors import EmbodimentError, Gr00tTrtError, ManifestError, ObservationError
-from ..graphs import vision_graph_name
+from ..graphs import TensorSpec, graph_name
 from ..manifest import GraphEntry, Manifest
 from .backend import Backend, Buffer, Copy, Program, numpy_dtype
-from .buffers import BucketKey, BufferSet, fill_image_index, image_groups, pad_right, padded_length, row_runs
+from .buffers import BucketKey, fill_image_index, pad_right, padded_length, row_runs
 
-#: per-stage timings reported in ``Pipeline.last_timings`` (ms), in run order, then the total
-STAGES = ("vision", "backbone", "dit_context", "action_head")
+#: per-program timings reported in ``Pipeline.last_timings`` (ms), in run order, then the total
+STAGES = dataflow.PROGRAMS
 
 
 class ModelInputsLike(Protocol):
@@ -37,28 +44,37 @@ class ModelInputsLike(Protocol):
     embodiment_id: np.ndarray  # int64 [B], the checkpoint's ids (mapped to graph slots here)
 
 
-def _shape(entry: GraphEntry, dims: tuple[str | int, ...], sizes: dict[str, int]) -> tuple[int, ...]:
-    try:
-        return tuple(d if isinstance(d, int) else sizes[d] for d in dims)
-    except KeyError as exc:
-        raise ManifestError(f"graph {entry.name!r} uses dimension {exc.args[0]!r}, which the manifest does not size") from None
+@dataclass
+class HeadInputs:
+    """Inputs of the action-head sub-chain (``run(..., start="dit_context")``)."""
+
+    backbone_features: np.ndarray  # float [B, S, E]
+    attention_mask: np.ndarray  # bool [B, S]
+    image_mask: np.ndarray  # bool [B, S]
+    state: np.ndarray  # float [B, 1, Ds]
+    embodiment_id: np.ndarray  # int64 [B], checkpoint ids
+    images: tuple = ()
 
 
 class Pipeline:
     """Runs an export directory's graphs on a backend. Graphs are opened once; buffers and programs are
     made once per shape bucket (LRU of ``max_buckets``) and reused, so a steady state allocates nothing.
 
-    ``run`` returns a buffer that is overwritten by the next call: copy it to keep it.
+    ``detailed_timings`` records the state encoder and each denoising step as programs of their own (so
+    ``last_timings`` has them), at the price of capturing N + 1 smaller units instead of one.
+    ``run`` returns a buffer that is overwritten by the next call: copy it to keep it. Not thread-safe:
+    ``Policy`` serialises calls.
     """
 
     def __init__(self, manifest: Manifest, folder: str | Path, backend: Backend, *, bucket: int = 32,
-                 max_buckets: int = 8) -> None:
-        if bucket < 1:
-            raise Gr00tTrtError(f"bucket must be a positive number of tokens, got {bucket}")
+                 max_buckets: int = 8, detailed_timings: bool = False) -> None:
+        if not isinstance(bucket, int) or bucket < 1:
+            raise Gr00tTrtError(f"bucket must be a positive number of tokens, got {bucket!r}")
+        if not isinstance(max_buckets, int) or max_buckets < 1:
+            raise Gr00tTrtError(f"max_buckets must be a positive integer, got {max_buckets!r}")
         self.manifest, self.folder, self.backend = manifest, Path(folder), backend
-        self.bucket, self.max_buckets = bucket, max_buckets
-        self.graphs = {kind: self._single(kind) for kind in
-                       ("backbone", "dit_context", "state_encoder", "action_encoder", "dit", "action_decoder")}
+        self.bucket, self.max_buckets, self.detailed_timings = bucket, max_buckets, detailed_timings
+        self.graphs = {s.kind: self._single(s.kind) for s in dataflow.CONTROL_STEP if not s.per_image_size}
         self.vision: dict[tuple[int, int], GraphEntry] = {
             (int(g.dims["h"]), int(g.dims["w"])): g for g in manifest.graphs_of_kind("vision")
         }
@@ -74,7 +90,7 @@ class Pipeline:
             raise
         self._slots = {e.id: e.slot for e in manifest.embodiments.values()}
         self._plans: OrderedDict[BucketKey, _Plan] = OrderedDict()
-        self.last_timings: dict[str, float] = dict.fromkeys((*STAGES, "total"), 0.0)
+        self.last_timings: dict[str, float] = {}
 
     def _single(self, kind: str) -> GraphEntry:
         found = self.manifest.graphs_of_kind(kind)
@@ -85,6 +101,10 @@ class Pipeline:
     @property
     def dims(self) -> dict[str, int]:
         return self.manifest.dims
+
+    def entry(self, kind: str, size: tuple[int, int] | None = None) -> GraphEntry:
+        """The manifest entry of a graph kind (vision: of one image size)."""
+        return self.vision[size] if kind == "vision" and size is not None else self.graphs[kind]
 
     def close(self) -> None:
         """Free every bucket's buffers (and deactivate the backend if this Pipeline activated it)."""
@@ -101,44 +121,53 @@ class Pipeline:
         self.close()
 
     # ----------------------------------------------------------------- hot path
-    def run(self, inputs: ModelInputsLike, noise: np.ndarray) -> np.ndarray:
-        """Normalised actions float32 [B, H, Da] from model inputs and initial noise [B, H, Da]."""
-        start = time.perf_counter()
-        batch, seq = self.check(inputs, noise)
-        plan = self._plan(batch, self._padded(seq), inputs.images)
+    def run(self, inputs: ModelInputsLike | HeadInputs, noise: np.ndarray, *, start: str = "vision") -> np.ndarray:
+        """Normalised actions float32 [B, H, Da] from model inputs and initial noise [B, H, Da].
+
+        ``start="dit_context"`` runs the action head alone on ``HeadInputs`` (given backbone features)."""
+        began = time.perf_counter()
+        batch, seq = self.check(inputs, noise, start=start)
+        images = tuple(inputs.images) if start == "vision" else ()
+        plan = self._plan(BucketKey(batch, self._padded(seq), tuple(im.shape[:2] for im in images), start))
         plan.fill(inputs, noise)
         be = self.backend
-        m0 = be.mark()
         for buf in plan.uploads:
             be.upload(buf)
-        be.launch(plan.programs[0])
-        m1 = be.mark()
-        be.launch(plan.programs[1])
-        m2 = be.mark()
-        be.launch(plan.programs[2])
-        m3 = be.mark()
-        be.launch(plan.programs[3])
-        be.download(plan.action_pred)
-        m4 = be.mark()
+        marks = [be.mark()]
+        for program in plan.programs:
+            be.launch(program)
+            marks.append(be.mark())
+        be.download(plan.result)
         be.synchronize()
         timings = self.last_timings
-        timings["vision"] = be.elapsed_ms(m0, m1)
-        timings["backbone"] = be.elapsed_ms(m1, m2)
-        timings["dit_context"] = be.elapsed_ms(m2, m3)
-        timings["action_head"] = be.elapsed_ms(m3, m4)
-        timings["total"] = (time.perf_counter() - start) * 1e3
-        return plan.action_pred.host
+        timings.clear()
+        for i, program in enumerate(plan.programs):
+            timings[program.label] = be.elapsed_ms(marks[i], marks[i + 1])
+        timings["total"] = (time.perf_counter() - began) * 1e3
+        if plan.result.dtype == np.float32:
+            return plan.result.host
+        np.copyto(plan.action_pred, plan.result.host)
+        return plan.action_pred
 
-    def check(self, inputs: ModelInputsLike, noise: np.ndarray) -> tuple[int, int]:
+    def check(self, inputs: Any, noise: np.ndarray, *, start: str = "vision") -> tuple[int, int]:
         """Validate shapes, dtypes and limits with one-line errors; returns (B, S)."""
-        ids = inputs.input_ids
-        if not isinstance(ids, np.ndarray) or ids.ndim != 2 or ids.dtype.kind not in "iu":
-            raise ObservationError(f"input_ids must be an integer array [B, S], got {_describe(ids)}")
-        batch, seq = ids.shape
+        dataflow.chain(start)  # refuses an unknown start
+        if start == "vision":
+            ids = inputs.input_ids
+            if not isinstance(ids, np.ndarray) or ids.ndim != 2 or ids.dtype.kind not in "iu":
+                raise ObservationError(f"input_ids must be an integer array [B, S], got {_describe(ids)}")
+            batch, seq = ids.shape
+        else:
+            features = inputs.backbone_features
+            if not isinstance(features, np.ndarray) or features.shape[2:] != (self.dims["E"],) or features.dtype.kind != "f":
+                raise ObservationError(f"backbone_features must be float [B, S, {self.dims['E']}], got {_describe(features)}")
+            batch, seq = features.shape[:2]
+            if not np.isfinite(features).all():
+                raise ObservationError("backbone_features contain NaN or inf")
         for name in ("attention_mask", "image_mask"):
             mask = getattr(inputs, name)
-            if not isinstance(mask, np.ndarray) or mask.shape != ids.shape or mask.dtype != np.bool_:
-                raise ObservationError(f"{name} must be bool {list(ids.shape)}, got {_describe(mask)}")
+            if not isinstance(mask, np.ndarray) or mask.shape != (batch, seq) or mask.dtype != np.bool_:
+                raise ObservationError(f"{name} must be bool [{batch}, {seq}], got {_describe(mask)}")
         _check_range("batch size B", batch, self.manifest.dynamic_dims.get("B"), "re-export with a larger --max-batch")
         _check_range("sequence length S", seq, self.manifest.dynamic_dims.get("S"), "shorten the instruction or re-export")
         ds, h, da = self.dims["Ds"], self.dims["H"], self.dims["Da"]
@@ -154,6 +183,11 @@ class Pipeline:
             raise ObservationError(f"noise must be float32 [{batch}, {h}, {da}], got {_describe(noise)}")
         if not np.isfinite(noise).all():
             raise ObservationError("noise contains NaN or inf — expected finite standard-normal samples")
+        if start == "vision":
+            self._check_images(inputs)
+        return batch, seq
+
+    def _check_images(self, inputs: ModelInputsLike) -> None:
         tokens, counts = 0, dict.fromkeys(self.vision, 0)
         for i, image in enumerate(inputs.images):
             if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
@@ -176,13 +210,11 @@ class Pipeline:
                 "expected one image token per vision embedding row"
             )
         _check_range("image rows T", max(tokens, 1), self.manifest.dynamic_dims.get("T"), "use fewer or smaller images")
-        return batch, seq
 
     def _padded(self, seq: int) -> int:
         return padded_length(seq, self.bucket, self.manifest.dynamic_dims.get("S"))
 
-    def _plan(self, batch: int, seq: int, images: list[np.ndarray]) -> _Plan:
-        key = BucketKey(batch, seq, tuple(image.shape[:2] for image in images))
+    def _plan(self, key: BucketKey) -> _Plan:
         plan = self._plans.get(key)
         if plan is None:
             plan = _Plan(self, key)
@@ -212,6 +244,17 @@ class Pipeline:
         self.manifest.graph(name)
         return self.backend.run_once(name, feeds)
 
+    def graph_runner(self) -> dataflow.GraphRunner:
+        """A ``dataflow.GraphRunner`` over ``run_graph`` that first casts each array to the dtype the graph
+        declares (so fp32 reference values can feed an fp16 graph) — for the slow paths only."""
+
+        def run(kind: str, name: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            entry = self.manifest.graph(name)
+            cast = {t.name: np.ascontiguousarray(feeds[t.name], dtype=numpy_dtype(t.dtype)) for t in entry.inputs}
+            return self.run_graph(name, cast)
+
+        return run
+
     def run_stages(self, inputs: ModelInputsLike, noise: np.ndarray) -> dict[str, Any]:
         """Every intermediate result, computed graph by graph on fresh arrays with the hot path's padding:
         image_embeds [T, E] (LLM order), backbone_features [B, S, E] (unpadded), cross_k, cross_v,
@@ -226,183 +269,190 @@ class Pipeline:
         pad_right(image_mask, inputs.image_mask, False)
         index = np.empty((batch, padded), np.int64)
         fill_image_index(image_mask, index)
-
-        rows: list[np.ndarray | None] = [None] * len(inputs.images)
-        for size, positions in image_groups([im.shape[:2] for im in inputs.images]).items():
-            out = self._feed(self.vision[size], images=np.stack([inputs.images[p] for p in positions]))
-            for j, p in enumerate(positions):
-                rows[p] = out["image_embeds"][j]  # [t, E]
-        backbone = self.graphs["backbone"]
-        if rows:
-            image_embeds = np.concatenate(rows, axis=0)  # [T, E]
-        else:
-            image_embeds = np.zeros((1, self.dims["E"]), numpy_dtype(backbone.tensor("image_embeds").dtype))
-        features = self._feed(backbone, input_ids=ids, image_embeds=image_embeds, image_index=index,
-                              attention_mask=attention)["backbone_features"]
-        context = self._feed(self.graphs["dit_context"], backbone_features=features, image_mask=image_mask,
-                             attention_mask=attention)
-        slots = self.slots(inputs.embodiment_id)
-        state_features = self._feed(self.graphs["state_encoder"], state=inputs.state,
-                                    embodiment_id=slots)["state_features"]
-        actions, per_step = noise, []
-        for k in range(self.manifest.steps):
-            step = np.full((batch,), k, np.int64)
-            action_features = self._feed(self.graphs["action_encoder"], actions=actions, step=step,
-                                         embodiment_id=slots)["action_features"]
-            dit_out = self._feed(self.graphs["dit"], state_features=state_features, action_features=action_features,
-                                 step=step, **context)["dit_out"]
-            actions = self._feed(self.graphs["action_decoder"], dit_out=dit_out, actions=actions,
-                                 embodiment_id=slots)["next_actions"]
-            per_step.append(actions)
-        return {
-            "image_embeds": image_embeds,
-            "backbone_features": features[:, :seq],
-            **context,
-            "state_features": state_features,
-            "actions": per_step,
-            "action_pred": per_step[-1].astype(np.float32) if per_step else noise.copy(),
-        }
-
-    def _feed(self, entry: GraphEntry, **arrays: np.ndarray) -> dict[str, np.ndarray]:
-        """Cast each array to the graph's declared dtype (as the hot path's Copy steps do) and run it."""
-        feeds = {t.name: np.asarray(arrays[t.name]).astype(numpy_dtype(t.dtype), copy=False) for t in entry.inputs}
-        return self.run_graph(entry.name, feeds)
+        values = {"images": list(inputs.images), "input_ids": ids, "image_index": index, "attention_mask": attention,
+                  "image_mask": image_mask, "state": inputs.state, "embodiment_id": self.slots(inputs.embodiment_id),
+                  dataflow.CARRY_START: noise}
+        embeds = self.graphs["backbone"].tensor("image_embeds")
+        out = dataflow.evaluate(self.graph_runner(), values, steps=self.manifest.steps, no_image_rows=lambda: np.zeros(
+            (1, self.dims["E"]), numpy_dtype(embeds.dtype)))
+        per_step = out[dataflow.CARRIED_INPUT]
+        out["backbone_features"] = out["backbone_features"][:, :seq]
+        out["action_pred"] = per_step[-1].astype(np.float32) if per_step else noise.copy()
+        return out
 
 
 class _Plan:
-    """Buffers, bindings and the four stage programs of one bucket."""
+    """Buffers, bindings and programs of one bucket, wired from the dataflow table."""
 
     def __init__(self, pipe: Pipeline, key: BucketKey) -> None:
         self.pipe, self.key = pipe, key
-        self.bufs = BufferSet(pipe.backend)
+        self.values: dict[str, Buffer] = {}  # value name -> the buffer holding it
+        self._producers: dict[str, str] = {}  # value name -> who writes it (for error messages)
+        self._writers: list[tuple[Callable[..., None], np.ndarray]] = []  # host inputs, filled per call
+        self._host_inputs: list[Buffer] = []  # uploaded per call
+        self._constants: list[Buffer] = []  # uploaded once
         try:
             self._build()
         except BaseException:
-            self.bufs.release()  # a half-built bucket must not hold device memory
+            self.release()  # a half-built bucket must not hold device memory
             raise
 
+    # ----------------------------------------------------------------- building
     def _build(self) -> None:
-        pipe, key, bufs = self.pipe, self.key, self.bufs
-        be, m, g = pipe.backend, pipe.manifest, pipe.graphs
-        batch, seq, sizes = key.batch, key.seq, key.image_sizes
-        tokens = {size: int(pipe.vision[size].dims["t"]) for size in set(sizes)}
-        total = sum(tokens[s] for s in sizes)
-        dims = {**m.dims, "B": batch, "S": seq, "T": max(total, 1)}
-        steps_n = m.steps
-        final = f"actions_{steps_n}"
-
-        def dtype(kind: str, tensor: str) -> np.dtype:
-            return numpy_dtype(g[kind].tensor(tensor).dtype)
-
-        def wire(entry: GraphEntry, steps: list, sizes_: dict[str, int], sources: dict[str, str] | None = None,
-                 outputs: dict[str, str] | None = None) -> None:
-            sources, outputs = sources or {}, outputs or {}
-            bound: dict[str, Buffer] = {}
-            for t in entry.inputs:
-                bound[t.name] = bufs.consume(sources.get(t.name, t.name), numpy_dtype(t.dtype), steps)
-            for t in entry.outputs:
-                value = outputs.get(t.name, t.name)
-                bound[t.name] = bufs.output(value, _shape(entry, t.dims, sizes_), numpy_dtype(t.dtype),
-                                            host=value == final)
-            steps.append(be.bind(entry.name, bound))
-
-        # host inputs, in the dtype of their first consumer
-        bufs.input("input_ids", (batch, seq), dtype("backbone", "input_ids"))
-        bufs.input("attention_mask", (batch, seq), dtype("backbone", "attention_mask"))
-        bufs.input("image_index", (batch, seq), dtype("backbone", "image_index"))
-        bufs.input("image_mask", (batch, seq), dtype("dit_context", "image_mask"))
-        bufs.input("state", (batch, 1, m.dims["Ds"]), dtype("state_encoder", "state"))
-        bufs.input("embodiment_id", (batch,), dtype("state_encoder", "embodiment_id"))
-        bufs.input("actions_0", (batch, m.dims["H"], m.dims["Da"]), dtype("action_encoder", "actions"))
-        for k in range(steps_n):
-            bufs.input(f"step_{k}", (batch,), dtype("action_encoder", "step"))
-
-        # vision: one call per image size, then rows copied into image_embeds [T, E] in LLM order
-        vision: list = []
-        self.groups = image_groups(sizes)
-        for size, positions in self.groups.items():
-            entry = pipe.vision[size]
-            name = vision_graph_name(*size)
-            bufs.input(f"{name}.images", (len(positions), *size, 3), numpy_dtype(entry.tensor("images").dtype))
-            wire(entry, vision, {**dims, **entry.dims, "n": len(positions)},
-                 sources={"images": f"{name}.images"}, outputs={"image_embeds": f"{name}.image_embeds"})
-        embeds_dtype = dtype("backbone", "image_embeds")
-        width = m.dims["E"]
-        if total:
-            target = bufs.output("image_embeds", (total, width), embeds_dtype)
-            for size, src_row, dst_row, rows in row_runs(sizes, tokens):
-                source = bufs.canonical(f"{vision_graph_name(*size)}.image_embeds")
-                vision.append(Copy(source, target, src_row * width, dst_row * width, rows * width))
-        else:  # no images: one unused zero row keeps T >= 1
-            bufs.input("image_embeds", (1, width), embeds_dtype)
-
-        backbone: list = []
-        wire(g["backbone"], backbone, dims)
-        context: list = []
-        wire(g["dit_context"], context, dims)
-        action: list = []
-        wire(g["state_encoder"], action, dims)
-        for k in range(steps_n):
-            step, actions = f"step_{k}", f"actions_{k}"
-            wire(g["action_encoder"], action, dims, sources={"actions": actions, "step": step})
-            wire(g["dit"], action, dims, sources={"step": step})
-            wire(g["action_decoder"], action, dims, sources={"actions": actions},
-                 outputs={"next_actions": f"actions_{k + 1}"})
-        self.action_pred = bufs.consume(final, np.dtype(np.float32), action, host=True)
-
-        self.programs: tuple[Program, ...] = (
-            be.record("vision", vision), be.record("backbone", backbone),
-            be.record("dit_context", context), be.record("action_head", action),
-        )
-        # constants: written and uploaded once per bucket
-        for k in range(steps_n):
-            for buf in bufs.variants(f"step_{k}"):
-                buf.host[...] = k
-        constants = {f"step_{k}" for k in range(steps_n)} | ({"image_embeds"} if not total else set())
-        for value in constants:
-            for buf in bufs.variants(value):
-                be.upload(buf)
+        pipe, key = self.pipe, self.key
+        m, be = pipe.manifest, pipe.backend
+        stages = dataflow.chain(key.start)
+        self._run = {s.kind for s in stages}
+        tokens = {size: int(pipe.vision[size].dims["t"]) for size in set(key.image_sizes)}
+        self.total = sum(tokens[s] for s in key.image_sizes)
+        self.sizes = {**m.dims, "B": key.batch, "S": key.seq, "T": max(self.total, 1)}
+        programs: dict[str, list] = {}
+        for stage in stages:
+            if stage.per_image_size:
+                self._wire_vision(programs.setdefault(stage.program, []), tokens)
+            elif not stage.per_step:
+                label = "state_encoder" if pipe.detailed_timings and stage.program == "action_head" else stage.program
+                self._wire(stage, pipe.graphs[stage.kind], programs.setdefault(label, []))
+        for k in range(m.steps):
+            for stage in stages:
+                if stage.per_step:
+                    label = f"denoise_{k}" if pipe.detailed_timings else stage.program
+                    self._wire(stage, pipe.graphs[stage.kind], programs.setdefault(label, []), k)
+        self.result = self.values[f"actions_{m.steps}"] if m.steps else self.values["actions_0"]
+        self.action_pred = np.empty(self.result.shape, np.float32)
+        self.programs: tuple[Program, ...] = tuple(be.record(label, steps) for label, steps in programs.items())
+        for buf in self._constants:
+            be.upload(buf)
         be.synchronize()
-        per_step = ["input_ids", "attention_mask", "image_mask", "image_index", "state", "embodiment_id", "actions_0"]
-        per_step += [f"{vision_graph_name(*s)}.images" for s in self.groups]
-        self.uploads = tuple(b for value in per_step for b in bufs.variants(value))
-        self._ids = bufs.variants("input_ids")
-        self._attention = bufs.variants("attention_mask")
-        self._image_mask = bufs.variants("image_mask")
-        self._index = bufs.variants("image_index")
-        self._state = bufs.variants("state")
-        self._slots = bufs.variants("embodiment_id")
-        self._noise = bufs.variants("actions_0")
-        self._images = tuple((bufs.canonical(f"{vision_graph_name(*s)}.images").host, tuple(p)) for s, p in self.groups.items())
-        self._pad = m.tokens["pad_token_id"]
+        self.uploads = tuple(self._host_inputs)
 
-    def fill(self, inputs: ModelInputsLike, noise: np.ndarray) -> None:
+    def _wire(self, stage: Stage, entry: GraphEntry, steps: list, k: int | None = None) -> None:
+        bound: dict[str, Buffer] = {}
+        sizes = {**self.sizes, **entry.dims}
+        for tensor in entry.inputs:
+            source = stage.feeds[tensor.name]
+            if source == STEP:
+                bound[tensor.name] = self._step_table(tensor, sizes, k)
+            elif source == CARRY:
+                bound[tensor.name] = self._consume(f"actions_{k}", tensor, entry, sizes, host=k == 0)
+            else:
+                host = source == OBS or source not in self._run
+                bound[tensor.name] = self._consume(tensor.name, tensor, entry, sizes, host=host)
+        for tensor in entry.outputs:
+            value = tensor.name
+            if (stage.kind, tensor.name) == dataflow.CARRY_OUTPUT:
+                value = f"actions_{k + 1}"
+            final = value == f"actions_{self.pipe.manifest.steps}"
+            bound[tensor.name] = self._produce(value, tensor, entry, sizes, host=final)
+        steps.append(self.pipe.backend.bind(entry.name, bound))
+
+    def _wire_vision(self, steps: list, tokens: dict[tuple[int, int], int]) -> None:
+        """One vision call per image size, then its rows copied into image_embeds [T, E] in LLM order."""
+        backbone = self.pipe.graphs["backbone"]
+        embeds = backbone.tensor("image_embeds")
+        groups = dataflow.image_groups(self.key.image_sizes)
+        self._image_groups = []
+        for size, positions in groups.items():
+            entry = self.pipe.vision[size]
+            sizes = {**self.sizes, **entry.dims, "n": len(positions)}
+            (images,) = entry.inputs
+            (output,) = entry.outputs
+            buffer = self._consume(f"{entry.name}.{images.name}", images, entry, sizes, host=True)
+            self._image_groups.append((buffer.host, tuple(positions)))
+            out = self._produce(f"{entry.name}.{output.name}", output, entry, sizes)
+            steps.append(self.pipe.backend.bind(entry.name, {images.name: buffer, output.name: out}))
+        width = self.sizes["E"]
+        if self.total:
+            target = self._produce(embeds.name, embeds, backbone, self.sizes)
+            for size, src_row, dst_row, rows in row_runs(self.key.image_sizes, tokens):
+                source = self.values[f"{graph_name('vision', {'h': size[0], 'w': size[1]})}.image_embeds"]
+                steps.append(Copy(source, target, src_row * width, dst_row * width, rows * width))
+        else:  # no images: one unused zero row keeps T >= 1
+            zero = self._new(embeds.name, embeds.shape(self.sizes), numpy_dtype(embeds.dtype), host=True, producer="constant")
+            self._constants.append(zero)
+
+    def _consume(self, value: str, tensor: TensorSpec, entry: GraphEntry, sizes: dict, *, host: bool) -> Buffer:
+        dtype = numpy_dtype(tensor.dtype)
+        if value in self.values:
+            buf = self.values[value]
+            if buf.dtype != dtype:
+                raise ManifestError(
+                    f"graph {entry.name!r} reads {tensor.name!r} as {dtype}, but {self._producers[value]} holds it as "
+                    f"{buf.dtype} — the export's graphs disagree on a dtype they exchange; re-export"
+                )
+            return buf
+        if not host:
+            raise ManifestError(f"graph {entry.name!r} input {tensor.name!r} is read before any graph produces it")
+        buf = self._new(value, tensor.shape(sizes), dtype, host=True, producer="the host")
+        self._writers.append((_writer(value, self.pipe), buf.host))
+        self._host_inputs.append(buf)
+        return buf
+
+    def _produce(self, value: str, tensor: TensorSpec, entry: GraphEntry, sizes: dict, *, host: bool = False) -> Buffer:
+        shape, dtype = tensor.shape(sizes), numpy_dtype(tensor.dtype)
+        if value in self.values:  # produced again (per denoising step): same buffer
+            buf = self.values[value]
+            if (buf.shape, buf.dtype) != (shape, dtype):
+                raise ManifestError(f"graph {entry.name!r} writes {value!r} as {shape} {dtype} after {buf.shape} {buf.dtype}")
+            return buf
+        return self._new(value, shape, dtype, host=host, producer=f"graph {entry.name!r}")
+
+    def _step_table(self, tensor: TensorSpec, sizes: dict, k: int | None) -> Buffer:
+        value = f"step_{k}"
+        if value not in self.values:
+            buf = self._new(value, tensor.shape(sizes), numpy_dtype(tensor.dtype), host=True, producer="constant")
+            buf.host[...] = k
+            self._constants.append(buf)
+        return self.values[value]
+
+    def _new(self, value: str, shape: tuple[int, ...], dtype: np.dtype, *, host: bool, producer: str) -> Buffer:
+        buf = self.pipe.backend.allocate(value, shape, dtype, host=host)
+        self.values[value] = buf
+        self._producers[value] = producer
+        return buf
+
+    # ----------------------------------------------------------------- per call
+    def fill(self, inputs: Any, noise: np.ndarray) -> None:
         """Write one control step's host inputs into this bucket's buffers (allocation-free)."""
-        for buf in self._ids:
-            pad_right(buf.host, inputs.input_ids, self._pad)
-        for buf in self._attention:
-            pad_right(buf.host, inputs.attention_mask, False)
-        for buf in self._image_mask:
-            pad_right(buf.host, inputs.image_mask, False)
-        mask = self._image_mask[0].host
-        fill_image_index(mask, self._index[0].host)
-        for buf in self._index[1:]:
-            np.copyto(buf.host, self._index[0].host, casting="unsafe")
-        for buf in self._state:
-            np.copyto(buf.host, inputs.state, casting="unsafe")
-        self.pipe.slots(inputs.embodiment_id, self._slots[0].host)
-        for buf in self._slots[1:]:
-            np.copyto(buf.host, self._slots[0].host, casting="unsafe")
-        for buf in self._noise:
-            np.copyto(buf.host, noise, casting="unsafe")
-        images = inputs.images
-        for host, positions in self._images:
-            for j, p in enumerate(positions):
-                np.copyto(host[j], images[p])
+        for write, dst in self._writers:
+            write(dst, inputs, noise, self)
 
     def release(self) -> None:
-        self.pipe.backend.release(*self.programs)
-        self.bufs.release()
+        backend = self.pipe.backend
+        backend.release(*getattr(self, "programs", ()))
+        backend.release(*self.values.values())
+        self.values.clear()
+
+
+# ------------------------------------------------------------------------------------------ host inputs
+def _writer(value: str, pipe: Pipeline) -> Callable[..., None]:
+    """How the host fills the buffer of one input value from a control step's inputs (no allocation)."""
+    pad = pipe.manifest.tokens["pad_token_id"]
+    if value == "input_ids":
+        return lambda dst, x, noise, plan: pad_right(dst, x.input_ids, pad)
+    if value in ("attention_mask", "image_mask"):
+        return lambda dst, x, noise, plan: pad_right(dst, getattr(x, value), False)
+    if value == "image_index":
+        def index(dst, x, noise, plan):
+            pad_right(dst, x.image_mask, 0)
+            fill_image_index(dst, dst)
+        return index
+    if value == "backbone_features":
+        return lambda dst, x, noise, plan: pad_right(dst, x.backbone_features.astype(dst.dtype, copy=False), 0)
+    if value == "state":
+        return lambda dst, x, noise, plan: np.copyto(dst, x.state, casting="unsafe")
+    if value == "embodiment_id":
+        return lambda dst, x, noise, plan: pipe.slots(x.embodiment_id, dst)
+    if value == "actions_0":
+        return lambda dst, x, noise, plan: np.copyto(dst, noise, casting="unsafe")
+    if value.startswith("vision_") and value.endswith(".images"):
+        def images(dst, x, noise, plan):
+            for host, positions in plan._image_groups:
+                if host is dst:
+                    for j, p in enumerate(positions):
+                        np.copyto(dst[j], x.images[p])
+        return images
+    raise ManifestError(f"the runtime does not know how to fill host input {value!r} — update the Pipeline's writers")
 
 
 def _check_group(entry: GraphEntry, count: int, limit: list[int] | None) -> None:

@@ -7,67 +7,48 @@ backend). It reads only the export directory.
 
 from __future__ import annotations
 
-import importlib.util
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import BackendError, EmbodimentError
+from ..errors import EmbodimentError, ObservationError
 from ..manifest import Manifest, load_manifest
 from .backend import Backend
-from .pipeline import STAGES, Pipeline
+from .pipeline import Pipeline
+from .registry import backend_names, make_backend
 
-BACKENDS = ("auto", "ort", "trt")
-
-
-def trt_usable() -> bool:
-    """True when the TensorRT backend exists in this version, ``tensorrt`` is importable and a CUDA GPU
-    answers (probed through cuda-python, never by creating a TensorRT builder: that can abort)."""
-    if importlib.util.find_spec("gr00t_trt.runtime.trt_backend") is None or importlib.util.find_spec("tensorrt") is None:
-        return False
-    try:
-        from cuda.bindings import runtime as cudart
-
-        err, count = cudart.cudaGetDeviceCount()
-        return int(err) == 0 and count > 0
-    except Exception:
-        return False
-
-
-def make_backend(backend: str | Backend) -> Backend:
-    """A Backend from its name ("auto" picks trt when usable, else ort), or the given instance."""
-    if isinstance(backend, Backend):
-        return backend
-    if backend not in BACKENDS:
-        raise BackendError(f"unknown backend {backend!r} — expected one of: {', '.join(BACKENDS)}")
-    if backend == "auto":
-        backend = "trt" if trt_usable() else "ort"
-    if backend == "trt":
-        raise BackendError(
-            "the TensorRT backend is not available in this version of gr00t-trt (no engines can be built or "
-            "loaded yet) — use backend='ort'"
-        )
-    from .ort_backend import OrtBackend
-
-    return OrtBackend()
+#: kept for callers of earlier versions: the names ``Policy.load(backend=...)`` accepts
+BACKENDS = backend_names()
 
 
 class Policy:
-    """Validates, preprocesses, runs the graphs and decodes actions. Use ``Policy.load(folder)``."""
+    """Validates, preprocesses, runs the graphs and decodes actions. Use ``Policy.load(folder)``.
+
+    Concurrency: ``get_action`` may be called from several threads (a policy server does); calls are
+    serialised by one lock around preprocess → graphs → decode, because the pipeline's buffers are shared
+    by every call. ``last_timings`` is the last finished call's. For parallel throughput load one
+    ``Policy`` per thread (each owns its buffers; the lock costs well under a microsecond uncontended).
+    """
 
     def __init__(self, folder: Path, manifest: Manifest, pipeline: Pipeline, preprocessor: Any) -> None:
         self.folder, self.manifest, self.pipeline, self.preprocessor = Path(folder), manifest, pipeline, preprocessor
-        self.last_timings: dict[str, float] = dict.fromkeys(("preprocess", *STAGES, "pipeline", "decode", "total"), 0.0)
+        self.last_timings: dict[str, float] = {}
+        self._lock = threading.Lock()
 
     @classmethod
     def load(cls, folder: str | Path, backend: str | Backend = "auto", *, bucket: int = 32,
-             verify_files: bool = True) -> Policy:
-        """Open an export directory (checking every file's sha256 unless ``verify_files=False``)."""
+             verify_files: bool = True, detailed_timings: bool = False, **backend_options: Any) -> Policy:
+        """Open an export directory (checking every file's sha256 unless ``verify_files=False``).
+
+        backend: "auto" (TensorRT when engines for this GPU and TensorRT version exist, else ONNX Runtime),
+        "ort", "trt" or a Backend instance; ``backend_options`` go to the backend (ORT: ``threads``,
+        ``device``; TensorRT: ``engine_dir``, ``device_id``, ``cuda_graphs``)."""
         folder = Path(folder)
         manifest = load_manifest(folder, verify_files=verify_files)
-        chosen = make_backend(backend)
+        chosen = make_backend(backend, folder, manifest, **backend_options)
         from ..processing.preprocess import Preprocessor
 
         preprocessor = Preprocessor.from_dir(
@@ -76,38 +57,43 @@ class Policy:
             image_token_index=manifest.tokens["image_token_index"],
             pixels_per_token=manifest.pixels_per_token,
         )
-        return cls(folder, manifest, Pipeline(manifest, folder, chosen, bucket=bucket), preprocessor)
+        pipeline = Pipeline(manifest, folder, chosen, bucket=bucket, detailed_timings=detailed_timings)
+        return cls(folder, manifest, pipeline, preprocessor)
 
     # ----------------------------------------------------------------- the interface
     def get_action(self, obs: dict, *, embodiment: str | None = None, noise: np.ndarray | None = None,
                    seed: int | None = None) -> dict[str, np.ndarray]:
         """Actions in physical units for one observation (Isaac-GR00T ``get_action`` format).
 
-        noise: initial noise float32 [B, H, Da] (parity tests); else drawn from ``default_rng(seed)``.
+        noise: initial noise float32 [B, H, Da] (parity tests); else drawn from ``default_rng(seed)``, with
+        seed a non-negative int or None (fresh entropy). Thread-safe (see the class docstring).
         """
-        start = time.perf_counter()
-        tag = self.resolve_embodiment(embodiment)
-        inputs = self.preprocessor(obs, tag)
-        prepared = time.perf_counter()
-        if noise is None:
-            shape = (inputs.input_ids.shape[0], self.manifest.dims["H"], self.manifest.dims["Da"])
-            noise = np.random.default_rng(seed).standard_normal(shape, dtype=np.float32)
-        action_pred = self.pipeline.run(inputs, noise)
-        ran = time.perf_counter()
-        actions = self.preprocessor.decode(action_pred.copy(), inputs)  # the pipeline reuses its buffer
-        done = time.perf_counter()
-        timings = self.last_timings
-        timings["preprocess"] = (prepared - start) * 1e3
-        for stage in STAGES:
-            timings[stage] = self.pipeline.last_timings[stage]
-        timings["pipeline"] = (ran - prepared) * 1e3
-        timings["decode"] = (done - ran) * 1e3
-        timings["total"] = (done - start) * 1e3
-        return actions
+        _check_seed(seed)
+        with self._lock:
+            start = time.perf_counter()
+            tag = self.resolve_embodiment(embodiment)
+            inputs = self.preprocessor(obs, tag)
+            prepared = time.perf_counter()
+            if noise is None:
+                shape = (inputs.input_ids.shape[0], self.manifest.dims["H"], self.manifest.dims["Da"])
+                noise = np.random.default_rng(seed).standard_normal(shape, dtype=np.float32)
+            action_pred = self.pipeline.run(inputs, noise)
+            ran = time.perf_counter()
+            actions = self.preprocessor.decode(action_pred.copy(), inputs)  # the pipeline reuses its buffer
+            done = time.perf_counter()
+            timings = {"preprocess": (prepared - start) * 1e3}
+            timings.update((k, v) for k, v in self.pipeline.last_timings.items() if k != "total")
+            timings["pipeline"] = (ran - prepared) * 1e3
+            timings["decode"] = (done - ran) * 1e3
+            timings["total"] = (done - start) * 1e3
+            self.last_timings = timings
+            return actions
 
     def resolve_embodiment(self, embodiment: str | None) -> str:
         """The tag to use: the given one if exported, else the only exported one."""
         tags = sorted(self.manifest.embodiments)
+        if embodiment is not None and not isinstance(embodiment, str):
+            raise EmbodimentError(f"embodiment must be a tag (str) — one of: {', '.join(tags)}; got {type(embodiment).__name__}")
         if embodiment is None:
             if len(tags) == 1:
                 return tags[0]
@@ -117,8 +103,8 @@ class Policy:
 
     def reset(self) -> None:
         """Forget per-episode state (timings, the preprocessor's caches); the policy itself is stateless."""
-        for key in self.last_timings:
-            self.last_timings[key] = 0.0
+        with self._lock:
+            self.last_timings = {}
         reset = getattr(self.preprocessor, "reset", None)
         if callable(reset):
             reset()
@@ -138,10 +124,18 @@ class Policy:
         }
 
     def close(self) -> None:
-        self.pipeline.close()
+        with self._lock:
+            self.pipeline.close()
 
     def __enter__(self) -> Policy:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _check_seed(seed: object) -> None:
+    if seed is None:
+        return
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise ObservationError(f"seed must be a non-negative integer or None, got {seed!r}")

@@ -88,6 +88,10 @@ def test_verify_exits_2_and_still_writes_the_report_on_failure(tiny_export, tmp_
     assert invoke("make-checkpoint", other, "--preset", "tiny", "--seed", "5").exit_code == 0
     report = tmp_path / "report.json"
     result = invoke("verify", tiny_export, "--checkpoint", other, "--embodiment", "unitree_g1", "--json", report)
+    one_line_error(result, "is not the checkpoint")  # refused before any work, and still reported
+    assert json.loads(report.read_text())["refused"].startswith(f"{other} is not the checkpoint")
+    result = invoke("verify", tiny_export, "--checkpoint", other, "--embodiment", "unitree_g1", "--json", report,
+                    "--any-checkpoint")
     assert result.exit_code == 2, result.output
     assert json.loads(report.read_text())["passed"] is False
 

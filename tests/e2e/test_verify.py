@@ -72,7 +72,9 @@ def test_fp16_export_meets_fp16_thresholds(tiny_checkpoint, tmp_path):
 def test_verify_fails_against_other_weights(tiny_export, tmp_path):
     """The check can fail: same config, different random weights → thresholds are missed."""
     other = make_checkpoint(tmp_path / "other", "tiny", seed=7)
-    report = verify_export(tiny_export, other, backend="ort", embodiments=("unitree_g1",))
+    with pytest.raises(VerificationError, match=r"is not the checkpoint .* was made from .* or --any-checkpoint"):
+        verify_export(tiny_export, other, backend="ort", embodiments=("unitree_g1",))
+    report = verify_export(tiny_export, other, backend="ort", embodiments=("unitree_g1",), same_checkpoint=False)
     assert not report.passed
     assert any("vision" in c.stage for c in report.failures)
 
@@ -80,7 +82,7 @@ def test_verify_fails_against_other_weights(tiny_export, tmp_path):
 def test_verify_refuses_a_checkpoint_with_another_config(tiny_export, tmp_path):
     small = make_checkpoint(tmp_path / "small", "small", seed=0)
     with pytest.raises(VerificationError, match="different config"):
-        verify_export(tiny_export, small, backend="ort")
+        verify_export(tiny_export, small, backend="ort", same_checkpoint=False)
 
 
 def test_noise_seed_changes_actions_and_reference_is_deterministic(tiny_export, tiny_checkpoint):

@@ -13,7 +13,8 @@ from gr00t_trt.engines.cache import EngineKey, engine_key, require_loadable
 from gr00t_trt.engines.device import probe_gpu
 from gr00t_trt.engines.plan import read_plan_header
 from gr00t_trt.errors import EngineError
-from gr00t_trt.manifest import GraphEntry, TensorEntry, load_manifest
+from gr00t_trt.graphs import TensorSpec as TensorEntry
+from gr00t_trt.manifest import GraphEntry, load_manifest
 
 SMALL = ("state_encoder", "action_decoder")
 

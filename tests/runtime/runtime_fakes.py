@@ -17,8 +17,8 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 from onnx.external_data_helper import convert_model_to_external_data
 
-from gr00t_trt.graphs import GRAPH_SPECS, vision_graph_name
-from gr00t_trt.manifest import EmbodimentEntry, GraphEntry, Manifest, TensorEntry, sha256_file, write_manifest
+from gr00t_trt.graphs import GRAPH_SPECS, TensorSpec, vision_graph_name
+from gr00t_trt.manifest import EmbodimentEntry, GraphEntry, Manifest, sha256_file, write_manifest
 
 DIMS = {"E": 8, "H": 4, "Ds": 5, "Da": 3, "C": 6, "L": 2, "Hc": 2, "Dh": 3, "O": 7}
 STEPS = 3
@@ -286,9 +286,35 @@ def _save_with_external_weights(model: onnx.ModelProto, folder: Path, name: str)
     onnx.save_model(model, str(folder / f"{name}.onnx"))
 
 
+def _cast_io(model: onnx.ModelProto, kind: str, io: np.dtype) -> onnx.ModelProto:
+    """The graph with float inputs and outputs in ``io``, Cast nodes at its boundaries converting to and
+    from its compute precision — casts live inside the graphs, as the exporter writes them."""
+    spec, graph = GRAPH_SPECS[kind], model.graph
+    floats_in = {t.name for t in spec.inputs if t.dtype == "float"}
+    floats_out = {t.name for t in spec.outputs if t.dtype == "float"}
+    compute = {v.name: v.type.tensor_type.elem_type for v in (*graph.input, *graph.output)}
+    for node in graph.node:
+        node.input[:] = [f"{n}__c" if n in floats_in else n for n in node.input]
+        node.output[:] = [f"{n}__c" if n in floats_out else n for n in node.output]
+    heads = [helper.make_node("Cast", [n], [f"{n}__c"], to=compute[n]) for n in sorted(floats_in)]
+    tails = [helper.make_node("Cast", [f"{n}__c"], [n], to=_ONNX[np.dtype(io)]) for n in sorted(floats_out)]
+    nodes = heads + list(graph.node) + tails
+    del graph.node[:]
+    graph.node.extend(nodes)
+    for value in (*graph.input, *graph.output):
+        if value.name in floats_in | floats_out:
+            value.type.tensor_type.elem_type = _ONNX[np.dtype(io)]
+    onnx.checker.check_model(model)
+    return model
+
+
 def write_fake_export(folder: Path, precisions: dict[str, str] | None = None, seed: int = 0,
-                      fake: FakeSpec = DEFAULT, pixels_per_token: int = 1) -> FakeExport:
+                      fake: FakeSpec = DEFAULT, pixels_per_token: int = 1, cast_io: bool = True) -> FakeExport:
+    """A fake export; graphs of different ``precisions`` exchange float32 (they cast inside), unless
+    ``cast_io=False`` (each graph's I/O in its own precision: an export whose graphs disagree)."""
     precisions = precisions or {}
+    mixed = len(set(precisions.values()) | {"fp32"}) > 1
+    io = np.dtype(np.float32) if mixed and cast_io else None
     folder.mkdir(parents=True, exist_ok=True)
     weights = Weights(np.random.default_rng(seed), fake)
     models: dict[str, tuple[str, onnx.ModelProto, dict]] = {}
@@ -299,12 +325,14 @@ def write_fake_export(folder: Path, precisions: dict[str, str] | None = None, se
         models[kind] = (kind, build(weights, precisions.get(kind, "fp32")), {})
     graphs, files = {}, {}
     for name, (kind, model, gdims) in models.items():
-        _save_with_external_weights(model, folder, name)
         precision = precisions.get(kind, "fp32")
+        if io is not None and _FLOAT[precision] != io:
+            model = _cast_io(model, kind, io)
+        _save_with_external_weights(model, folder, name)
         spec = GRAPH_SPECS[kind]
 
-        float_name = _FLOAT[precision].name
-        inputs, outputs = ([TensorEntry(t.name, float_name if t.dtype == "float" else t.dtype, t.dims) for t in ts]
+        float_name = (io or _FLOAT[precision]).name
+        inputs, outputs = ([TensorSpec(t.name, float_name if t.dtype == "float" else t.dtype, t.dims) for t in ts]
                            for ts in (spec.inputs, spec.outputs))
         graphs[name] = GraphEntry(name, kind, f"{name}.onnx", precision, tuple(inputs), tuple(outputs), gdims)
         for file in (f"{name}.onnx", f"{name}.onnx.data"):

@@ -46,21 +46,33 @@ def test_missing_graph_file(fake_export, tmp_path, backend):
         backend.open(manifest.graph("dit"), tmp_path)
 
 
-def test_binding_runs_in_place_and_copies_convert(fake_export, backend):
+def test_binding_runs_in_place_and_copies_are_plain_memcpy(fake_export, backend):
     manifest = load_manifest(fake_export.folder)
     info = backend.open(manifest.graph("state_encoder"), fake_export.folder)
     state = backend.allocate("state", (1, 1, 5), np.float32, host=True)
     slot = backend.allocate("slot", (1,), np.int64, host=True)
     out = backend.allocate("out", (1, 1, 6), np.float32, host=True)
-    half = backend.allocate("half", (1, 1, 6), np.float16, host=True)
+    tail = backend.allocate("tail", (4,), np.float32, host=True)
     binding = backend.bind(info.name, {"state": state, "embodiment_id": slot, "state_features": out})
-    program = backend.record("p", [binding, Copy(out, half)])
+    program = backend.record("p", [binding, Copy(out, tail, src_offset=2, count=4)])
     state.host[...] = 1.0
     backend.launch(program)
     backend.synchronize()
     expected = np.tanh(np.ones((1, 5), np.float32) @ fake_export.weights.ws[0])
     np.testing.assert_allclose(out.host[0], expected, rtol=1e-6)
-    np.testing.assert_array_equal(half.host, out.host.astype(np.float16))
+    np.testing.assert_array_equal(tail.host, out.host.reshape(-1)[2:6])
+    half = backend.allocate("half", (1, 1, 6), np.float16, host=True)
+    with pytest.raises(BackendError, match=r"copy from 'out' \(float32\) to 'half' \(float16\) would convert dtypes"):
+        Copy(out, half)
+
+
+def test_a_backend_left_active_warns_and_frees_itself(fake_export):
+    backend = OrtBackend(device="cpu")
+    backend.activate()
+    backend.open(load_manifest(fake_export.folder).graph("dit"), fake_export.folder)
+    with pytest.warns(ResourceWarning, match="garbage-collected while active"):
+        backend.__del__()
+    assert not backend.is_active and not backend._sessions
 
 
 def test_bind_refuses_wrong_buffers(fake_export, backend):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gr00t_trt.runtime.buffers import fill_image_index, image_groups, pad_right, padded_length, row_runs
+from gr00t_trt.dataflow import image_groups
+from gr00t_trt.runtime.buffers import fill_image_index, pad_right, padded_length, row_runs
 
 
 @pytest.mark.parametrize(("length", "bucket", "limit", "expected"), [

@@ -13,7 +13,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from runtime_fakes import DIMS, STEPS, make_inputs, make_noise
+from runtime_fakes import DIMS, STEPS, make_inputs, make_noise, write_fake_export
 
 from gr00t_trt.errors import EmbodimentError, ManifestError, ObservationError
 from gr00t_trt.manifest import load_manifest
@@ -50,16 +50,24 @@ def test_matches_numpy_reference(pipe, fake_export):
     assert np.abs(out - reversed_steps).max() > 1e-3
 
 
-def test_fp16_and_fp32_graphs_are_cast_between(mixed_pipe, mixed_export):
+def test_fp16_graphs_cast_inside_themselves_and_copies_never_convert(mixed_pipe, mixed_export):
     inputs, noise = make_inputs(LAYOUT), make_noise(2)
     out = mixed_pipe.run(inputs, noise)
     expected = mixed_export.reference(inputs, noise)["action_pred"]
     np.testing.assert_allclose(out, expected, rtol=0, atol=2e-3)
     (plan,) = mixed_pipe._plans.values()
-    action_copies = [s for s in plan.programs[3].steps if isinstance(s, Copy)]
-    # fp16 action_features -> fp32 dit, fp16 cross_k/v/biases -> fp32 dit, fp32 actions -> fp16 encoder
-    assert {(c.src.dtype.name, c.dst.dtype.name) for c in action_copies} == {("float16", "float32"), ("float32", "float16")}
+    copies = [s for program in plan.programs for s in program.steps if isinstance(s, Copy)]
+    assert copies and all(c.src.dtype == c.dst.dtype for c in copies)  # vision rows: plain memcpy
+    assert [p.label for p in plan.programs] == ["vision", "backbone", "dit_context", "action_head"]
     assert out.dtype == np.float32
+
+
+def test_graphs_that_disagree_on_a_dtype_are_refused(tmp_path):
+    export = write_fake_export(tmp_path / "disagree", {"dit": "fp16"}, cast_io=False)
+    with open_pipeline(export) as p, pytest.raises(
+        ManifestError, match=r"graph 'dit' reads 'state_features' as float16, but graph 'state_encoder' holds it as "
+                             r"float32 — the export's graphs disagree on a dtype they exchange; re-export"):
+        p.run(make_inputs(LAYOUT), make_noise(2))
 
 
 def test_padding_is_exact_whatever_the_bucket(fake_export):
@@ -116,13 +124,13 @@ def test_steady_state_reuses_buffers_and_allocates_nothing(mixed_export):
         inputs, noise = make_inputs(LAYOUT), make_noise(2)
         first = p.run(inputs, noise)
         (plan,) = p._plans.values()
-        hosts = [b.host for b in plan.bufs.all()]
+        hosts = [b.host for b in plan.values.values()]
         other_noise = make_noise(2, seed=9)
         second = p.run(inputs, other_noise)
         assert second is first  # the same output buffer, rewritten in place
         np.testing.assert_allclose(second, mixed_export.reference(inputs, other_noise)["action_pred"], atol=2e-3)
         assert list(p._plans.values()) == [plan]
-        assert all(a is b.host for a, b in zip(hosts, plan.bufs.all(), strict=True))
+        assert all(a is b.host for a, b in zip(hosts, plan.values.values(), strict=True))
 
         for _ in range(20):  # warm-up: ORT and CPython settle their internal caches and free lists
             p.run(inputs, noise)
@@ -142,7 +150,7 @@ def test_steady_state_reuses_buffers_and_allocates_nothing(mixed_export):
                 transient = max(transient, tracemalloc.get_traced_memory()[1] - current)
         finally:
             tracemalloc.stop()
-        buffers = sum(b.host.nbytes for b in plan.bufs.all())
+        buffers = sum(b.host.nbytes for b in plan.values.values())
         assert after - before < 8 * 1024, f"steady state retained {after - before} bytes over 200 runs"
         assert transient < buffers // 4, f"a run allocated {transient} bytes at peak (its buffers: {buffers})"
 

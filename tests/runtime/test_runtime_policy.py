@@ -8,8 +8,9 @@ import pytest
 from runtime_fakes import FakeSpec, write_fake_export
 
 from gr00t_trt.errors import BackendError, EmbodimentError, ObservationError
+from gr00t_trt.manifest import load_manifest
 from gr00t_trt.runtime import OrtBackend, Policy
-from gr00t_trt.runtime.policy import make_backend
+from gr00t_trt.runtime.registry import make_backend
 
 SIZE = (252, 336)  # what the tiny processor makes of a 120x160 camera image
 TOKENS = 108  # (252 / 28) * (336 / 28)
@@ -79,7 +80,40 @@ def test_timings_and_metadata(policy):
     assert meta["embodiments"] == ["new_embodiment", "unitree_g1"]
     assert meta["image_sizes"] == [list(SIZE)] and meta["action_horizon"] == 16 and meta["backend"] == "ort"
     policy.reset()
-    assert all(v == 0 for v in policy.last_timings.values())
+    assert policy.last_timings == {}
+
+
+def test_detailed_timings_split_the_action_head_per_denoising_step(policy_export):
+    with Policy.load(policy_export.folder, backend="ort", detailed_timings=True) as detailed:
+        detailed.get_action(observation(), embodiment="new_embodiment", seed=0)
+        steps = detailed.manifest.steps
+        assert list(detailed.last_timings) == ["preprocess", "vision", "backbone", "dit_context", "state_encoder",
+                                               *(f"denoise_{k}" for k in range(steps)), "pipeline", "decode", "total"]
+
+
+def test_one_policy_is_safe_from_several_threads(policy):
+    """Concurrent calls on one Policy share its buffers: each must still get its own, correct answer."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    obs = observation()
+    expected = {seed: policy.get_action(obs, embodiment="new_embodiment", seed=seed) for seed in range(4)}
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda s: (s, policy.get_action(obs, embodiment="new_embodiment", seed=s)),
+                                [0, 1, 2, 3] * 10))
+    for seed, actions in results:
+        for key, value in expected[seed].items():
+            np.testing.assert_array_equal(actions[key], value)
+
+
+@pytest.mark.parametrize("seed", [-1, "abc", 1.5, True])
+def test_bad_seed_is_one_line(policy, seed):
+    with pytest.raises(ObservationError, match=r"seed must be a non-negative integer or None, got"):
+        policy.get_action(observation(), embodiment="new_embodiment", seed=seed)
+
+
+def test_embodiment_must_be_a_tag(policy):
+    with pytest.raises(EmbodimentError, match=r"embodiment must be a tag \(str\).*got list"):
+        policy.get_action(observation(), embodiment=["x"])
 
 
 def test_embodiment_is_required_when_several_are_exported(policy):
@@ -101,9 +135,34 @@ def test_image_size_without_vision_graph(policy):
         policy.get_action(observation(size=(160, 160)), embodiment="new_embodiment")
 
 
-def test_backend_choice():
-    assert isinstance(make_backend("auto"), OrtBackend)  # no TensorRT backend in this version
-    with pytest.raises(BackendError, match="TensorRT backend is not available in this version.*use backend='ort'"):
-        make_backend("trt")
-    with pytest.raises(BackendError, match="unknown backend 'tensorrt' — expected one of: auto, ort, trt"):
-        make_backend("tensorrt")
+def test_backend_choice(policy_export):
+    folder = policy_export.folder
+    manifest = load_manifest(folder)
+    auto = make_backend("auto", folder, manifest, threads=1)  # no usable TensorRT here: ONNX Runtime
+    assert isinstance(auto, OrtBackend) and auto.threads == 1
+    with pytest.raises(BackendError, match="unknown backend 'tensorrt' — expected one of: auto, "):
+        make_backend("tensorrt", folder, manifest)
+    with pytest.raises(BackendError, match="the ort backend has no option engine_dir — it takes: device, device_id, threads"):
+        make_backend("ort", folder, manifest, engine_dir="x")
+    with pytest.raises(BackendError, match="the trt backend (is not part of this version|cannot run)"):
+        make_backend("trt", folder, manifest)
+
+
+def test_auto_asks_each_backend_whether_it_can_run_the_export(policy_export, monkeypatch):
+    from gr00t_trt.runtime import registry
+
+    asked = []
+
+    class Refusing(OrtBackend):
+        @classmethod
+        def probe(cls, folder, manifest, **options):
+            asked.append(folder)
+            return "no engines for this GPU"
+
+    monkeypatch.setitem(registry._REGISTRY, "trt", f"{__name__}:_Refusing")
+    monkeypatch.setattr(f"{__name__}._Refusing", Refusing, raising=False)
+    chosen = make_backend("auto", policy_export.folder, load_manifest(policy_export.folder))
+    assert asked == [policy_export.folder] and type(chosen) is OrtBackend
+    monkeypatch.setattr(OrtBackend, "probe", classmethod(lambda cls, folder, manifest, **o: "onnxruntime missing"))
+    with pytest.raises(BackendError, match=r"no backend can run .* trt: no engines for this GPU; ort: onnxruntime missing"):
+        make_backend("auto", policy_export.folder, load_manifest(policy_export.folder))

@@ -1,0 +1,15 @@
+"""The ``gr00t-trt`` command line: thin commands over the library, rendering in ``render.py``.
+
+A leaf of the package: nothing in ``gr00t_trt`` imports it. Each command module registers its commands
+on ``app`` when imported here.
+"""
+
+from __future__ import annotations
+
+from . import (
+    commands,  # noqa: F401  (registers inspect, make-checkpoint, export, run, verify, demo)
+    engines,  # noqa: F401  (registers build, doctor)
+)
+from .app import app, main
+
+__all__ = ["app", "main"]

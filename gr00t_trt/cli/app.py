@@ -1,0 +1,59 @@
+"""The typer application, its global options and the one-line error handling every command shares."""
+
+from __future__ import annotations
+
+import functools
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from .. import __version__
+from ..errors import Gr00tTrtError
+
+app = typer.Typer(
+    name="gr00t-trt",
+    help="Export, verify, run and benchmark NVIDIA GR00T N1.6 policies: ONNX graphs from a checkpoint, "
+    "ONNX Runtime as the embedded default, TensorRT engines on Jetson Thor/Orin and RTX GPUs.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+_state = {"debug": False}
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"gr00t-trt {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
+    version: Annotated[bool | None, typer.Option("--version", callback=_version, is_eager=True,
+                                                 help="Print the version and exit.")] = None,
+) -> None:
+    _state["debug"] = debug
+
+
+def friendly(fn):
+    """Turn library errors into one red line and exit code 1 (``--debug`` shows the traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except Gr00tTrtError as exc:
+            if _state["debug"]:
+                raise
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def main() -> None:  # pragma: no cover
+    app(prog_name="gr00t-trt")

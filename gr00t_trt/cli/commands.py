@@ -1,0 +1,250 @@
+"""The commands of the export → run → verify flow: inspect, make-checkpoint, export, run, verify, demo.
+
+Thin: each validates its arguments before doing any work, calls the library, and renders the result
+(``render.py``). Library errors become one red line (``app.friendly``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..errors import Gr00tTrtError
+from .app import app, console, err_console, friendly
+from .render import render_actions, render_graphs, render_inspect, render_parity, render_timings
+
+BACKEND_HELP = "Backend: auto (TensorRT when engines for this GPU exist, else ONNX Runtime), ort or trt."
+
+
+def _writable_file(path: Path | None, option: str) -> None:
+    """Refuse an output path whose folder does not exist before any work is done."""
+    if path is not None and not path.parent.is_dir():
+        raise Gr00tTrtError(f"{option} {path}: folder {path.parent} does not exist — create it first")
+
+
+# ------------------------------------------------------------------------------------------ inspect
+@app.command()
+@friendly
+def inspect(
+    checkpoint: Annotated[str, typer.Argument(help="Checkpoint folder or Hugging Face id (e.g. nvidia/GR00T-N1.6-3B).")],
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the report as JSON here.")] = None,
+) -> None:
+    """Check a checkpoint's layout and count its parameters, reading only file headers (no weights)."""
+    from ..files import write_json
+    from ..model.inspect import inspect_checkpoint
+
+    _writable_file(json_out, "--json")
+    report = inspect_checkpoint(checkpoint)
+    render_inspect(console, report)
+    if json_out:
+        write_json(json_out, report.to_dict())
+
+
+# ------------------------------------------------------------------------------------------ make-checkpoint
+@app.command("make-checkpoint")
+@friendly
+def make_checkpoint(
+    out_dir: Annotated[Path, typer.Argument(help="Folder to create.")],
+    preset: Annotated[str, typer.Option(help="tiny (tests), small (benchmarks) or full (real N1.6 sizes, ~6.6 GB).")] = "tiny",
+    seed: Annotated[int, typer.Option(min=0, help="Random seed of the weights and statistics.")] = 0,
+    force: Annotated[bool, typer.Option(help="Replace an existing synthetic checkpoint in OUT_DIR.")] = False,
+) -> None:
+    """Write a synthetic checkpoint in the real N1.6 file layout, with random weights."""
+    from ..model.synthetic import make_checkpoint as make
+
+    with console.status(f"writing {preset} checkpoint to {out_dir}"):
+        path = make(out_dir, preset, seed=seed, overwrite=force)
+    console.print(f"wrote {preset} synthetic checkpoint: {path}")
+
+
+# ------------------------------------------------------------------------------------------ export
+def _parse_sizes(values: list[str] | None) -> tuple[tuple[int, int], ...]:
+    from ..errors import ExportError
+    from ..graphs import parse_image_size
+
+    sizes = []
+    for value in values or []:
+        try:
+            sizes.append(parse_image_size(value))
+        except ValueError as exc:
+            raise ExportError(str(exc)) from None
+    return tuple(sizes)
+
+
+@app.command()
+@friendly
+def export(
+    checkpoint: Annotated[str, typer.Option("--checkpoint", "-c", help="Checkpoint folder or Hugging Face id.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Export directory to create.")] = Path("build"),
+    embodiment: Annotated[
+        list[str] | None,
+        typer.Option(help="Embodiment tag to export (repeatable; default: all). Exactly one slices the "
+                     "embodiment-specific weights to it (1/32 of their size)."),
+    ] = None,
+    image_size: Annotated[
+        list[str] | None,
+        typer.Option(help="Preprocessed image size HxW to export a vision graph for (repeatable; default "
+                     "252x336 for 4:3 cameras and 252x252 for square ones). Frames are resized to multiples "
+                     "of 28 first: a 720x1280 camera needs 252x448."),
+    ] = None,
+    steps: Annotated[int | None, typer.Option(help="Denoising steps (default: the checkpoint's, 4).")] = None,
+    precision: Annotated[str, typer.Option(help="fp32 (reference) or fp16.")] = "fp32",
+    max_batch: Annotated[int, typer.Option(help="Largest batch the engines will be built for.")] = 1,
+    tokenizer: Annotated[str | None, typer.Option(help="Tokenizer folder or HF id (default: from the checkpoint).")] = None,
+    force: Annotated[bool, typer.Option(help="Replace an existing export directory.")] = False,
+) -> None:
+    """Export a checkpoint as ONNX graphs + manifest into an export directory."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ..export.driver import ExportOptions, export_checkpoint
+
+    options = ExportOptions(
+        embodiments=tuple(embodiment or ()),
+        image_sizes=_parse_sizes(image_size),
+        steps=steps,
+        precision=precision,
+        max_batch=max_batch,
+        tokenizer=tokenizer,
+        force=force,
+    )
+    if out.resolve() == Path.cwd().resolve() or out.resolve() == Path.home().resolve():
+        raise Gr00tTrtError(f"--out {out} is the current or home folder — export into a new folder, e.g. --out build/")
+    with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console) as bar:
+        task = bar.add_task("checkpoint: loading", total=None)
+
+        def progress(name: str, status: str) -> None:
+            bar.update(task, description=f"{name}: {status}")
+            if status.startswith("done"):
+                bar.console.print(f"  [green]✓[/] {name} ({status})")
+
+        manifest = export_checkpoint(checkpoint, out, options, progress)
+        bar.update(task, total=1, completed=1, description="export: complete")
+    console.print(
+        f"exported {len(manifest.graphs)} graphs ({options.precision}) for embodiments "
+        f"{', '.join(manifest.embodiments)} and image sizes "
+        f"{', '.join(f'{h}x{w}' for h, w in manifest.image_sizes)} to {out}"
+    )
+    console.print("add another camera resolution with --image-size HxW (multiples of 28).")
+
+
+# ------------------------------------------------------------------------------------------ run
+@app.command()
+@friendly
+def run(
+    export_dir: Annotated[Path, typer.Argument(help="Export directory (from `gr00t-trt export`).")],
+    obs: Annotated[Path | None, typer.Option(help="Observation .npz (flat Isaac-GR00T keys: video.<k>, state.<k>, annotation.*).")] = None,
+    synthetic: Annotated[bool, typer.Option(help="Use a random observation for the embodiment.")] = False,
+    embodiment: Annotated[str | None, typer.Option(help="Embodiment tag (default: the only exported one).")] = None,
+    backend: Annotated[str, typer.Option(help=BACKEND_HELP)] = "auto",
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the initial noise (and of --synthetic).")] = 0,
+    out: Annotated[Path | None, typer.Option(help="Write the action chunk to this .npz.")] = None,
+    save_obs: Annotated[Path | None, typer.Option(help="Also write the observation used to this .npz (the --obs "
+                                                  "format): a starting point for your own.")] = None,
+    repeat: Annotated[int, typer.Option(min=1, help="Control steps to run; timings are the last one's (the first "
+                                        "includes warm-up).")] = 1,
+) -> None:
+    """Run control steps on an export and print the action chunk and per-stage timings."""
+    import io
+
+    import numpy as np
+
+    from ..errors import ObservationError
+    from ..files import write_atomic
+    from ..observations import load_observation, save_observation, synthetic_observation
+    from ..runtime.policy import Policy
+
+    if (obs is None) == (not synthetic):
+        raise ObservationError("give exactly one of --obs FILE.npz or --synthetic")
+    _writable_file(out, "--out")
+    _writable_file(save_obs, "--save-obs")
+    policy = Policy.load(export_dir, backend=backend)
+    tag = policy.resolve_embodiment(embodiment)
+    if obs:
+        observation = load_observation(obs)
+    else:
+        spec = policy.preprocessor.spec
+        observation = synthetic_observation(spec, tag, seed=seed, image_sizes=policy.manifest.image_sizes)
+    for _ in range(repeat):
+        actions = policy.get_action(observation, embodiment=tag, seed=seed)
+    render_actions(console, actions)
+    render_timings(console, policy.last_timings, f"timings of step {repeat} ({policy.pipeline.backend.name}, ms)")
+    if save_obs:
+        save_observation(save_obs, observation)
+        console.print(f"wrote the observation to {save_obs}")
+    if out:
+        buffer = io.BytesIO()
+        np.savez(buffer, **actions)
+        write_atomic(out, buffer.getvalue())
+        console.print(f"wrote {out}")
+
+
+# ------------------------------------------------------------------------------------------ verify
+@app.command()
+@friendly
+def verify(
+    export_dir: Annotated[Path, typer.Argument(help="Export directory to verify.")],
+    checkpoint: Annotated[str, typer.Option("--checkpoint", "-c", help="The checkpoint it was exported from.")],
+    backend: Annotated[str, typer.Option(help=BACKEND_HELP)] = "auto",
+    obs: Annotated[Path | None, typer.Option(help="Observation .npz (default: random observations).")] = None,
+    embodiment: Annotated[list[str] | None, typer.Option(help="Embodiment(s) to check (default: all exported).")] = None,
+    seeds: Annotated[int, typer.Option(min=1, help="Number of noise seeds (and random observations).")] = 1,
+    json_out: Annotated[Path, typer.Option("--json", help="Where to write the JSON report (always written, "
+                                           "also when verification fails or is refused).")] = Path("verify-report.json"),
+    any_checkpoint: Annotated[bool, typer.Option(help="Compare with a checkpoint other than the one the export was "
+                                                 "made from (same config), e.g. to see how far a fine-tune moved.")] = False,
+) -> None:
+    """Prove the export matches the unoptimised PyTorch reference.
+
+    Compares each graph alone, the action head on the reference's backbone output, every denoising step in
+    lock-step, and the end-to-end actions. Thresholds: fp32 exports must agree to float rounding (relative
+    L2 error ≤ 1e-4); fp16/bf16 ones need cosine similarity ≥ 0.999 on backbone features and ≥ 0.99 on
+    actions. Exit status 2 when a check fails.
+    """
+    from ..files import write_json
+    from ..verify import verify_export
+
+    _writable_file(json_out, "--json")
+    try:
+        with console.status("running the PyTorch reference and the backend"):
+            report = verify_export(
+                export_dir, checkpoint, backend=backend, obs_path=obs, embodiments=tuple(embodiment or ()), seeds=seeds,
+                same_checkpoint=not any_checkpoint,
+            )
+    except Gr00tTrtError as exc:
+        write_json(json_out, {"passed": False, "refused": str(exc),
+                              "context": {"export_dir": str(export_dir), "checkpoint": str(checkpoint)}, "comparisons": []})
+        raise
+    render_parity(console, report)
+    write_json(json_out, report.to_dict())
+    console.print(f"report written to {json_out}")
+    if not report.passed:
+        err_console.print(f"[bold red]FAILED[/]: {len(report.failures)} check(s) outside their thresholds")
+        raise typer.Exit(2)
+    console.print("[bold green]PASSED[/]: every stage within its threshold")
+
+
+# ------------------------------------------------------------------------------------------ demo
+@app.command()
+@friendly
+def demo(
+    workdir: Annotated[Path, typer.Option(help="Where to put the synthetic checkpoint and the export.")] = Path("gr00t-demo"),
+) -> None:
+    """The whole flow on a tiny synthetic checkpoint: make → export → run on ONNX Runtime → verify."""
+    from ..demo import DEMO_STEPS, run_demo
+
+    def on_step(index: int) -> None:
+        console.rule(f"{index + 1}/{len(DEMO_STEPS)}  {DEMO_STEPS[index]}")
+
+    with console.status("working") as status:
+        report = run_demo(workdir, on_step=on_step, progress=lambda name, s: status.update(f"{name}: {s}"))
+    console.rule("results")
+    render_graphs(console, report.manifest)
+    render_actions(console, report.actions)
+    render_timings(console, report.timings, "timings, steady state (ms)")
+    render_parity(console, report.parity)
+    verdict = "[bold green]PASSED[/]" if report.passed else "[bold red]FAILED[/]"
+    console.print(f"{verdict} — demo finished in {report.seconds:.1f}s; files in {workdir}")
+    if not report.passed:
+        raise typer.Exit(2)

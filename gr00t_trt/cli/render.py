@@ -1,0 +1,96 @@
+"""Console rendering of what the library returns: tables that stay readable at 80 columns and piped."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+
+def _table(title: str | None = None) -> Table:
+    return Table(title=title, box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False)
+
+
+def human_bytes(n: float) -> str:
+    """1536 → '1.5 KB', 6.6e9 → '6.60 GB' (decimal units, as disks and model cards use)."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.2f} {unit}" if unit == "GB" else f"{n / scale:.1f} {unit}"
+    return f"{int(n)} B"
+
+
+def render_inspect(console: Console, report) -> None:
+    table = _table(f"Parameters — {report.checkpoint}")
+    table.add_column("component", overflow="fold")
+    table.add_column("parameters", justify="right", no_wrap=True)
+    table.add_column("note", overflow="fold")
+    for name, count, note in report.rows():
+        table.add_row(name, f"{count:,}", note)
+    console.print(table)
+    for line in report.summary_lines():
+        console.print(line, highlight=False)
+
+
+def render_actions(console: Console, actions: Mapping[str, np.ndarray]) -> None:
+    table = _table("action chunk (physical units)")
+    table.add_column("key", overflow="fold")
+    table.add_column("shape", no_wrap=True)
+    for col in ("min", "mean", "max"):
+        table.add_column(col, justify="right", no_wrap=True)
+    table.add_column("first step", overflow="ellipsis", no_wrap=True, max_width=30)
+    for key, value in actions.items():
+        first = ", ".join(f"{v:.3f}" for v in value[0, 0, :4]) + (" …" if value.shape[-1] > 4 else "")
+        table.add_row(key, "×".join(map(str, value.shape)), f"{value.min():.3f}", f"{value.mean():.3f}",
+                      f"{value.max():.3f}", first)
+    console.print(table)
+
+
+def render_timings(console: Console, timings: Mapping[str, float], title: str) -> None:
+    """Per-stage milliseconds; ``pipeline`` and ``total`` are subtotals, marked as such."""
+    table = _table(title)
+    table.add_column("stage")
+    table.add_column("ms", justify="right")
+    for stage, ms in timings.items():
+        label = f"[dim]{stage} (subtotal)[/]" if stage == "pipeline" else stage
+        if stage == "total":
+            table.add_section()
+            label = "[bold]total[/]"
+        table.add_row(label, f"{ms:.2f}")
+    console.print(table)
+
+
+def render_parity(console: Console, report) -> None:
+    """One table per case; each row a compared tensor with its metrics and the threshold it must meet."""
+    cases: dict[str, list] = {}
+    for c in report.comparisons:
+        case, _, stage = c.stage.partition(" ")
+        cases.setdefault(case, []).append((stage, c))
+    for case, rows in cases.items():
+        table = _table(f"parity vs the PyTorch reference — {case}")
+        table.add_column("check", overflow="fold")
+        for col in ("cosine", "rel L2", "max abs"):
+            table.add_column(col, justify="right", no_wrap=True)
+        table.add_column("needs", overflow="fold")
+        table.add_column("", no_wrap=True)
+        for stage, c in rows:
+            table.add_row(stage, f"{c.cosine:.6f}", f"{c.rel_l2:.1e}", f"{c.max_abs:.1e}", c.threshold.describe(),
+                          "[green]ok[/]" if c.passed else "[red]FAIL[/]")
+        console.print(table)
+    console.print(
+        "thresholds: fp32 exports must match the reference to float rounding (rel L2 ≤ 1e-4); half-precision "
+        "ones by cosine similarity and mean error (backbone cosine ≥ 0.999, actions ≥ 0.99).",
+        style="dim", highlight=False,
+    )
+
+
+def render_graphs(console: Console, manifest) -> None:
+    table = _table("exported graphs")
+    table.add_column("graph")
+    table.add_column("precision")
+    table.add_column("inputs", overflow="fold")
+    for name, graph in manifest.graphs.items():
+        table.add_row(name, graph.precision, ", ".join(t.name for t in graph.inputs))
+    console.print(table)

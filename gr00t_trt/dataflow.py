@@ -1,0 +1,168 @@
+"""One control step as data: which graph runs when, and where each of its inputs comes from.
+
+``CONTROL_STEP`` is the single declaration of the chain of architecture §4. The runtime's hot path
+(``runtime/pipeline.py`` plans buffers and programs from it), its slow twin (``evaluate`` below, used by
+``Pipeline.run_stages``, ``verify`` and the export's example step) and the benchmark all read it. Adding a
+graph kind means adding its ``GraphSpec`` (graphs.py), its wrapper module and one ``Stage`` here.
+
+An input's source is one of:
+  ``OBS``    written by the host from the preprocessed observation (input ids, masks, images, state, ...);
+  ``STEP``   the step table: the denoising step's index k;
+  ``CARRY``  the actions entering denoising step k: the initial noise at k = 0, then the previous step's
+             ``next_actions``;
+  a kind     the same-named output of that stage's graph (vision outputs are first assembled into the
+             backbone's image rows in LLM order).
+
+numpy only: the robot side uses it without PyTorch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .graphs import GRAPH_SPECS, graph_name
+
+OBS, STEP, CARRY = "obs", "step", "carry"
+#: the carried value: its name at the encoder/decoder inputs, its start, and what replaces it each step
+CARRIED_INPUT, CARRY_START, CARRY_OUTPUT = "actions", "noise", ("action_decoder", "next_actions")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One graph of the control step. ``program`` groups stages launched, captured and timed together;
+    ``per_step`` stages run once per denoising step; ``per_image_size`` runs one graph per image size."""
+
+    kind: str
+    feeds: Mapping[str, str]
+    program: str
+    per_step: bool = False
+    per_image_size: bool = False
+
+
+CONTROL_STEP: tuple[Stage, ...] = (
+    Stage("vision", {"images": OBS}, "vision", per_image_size=True),
+    Stage("backbone", {"input_ids": OBS, "image_embeds": "vision", "image_index": OBS, "attention_mask": OBS},
+          "backbone"),
+    Stage("dit_context", {"backbone_features": "backbone", "image_mask": OBS, "attention_mask": OBS}, "dit_context"),
+    Stage("state_encoder", {"state": OBS, "embodiment_id": OBS}, "action_head"),
+    Stage("action_encoder", {"actions": CARRY, "step": STEP, "embodiment_id": OBS}, "action_head", per_step=True),
+    Stage("dit", {"state_features": "state_encoder", "action_features": "action_encoder", "cross_k": "dit_context",
+                  "cross_v": "dit_context", "text_bias": "dit_context", "image_bias": "dit_context", "step": STEP},
+          "action_head", per_step=True),
+    Stage("action_decoder", {"dit_out": "dit", "actions": CARRY, "embodiment_id": OBS}, "action_head", per_step=True),
+)
+STAGES: dict[str, Stage] = {s.kind: s for s in CONTROL_STEP}
+#: program labels in run order (what ``Pipeline.last_timings`` reports)
+PROGRAMS: tuple[str, ...] = tuple(dict.fromkeys(s.program for s in CONTROL_STEP))
+#: stages a sub-chain may start from (the inputs of skipped stages become caller-provided values)
+STARTS = ("vision", "backbone", "dit_context")
+
+
+def chain(start: str = "vision") -> tuple[Stage, ...]:
+    """The stages run from ``start`` on (a sub-chain, e.g. the action head alone from ``dit_context``)."""
+    if start not in STARTS:
+        raise ValueError(f"a control step can start at {', '.join(STARTS)}, not {start!r}")
+    kinds = [s.kind for s in CONTROL_STEP]
+    return CONTROL_STEP[kinds.index(start):]
+
+
+def external_inputs(start: str = "vision") -> tuple[str, ...]:
+    """Names of the values the caller provides for a sub-chain (besides the step table and the noise)."""
+    run = {s.kind for s in chain(start)}
+    names = [name for s in chain(start) for name, src in s.feeds.items()
+             if src == OBS or (src not in (STEP, CARRY) and src not in run)]
+    return tuple(dict.fromkeys(names))
+
+
+def check_dataflow() -> None:
+    """The table is consistent with the graph declarations (run by the tests and at import)."""
+    seen: set[str] = set()
+    for stage in CONTROL_STEP:
+        spec = GRAPH_SPECS[stage.kind]
+        if set(stage.feeds) != set(spec.input_names):
+            raise AssertionError(f"stage {stage.kind}: feeds {sorted(stage.feeds)} != inputs {spec.input_names}")
+        for name, src in stage.feeds.items():
+            if src in (OBS, STEP, CARRY):
+                continue
+            if src not in seen:
+                raise AssertionError(f"stage {stage.kind}: input {name!r} comes from {src!r}, which runs later")
+            if name not in GRAPH_SPECS[src].output_names:
+                raise AssertionError(f"stage {stage.kind}: {src} has no output {name!r}")
+        seen.add(stage.kind)
+    producer, output = CARRY_OUTPUT
+    if STAGES[producer].feeds.get(CARRIED_INPUT) != CARRY or output not in GRAPH_SPECS[producer].output_names:
+        raise AssertionError("the carried actions must be read and replaced by the same per-step stage")
+
+
+check_dataflow()
+
+
+# ------------------------------------------------------------------------------------------ slow interpreter
+#: run(kind, graph name, feeds) -> outputs: one graph on host arrays (ORT session, torch module, ...)
+GraphRunner = Callable[[str, str, dict[str, np.ndarray]], Mapping[str, np.ndarray]]
+
+
+def image_groups(sizes: Sequence[tuple[int, int]]) -> dict[tuple[int, int], list[int]]:
+    """LLM positions of the images of each size (one vision call per size), in first-seen order."""
+    groups: dict[tuple[int, int], list[int]] = {}
+    for position, size in enumerate(sizes):
+        groups.setdefault((int(size[0]), int(size[1])), []).append(position)
+    return groups
+
+
+def evaluate(run: GraphRunner, values: Mapping[str, Any], *, steps: int, start: str = "vision",
+             no_image_rows: Callable[[], np.ndarray] | None = None) -> dict[str, Any]:
+    """Every value of one control step, graph by graph on fresh host arrays (the slow, debuggable path).
+
+    ``values`` holds the external inputs of the sub-chain (``external_inputs(start)``; ``images`` is a list
+    of [h, w, 3] arrays in LLM order) and ``noise``. Returns them plus every graph output; ``actions`` is the
+    list of the N steps' ``next_actions``. ``no_image_rows`` gives the backbone's image rows when there are
+    no images (a graph needs T ≥ 1)."""
+    out: dict[str, Any] = dict(values)
+    for stage in chain(start):
+        if stage.per_step:
+            continue
+        if stage.per_image_size:
+            out["image_embeds"] = _run_vision(run, out["images"], no_image_rows)
+            continue
+        feeds = {name: out[name] for name in stage.feeds}
+        out.update(run(stage.kind, graph_name(stage.kind), feeds))
+    actions, per_step = out[CARRY_START], []
+    for k in range(steps):
+        actions = denoise_step(run, k, out, actions)
+        per_step.append(actions)
+    out[CARRIED_INPUT] = per_step
+    return out
+
+
+def denoise_step(run: GraphRunner, k: int, values: Mapping[str, Any], actions: np.ndarray) -> np.ndarray:
+    """Denoising step k from ``actions`` through the per-step stages; ``values`` holds the context."""
+    batch = actions.shape[0]
+    local: dict[str, Any] = dict(values)
+    local[STEP] = np.full((batch,), k, np.int64)
+    local[CARRY] = actions
+    for stage in CONTROL_STEP:
+        if not stage.per_step:
+            continue
+        feeds = {name: local[src if src in (STEP, CARRY) else name] for name, src in stage.feeds.items()}
+        local.update(run(stage.kind, graph_name(stage.kind), feeds))
+    return local[CARRY_OUTPUT[1]]
+
+
+def _run_vision(run: GraphRunner, images: Sequence[np.ndarray], no_image_rows) -> np.ndarray:
+    """One vision call per image size, rows placed in LLM order: image_embeds [T, E]."""
+    rows: list[np.ndarray | None] = [None] * len(images)
+    for (h, w), positions in image_groups([im.shape[:2] for im in images]).items():
+        batch = np.stack([images[p] for p in positions])  # [n, h, w, 3]
+        embeds = run("vision", graph_name("vision", {"h": h, "w": w}), {"images": batch})["image_embeds"]
+        for j, p in enumerate(positions):
+            rows[p] = embeds[j]  # [t, E]
+    if not rows:
+        if no_image_rows is None:
+            raise ValueError("no images: the backbone still needs one (unused) image row")
+        return no_image_rows()
+    return np.concatenate(rows, axis=0)  # [T, E]

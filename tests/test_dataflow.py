@@ -1,0 +1,65 @@
+"""The control step's dataflow table: consistent with the graph declarations, and the one chain used."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from gr00t_trt import dataflow
+from gr00t_trt.dataflow import CARRY, OBS, STEP
+from gr00t_trt.graphs import GRAPH_SPECS
+
+
+def test_every_graph_kind_runs_once_in_the_table_and_every_input_has_a_source():
+    assert [s.kind for s in dataflow.CONTROL_STEP] == list(GRAPH_SPECS)
+    for stage in dataflow.CONTROL_STEP:
+        assert list(stage.feeds) == GRAPH_SPECS[stage.kind].input_names
+    dataflow.check_dataflow()
+
+
+def test_a_broken_table_is_caught(monkeypatch):
+    broken = list(dataflow.CONTROL_STEP)
+    dit = dataflow.STAGES["dit"]
+    broken[5] = dataclasses.replace(dit, feeds={**dit.feeds, "cross_k": "action_decoder"})  # produced later
+    monkeypatch.setattr(dataflow, "CONTROL_STEP", tuple(broken))
+    with pytest.raises(AssertionError, match="comes from 'action_decoder', which runs later"):
+        dataflow.check_dataflow()
+
+
+def test_sub_chains_and_their_external_inputs():
+    assert [s.kind for s in dataflow.chain("dit_context")] == list(GRAPH_SPECS)[2:]
+    assert set(dataflow.external_inputs("dit_context")) == {
+        "backbone_features", "image_mask", "attention_mask", "state", "embodiment_id"}
+    assert set(dataflow.external_inputs("vision")) == {
+        "images", "input_ids", "image_index", "attention_mask", "image_mask", "state", "embodiment_id"}
+    with pytest.raises(ValueError, match="can start at vision, backbone, dit_context"):
+        dataflow.chain("dit")
+
+
+def test_evaluate_follows_the_table_with_steps_and_carry():
+    """A recording runner shows the order, the step table and the carried actions."""
+    calls = []
+
+    def run(kind, name, feeds):
+        calls.append((name, {k: np.asarray(v).copy() for k, v in feeds.items()}))
+        spec = GRAPH_SPECS[kind]
+        if kind == "action_decoder":
+            return {"next_actions": feeds["actions"] + 1}
+        return {t.name: np.zeros(1) for t in spec.outputs}
+
+    values = {name: np.zeros(1) for name in dataflow.external_inputs("dit_context")}
+    values[dataflow.CARRY_START] = np.zeros((2, 1))
+    out = dataflow.evaluate(run, values, steps=3, start="dit_context")
+    assert [name for name, _ in calls] == ["dit_context", "state_encoder"] + ["action_encoder", "dit", "action_decoder"] * 3
+    steps = [feeds["step"].tolist() for name, feeds in calls if name == "dit"]
+    assert steps == [[0, 0], [1, 1], [2, 2]]
+    carried = [feeds["actions"][0, 0] for name, feeds in calls if name == "action_encoder"]
+    assert carried == [0, 1, 2]  # noise, then each step's next_actions
+    assert [a[0, 0] for a in out["actions"]] == [1, 2, 3]
+
+
+def test_sources_are_the_four_kinds():
+    sources = {src for s in dataflow.CONTROL_STEP for src in s.feeds.values()}
+    assert sources - set(GRAPH_SPECS) == {OBS, STEP, CARRY}
