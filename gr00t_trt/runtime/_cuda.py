@@ -82,9 +82,9 @@ class Cuda:
             call(self.rt.cudaFreeHost(memory.host), "cudaFreeHost")
 
     def copy(self, dst: int, src: int, nbytes: int, kind: str) -> None:
-        kinds = self.rt.cudaMemcpyKind
-        direction = {"htod": kinds.cudaMemcpyHostToDevice, "dtoh": kinds.cudaMemcpyDeviceToHost,
-                     "dtod": kinds.cudaMemcpyDeviceToDevice}[kind]
+        direction = {"htod": self.rt.cudaMemcpyKind.cudaMemcpyHostToDevice,
+                     "dtoh": self.rt.cudaMemcpyKind.cudaMemcpyDeviceToHost,
+                     "dtod": self.rt.cudaMemcpyKind.cudaMemcpyDeviceToDevice}[kind]
         call(self.rt.cudaMemcpyAsync(dst, src, nbytes, direction, self.stream), f"cudaMemcpyAsync({kind})")
 
     # ----------------------------------------------------------------- ordering and timing
@@ -105,8 +105,8 @@ class Cuda:
 
     # ----------------------------------------------------------------- graphs
     def begin_capture(self) -> None:
-        mode = self.rt.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
-        call(self.rt.cudaStreamBeginCapture(self.stream, mode), "cudaStreamBeginCapture")
+        call(self.rt.cudaStreamBeginCapture(self.stream, self.rt.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal),
+             "cudaStreamBeginCapture")
 
     def end_capture(self) -> Any:
         """(graph, None) or (None, reason) — a failed capture is not fatal: the caller falls back."""

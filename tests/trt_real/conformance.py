@@ -157,12 +157,28 @@ def check_cudart_standin(fake, real) -> list[str]:
             overloads = doc_signatures(name, getattr(real, name).__doc__)
             if not any(_accepts(standin_params(member), o) for o in overloads):
                 problems.append(f"cudart.{name}{standin_params(member)} matches no real signature {overloads}")
+    _err, props = fake.cudaGetDeviceProperties(0)
+    for field in vars(props):  # what gr00t_trt reads from the device properties
+        if not hasattr(real.cudaDeviceProp(), field):
+            problems.append(f"cudart.cudaDeviceProp has no field {field}")
     return problems
 
 
-def collect_chains(package: Path, roots: tuple[str, ...] = ("trt", "cudart")) -> dict[str, set[tuple[str, ...]]]:
+#: how gr00t_trt's source spells the tensorrt and cuda.bindings.runtime modules (a name, or self.<attr>)
+ROOTS = {"trt": "trt", "self._trt": "trt", "cudart": "cudart", "self.rt": "cudart"}
+
+
+def _root(node: ast.expr) -> str | None:
+    if isinstance(node, ast.Name):
+        return ROOTS.get(node.id)
+    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "self":
+        return ROOTS.get(f"self.{node.attr}")
+    return None
+
+
+def collect_chains(package: Path) -> dict[str, set[tuple[str, ...]]]:
     """Attribute chains ``trt.A.B`` / ``cudart.X`` written in gr00t_trt's source (longest chain per use)."""
-    found: dict[str, set[tuple[str, ...]]] = {r: set() for r in roots}
+    found: dict[str, set[tuple[str, ...]]] = {r: set() for r in set(ROOTS.values())}
     for path in package.rglob("*.py"):
         tree = ast.parse(path.read_text(), str(path))
         inner: set[int] = set()
@@ -173,9 +189,10 @@ def collect_chains(package: Path, roots: tuple[str, ...] = ("trt", "cudart")) ->
             if not isinstance(node, ast.Attribute) or id(node) in inner:
                 continue
             chain, current = [], node
-            while isinstance(current, ast.Attribute):
+            while isinstance(current, ast.Attribute) and _root(current) is None:
                 chain.append(current.attr)
                 current = current.value
-            if isinstance(current, ast.Name) and current.id in roots:
-                found[current.id].add(tuple(reversed(chain)))
+            root = _root(current)
+            if root is not None and chain:
+                found[root].add(tuple(reversed(chain)))
     return found

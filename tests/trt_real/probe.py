@@ -90,12 +90,15 @@ def section_cli(trt, cudart, payload, repo):
     """What build and doctor say on this machine with the real module as ``tensorrt``."""
     sys.path.insert(0, str(repo))
     from gr00t_trt.doctor import run_doctor
-    from gr00t_trt.engines.build import create_builder
+    from gr00t_trt.engines.build import create_builder, make_logger
     from gr00t_trt.errors import Gr00tTrtError
 
     out = {}
     try:
-        create_builder(trt, trt.Logger(trt.Logger.WARNING))
+        logger = make_logger(trt)  # our ILogger subclass must construct on the real pybind11 class
+        logger.log(trt.ILogger.Severity.ERROR, "probe")
+        out["logger_errors"] = list(logger.errors)
+        create_builder(trt, logger)
         out["create_builder"] = "created"
     except Gr00tTrtError as exc:
         out["create_builder"] = str(exc)

@@ -19,6 +19,11 @@ def test_walker_finds_the_calls_the_build_makes():
                      ["MemoryPoolType", "WORKSPACE"], ["LayerInformationFormat", "JSON"], ["OnnxParser"], ["Builder"]):
         assert expected in chains["trt"]
     assert ["cudaGetDeviceCount"] in chains["cudart"]
+    for expected in (["ExecutionContextAllocationStrategy", "USER_MANAGED"], ["TensorIOMode", "INPUT"]):
+        assert expected in chains["trt"]  # the TensorRT backend's names
+    for expected in (["cudaStreamCaptureMode", "cudaStreamCaptureModeThreadLocal"], ["cudaGraphLaunch"],
+                     ["cudaHostAlloc"], ["cudaHostAllocMapped"], ["cudaMemcpyKind", "cudaMemcpyDeviceToDevice"]):
+        assert expected in chains["cudart"]
 
 
 def test_doc_signature_parser():
@@ -53,6 +58,7 @@ def test_build_and_doctor_say_no_gpu_in_one_line_with_the_real_module(real_versi
     assert result["create_builder"] == (
         f"TensorRT {version} could not create a Builder (pybind11::init(): factory function returned nullptr) — no "
         "usable CUDA GPU or driver on this machine; build engines on the target device, or use backend='ort' here")
+    assert result["logger_errors"] == ["probe"]
     doctor = result["doctor"]
     assert doctor["gpu"].startswith("no GPU — cudaGetDeviceCount returned cudaError")
     assert doctor["tensorrt"].startswith(f"{version} installed but unusable: no GPU (cudaGetDeviceCount returned")
