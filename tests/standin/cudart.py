@@ -255,7 +255,7 @@ def cudaStreamEndCapture(stream):  # noqa: N802
     if work is None:
         return cudaError_t.cudaErrorInvalidValue, None
     _streams[key] = None
-    if any(getattr(w, "invalidates_capture", False) for w in work):
+    if STATE.capture_fails:
         return cudaError_t.cudaErrorStreamCaptureInvalidated, None
     return _ok, _handle(_graphs, list(work))
 

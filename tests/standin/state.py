@@ -20,6 +20,8 @@ class StandinState:
     total_memory: int = 16 << 30
     integrated: bool = False
     build_returns_none: bool = False
+    #: cudaStreamEndCapture reports cudaErrorStreamCaptureInvalidated (an engine with uncapturable ops)
+    capture_fails: bool = False
     #: ONNX node names whose layer comes back fp32 whatever the graph asked ("*" = every GEMM)
     fp32_layers: set[str] = field(default_factory=set)
     #: ONNX operators the parser rejects (as TensorRT 10.13 rejects opset-23 Attention)

@@ -126,3 +126,25 @@ def test_probe_reasons(trt_export, tmp_path):
             Policy.load(folder, backend="trt")
     finally:
         state.device_count = 1
+
+
+def test_failed_capture_falls_back_to_plain_enqueue_and_says_so(trt_export, caplog):
+    folder, state = trt_export
+    state.capture_fails = True
+    try:
+        with Policy.load(folder, backend="ort") as ref, Policy.load(folder, backend="trt") as policy:
+            tag, obs = _observations(policy, 1)
+            expected = ref.get_action(obs, embodiment=tag, seed=5)
+            before = _launches(state)
+            with caplog.at_level("WARNING", logger="gr00t_trt.runtime.trt_backend"):
+                runs = [policy.get_action(obs, embodiment=tag, seed=5) for _ in range(3)]
+            for got in runs:
+                for key in expected:
+                    np.testing.assert_allclose(got[key], expected[key], rtol=1e-5, atol=1e-5)
+            assert _launches(state) == before
+            (plan,) = policy.pipeline._plans.values()
+            warnings = [r.getMessage() for r in caplog.records]
+            assert len(warnings) == len(plan.programs)  # once per program, not per step
+            assert all("cudaErrorStreamCaptureInvalidated (901)" in w and "plain enqueues" in w for w in warnings)
+    finally:
+        state.capture_fails = False
