@@ -32,11 +32,9 @@ import gc
 import json
 import logging
 import os
-import platform
 import shlex
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -47,6 +45,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from gr00t_trt.bench.machine import CpuMeter, rss_bytes
+from gr00t_trt.bench.machine import load_average as package_load_average
+from gr00t_trt.bench.machine import machine_info as package_machine_info
 from gr00t_trt.export.action_head_graphs import action_head_graph_modules, example_inputs
 from gr00t_trt.export.onnx_io import export_onnx, read_io
 from gr00t_trt.graphs import ACTION_HEAD_KINDS, GRAPH_SPECS
@@ -70,89 +71,34 @@ EXPORT_SEQ_LEN = 37
 
 # ============================================================================================ machine
 def machine_info() -> dict:
-    cpu = "unknown"
-    flags: list[str] = []
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and cpu == "unknown":
-                cpu = line.split(":", 1)[1].strip()
-            if line.startswith("flags") and not flags:
-                flags = line.split(":", 1)[1].split()
-    except OSError:
-        pass
-    mem_gib = None
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal"):
-                mem_gib = round(int(line.split()[1]) / 2**20, 1)
-    except OSError:
-        pass
-    import onnx
-    import onnxruntime as ort
-
-    try:
-        commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True, timeout=10).stdout.strip() or None
-        dirty = bool(subprocess.run(["git", "-C", str(REPO), "status", "--porcelain"], capture_output=True,
-                                    text=True, timeout=10).stdout.strip())
-    except (OSError, subprocess.SubprocessError):
-        commit, dirty = None, None
+    """The package's machine header (gr00t_trt.bench.machine) in this script's result format, plus torch."""
+    info = package_machine_info()
+    git = info.get("git") or {}
+    ram = info.get("ram_bytes")
     return {
-        "cpu": cpu,
-        "cpu_flags": [f for f in flags if f.startswith(("avx", "fma", "amx"))],
-        "logical_cores": os.cpu_count(),
-        "ram_gib": mem_gib,
-        "os": platform.platform(),
-        "python": platform.python_version(),
+        "cpu": info["cpu"],
+        "cpu_flags": info["cpu_flags"],
+        "logical_cores": info["logical_cores"],
+        "ram_gib": round(ram / 2**30, 1) if ram else None,
+        "os": info["os"],
+        "python": info["python"],
         "torch": torch.__version__,
         "torch_parallel": torch.__config__.parallel_info().splitlines()[-1].strip(),
-        "onnxruntime": ort.__version__,
-        "onnx": onnx.__version__,
+        "onnxruntime": info["versions"].get("onnxruntime"),
+        "onnx": info["versions"].get("onnx"),
         "numpy": np.__version__,
-        "git_commit": commit,
-        "git_dirty": dirty,
+        "git_commit": git.get("commit"),
+        "git_dirty": git.get("dirty"),
     }
 
 
 def load_average() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
+    return package_load_average() or []
 
 
 def rss_gib() -> float:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS"):
-                return round(int(line.split()[1]) / 2**20, 2)
-    except OSError:
-        pass
-    return float("nan")
-
-
-class CpuMeter:
-    """CPU time used by *other* processes while a block runs, in cores (0 = the machine was ours alone):
-    Δ(busy jiffies of the whole machine, /proc/stat) − Δ(this process's jiffies), over the wall time."""
-
-    def __init__(self) -> None:
-        self.hz = os.sysconf("SC_CLK_TCK")
-
-    @staticmethod
-    def _machine_busy() -> int:
-        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-        return sum(fields[:8]) - idle  # user nice system idle iowait irq softirq steal (guest is in user)
-
-    @staticmethod
-    def _own() -> int:
-        stat = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
-        return int(stat[11]) + int(stat[12])  # utime + stime of all threads
-
-    def start(self) -> None:
-        self.t0, self.busy0, self.own0 = time.perf_counter(), self._machine_busy(), self._own()
-
-    def foreign_cores(self) -> float:
-        wall = time.perf_counter() - self.t0
-        foreign = (self._machine_busy() - self.busy0) - (self._own() - self.own0)
-        return max(0.0, foreign / self.hz / wall) if wall > 0 else float("nan")
+    rss = rss_bytes()
+    return round(rss / 2**30, 2) if rss else float("nan")
 
 
 def foreign_load(seconds: float = 2.0) -> float:

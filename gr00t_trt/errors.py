@@ -55,6 +55,10 @@ class VerificationError(Gr00tTrtError):
     """A parity check could not be run (not: a check ran and failed a threshold)."""
 
 
+class ServeError(Gr00tTrtError):
+    """A policy-server message is malformed or refused, or the server answered with an error."""
+
+
 def require(module: str, install: str, purpose: str):
     """Import an optional heavy dependency or fail with the pip command that provides it.
 

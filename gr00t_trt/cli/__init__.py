@@ -6,10 +6,8 @@ on ``app`` when imported here.
 
 from __future__ import annotations
 
-from . import (
-    commands,  # noqa: F401  (registers inspect, make-checkpoint, export, run, verify, demo)
-    engines,  # noqa: F401  (registers build, doctor)
-)
+# importing a command module registers its commands on ``app``
+from . import bench, commands, engines, serve  # noqa: F401
 from .app import app, main
 
 __all__ = ["app", "main"]

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from .. import __version__
 from ..errors import Gr00tTrtError
@@ -22,6 +23,8 @@ app = typer.Typer(
 console = Console()
 err_console = Console(stderr=True)
 _state = {"debug": False}
+#: modules of the `export` extra: missing ones mean a runtime-only install (see pyproject.toml)
+EXPORT_MODULES = ("torch", "transformers", "safetensors", "huggingface_hub", "onnx", "onnxscript")
 
 
 def _version(value: bool) -> None:
@@ -49,7 +52,14 @@ def friendly(fn):
         except Gr00tTrtError as exc:
             if _state["debug"]:
                 raise
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+        except ModuleNotFoundError as exc:  # the runtime-only install lacks the export tooling
+            if _state["debug"] or (exc.name or "").split(".")[0] not in EXPORT_MODULES:
+                raise
+            err_console.print(f"[bold red]error:[/] {fn.__name__} needs the Python module '{exc.name}', which is not "
+                              "installed — install the export tooling with: pip install 'gr00t-trt\\[export]'",
+                              highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
 
     return wrapper

@@ -15,7 +15,7 @@ from ..errors import Gr00tTrtError
 from .app import app, console, err_console, friendly
 from .render import render_actions, render_graphs, render_inspect, render_parity, render_timings
 
-BACKEND_HELP = "Backend: auto (TensorRT when engines for this GPU exist, else ONNX Runtime), ort or trt."
+BACKEND_HELP = "auto, ort or trt (auto: TensorRT if engines match this GPU, else ONNX Runtime)."
 
 
 def _writable_file(path: Path | None, option: str) -> None:

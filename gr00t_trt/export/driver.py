@@ -116,11 +116,16 @@ def export_checkpoint(
 
 # ------------------------------------------------------------------------------------------ graphs
 def _export_graphs(model, config, image_sizes, slots, options, work: Path, progress: Progress) -> dict[str, GraphEntry]:
+    modules = graph_modules(model, config, image_sizes, slots)
+    return export_graphs(modules, config, image_sizes, slots, options.precision, work, progress)
+
+
+def graph_modules(model, config, image_sizes, slots) -> dict[str, tuple[str, torch.nn.Module, dict[str, int]]]:
+    """graph name → (kind, wrapper module, the graph's own dim sizes) for every graph of a full model."""
     from .action_head_graphs import action_head_graph_modules
     from .backbone import BackboneGraph
     from .vision import VisionGraph
 
-    dtype = _TORCH_DTYPE[options.precision]
     modules: dict[str, tuple[str, torch.nn.Module, dict[str, int]]] = {}
     for h, w in image_sizes:
         vision = VisionGraph(model.backbone, h, w)
@@ -130,7 +135,15 @@ def _export_graphs(model, config, image_sizes, slots, options, work: Path, progr
     modules["backbone"] = ("backbone", BackboneGraph(model.backbone), {})
     for kind, module in action_head_graph_modules(model.action_head, slots).items():
         modules[kind] = (kind, module, {})
+    return modules
 
+
+def export_graphs(modules, config, image_sizes, slots, precision: str, work: Path,
+                  progress: Progress) -> dict[str, GraphEntry]:
+    """Export, check and validate each module into ``work``; the example inputs follow the dataflow (a
+    set without vision and backbone, e.g. the action head alone, starts from example backbone features).
+    The modules are cast to ``precision`` in place."""
+    dtype = _TORCH_DTYPE[precision]
     # fp32 modules give the validation targets; the exported modules run in the export precision
     example: ExampleStep = example_step(config, modules, image_sizes, slots)
     graphs: dict[str, GraphEntry] = {}
@@ -140,13 +153,13 @@ def _export_graphs(model, config, image_sizes, slots, options, work: Path, progr
         progress(name, "exporting")
         # validation targets were computed in fp32 above, so casting in place (shared weights) is safe
         exported = module.to(dtype)
-        args = tuple(_to_torch(example.inputs[name][t.name], options.precision) for t in spec.inputs)
+        args = tuple(_to_torch(example.inputs[name][t.name], precision) for t in spec.inputs)
         started = time.perf_counter()
         export_onnx(exported, args, spec, path)
         inputs, outputs = read_io(path, spec)
         progress(name, "validating")
-        _validate(path, name, example, spec, options.precision)
-        graphs[name] = GraphEntry(name, kind, path.name, options.precision, inputs, outputs, dims)
+        _validate(path, name, example, spec, precision)
+        graphs[name] = GraphEntry(name, kind, path.name, precision, inputs, outputs, dims)
         progress(name, f"done in {time.perf_counter() - started:.1f}s")
     return graphs
 

@@ -56,6 +56,23 @@ def example_step(config, modules: dict, image_sizes, slots: list[int] | None, se
             images = rng.integers(0, 256, size=(EXAMPLE_IMAGES, dims["h"], dims["w"], 3), dtype=np.uint8)
             embeds_by_size[(dims["h"], dims["w"])] = run(kind, name, {"images": images})["image_embeds"]
 
+    n_slots = len(slots) if slots else config.max_num_embodiments
+    head_values = {
+        "state": rng.standard_normal((EXAMPLE_BATCH, 1, config.max_state_dim)).astype(np.float32),
+        "embodiment_id": np.array([0, min(1, n_slots - 1)], dtype=np.int64),
+        dataflow.CARRY_START: rng.standard_normal(
+            (EXAMPLE_BATCH, config.action_horizon, config.max_action_dim)).astype(np.float32),
+    }
+    if "backbone" not in modules:  # the action head alone: example backbone features
+        from .action_head_graphs import example_masks
+
+        image_mask, attention_mask = (m.numpy() for m in example_masks(EXAMPLE_BATCH, EXAMPLE_TEXT))
+        features = rng.standard_normal((EXAMPLE_BATCH, EXAMPLE_TEXT, config.backbone_embedding_dim)).astype(np.float32)
+        values = {"backbone_features": features, "image_mask": image_mask, "attention_mask": attention_mask,
+                  **head_values}
+        dataflow.evaluate(run, values, steps=config.num_inference_timesteps, start="dit_context")
+        return step
+
     # the rest of the chain: each sample holds one image of the first size amid text, sample 2 right-padded
     first = embeds_by_size[tuple(image_sizes[0])]  # [n, t, E]
     tokens_per_image = first.shape[1]
@@ -69,17 +86,13 @@ def example_step(config, modules: dict, image_sizes, slots: list[int] | None, se
     image_mask = input_ids == image_token
     image_index = np.zeros((EXAMPLE_BATCH, seq), dtype=np.int64)
     image_index[image_mask] = np.arange(int(image_mask.sum()))
-    n_slots = len(slots) if slots else config.max_num_embodiments
     values = {
         "input_ids": input_ids,
         "image_embeds": first[:EXAMPLE_BATCH].reshape(-1, first.shape[-1]),  # [T = B·t, E]
         "image_index": image_index,
         "attention_mask": attention_mask,
         "image_mask": image_mask,
-        "state": rng.standard_normal((EXAMPLE_BATCH, 1, config.max_state_dim)).astype(np.float32),
-        "embodiment_id": np.array([0, min(1, n_slots - 1)], dtype=np.int64),
-        dataflow.CARRY_START: rng.standard_normal(
-            (EXAMPLE_BATCH, config.action_horizon, config.max_action_dim)).astype(np.float32),
+        **head_values,
     }
     assert set(dataflow.external_inputs("backbone")) <= set(values), "the example lacks a declared input"
     dataflow.evaluate(run, values, steps=config.num_inference_timesteps, start="backbone")

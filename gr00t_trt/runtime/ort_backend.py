@@ -50,12 +50,17 @@ class OrtBackend(Backend):
 
     device: "auto" (CUDA EP when onnxruntime-gpu can use a GPU, else CPU), "cpu" or "cuda".
     threads: intra-op threads of every session (default: all cores).
+    profile_dir: write ONNX Runtime's per-node profile of every session there (``end_profiling()``).
     """
 
     name = "ort"
 
-    def __init__(self, *, device: str = "auto", threads: int | None = None, device_id: int = 0) -> None:
+    def __init__(self, *, device: str = "auto", threads: int | None = None, device_id: int = 0,
+                 profile_dir: str | Path | None = None) -> None:
         super().__init__()
+        if threads is not None and (not isinstance(threads, int) or threads < 1):
+            raise BackendError(f"threads must be a positive integer, got {threads!r}")
+        self.profile_dir = Path(profile_dir) if profile_dir is not None else None
         if device not in ("auto", "cpu", "cuda"):
             raise BackendError(f"unknown ONNX Runtime device {device!r} — expected auto, cpu or cuda")
         self.requested_device = device
@@ -109,7 +114,16 @@ class OrtBackend(Backend):
         )
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3
+        if self.profile_dir is not None:
+            options.enable_profiling = True
+            options.profile_file_prefix = str(self.profile_dir / "ort")
         return options
+
+    def end_profiling(self) -> dict[str, Path]:
+        """Stop profiling; graph name → the Chrome-trace JSON ONNX Runtime wrote (see ``profile_dir``)."""
+        if self.profile_dir is None:
+            raise BackendError("profiling is off — create the backend with profile_dir=FOLDER")
+        return {name: Path(session.end_profiling()) for name, session in self._sessions.items()}
 
     # ----------------------------------------------------------------- graphs
     def open_impl(self, entry: GraphEntry, folder: Path) -> GraphInfo:

@@ -74,7 +74,8 @@ class Pipeline:
             raise Gr00tTrtError(f"max_buckets must be a positive integer, got {max_buckets!r}")
         self.manifest, self.folder, self.backend = manifest, Path(folder), backend
         self.bucket, self.max_buckets, self.detailed_timings = bucket, max_buckets, detailed_timings
-        self.graphs = {s.kind: self._single(s.kind) for s in dataflow.CONTROL_STEP if not s.per_image_size}
+        self.graphs = {s.kind: entry for s in dataflow.CONTROL_STEP if not s.per_image_size
+                       for entry in [self._single(s.kind)] if entry is not None}
         self.vision: dict[tuple[int, int], GraphEntry] = {
             (int(g.dims["h"]), int(g.dims["w"])): g for g in manifest.graphs_of_kind("vision")
         }
@@ -92,11 +93,17 @@ class Pipeline:
         self._plans: OrderedDict[BucketKey, _Plan] = OrderedDict()
         self.last_timings: dict[str, float] = {}
 
-    def _single(self, kind: str) -> GraphEntry:
+    def _single(self, kind: str) -> GraphEntry | None:
         found = self.manifest.graphs_of_kind(kind)
-        if len(found) != 1:
-            raise ManifestError(f"the export must have exactly one {kind!r} graph, it has {len(found)} — re-export")
-        return found[0]
+        if len(found) > 1:
+            raise ManifestError(f"the export must have at most one {kind!r} graph, it has {len(found)} — re-export")
+        return found[0] if found else None
+
+    def _check_chain(self, start: str) -> None:
+        missing = [s.kind for s in dataflow.chain(start) if not s.per_image_size and s.kind not in self.graphs]
+        if missing:
+            raise ManifestError(f"the export has no {', '.join(missing)} graph — it cannot run a control step from "
+                                f"{start!r}; re-export all graphs")
 
     @property
     def dims(self) -> dict[str, int]:
@@ -151,7 +158,9 @@ class Pipeline:
 
     def check(self, inputs: Any, noise: np.ndarray, *, start: str = "vision") -> tuple[int, int]:
         """Validate shapes, dtypes and limits with one-line errors; returns (B, S)."""
-        dataflow.chain(start)  # refuses an unknown start
+        if start not in ("vision", "dit_context"):
+            raise Gr00tTrtError(f"a control step runs from 'vision' or 'dit_context', not {start!r}")
+        self._check_chain(start)
         if start == "vision":
             ids = inputs.input_ids
             if not isinstance(ids, np.ndarray) or ids.ndim != 2 or ids.dtype.kind not in "iu":

@@ -31,7 +31,7 @@ def register_backend(name: str, target: str) -> None:
 
 
 def backend_names() -> tuple[str, ...]:
-    return ("auto", *_REGISTRY)
+    return ("auto", *sorted(_REGISTRY))
 
 
 def backend_class(name: str) -> type[Backend]:

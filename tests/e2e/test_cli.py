@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 
 import numpy as np
 import pytest
+from safetensors import safe_open
 from typer.testing import CliRunner
 
 from gr00t_trt.cli import app
@@ -79,8 +81,16 @@ def test_verify_writes_a_passing_json_report(tiny_export, tiny_checkpoint, tmp_p
                     "--json", report)
     assert result.exit_code == 0, result.output
     data = json.loads(report.read_text())
-    assert data["passed"] and data["comparisons"]
-    assert all(c["rel_l2"] <= 1e-4 for c in data["comparisons"])
+    assert data["passed"] is True
+    assert data["context"]["backend"] == "ort" and data["context"]["steps"] == 4
+    assert set(data["context"]["precisions"].values()) == {"fp32"}
+    stages = [c["stage"] for c in data["comparisons"]]
+    assert all(stage.startswith("new_embodiment/") for stage in stages), stages
+    for level in ("alone", "lock-step 3", "action head on reference backbone", "end-to-end: normalised action",
+                  "end-to-end: physical"):
+        assert any(level in stage for stage in stages), level
+    for c in data["comparisons"]:
+        assert c["passed"] is True and c["rel_l2"] <= 1e-4 and c["threshold"] == "rel L2 ≤ 0.0001", c
 
 
 def test_verify_exits_2_and_still_writes_the_report_on_failure(tiny_export, tmp_path):
@@ -118,7 +128,21 @@ def test_inspect_prints_counts_and_layout(tiny_checkpoint, tmp_path):
     result = invoke("inspect", tiny_checkpoint, "--json", tmp_path / "i.json")
     assert result.exit_code == 0, result.output
     assert "layout: OK" in result.output
-    assert json.loads((tmp_path / "i.json").read_text())
+    data = json.loads((tmp_path / "i.json").read_text())
+    # counted here straight from the safetensors headers, independently of inspect's own code
+    shapes = {}
+    for shard in sorted(tiny_checkpoint.glob("*.safetensors")):
+        with safe_open(str(shard), framework="pt") as f:
+            shapes |= {key: f.get_slice(key).get_shape() for key in f.keys()}
+    lm_head = "backbone.model.language_model.lm_head.weight"
+    assert data["num_tensors"] == len(shapes)
+    assert data["total_params"] == sum(math.prod(shape) for shape in shapes.values())
+    assert data["total_params_without_lm_head"] == data["total_params"] - math.prod(shapes[lm_head])
+    assert data["layout"]["ok"] is True and data["layout"]["missing"] == data["layout"]["unexpected"] == []
+    assert len(data["layout"]["skipped"]) == 12 and lm_head in data["layout"]["skipped"]
+    embodiment_ids = json.loads((tiny_checkpoint / "embodiment_id.json").read_text())
+    assert {tag: data["embodiment_ids"][tag] for tag in embodiment_ids} == embodiment_ids
+    assert f"{data['total_params_without_lm_head']:,}" in result.output
 
 
 def test_inspect_full_size_header_only_checkpoint(tmp_path):
@@ -129,3 +153,40 @@ def test_inspect_full_size_header_only_checkpoint(tmp_path):
     result = invoke("inspect", folder)
     assert result.exit_code == 0, result.output
     assert "2,975,968,192" in result.output and "3,286,608,832" in result.output
+
+
+def test_version_and_argument_errors_before_any_work(tiny_export, tmp_path):
+    from gr00t_trt import __version__
+
+    result = invoke("--version")
+    assert result.exit_code == 0 and result.output.strip() == f"gr00t-trt {__version__}"
+    seed = invoke("run", tiny_export, "--synthetic", "--embodiment", "unitree_g1", "--seed", "-1")
+    assert seed.exit_code == 2 and "--seed" in seed.output and "Traceback" not in seed.output
+    missing = tmp_path / "nowhere" / "a.npz"
+    one_line_error(invoke("run", tiny_export, "--synthetic", "--embodiment", "unitree_g1", "--out", missing),
+                   f"--out {missing}: folder {missing.parent} does not exist")
+    assert "action chunk" not in invoke("run", tiny_export, "--synthetic", "--embodiment", "unitree_g1",
+                                        "--out", missing).output  # refused before running
+
+
+def test_export_refuses_the_current_folder(tiny_checkpoint, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "keep.txt").write_text("x")
+    one_line_error(invoke("export", "--checkpoint", tiny_checkpoint, "--out", ".", "--force"),
+                   "is the current or home folder")
+    assert (tmp_path / "keep.txt").read_text() == "x"
+
+
+def test_run_save_obs_writes_a_starting_observation(tiny_export, tmp_path):
+    path = tmp_path / "start.npz"
+    result = invoke("run", tiny_export, "--synthetic", "--embodiment", "unitree_g1", "--save-obs", path)
+    assert result.exit_code == 0, result.output
+    again = invoke("run", tiny_export, "--obs", path, "--embodiment", "unitree_g1")
+    assert again.exit_code == 0, again.output
+
+
+def test_tables_stay_readable_at_80_columns_when_piped(tiny_export):
+    result = invoke("run", tiny_export, "--synthetic", "--embodiment", "unitree_g1")
+    assert result.exit_code == 0
+    assert max(len(line) for line in result.output.splitlines()) <= 80
+    assert "pipeline (subtotal)" in result.output

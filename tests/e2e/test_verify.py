@@ -5,11 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from gr00t_trt import verify as verify_module
 from gr00t_trt.errors import VerificationError
 from gr00t_trt.export.driver import ExportOptions, export_checkpoint
 from gr00t_trt.model.synthetic import make_checkpoint
 from gr00t_trt.observations import INSTRUCTIONS, synthetic_observation
 from gr00t_trt.processing.modality import load_processor_spec
+from gr00t_trt.runtime.pipeline import Pipeline
 from gr00t_trt.verify import verify_export
 
 LEVELS = ("alone", "lock-step", "action head on reference backbone", "end-to-end: backbone features",
@@ -42,10 +44,34 @@ def test_tiny_fp32_export_matches_reference_across_cameras_sizes_prompts_and_emb
     assert "vision_252x336" in stages and "vision_252x252" in stages
 
 
-def test_random_observation_mode_covers_every_exported_embodiment(tiny_export, tiny_checkpoint):
+def test_random_observation_mode_covers_every_exported_embodiment(tiny_export, tiny_checkpoint, monkeypatch):
+    references = {}  # stage -> the reference array verify compared against
+    real_compare = verify_module.compare
+
+    def recording_compare(stage, reference, candidate, threshold):
+        references[stage] = np.array(reference, copy=True)
+        return real_compare(stage, reference, candidate, threshold)
+
+    runs = []  # (state, noise) of every end-to-end run, in case order: tag by tag, seed 0 then seed 1
+    real_run = Pipeline.run
+
+    def recording_run(self, inputs, noise, *args, **kwargs):
+        runs.append((np.array(inputs.state, copy=True), np.array(noise, copy=True)))
+        return real_run(self, inputs, noise, *args, **kwargs)
+
+    monkeypatch.setattr(verify_module, "compare", recording_compare)
+    monkeypatch.setattr(Pipeline, "run", recording_run)
     report = verify_export(tiny_export, tiny_checkpoint, backend="ort", seeds=2)
     _assert_fp32_parity(report)
     assert {c.stage.split("/")[0] for c in report.comparisons} == {"libero_panda", "unitree_g1", "new_embodiment"}
+    # a second seed is a second case: its own observation (state, not only image sizes) and its own noise
+    assert len(runs) == 6
+    for (state_0, noise_0), (state_1, noise_1) in zip(runs[0::2], runs[1::2], strict=True):
+        assert np.abs(noise_0 - noise_1).max() > 0.1
+        assert np.abs(state_0 - state_1).max() > 1e-3
+    for tag in ("libero_panda", "unitree_g1", "new_embodiment"):
+        first, second = (references[f"{tag}/seed{seed} end-to-end: normalised action"] for seed in (0, 1))
+        assert first.shape == second.shape and np.abs(first - second).max() > 0.1, tag
 
 
 @pytest.mark.slow

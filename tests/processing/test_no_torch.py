@@ -52,8 +52,5 @@ def test_synthetic_processor_needs_no_torch(tmp_path):
         print("ok")
         """
     )
-    if result.returncode != 0 and "gr00t_trt/model/__init__" in result.stderr:
-        import pytest
-
-        pytest.skip("gr00t_trt.model's package __init__ imports torch; synthetic_processor itself does not")
+    # the model package's __init__ runs first: it must stay torch-free for this generator to be usable
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr

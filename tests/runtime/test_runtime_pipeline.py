@@ -72,12 +72,14 @@ def test_graphs_that_disagree_on_a_dtype_are_refused(tmp_path):
 
 def test_padding_is_exact_whatever_the_bucket(fake_export):
     inputs, noise = make_inputs(LAYOUT), make_noise(2)
+    assert inputs.input_ids.shape[1] == 17
     results = []
-    for bucket in (1, 7, 32, 64):
+    # 17 tokens rounded up to each bucket (the export allows S in 1..96): padding really happens
+    for bucket, padded in ((1, 17), (7, 21), (32, 32), (64, 64)):
         with open_pipeline(fake_export, bucket=bucket) as p:
             results.append(p.run(inputs, noise).copy())
             (plan,) = p._plans.values()
-            assert plan.key.seq % bucket == 0 or plan.key.seq == inputs.input_ids.shape[1]
+            assert plan.key.seq == padded, bucket
     for other in results[1:]:
         np.testing.assert_allclose(other, results[0], rtol=0, atol=1e-6)
 
@@ -211,3 +213,18 @@ def test_tampered_graph_is_refused_by_checksum(fake_export, tmp_path):
     (folder / "dit.onnx.data").write_bytes(bytes(data))
     with pytest.raises(ManifestError, match=r"dit\.onnx\.data does not match the manifest"):
         load_manifest(folder)
+
+
+def test_the_action_head_runs_alone_from_given_backbone_features(pipe, fake_export):
+    """The sub-chain from dit_context reproduces the full chain's actions from its backbone features."""
+    from gr00t_trt.runtime import HeadInputs
+
+    inputs, noise = make_inputs(LAYOUT), make_noise(2)
+    stages = pipe.run_stages(inputs, noise)
+    head = HeadInputs(backbone_features=stages["backbone_features"], attention_mask=inputs.attention_mask,
+                      image_mask=inputs.image_mask, state=inputs.state, embodiment_id=inputs.embodiment_id)
+    out = pipe.run(head, noise, start="dit_context")
+    np.testing.assert_allclose(out, stages["action_pred"], rtol=1e-5, atol=1e-6)
+    assert list(pipe.last_timings) == ["dit_context", "action_head", "total"]
+    with pytest.raises(Exception, match="runs from 'vision' or 'dit_context', not 'dit'"):
+        pipe.run(head, noise, start="dit")

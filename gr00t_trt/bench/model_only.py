@@ -1,0 +1,94 @@
+"""``bench --model-only``: the roofline of a checkpoint (headers + config) or of an export (manifest +
+ONNX initializer sizes), without executing or loading a single weight."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from ..errors import Gr00tTrtError, ManifestError
+from ..model.config import Gr00tConfig
+from .roofline import GRAPH_KINDS, PRECISIONS, Roofline, Workload, check_stored_params, default_workload
+
+#: per-graph defaults of architecture §5 (vision fp16, the big GEMM graphs fp8, small graphs fp16)
+DEFAULT_PRECISIONS: dict[str, str] = {
+    "vision": "fp16", "backbone": "fp8", "dit_context": "fp8", "state_encoder": "fp16",
+    "action_encoder": "fp16", "dit": "fp8", "action_decoder": "fp16",
+}
+ONNX_ELEMENT_BYTES = {1: 4, 10: 2, 16: 2, 17: 1, 18: 1, 19: 1, 20: 1, 2: 1, 3: 1, 6: 4, 7: 8, 9: 1, 11: 8}
+
+
+def precisions_for(precision: str | None) -> dict[str, str]:
+    """One precision for every graph, or the §5 defaults when None."""
+    if precision is None:
+        return dict(DEFAULT_PRECISIONS)
+    if precision not in PRECISIONS:
+        raise Gr00tTrtError(f"--precision {precision!r} — expected one of: {', '.join(PRECISIONS)}")
+    return dict.fromkeys(GRAPH_KINDS, precision)
+
+
+def roofline_from_checkpoint(checkpoint: str | Path, *, precision: str | None = None,
+                             image_sizes: Iterable[tuple[int, int]] = ((252, 336),), cameras: int = 1,
+                             batch: int = 1, bucket: int = 32) -> Roofline:
+    """Roofline of a checkpoint folder or Hub id from its config and safetensors headers only; the
+    header counts must equal what the config implies (``check_stored_params``)."""
+    from ..model.inspect import inspect_checkpoint  # header reading; its module imports torch
+
+    report = inspect_checkpoint(checkpoint)
+    counted = {c.name: c.params for c in report.components if c.parent is None}
+    check_stored_params(report.config, counted, str(checkpoint))
+    workload = default_workload(report.config, image_sizes, cameras=cameras, batch=batch, bucket=bucket)
+    roof = Roofline.build(report.config, workload, precisions_for(precision))
+    roof.notes.append(f"counts from {checkpoint}: config.json, checked against {report.num_tensors} safetensors headers")
+    return roof
+
+
+def roofline_from_export(folder: str | Path, *, precision: str | None = None, cameras: int | None = None,
+                         batch: int = 1, bucket: int = 32, workload: Workload | None = None) -> Roofline:
+    """Roofline of an export directory from its manifest (config values, precision per graph, image
+    sizes, steps); the stored bytes of every graph's ONNX initializers go into the notes' cross-check."""
+    from ..manifest import load_manifest
+
+    manifest = load_manifest(folder, verify_files=False)
+    config = Gr00tConfig.from_dict(manifest.model, source=f"{folder}/manifest.json model")
+    if precision is None:
+        precisions = {}
+        for kind in GRAPH_KINDS:
+            graphs = manifest.graphs_of_kind(kind)
+            if not graphs:
+                raise ManifestError(f"{folder}: the export has no {kind!r} graph — re-export")
+            precisions[kind] = graphs[0].precision
+    else:
+        precisions = precisions_for(precision)
+    if workload is None:
+        sizes = list(manifest.image_sizes)
+        workload = default_workload(config, sizes, cameras=len(sizes) if cameras is None else cameras,
+                                    batch=batch, steps=manifest.steps, bucket=bucket)
+    roof = Roofline.build(config, workload, precisions)
+    stored = onnx_weight_bytes(folder, manifest.graphs)
+    roof.notes.append("stored weight bytes per graph (ONNX initializers; tables hold every step and kept "
+                      "embodiment, of which one row is read): "
+                      + ", ".join(f"{name} {size / 1e6:.1f} MB" for name, size in stored.items()))
+    return roof
+
+
+def onnx_weight_bytes(folder: str | Path, graphs: Mapping[str, Any]) -> dict[str, int]:
+    """Bytes of every graph's initializers and constant tensors, from the .onnx protobuf alone (the
+    external .onnx.data weights are never read: their dims and dtypes live in the protobuf)."""
+    from ..errors import require
+
+    onnx = require("onnx", "onnx", "reading exported graphs' initializer sizes")
+    sizes = {}
+    for name, entry in graphs.items():
+        model = onnx.load(str(Path(folder) / entry.file), load_external_data=False)
+        tensors = list(model.graph.initializer)
+        tensors += [a.t for node in model.graph.node if node.op_type == "Constant" for a in node.attribute if a.name == "value"]
+        total = 0
+        for t in tensors:
+            count = 1
+            for d in t.dims:
+                count *= d
+            total += count * ONNX_ELEMENT_BYTES.get(t.data_type, 4)
+        sizes[name] = total
+    return sizes

@@ -1,0 +1,138 @@
+"""Roofline: the hand count of architecture §8 from a header-only full-size checkpoint (no weight is
+read), the device table, floors and bounds, and the export path against the ONNX initializers."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from gr00t_trt.bench.devices import DEVICES, find_device
+from gr00t_trt.bench.model_only import onnx_weight_bytes, roofline_from_checkpoint, roofline_from_export
+from gr00t_trt.bench.roofline import Roofline, check_stored_params, default_workload, stored_params
+from gr00t_trt.errors import CheckpointError, Gr00tTrtError
+from gr00t_trt.model.presets import preset_config
+
+C, E, OUT, FF = 1536, 2048, 1024, 6144
+
+
+def lin(fan_in: int, fan_out: int) -> int:
+    return fan_in * fan_out + fan_out
+
+
+#: architecture §8 / spec §6, by hand: ours reads to_q, to_out and the feed-forward of 32 blocks, the
+#: self blocks' K/V, one step's modulation rows and proj_out_2; the reference reads the whole DiT
+OURS_DIT_STEP = 32 * (2 * lin(C, C) + lin(C, FF) + lin(FF, C)) + 16 * 2 * lin(C, C) + (32 * 2 * C + 2 * C) + lin(C, OUT)
+REFERENCE_DIT_STEP = 1_091_722_240
+
+
+@pytest.fixture(scope="module")
+def full_roofline(tmp_path_factory):
+    import safetensors
+    import torch
+
+    from gr00t_trt.model.synthetic import make_header_only_checkpoint
+
+    folder = make_header_only_checkpoint(tmp_path_factory.mktemp("full") / "full", preset_config("full"))
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("the roofline must not read tensor data")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(safetensors, "safe_open", forbidden)
+        mp.setattr(torch, "load", forbidden)
+        return roofline_from_checkpoint(folder, precision="fp8", image_sizes=[(252, 336)], cameras=2)
+
+
+def test_hand_count_of_architecture_8(full_roofline):
+    r = full_roofline
+    assert OURS_DIT_STEP == 832_540_672
+    assert r.dit_params_per_step("ours") == OURS_DIT_STEP  # ≈ 0.83 G
+    assert r.dit_params_per_step("reference") == REFERENCE_DIT_STEP  # ≈ 1.09 G
+    ours = r.totals("ours")
+    assert 4.6e9 < ours["weight_bytes"] < 4.8e9  # ≈ 4.7 GB per control step at fp8
+    stages = {s: r.totals("ours", s)["params"] for s in r.stage_keys()}
+    assert stages["vision"] == pytest.approx(0.41e9, rel=0.05)
+    assert stages["backbone"] == pytest.approx(0.81e9, rel=0.01)
+    assert stages["dit_context"] == 2 * 16 * lin(E, C) + 2 * E  # cross K/V once per control step (0.10 G)
+    assert all(stages[f"denoise_{k}"] == pytest.approx(0.83e9, rel=0.02) for k in range(4))
+    ref = r.totals("reference")
+    # the reference re-reads per step what ours reads once (K/V) or not at all (modulation linears)
+    saved = 4 * (REFERENCE_DIT_STEP - OURS_DIT_STEP) - stages["dit_context"]
+    assert ref["params"] - ours["params"] == pytest.approx(saved, rel=0.02)
+    assert ref["flops"] > ours["flops"]
+    assert any("checked against 1106 safetensors headers" in n for n in r.notes)
+
+
+def test_thor_and_5090_floors(full_roofline):
+    r = full_roofline
+    thor, rtx = r.floors(DEVICES["thor"]), r.floors(DEVICES["rtx5090"])
+    bytes_ = r.totals("ours")["weight_bytes"]
+    assert thor["total"].memory_ms == pytest.approx(bytes_ / 273e9 * 1e3, rel=1e-9)  # ≈ 17 ms (§8)
+    assert 16 < thor["total"].ms < 19 and thor["total"].bound == "memory"
+    assert rtx["total"].memory_ms == pytest.approx(2.6, rel=0.03)  # ≈ 2.6 ms of weight traffic (§8)
+    for device in DEVICES.values():  # 51 tokens per DiT step: weight streaming bounds it everywhere
+        assert r.floors(device)["denoise_0"].bound == "memory"
+    floors = r.floors(DEVICES["thor"])
+    assert floors["action_head"].ms == pytest.approx(floors["state_encoder"].ms + sum(floors[f"denoise_{k}"].ms for k in range(4)))
+    assert r.floors(DEVICES["thor"], "reference")["total"].ms > thor["total"].ms
+
+
+def test_orin_falls_back_to_fp16(full_roofline):
+    orin = DEVICES["orin"]
+    assert orin.rate("fp8") == ("fp16", 42.5)
+    assert set(full_roofline.fallbacks(orin).values()) == {"fp16"}
+    assert full_roofline.fallbacks(DEVICES["h100"]) == {}
+
+
+def test_json_holds_per_control_step_totals(full_roofline):
+    data = json.loads(json.dumps(full_roofline.to_dict(DEVICES.values())))
+    for side in ("ours", "reference"):
+        step = data["sides"][side]["per_control_step"]
+        assert step["weight_bytes"] > 0 and step["flops"] > 0
+    assert data["floors_ms"]["thor"]["ours"]["total"]["bound"] == "memory"
+    assert data["sides"]["ours"]["dit_params_per_denoising_step"] == OURS_DIT_STEP
+
+
+def test_stored_params_equal_the_header_counts_of_spec_6():
+    counts = stored_params(preset_config("full"))
+    assert counts["DiT"] == REFERENCE_DIT_STEP and counts["vision"] == 412_442_352
+    assert counts["LLM layers + norm"] == 805_378_048 and counts["action encoder"] == 232_931_328
+    bad = dict(counts, DiT=counts["DiT"] - 1)
+    with pytest.raises(CheckpointError, match=r"roofline: ckpt does not hold the model its config describes — DiT"):
+        check_stored_params(preset_config("full"), bad, "ckpt")
+
+
+def test_precision_scales_bytes_not_flops():
+    config = preset_config("small")
+    w = default_workload(config, [(252, 336)], cameras=1)
+    fp32, fp16 = Roofline.build(config, w, "fp32"), Roofline.build(config, w, "fp16")
+    assert fp32.totals("ours")["weight_bytes"] == 2 * fp16.totals("ours")["weight_bytes"]
+    assert fp32.totals("ours")["flops"] == fp16.totals("ours")["flops"]
+    assert w.seq_len == 16 + 10 + 108 + 7 and w.padded_seq_len == 160
+    with pytest.raises(Gr00tTrtError, match="unknown precision 'int3'"):
+        Roofline.build(config, w, "int3")
+
+
+def test_find_device():
+    assert find_device("NVIDIA GeForce RTX 5090").key == "rtx5090"
+    assert find_device("NVIDIA Jetson AGX Thor Developer Kit").key == "thor"
+    assert find_device("CPU AMD EPYC") is None and find_device(None) is None
+    for d in DEVICES.values():
+        assert d.memory_gbs > 0 and "fp16" in d.tflops and "fp32" in d.tflops
+
+
+def test_export_roofline_against_onnx_initializers(tiny_export):
+    from gr00t_trt.manifest import load_manifest
+
+    manifest = load_manifest(tiny_export, verify_files=False)
+    roof = roofline_from_export(tiny_export)
+    assert set(roof.precisions.values()) == {"fp32"}
+    stored = onnx_weight_bytes(tiny_export, manifest.graphs)
+    config, steps = roof.config, manifest.steps
+    table_row = (config.dit.num_layers * 2 + 2) * config.input_embedding_dim
+    for kind, extra_rows in (("dit", (steps - 1) * table_row), ("dit_context", 0)):
+        read = sum(it.weight_bytes("fp32") for it in roof.items["ours"] if it.graph == kind)
+        # the graph stores what one step reads plus the other steps' table rows (and a few constants)
+        assert read + 4 * extra_rows <= stored[kind] <= 1.01 * (read + 4 * extra_rows), kind
+    assert any("stored weight bytes per graph" in n for n in roof.notes)

@@ -1,0 +1,81 @@
+"""The light client: same answers as the raw protocol, errors raised, bounded waits, and an import that
+pulls in neither the runtime nor torch/onnxruntime."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import zmq
+from conftest import EMBODIMENT, TOKEN
+
+from gr00t_trt.client import ModalityConfig, PolicyClient
+from gr00t_trt.errors import ServeError
+
+
+@pytest.fixture
+def client(served):
+    with PolicyClient("127.0.0.1", served.port, timeout_ms=20000, api_token=TOKEN) as c:
+        yield c
+
+
+def test_get_action_equals_in_process_policy(client, observation, reference_policy):
+    action, info = client.get_action(observation, {"seed": 4})
+    want = reference_policy.get_action(observation, embodiment=EMBODIMENT, seed=4)
+    assert set(action) == set(want)
+    for key in want:
+        np.testing.assert_array_equal(action[key], want[key])
+    assert info["backend"] == "ort" and info["seed"] == 4
+
+
+def test_ping_reset_and_modality_config(client, served):
+    assert client.ping() is True
+    assert client.server_info()["export"]["fingerprint"] == served.policy.manifest.source["fingerprint"]
+    assert client.reset() == {}
+    configs = client.get_modality_config()
+    assert isinstance(configs["action"], ModalityConfig)
+    spec = served.policy.preprocessor.spec.embodiment(EMBODIMENT)
+    assert configs["action"].horizon == spec.action_horizon
+    assert configs["state"].modality_keys == list(spec.state_keys)
+
+
+def test_server_errors_are_raised_as_one_line(served, observation):
+    with PolicyClient("127.0.0.1", served.port, api_token="wrong") as bad:
+        with pytest.raises(ServeError, match="server error: Unauthorized"):
+            bad.get_action(observation)
+        assert bad.ping() is False  # an error reply is "not usable", like a missing server
+    with PolicyClient("127.0.0.1", served.port, api_token=TOKEN) as good:
+        with pytest.raises(ServeError, match="server error: kill is disabled"):
+            good.kill_server()
+        assert good.ping() is True
+
+
+def test_no_server_means_a_bounded_wait_and_a_clear_error():
+    with zmq.Context() as ctx:  # reserve a free port, then leave it unanswered
+        sock = ctx.socket(zmq.REP)
+        port = sock.bind_to_random_port("tcp://127.0.0.1")
+        sock.close(linger=0)
+    with PolicyClient("127.0.0.1", port, timeout_ms=300) as client:
+        with pytest.raises(ServeError, match=r"no reply from tcp://127.0.0.1:\d+ to 'ping' within 300 ms"):
+            client.call_endpoint("ping", requires_input=False)
+        assert client.ping() is False  # the socket was rebuilt: a second call works the same way
+
+
+def test_light_client_imports_neither_runtime_nor_heavy_modules():
+    code = textwrap.dedent(
+        """
+        import sys
+        for name in ("torch", "transformers", "onnxruntime", "onnx", "cv2", "PIL", "tokenizers", "typer", "rich"):
+            sys.modules[name] = None
+        from gr00t_trt.client import PolicyClient
+        from gr00t_trt.serve import wire
+        loaded = sorted(m for m in sys.modules if m.startswith("gr00t_trt"))
+        assert not [m for m in loaded if m.startswith(("gr00t_trt.runtime", "gr00t_trt.processing", "gr00t_trt.model"))], loaded
+        print("ok")
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
