@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import EngineError
+from ..errors import EngineError, require
 
 GEMM_OPS = {"MatMul", "Gemm", "Conv", "ConvTranspose"}
 GEMM_LAYER = re.compile(r"gemm|matrix.?multiply|convolution|conv|fully.?connected|mmha|attention", re.IGNORECASE)
@@ -67,7 +67,7 @@ class AuditReport:
 
 def requested_precisions(onnx_path: Path) -> dict[str, str]:
     """ONNX node name → precision its GEMM/conv was asked to run in."""
-    import onnx
+    onnx = require("onnx", "gr00t-trt[trt]", "The precision audit of TensorRT builds")
 
     model = onnx.load(str(onnx_path), load_external_data=False)
     try:
