@@ -1,15 +1,12 @@
-"""Fixtures of the engine tests: the stand-in installed as ``tensorrt``/``cuda.bindings.runtime``."""
+"""Fixtures of the engine tests: the stand-in installed as ``tensorrt``/``cuda.bindings.runtime``.
+
+(This folder is a package, so this conftest never shadows another folder's ``conftest`` module.)
+"""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # make tests/standin importable
-
-import standin  # noqa: E402
+import standin
 
 
 @pytest.fixture
