@@ -47,6 +47,10 @@ class BackendError(Gr00tTrtError):
     """A runtime backend cannot be created or cannot run a graph."""
 
 
+class EngineError(Gr00tTrtError):
+    """A TensorRT engine cannot be built, audited, reused or loaded (wrong GPU, TensorRT version, plan)."""
+
+
 class MissingDependencyError(Gr00tTrtError):
     """An optional dependency is needed for this operation but is not installed."""
 

@@ -1,0 +1,68 @@
+"""The TensorRT commands: ``build`` (engines, or a trtexec script with --dry-run) and ``doctor``.
+
+Thin: the logic lives in ``gr00t_trt.engines`` and ``gr00t_trt.doctor``; library errors become one red
+line (``app.friendly``).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from .app import app, console, friendly
+
+
+@app.command()
+@friendly
+def build(
+    export_dir: Annotated[Path, typer.Argument(help="Export directory (from `gr00t-trt export`).")],
+    out: Annotated[Path | None, typer.Option(help="Engine folder (default: EXPORT/engines/sm<cc>-trt<version>).")] = None,
+    workspace_gb: Annotated[float, typer.Option(help="TensorRT workspace memory pool, GiB.")] = 4.0,
+    opt_level: Annotated[int, typer.Option(help="Builder optimisation level 0-5.")] = 3,
+    timing_cache: Annotated[Path | None, typer.Option(help="Timing cache file (default: in the engine folder).")] = None,
+    only: Annotated[list[str] | None, typer.Option(help="Build only this graph (repeatable).")] = None,
+    force: Annotated[bool, typer.Option(help="Rebuild even when a matching plan exists.")] = False,
+    dry_run: Annotated[bool, typer.Option(help="Print and write EXPORT/build.sh with the equivalent trtexec commands.")] = False,
+) -> None:
+    """Build TensorRT engines for this GPU (strongly typed, audited, cached by GPU/TensorRT/precision/ONNX)."""
+    from ..engines.build import BuildOptions, build_engines
+    from ..engines.build import dry_run as write_dry_run
+
+    options = BuildOptions(out=out, workspace_gb=workspace_gb, opt_level=opt_level, timing_cache=timing_cache,
+                           only=tuple(only or ()), force=force)
+    if dry_run:
+        path, text = write_dry_run(export_dir, options)
+        console.print(text, highlight=False, markup=False, end="")
+        console.print(f"wrote {path}", highlight=False)
+        return
+    start = time.perf_counter()
+
+    def progress(graph: str, status: str) -> None:
+        console.print(f"  [{time.perf_counter() - start:6.1f} s] {graph}: {status}", highlight=False, markup=False)
+
+    report = build_engines(export_dir, options, progress)
+    built = sum(not e.reused for e in report.engines)
+    console.print(f"{built} built, {len(report.engines) - built} reused — TensorRT {report.trt_version} on "
+                  f"{report.gpu.name} (sm {report.gpu.sm}) in {report.engine_dir}", highlight=False, markup=False)
+
+
+@app.command()
+@friendly
+def doctor(
+    export_dir: Annotated[Path | None, typer.Argument(help="Also check this export's engines against this machine.")] = None,
+) -> None:
+    """What this machine can run: Python, ONNX Runtime, TensorRT, cuda-python, GPU, fp8/fp4, engines."""
+    from ..doctor import run_doctor
+
+    report = run_doctor(export_dir)
+    table = Table(title="gr00t-trt doctor")
+    table.add_column("check")
+    table.add_column("result")
+    for row in report.rows:
+        table.add_row(row.name, escape(row.value) if row.ok else f"[yellow]{escape(row.value)}[/]")
+    console.print(table)

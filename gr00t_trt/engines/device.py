@@ -1,0 +1,73 @@
+"""The GPU and TensorRT of this machine, probed without creating a TensorRT object first.
+
+A TensorRT ``Builder`` on a machine without a working driver is a ``TypeError`` from pybind11 (or an abort
+on some releases: tensorrt-notes §0.10), so the GPU is asked through ``cuda.bindings.runtime`` first:
+its functions return error codes instead of raising.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import ModuleType
+
+from ..errors import EngineError, require
+
+
+@dataclass(frozen=True)
+class GpuInfo:
+    """One CUDA device as the engine cache and the doctor need it."""
+
+    index: int
+    name: str
+    compute_capability: tuple[int, int]
+    total_memory: int  # bytes
+    integrated: bool  # shares DRAM with the CPU (Jetson Thor/Orin)
+
+    @property
+    def sm(self) -> str:
+        """``"8.9"`` style compute capability."""
+        return f"{self.compute_capability[0]}.{self.compute_capability[1]}"
+
+
+def load_tensorrt() -> ModuleType:
+    """The installed ``tensorrt`` module (``tensorrt_bindings`` when only the bindings wheel is present)."""
+    import importlib
+
+    try:
+        return importlib.import_module("tensorrt")
+    except ImportError:
+        pass
+    try:
+        return importlib.import_module("tensorrt_bindings")
+    except ImportError:
+        return require("tensorrt", "tensorrt", "building or running TensorRT engines")
+
+
+def load_cudart() -> ModuleType:
+    return require("cuda.bindings.runtime", "gr00t-trt[trt]", "talking to the CUDA runtime")
+
+
+def cuda_error_text(err: object) -> str:
+    """``cudaErrorInsufficientDriver (35)`` from a cuda-python error enum (or a bare int)."""
+    name = getattr(err, "name", None)
+    return f"{name} ({int(err)})" if name else str(int(err))  # type: ignore[call-overload]
+
+
+def probe_gpu(device_id: int = 0, cudart: ModuleType | None = None) -> GpuInfo:
+    """Name, compute capability, memory and kind of CUDA device ``device_id``; one-line error if none."""
+    cudart = cudart or load_cudart()
+    err, count = cudart.cudaGetDeviceCount()
+    if int(err) != 0:
+        raise EngineError(
+            f"no usable CUDA GPU — cudaGetDeviceCount returned {cuda_error_text(err)} — "
+            "TensorRT needs an NVIDIA GPU and driver; use backend='ort' on this machine"
+        )
+    if not count:
+        raise EngineError("no CUDA GPU — cudaGetDeviceCount found 0 devices — use backend='ort' on this machine")
+    if not 0 <= device_id < count:
+        raise EngineError(f"CUDA device {device_id} does not exist — expected 0..{count - 1}")
+    err, prop = cudart.cudaGetDeviceProperties(device_id)
+    if int(err) != 0:
+        raise EngineError(f"cudaGetDeviceProperties({device_id}) failed with {cuda_error_text(err)}")
+    name = prop.name.decode(errors="replace").rstrip("\x00") if isinstance(prop.name, bytes) else str(prop.name)
+    return GpuInfo(device_id, name, (int(prop.major), int(prop.minor)), int(prop.totalGlobalMem), bool(prop.integrated))
