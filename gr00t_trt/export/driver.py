@@ -17,21 +17,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from .. import __version__
 from ..errors import EmbodimentError, ExportError
-from ..graphs import GRAPH_SPECS, vision_graph_name
+from ..graphs import vision_graph_name
 from ..manifest import EmbodimentEntry, GraphEntry, Manifest, sha256_file, write_manifest
-from ..parity import Threshold, compare
 from .examples import ExampleStep, example_step
-from .onnx_io import export_onnx, read_io
+from .precision import PRECISIONS as PRECISIONS
+from .precision import ExportPrecision, plan_precision
 
-PRECISIONS = ("fp32", "fp16")
-_TORCH_DTYPE = {"fp32": torch.float32, "fp16": torch.float16}
-#: per-graph validation right after export (ORT vs the torch wrapper on the same example inputs)
-_VALIDATION = {"fp32": Threshold(max_rel_l2=1e-4), "fp16": Threshold(min_cosine=0.999)}
 #: camera frames whose processed sizes are exported by default: one 4:3 and one 1:1 camera
 DEFAULT_CAMERA_FRAMES = ((480, 640), (256, 256))
 COPIED_FILES = ("processor_config.json", "statistics.json", "embodiment_id.json")
@@ -44,7 +39,11 @@ class ExportOptions:
     embodiments: tuple[str, ...] = ()  # empty: every embodiment the checkpoint has
     image_sizes: tuple[tuple[int, int], ...] = ()  # empty: DEFAULT_CAMERA_FRAMES after preprocessing
     steps: int | None = None  # None: config.num_inference_timesteps
-    precision: str = "fp32"
+    precision: str = "fp32"  # every graph, or "fp8": the §5 defaults (vision and small graphs fp16)
+    graph_precision: str = ""  # per-graph overrides, e.g. "vision=fp16,dit=fp8"
+    device: str | None = None  # device class whose §5 defaults to use: thor | rtx | hopper | orin
+    calib: str | None = None  # folder of recorded observations (.npz) to calibrate fp8 graphs on
+    calib_count: int = 4  # synthetic calibration observations per embodiment when calib is None
     max_batch: int = 1
     max_seq_len: int = 512
     tokenizer: str | None = None
@@ -76,10 +75,16 @@ def export_checkpoint(
         folder, options.tokenizer, config.backbone.image_token_index, config.backbone.text.vocab_size
     )
 
+    # --- precision (issue 8): the plan and, for fp8 graphs, the calibration observations ---------------
+    precision = ExportPrecision.prepare(options, config, processor, tokenizer, embodiments, slots, image_sizes)
+    if precision.calibration is not None:
+        progress("calibration", precision.calibration.describe())
+    # ------------------------------------------------------------------------------------------------------
+
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.partial-"))
     try:
-        graphs = _export_graphs(model, config, image_sizes, slots, options, work, progress)
+        graphs = _export_graphs(model, config, image_sizes, slots, options, work, progress, precision)
         progress("processor files", "copying")
         for name in COPIED_FILES:
             if (folder / name).is_file():
@@ -106,6 +111,7 @@ def export_checkpoint(
             },
             pixels_per_token=config.patch_tokens_per_image_pixel,
             exporter=_versions(),
+            precision=precision.manifest_section(),  # precision (issue 8)
         )
         write_manifest(work, manifest)
         _move_into_place(work, out_dir, options.force)
@@ -117,12 +123,13 @@ def export_checkpoint(
 
 
 # ------------------------------------------------------------------------------------------ graphs
-def _export_graphs(model, config, image_sizes, slots, options, work: Path, progress: Progress) -> dict[str, GraphEntry]:
+def _export_graphs(
+    model, config, image_sizes, slots, options, work: Path, progress: Progress, precision: ExportPrecision
+) -> dict[str, GraphEntry]:
     from .action_head_graphs import action_head_graph_modules
     from .backbone import BackboneGraph
     from .vision import VisionGraph
 
-    dtype = _TORCH_DTYPE[options.precision]
     modules: dict[str, tuple[str, torch.nn.Module, dict[str, int]]] = {}
     for h, w in image_sizes:
         vision = VisionGraph(model.backbone, h, w)
@@ -134,63 +141,24 @@ def _export_graphs(model, config, image_sizes, slots, options, work: Path, progr
 
     # fp32 modules give the validation targets; the exported modules run in the export precision
     example: ExampleStep = example_step(config, modules, image_sizes, slots)
+    # --- precision (issue 8): fp8 graphs' calibration feeds from the fp32 modules, before any cast -------
+    precision.calibrate(modules, progress)
     graphs: dict[str, GraphEntry] = {}
     for name, (kind, module, dims) in modules.items():
-        spec = GRAPH_SPECS[kind]
-        path = work / f"{name}.onnx"
-        progress(name, "exporting")
-        # validation targets were computed in fp32 above, so casting in place (shared weights) is safe
-        exported = module.to(dtype)
-        args = tuple(_to_torch(example.inputs[name][t.name], options.precision) for t in spec.inputs)
+        progress(name, f"exporting ({precision.plan.of(kind)})")
         started = time.perf_counter()
-        export_onnx(exported, args, spec, path)
-        inputs, outputs = read_io(path, spec)
-        progress(name, "validating")
-        _validate(path, name, example, spec, options.precision)
-        graphs[name] = GraphEntry(name, kind, path.name, options.precision, inputs, outputs, dims)
+        # --- precision (issue 8): cast/wrap at the planned precision (in place: validation targets were
+        # computed in fp32 above), export, quantise fp8 graphs, validate on ORT CPU (bf16: PyTorch)
+        graphs[name] = precision.export_graph(name, kind, module, dims, example, work)
         progress(name, f"done in {time.perf_counter() - started:.1f}s")
     return graphs
 
 
-def _cast_float(array: np.ndarray, precision: str) -> np.ndarray:
-    """An fp32 example value in the graph's float type; fp32 mask biases (≈ −1.7e38) saturate to the
-    fp16 range instead of overflowing to −inf, as an fp16 dit_context would produce them."""
-    if array.dtype.kind != "f" or precision == "fp32":
-        return array
-    limit = np.finfo(np.float16).max
-    return np.clip(array, -limit, limit).astype(np.float16)
-
-
-def _to_torch(array: np.ndarray, precision: str) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(_cast_float(array, precision)))
-
-
-def _validate(path: Path, name: str, example: ExampleStep, spec, precision: str) -> None:
-    """Run the written graph on ONNX Runtime CPU and compare with the fp32 torch wrapper."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    feeds = {t.name: _cast_float(example.inputs[name][t.name], precision) for t in spec.inputs}
-    results = session.run(spec.output_names, feeds)
-    for tensor, value in zip(spec.outputs, results, strict=True):
-        reference = example.outputs[name][tensor.name]
-        check = compare(f"{name}.{tensor.name}", reference, value.astype(np.float32), _VALIDATION[precision])
-        if not check.passed:
-            raise ExportError(
-                f"{path.name}: output {tensor.name!r} does not match PyTorch on ONNX Runtime CPU "
-                f"(rel L2 {check.rel_l2:.2e}, cosine {check.cosine:.6f}; expected {check.threshold.describe()})"
-            )
-
-
 # ------------------------------------------------------------------------------------------ options
 def _check_options(options: ExportOptions, out_dir: Path) -> None:
-    if options.precision not in PRECISIONS:
-        raise ExportError(
-            f"precision {options.precision!r} is not supported by export yet — expected one of: {', '.join(PRECISIONS)}"
-            " (bf16 and fp8 come with the TensorRT build)"
-        )
+    plan_precision(options.precision, options.graph_precision, options.device)  # one-line errors (issue 8)
+    if options.calib_count < 1:
+        raise ExportError(f"--calib-count must be ≥ 1, got {options.calib_count}")
     if options.steps is not None and options.steps < 1:
         raise ExportError(f"--steps must be ≥ 1, got {options.steps}")
     if options.max_batch < 1:
