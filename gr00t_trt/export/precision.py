@@ -197,6 +197,8 @@ class CastGraph(nn.Module):
         return x.clamp(-self.saturate, self.saturate) if self.saturate is not None else x
 
     def _out(self, y: torch.Tensor) -> torch.Tensor:
+        if not y.is_floating_point():
+            return y
         if self.saturate is not None:
             y = y.clamp(-self.saturate, self.saturate)
         return y.to(self.io)
