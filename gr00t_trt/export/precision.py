@@ -279,7 +279,7 @@ class ExportPrecision:
     preprocessor: Any = None  # processing.Preprocessor for the calibration observations
     slot_of: dict[int, int] = field(default_factory=dict)
     records: Any = None  # calibration.GraphRecords once calibrate() ran
-    quantized: dict[str, list[str]] = field(default_factory=dict)
+    quantized: dict[str, dict[str, str]] = field(default_factory=dict)  # graph -> {GEMM node: role}
 
     @classmethod
     def prepare(cls, options, config, processor, tokenizer, embodiments: dict, slots, image_sizes) -> ExportPrecision:
@@ -344,7 +344,7 @@ class ExportPrecision:
             section["calibration"] = self.calibration.to_dict()
             section["calibration"]["samples"] = {n: len(c) for n, c in (self.records.inputs if self.records else {}).items()
                                                  if n in self.quantized}
-        section["fp8_gemms"] = {name: len(nodes) for name, nodes in self.quantized.items()}
+        section["fp8_gemms"] = {name: dict(sorted(nodes.items())) for name, nodes in self.quantized.items()}
         return section
 
 

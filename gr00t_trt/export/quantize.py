@@ -159,8 +159,9 @@ def quantize_graph(
     *,
     head_dim: int | None = None,
     high_precision: str = "fp16",
-) -> list[str]:
-    """Quantise the fp32 graph at ``path`` in place (``.onnx`` + ``.onnx.data``) → quantised node names.
+) -> dict[str, str]:
+    """Quantise the fp32 graph at ``path`` in place (``.onnx`` + ``.onnx.data``) → {quantised GEMM node
+    name: its role}.
 
     Raises ExportError when the result quantises other GEMMs than the plan or none at all."""
     if not feeds:
@@ -209,7 +210,8 @@ def quantize_graph(
     finally:
         _remove(out)
     logging.getLogger(__name__).info("%s: %d GEMMs at fp8 in %.1fs", path.name, len(got), time.perf_counter() - started)
-    return got
+    roles = {g.name: g.role for g in plan}
+    return {name: roles[name] for name in got}
 
 
 def _replace_graph(src: Path, dst: Path) -> None:
