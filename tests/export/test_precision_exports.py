@@ -1,0 +1,118 @@
+"""Exports at fp16, bf16 and fp8 (mixed per graph), checked on the CPU against the fp32 graph modules.
+
+Fast tests share one tiny mixed export (vision fp8, backbone bf16, dit_context fp8, dit fp8, small graphs
+fp16: every precision and both kinds of fp8 graph), one embodiment, synthetic calibration. The ``slow``
+tests export the ``small`` preset at each precision and hold it to the thresholds of architecture §7.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+
+from gr00t_trt.export.driver import ExportOptions, export_checkpoint
+from gr00t_trt.manifest import load_manifest
+from gr00t_trt.preflight import preflight_export
+
+MIXED = "vision=fp8,backbone=bf16,dit_context=fp8,dit=fp8"
+EMBODIMENT = "libero_panda"
+
+
+@pytest.fixture(scope="module")
+def mixed_export(tiny_checkpoint, tmp_path_factory):
+    out = tmp_path_factory.mktemp("precision") / "tiny-mixed"
+    export_checkpoint(
+        tiny_checkpoint, out,
+        ExportOptions(precision="fp16", graph_precision=MIXED, embodiments=(EMBODIMENT,),
+                      image_sizes=((252, 252),), calib_count=1, max_batch=2),
+    )
+    return out
+
+
+@pytest.fixture(scope="module")
+def mixed_preflight(mixed_export, tiny_checkpoint):
+    return preflight_export(mixed_export, tiny_checkpoint)
+
+
+def test_manifest_records_plan_activation_dtype_and_calibration(mixed_export):
+    manifest = load_manifest(mixed_export)
+    assert {g.kind: g.precision for g in manifest.graphs.values()} == {
+        "vision": "fp8", "backbone": "bf16", "dit_context": "fp8", "dit": "fp8",
+        "state_encoder": "fp16", "action_encoder": "fp16", "action_decoder": "fp16",
+    }
+    section = manifest.precision
+    assert section["activation_dtype"] == "float32"
+    # one dtype per float tensor for the whole export: producers and consumers agree by construction
+    floats = {t.dtype for g in manifest.graphs.values() for t in (*g.inputs, *g.outputs) if t.dtype.startswith("float")}
+    assert floats == {"float32"}
+    calibration = section["calibration"]
+    assert calibration["source"] == "synthetic" and calibration["observations"] == 1
+    assert len(calibration["fingerprint"]) == 64
+    assert calibration["samples"] == {"vision_252x252": 1, "dit_context": 1, "dit": manifest.steps}
+    assert json.loads((mixed_export / "manifest.json").read_text())["precision"] == section
+
+
+def test_half_graphs_hold_half_weights_and_fp8_graphs_fp8_zero_points(mixed_export):
+    def initializer_types(name: str) -> set[str]:
+        model = onnx.load(str(mixed_export / f"{name}.onnx"), load_external_data=False)
+        return {onnx.TensorProto.DataType.Name(i.data_type) for i in model.graph.initializer}
+
+    assert "BFLOAT16" in initializer_types("backbone")
+    assert "FLOAT16" in initializer_types("state_encoder")
+    assert {"FLOAT8E4M3FN", "FLOAT16"} <= initializer_types("dit")  # zero points; the rest fp16 (ModelOpt)
+    assert "FLOAT" not in initializer_types("action_encoder")  # weights and step tables are half
+
+
+def test_mixed_export_graphs_pass_their_thresholds_on_the_cpu(mixed_preflight):
+    per_graph = [c for c in mixed_preflight.comparisons if "end-to-end" not in c.stage]
+    assert {c.stage.split(" [")[0].split("graph ")[1] for c in per_graph} == {
+        "vision_252x252", "backbone", "dit_context", "state_encoder", "action_encoder", "dit", "action_decoder"}
+    failures = [c.stage for c in per_graph if not c.passed]
+    assert not failures
+    assert any("[bf16]" in c.stage for c in per_graph) and any("[fp8]" in c.stage for c in per_graph)
+
+
+def test_mixed_export_actions_pass_fp8_thresholds_end_to_end(mixed_preflight):
+    actions = [c for c in mixed_preflight.comparisons if "end-to-end" in c.stage and "features" not in c.stage]
+    assert len(actions) >= 2
+    for check in actions:
+        assert check.passed, check
+        assert check.threshold.min_cosine == pytest.approx(0.98)  # judged at fp8, the least precise head graph
+    # fp8 is really less exact than fp32: the preflight measures an error, not a copy
+    assert all(c.max_abs > 0 for c in actions)
+
+
+def test_ort_runtime_refuses_bf16_graphs_by_name(mixed_export):
+    """bf16 graphs are for TensorRT; ONNX Runtime CPU lacks bf16 kernels, so the preflight checks them in
+    PyTorch — and the ORT backend must refuse them plainly rather than run something else."""
+    from gr00t_trt.errors import BackendError
+    from gr00t_trt.runtime.policy import Policy
+
+    with pytest.raises(BackendError, match="cannot load backbone.onnx"):
+        Policy.load(mixed_export, backend="ort")
+
+
+# ------------------------------------------------------------------------------------------ slow: small
+@pytest.fixture(scope="module")
+def small_checkpoint(tmp_path_factory):
+    from gr00t_trt.model.synthetic import make_checkpoint
+
+    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "small", "small", seed=0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("precision", "overrides"),
+    [("fp16", ""), ("bf16", ""), ("fp8", ""), ("fp16", "vision=fp16,backbone=bf16,dit=fp8")],
+    ids=["fp16", "bf16", "fp8-synthetic", "mixed"],
+)
+def test_small_preset_passes_architecture_thresholds(small_checkpoint, tmp_path, precision, overrides):
+    out = tmp_path / "export"
+    export_checkpoint(small_checkpoint, out, ExportOptions(
+        precision=precision, graph_precision=overrides, embodiments=(EMBODIMENT,), image_sizes=((252, 336),)))
+    report = preflight_export(out, small_checkpoint)
+    assert report.passed, [f"{c.stage}: cos {c.cosine:.5f} mean {c.mean_abs:.4f}" for c in report.failures]
+    assert np.isfinite([c.cosine for c in report.comparisons]).all()
