@@ -17,19 +17,7 @@ from gr00t_trt.export.driver import ExportOptions, export_checkpoint
 from gr00t_trt.manifest import load_manifest
 from gr00t_trt.preflight import preflight_export
 
-MIXED = "vision=fp8,backbone=bf16,dit_context=fp8,dit=fp8"
 EMBODIMENT = "libero_panda"
-
-
-@pytest.fixture(scope="module")
-def mixed_export(tiny_checkpoint, tmp_path_factory):
-    out = tmp_path_factory.mktemp("precision") / "tiny-mixed"
-    export_checkpoint(
-        tiny_checkpoint, out,
-        ExportOptions(precision="fp16", graph_precision=MIXED, embodiments=(EMBODIMENT,),
-                      image_sizes=((252, 252),), calib_count=1, max_batch=2),
-    )
-    return out
 
 
 @pytest.fixture(scope="module")
