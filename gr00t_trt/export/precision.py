@@ -386,3 +386,41 @@ def validate_graph(path: Path, name: str, kind: str, precision: str, module: nn.
                 f"{path.name} ({precision}): {check.stage} does not match the fp32 graph on {where} "
                 f"(rel L2 {check.rel_l2:.2e}, cosine {check.cosine:.6f}; expected {check.threshold.describe()})"
             )
+
+
+# ---------------------------------------------------------------------------------- sizes
+_ELEMENT_BYTES = {"FLOAT": 4, "FLOAT16": 2, "BFLOAT16": 2, "FLOAT8E4M3FN": 1, "INT64": 8, "INT32": 4, "INT8": 1,
+                  "UINT8": 1, "BOOL": 1, "DOUBLE": 8}
+
+
+@dataclass(frozen=True)
+class GraphSize:
+    """Bytes of one exported graph on disk (``.onnx`` + ``.onnx.data``) and the weight bytes a TensorRT
+    engine built from it is expected to hold (fp8-quantised weights at 1 byte, others at their stored
+    dtype; activation memory not included)."""
+
+    name: str
+    precision: str
+    on_disk: int
+    engine_weights: int
+
+
+def graph_sizes(folder: str | Path, manifest) -> list[GraphSize]:
+    """Size of every graph of an export directory at its recorded precision."""
+    import onnx
+
+    folder = Path(folder)
+    result = []
+    for name, entry in manifest.graphs.items():
+        path = folder / entry.file
+        data = path.with_name(path.name + ".data")
+        on_disk = path.stat().st_size + (data.stat().st_size if data.exists() else 0)
+        model = onnx.load(str(path), load_external_data=False)
+        quantised = {n.input[0] for n in model.graph.node if n.op_type == "QuantizeLinear"}
+        weights = 0
+        for init in model.graph.initializer:
+            count = int(np.prod(init.dims)) if init.dims else 1
+            dtype = onnx.TensorProto.DataType.Name(init.data_type)
+            weights += count * (1 if init.name in quantised else _ELEMENT_BYTES.get(dtype, 4))
+        result.append(GraphSize(name, entry.precision, on_disk, weights))
+    return result

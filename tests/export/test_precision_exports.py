@@ -8,6 +8,7 @@ tests export the ``small`` preset at each precision and hold it to the threshold
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import onnx
@@ -104,3 +105,36 @@ def test_small_preset_passes_architecture_thresholds(small_checkpoint, tmp_path,
     report = preflight_export(out, small_checkpoint)
     assert report.passed, [f"{c.stage}: cos {c.cosine:.5f} mean {c.mean_abs:.4f}" for c in report.failures]
     assert np.isfinite([c.cosine for c in report.comparisons]).all()
+
+
+def test_sizes_count_fp8_weights_at_one_byte(mixed_export, tiny_export):
+    from gr00t_trt.export.precision import graph_sizes
+
+    mixed = {s.name: s for s in graph_sizes(mixed_export, load_manifest(mixed_export))}
+    fp32 = {s.name: s for s in graph_sizes(tiny_export, load_manifest(tiny_export))}
+    assert mixed["dit"].precision == "fp8" and fp32["dit"].precision == "fp32"
+    assert all(s.on_disk > 0 and s.engine_weights > 0 for s in mixed.values())
+    # fp8 GEMM weights (1 byte) + fp16 rest vs fp32: well under half
+    assert mixed["dit"].engine_weights < 0.4 * fp32["dit"].engine_weights
+    # bf16 backbone: half the fp32 bytes (integer buffers aside)
+    assert 0.45 < mixed["backbone"].engine_weights / fp32["backbone"].engine_weights < 0.55
+
+
+def test_export_command_refuses_bad_precision_plans_in_one_line(tiny_checkpoint, tmp_path):
+    from typer.testing import CliRunner
+
+    from gr00t_trt.cli import app
+
+    cases = [
+        (["--graph-precision", "dit=fp4"], "--graph-precision dit 'fp4' — expected one of: fp32, fp16, bf16, fp8"),
+        (["--device", "orin", "--graph-precision", "dit=fp8"], "dit at fp8 for --device orin"),
+        (["--precision", "fp8", "--calib", str(tmp_path / "none")], "--calib .* is not a folder"),
+    ]
+    for extra, match in cases:
+        result = CliRunner().invoke(app, ["export", "--checkpoint", str(tiny_checkpoint), "--out",
+                                          str(tmp_path / "x"), *extra])
+        assert result.exit_code != 0
+        errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and re.search(match, errors[0]), result.output
+        assert "Traceback" not in result.output
+    assert not (tmp_path / "x").exists()
