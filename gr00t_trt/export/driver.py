@@ -25,7 +25,7 @@ from ..graphs import vision_graph_name
 from ..manifest import EmbodimentEntry, GraphEntry, Manifest, sha256_file, write_manifest
 from .examples import ExampleStep, example_step
 from .precision import PRECISIONS as PRECISIONS
-from .precision import ExportPrecision, plan_precision
+from .precision import ExportPrecision, check_precision_options
 
 #: camera frames whose processed sizes are exported by default: one 4:3 and one 1:1 camera
 DEFAULT_CAMERA_FRAMES = ((480, 640), (256, 256))
@@ -156,9 +156,7 @@ def _export_graphs(
 
 # ------------------------------------------------------------------------------------------ options
 def _check_options(options: ExportOptions, out_dir: Path) -> None:
-    plan_precision(options.precision, options.graph_precision, options.device)  # one-line errors (issue 8)
-    if options.calib_count < 1:
-        raise ExportError(f"--calib-count must be ≥ 1, got {options.calib_count}")
+    check_precision_options(options)  # plan, --calib, --calib-count: one-line errors (issue 8)
     if options.steps is not None and options.steps < 1:
         raise ExportError(f"--steps must be ≥ 1, got {options.steps}")
     if options.max_batch < 1:

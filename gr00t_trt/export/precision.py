@@ -258,6 +258,19 @@ def precision_module(kind: str, module: nn.Module, precision: str, activation_dt
 
 
 # ---------------------------------------------------------------------------------- export driver hook
+def check_precision_options(options) -> PrecisionPlan:
+    """Validate the precision options of ``ExportOptions`` before any work (one-line errors)."""
+    plan = plan_precision(options.precision, options.graph_precision, options.device)
+    if options.calib and not plan.uses_fp8:
+        raise ExportError(
+            f"--calib {options.calib} is given but no graph is fp8 — expected --precision fp8 or "
+            "--graph-precision GRAPH=fp8 (only fp8 graphs are calibrated)"
+        )
+    if options.calib_count < 1:
+        raise ExportError(f"--calib-count must be ≥ 1, got {options.calib_count}")
+    return plan
+
+
 def io_value(array: np.ndarray, activation_dtype: str) -> np.ndarray:
     """An fp32 value as the export's inter-graph dtype; float16 saturates at ±finfo.max/2 like the
     graphs do (fp32 mask biases of −1.7e38 become −32752 instead of −inf)."""

@@ -129,6 +129,8 @@ def test_export_command_refuses_bad_precision_plans_in_one_line(tiny_checkpoint,
         (["--graph-precision", "dit=fp4"], "--graph-precision dit 'fp4' — expected one of: fp32, fp16, bf16, fp8"),
         (["--device", "orin", "--graph-precision", "dit=fp8"], "dit at fp8 for --device orin"),
         (["--precision", "fp8", "--calib", str(tmp_path / "none")], "--calib .* is not a folder"),
+        (["--calib", str(tmp_path)], "--calib .* is given but no graph is fp8"),
+        (["--precision", "fp8", "--calib-count", "0"], "--calib-count must be ≥ 1, got 0"),
     ]
     for extra, match in cases:
         result = CliRunner().invoke(app, ["export", "--checkpoint", str(tiny_checkpoint), "--out",
