@@ -68,6 +68,9 @@ class Manifest:
     tokens: dict[str, int]  # image_token_index, image_start_token_id, image_end_token_id, pad_token_id
     pixels_per_token: int
     exporter: dict[str, str]
+    #: precision plan (per-graph precisions, device class, activation_dtype of the float tensors between
+    #: graphs) and, for fp8 graphs, the calibration set (source, size, fingerprint); empty in old exports
+    precision: dict[str, Any] = field(default_factory=dict)
     format: str = FORMAT_NAME
     format_version: int = FORMAT_VERSION
 
@@ -137,6 +140,7 @@ class Manifest:
                 tokens={k: int(v) for k, v in data["tokens"].items()},
                 pixels_per_token=int(data["pixels_per_token"]),
                 exporter=dict(data["exporter"]),
+                precision=dict(data.get("precision", {})),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ManifestError(f"{source} is malformed: {type(exc).__name__} {exc}") from None

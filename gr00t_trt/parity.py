@@ -33,12 +33,16 @@ class Threshold:
 
 #: Every pass criterion of the project, per check and precision (bf16 shares fp16's row):
 #: ``backbone`` / ``normalised_action`` / ``physical_action`` are architecture §7's end-to-end checks;
-#: ``graph`` is the check of each graph right after export, ORT against its own torch wrapper.
+#: ``graph`` is the check of each graph alone (right after export, and in the CPU preflight) against its
+#: fp32 torch wrapper: §7's backbone cosine at the graph's precision (mean-abs bounds are absolute, so they
+#: apply end to end only); ``mask`` is the exact agreement of the additive attention masks.
 THRESHOLDS: dict[str, dict[str, Threshold]] = {
     "graph": {
         "fp32": Threshold(max_rel_l2=1e-4),
         "fp16": Threshold(min_cosine=0.999),
+        "fp8": Threshold(min_cosine=0.99),
     },
+    "mask": {p: Threshold(max_rel_l2=0.0) for p in ("fp32", "fp16", "fp8")},
     "backbone": {
         "fp32": Threshold(max_rel_l2=1e-4),
         "fp16": Threshold(min_cosine=0.999, max_mean_abs=0.01),

@@ -13,7 +13,14 @@ import typer
 
 from ..errors import Gr00tTrtError
 from .app import app, console, err_console, friendly
-from .render import render_actions, render_graphs, render_inspect, render_parity, render_timings
+from .render import (
+    render_actions,
+    render_graph_sizes,
+    render_graphs,
+    render_inspect,
+    render_parity,
+    render_timings,
+)
 
 BACKEND_HELP = "auto, ort or trt (auto: TensorRT if engines match this GPU, else ONNX Runtime)."
 
@@ -90,7 +97,18 @@ def export(
                      "of 28 first: a 720x1280 camera needs 252x448."),
     ] = None,
     steps: Annotated[int | None, typer.Option(help="Denoising steps (default: the checkpoint's, 4).")] = None,
-    precision: Annotated[str, typer.Option(help="fp32 (reference) or fp16.")] = "fp32",
+    precision: Annotated[str, typer.Option(
+        help="fp32 (reference), fp16 or bf16 for every graph, or fp8: vision and small graphs fp16, backbone, "
+             "dit_context and dit fp8 (architecture §5).")] = "fp32",
+    graph_precision: Annotated[str, typer.Option(
+        help="Per-graph overrides, e.g. vision=fp16,backbone=bf16,dit=fp8.")] = "",
+    device: Annotated[str | None, typer.Option(
+        help="Use the precision defaults of a device class: thor, rtx, hopper or orin (no fp8).")] = None,
+    calib: Annotated[str | None, typer.Option(
+        help="Folder of recorded observations (.npz, the --obs format; `run --record`) to calibrate fp8 "
+             "graphs on. Default: synthetic observations (said in the manifest).")] = None,
+    calib_count: Annotated[int, typer.Option(
+        help="Synthetic calibration observations per embodiment when --calib is not given.")] = 4,
     max_batch: Annotated[int, typer.Option(help="Largest batch the engines will be built for.")] = 1,
     tokenizer: Annotated[str | None, typer.Option(help="Tokenizer folder or HF id (default: from the checkpoint).")] = None,
     force: Annotated[bool, typer.Option(help="Replace an existing export directory.")] = False,
@@ -105,6 +123,10 @@ def export(
         image_sizes=_parse_sizes(image_size),
         steps=steps,
         precision=precision,
+        graph_precision=graph_precision,
+        device=device,
+        calib=calib,
+        calib_count=calib_count,
         max_batch=max_batch,
         tokenizer=tokenizer,
         force=force,
@@ -119,6 +141,10 @@ def export(
             bar.update(task, description=f"{name}: {status}")
             if status.startswith("done"):
                 bar.console.print(f"  [green]✓[/] {name} ({status})")
+            elif name == "calibration" and "SYNTHETIC" in status:
+                bar.console.print(f"  [yellow]![/] {status}")
+            elif name == "calibration" and status.startswith("recorded"):
+                bar.console.print(f"  [green]✓[/] {status}")
 
         manifest = export_checkpoint(checkpoint, out, options, progress)
         bar.update(task, total=1, completed=1, description="export: complete")
@@ -127,6 +153,13 @@ def export(
         f"{', '.join(manifest.embodiments)} and image sizes "
         f"{', '.join(f'{h}x{w}' for h, w in manifest.image_sizes)} to {out}"
     )
+    from ..export.precision import graph_sizes
+
+    render_graph_sizes(console, graph_sizes(out, manifest))
+    calibration = manifest.precision.get("calibration")
+    if calibration:
+        console.print(f"fp8 calibration: {calibration['source']}, {calibration['observations']} observations "
+                      f"(fingerprint {calibration['fingerprint'][:12]}…)")
     console.print("add another camera resolution with --image-size HxW (multiples of 28).")
 
 

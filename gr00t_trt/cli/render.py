@@ -94,3 +94,15 @@ def render_graphs(console: Console, manifest) -> None:
     for name, graph in manifest.graphs.items():
         table.add_row(name, graph.precision, ", ".join(t.name for t in graph.inputs))
     console.print(table)
+
+
+def render_graph_sizes(console: Console, sizes) -> None:
+    """Per graph: precision, size on disk and the weight bytes an engine of it will hold."""
+    table = _table("graph sizes")
+    table.add_column("graph")
+    table.add_column("precision")
+    table.add_column("on disk", justify="right")
+    table.add_column("engine weights (≈)", justify="right")
+    for size in sizes:
+        table.add_row(size.name, size.precision, human_bytes(size.on_disk), human_bytes(size.engine_weights))
+    console.print(table)

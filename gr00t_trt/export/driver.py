@@ -17,13 +17,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from .. import __version__
 from ..artifacts import StagingFolder, check_replaceable
 from ..errors import EmbodimentError, ExportError
-from ..graphs import GRAPH_SPECS, dynamic_ranges, graph_name
+from ..graphs import dynamic_ranges, graph_name
 from ..manifest import (
     FORMAT_NAME,
     MANIFEST_NAME,
@@ -33,12 +32,10 @@ from ..manifest import (
     sha256_file,
     write_manifest,
 )
-from ..parity import compare, threshold_for
 from .examples import ExampleStep, example_step
-from .onnx_io import export_onnx, read_io
+from .precision import PRECISIONS as PRECISIONS
+from .precision import ExportPrecision, check_precision_options
 
-PRECISIONS = ("fp32", "fp16")
-_TORCH_DTYPE = {"fp32": torch.float32, "fp16": torch.float16}
 #: camera frames whose processed sizes are exported by default: one 4:3 and one 1:1 camera
 DEFAULT_CAMERA_FRAMES = ((480, 640), (256, 256))
 COPIED_FILES = ("processor_config.json", "statistics.json", "embodiment_id.json")
@@ -51,7 +48,11 @@ class ExportOptions:
     embodiments: tuple[str, ...] = ()  # empty: every embodiment the checkpoint has
     image_sizes: tuple[tuple[int, int], ...] = ()  # empty: DEFAULT_CAMERA_FRAMES after preprocessing
     steps: int | None = None  # None: config.num_inference_timesteps
-    precision: str = "fp32"
+    precision: str = "fp32"  # every graph, or "fp8": the §5 defaults (vision and small graphs fp16)
+    graph_precision: str = ""  # per-graph overrides, e.g. "vision=fp16,dit=fp8"
+    device: str | None = None  # device class whose §5 defaults to use: thor | rtx | hopper | orin
+    calib: str | None = None  # folder of recorded observations (.npz) to calibrate fp8 graphs on
+    calib_count: int = 4  # synthetic calibration observations per embodiment when calib is None
     max_batch: int = 1
     max_seq_len: int = 512
     tokenizer: str | None = None
@@ -83,10 +84,15 @@ def export_checkpoint(
         folder, options.tokenizer, config.backbone.image_token_index, config.backbone.text.vocab_size
     )
 
+    # the precision plan and, for fp8 graphs, the calibration observations
+    precision = ExportPrecision.prepare(options, config, processor, tokenizer, embodiments, slots, image_sizes)
+    if precision.calibration is not None:
+        progress("calibration", precision.calibration.describe())
+
     staging = StagingFolder(out_dir, progress)  # also removes stale partial folders of killed exports
     work = staging.path
     try:
-        graphs = _export_graphs(model, config, image_sizes, slots, options, work, progress)
+        graphs = _export_graphs(model, config, image_sizes, slots, options, work, progress, precision)
         progress("processor files", "copying")
         for name in COPIED_FILES:
             if (folder / name).is_file():
@@ -98,7 +104,7 @@ def export_checkpoint(
             embodiments={tag: EmbodimentEntry(tag=tag, id=spec.id, slot=(0 if slots else spec.id))
                          for tag, spec in embodiments.items()},
             image_sizes=tuple(image_sizes), pad_token_id=int(tokenizer.pad_token_id),
-            max_batch=options.max_batch, max_seq_len=options.max_seq_len,
+            max_batch=options.max_batch, max_seq_len=options.max_seq_len, precision=precision.manifest_section(),
         )
         _move_into_place(staging, options.force)
     except BaseException:
@@ -109,9 +115,10 @@ def export_checkpoint(
 
 
 # ------------------------------------------------------------------------------------------ graphs
-def _export_graphs(model, config, image_sizes, slots, options, work: Path, progress: Progress) -> dict[str, GraphEntry]:
+def _export_graphs(model, config, image_sizes, slots, options, work: Path, progress: Progress,
+                   precision: ExportPrecision) -> dict[str, GraphEntry]:
     modules = graph_modules(model, config, image_sizes, slots)
-    return export_graphs(modules, config, image_sizes, slots, options.precision, work, progress)
+    return export_graphs(modules, config, image_sizes, slots, precision, work, progress)
 
 
 def graph_modules(model, config, image_sizes, slots) -> dict[str, tuple[str, torch.nn.Module, dict[str, int]]]:
@@ -132,72 +139,29 @@ def graph_modules(model, config, image_sizes, slots) -> dict[str, tuple[str, tor
     return modules
 
 
-def export_graphs(modules, config, image_sizes, slots, precision: str, work: Path,
+def export_graphs(modules, config, image_sizes, slots, precision: ExportPrecision, work: Path,
                   progress: Progress) -> dict[str, GraphEntry]:
-    """Export, check and validate each module into ``work``; the example inputs follow the dataflow (a
-    set without vision and backbone, e.g. the action head alone, starts from example backbone features).
-    The modules are cast to ``precision`` in place."""
-    dtype = _TORCH_DTYPE[precision]
-    # fp32 modules give the validation targets; the exported modules run in the export precision
+    """Export, check and validate each module into ``work`` at its planned precision; the example inputs
+    follow the dataflow (a set without vision and backbone, e.g. the action head alone, starts from
+    example backbone features). The modules are cast in place."""
+    # fp32 modules give the validation targets and the fp8 graphs' calibration feeds, before any cast
     example: ExampleStep = example_step(config, modules, image_sizes, slots)
+    precision.calibrate(modules, progress)
     graphs: dict[str, GraphEntry] = {}
     for name, (kind, module, dims) in modules.items():
-        spec = GRAPH_SPECS[kind]
-        path = work / f"{name}.onnx"
-        progress(name, "exporting")
-        # validation targets were computed in fp32 above, so casting in place (shared weights) is safe
-        exported = module.to(dtype)
-        args = tuple(_to_torch(example.inputs[name][t.name], precision) for t in spec.inputs)
+        progress(name, f"exporting ({precision.plan.of(kind)})")
         started = time.perf_counter()
-        export_onnx(exported, args, spec, path)
-        inputs, outputs = read_io(path, spec)
-        progress(name, "validating")
-        _validate(path, name, example, spec, precision)
-        graphs[name] = GraphEntry(name, kind, path.name, precision, inputs, outputs, dims)
+        # cast/wrap at the planned precision (in place: the validation targets were computed in fp32 above),
+        # export, quantise fp8 graphs, validate on ORT CPU (bf16: PyTorch)
+        graphs[name] = precision.export_graph(name, kind, module, dims, example, work)
         progress(name, f"done in {time.perf_counter() - started:.1f}s")
     return graphs
-
-
-def _cast_float(array: np.ndarray, precision: str) -> np.ndarray:
-    """An fp32 example value in the graph's float type; fp32 mask biases (≈ −1.7e38) saturate to the
-    fp16 range instead of overflowing to −inf, as an fp16 dit_context would produce them."""
-    if array.dtype.kind != "f" or precision == "fp32":
-        return array
-    limit = np.finfo(np.float16).max
-    return np.clip(array, -limit, limit).astype(np.float16)
-
-
-def _to_torch(array: np.ndarray, precision: str) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(_cast_float(array, precision)))
-
-
-def _validate(path: Path, name: str, example: ExampleStep, spec, precision: str) -> None:
-    """Run the written graph on ONNX Runtime CPU and compare with the fp32 torch wrapper."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    feeds = {t.name: _cast_float(example.inputs[name][t.name], precision) for t in spec.inputs}
-    results = session.run(spec.output_names, feeds)
-    for tensor, value in zip(spec.outputs, results, strict=True):
-        reference = example.outputs[name][tensor.name]
-        check = compare(f"{name}.{tensor.name}", reference, value.astype(np.float32), threshold_for("graph", precision))
-        if not check.passed:
-            raise ExportError(
-                f"{path.name}: output {tensor.name!r} does not match PyTorch on ONNX Runtime CPU "
-                f"(rel L2 {check.rel_l2:.2e}, cosine {check.cosine:.6f}; expected {check.threshold.describe()})"
-            )
 
 
 # ------------------------------------------------------------------------------------------ options
 def check_options(options: ExportOptions, out_dir: Path) -> None:
     """One-line errors for bad options or an output folder that must not be replaced — before any work."""
-    if options.precision not in PRECISIONS:
-        raise ExportError(
-            f"precision {options.precision!r} is not supported by export yet — expected one of: {', '.join(PRECISIONS)}"
-            " (bf16 and fp8 come with the TensorRT build)"
-        )
+    check_precision_options(options)  # plan, --calib, --calib-count
     if options.steps is not None and options.steps < 1:
         raise ExportError(f"--steps must be ≥ 1, got {options.steps}")
     if options.max_batch < 1:
@@ -253,7 +217,8 @@ def _static_dims(config) -> dict[str, int]:
 
 
 def write_export_manifest(work: Path, config, graphs: dict[str, GraphEntry], *, source: dict, embodiments: dict,
-                          image_sizes: tuple, pad_token_id: int, max_batch: int, max_seq_len: int) -> Manifest:
+                          image_sizes: tuple, pad_token_id: int, max_batch: int, max_seq_len: int,
+                          precision: dict | None = None) -> Manifest:
     """The manifest of a finished export folder (every file in it hashed), written into it."""
     tokens = [(h * w) // config.patch_tokens_per_image_pixel for h, w in image_sizes] or [1]
     manifest = Manifest(
@@ -274,6 +239,7 @@ def write_export_manifest(work: Path, config, graphs: dict[str, GraphEntry], *, 
         },
         pixels_per_token=config.patch_tokens_per_image_pixel,
         exporter=_versions(),
+        precision=precision or {},
     )
     write_manifest(work, manifest)
     return manifest

@@ -26,16 +26,21 @@ def export_action_head(head, config, out_dir: str | Path, *, embodiment_slots: l
     out_dir = Path(out_dir)
     check_replaceable(out_dir, force, is_export, "gr00t-trt export", ExportError)
     progress = progress or (lambda name, status: None)
+    from .precision import ExportPrecision, plan_precision
+
     modules = {kind: (kind, module, {}) for kind, module in action_head_graph_modules(head, embodiment_slots).items()}
+    plan = ExportPrecision(plan_precision(precision, "", None), config)
+    if plan.plan.uses_fp8:
+        raise ExportError("an action-head export has no calibration observations — choose fp32, fp16 or bf16")
     staging = StagingFolder(out_dir, progress)
     try:
-        graphs = export_graphs(modules, config, (), embodiment_slots, precision, staging.path, progress)
+        graphs = export_graphs(modules, config, (), embodiment_slots, plan, staging.path, progress)
         manifest = write_export_manifest(
             staging.path, config, graphs, source={"checkpoint": "in-memory action head", "fingerprint": ""},
             embodiments={f"id{eid}": EmbodimentEntry(tag=f"id{eid}", id=eid, slot=slot)
                          for slot, eid in enumerate(embodiment_slots)},
             image_sizes=(), pad_token_id=0,  # no token ids reach an action-head export
-            max_batch=max_batch, max_seq_len=max_seq_len,
+            max_batch=max_batch, max_seq_len=max_seq_len, precision=plan.manifest_section(),
         )
         staging.publish(force, is_export, "gr00t-trt export", ExportError)
     except BaseException:

@@ -480,7 +480,8 @@ def load_model(
     """Load ``Gr00tN1d6`` from a checkpoint folder or Hub id → (model in eval mode, config, folder).
 
     The config comes from config.json; the tensors are checked against the model strictly before
-    anything is read; known-unused tensors are skipped; every parameter is cast to ``dtype``.
+    anything is read; known-unused tensors are skipped; every parameter and floating buffer (rotary
+    frequencies) is cast to ``dtype``, as the original's ``model.to(dtype)`` does.
     """
     from .gr00t import Gr00tN1d6
 
@@ -496,6 +497,9 @@ def load_model(
         model = Gr00tN1d6(config, attn_implementation=attn_implementation)
     state = load_state_dict(folder, index, [k for k in index if k not in skipped], dtype)
     model.load_state_dict(state, strict=True, assign=True)
+    # the original casts the whole model (Gr00tPolicy: model.to(dtype=bf16)), which also rounds the
+    # floating buffers — the rotary inv_freq among them; do the same so a bf16 reference is faithful
+    model.to(dtype)
     model.requires_grad_(False)
     model.eval()
     return model, config, folder

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from gr00t_trt.errors import EmbodimentError, ExportError
-from gr00t_trt.export import driver
+from gr00t_trt.export import onnx_io
 from gr00t_trt.export.driver import ExportOptions, export_checkpoint
 from gr00t_trt.graphs import GRAPH_SPECS
 from gr00t_trt.manifest import load_manifest, sha256_file
@@ -55,7 +55,7 @@ def test_existing_directory_needs_force(tiny_checkpoint, tmp_path):
 @pytest.mark.parametrize(
     ("options", "match"),
     [
-        (ExportOptions(precision="bf16"), "precision 'bf16' is not supported"),
+        (ExportOptions(precision="int8"), "--precision 'int8' — expected one of: fp32, fp16, bf16, fp8"),
         (ExportOptions(image_sizes=((250, 336),)), "250x336 is not a positive multiple of 28"),
         (ExportOptions(steps=0), "--steps must be ≥ 1"),
         (ExportOptions(max_batch=0), "--max-batch must be ≥ 1"),
@@ -74,7 +74,7 @@ def test_unknown_embodiment_names_the_known_ones(tiny_checkpoint, tmp_path):
 
 def test_interrupted_export_leaves_nothing_that_looks_complete(tiny_checkpoint, tmp_path, monkeypatch):
     calls = []
-    real = driver.export_onnx
+    real = onnx_io.export_onnx  # looked up per graph by the export (precision.ExportPrecision.export_graph)
 
     def fail_on_third(module, args, spec, path):
         calls.append(path.name)
@@ -82,7 +82,7 @@ def test_interrupted_export_leaves_nothing_that_looks_complete(tiny_checkpoint, 
             raise KeyboardInterrupt
         real(module, args, spec, path)
 
-    monkeypatch.setattr(driver, "export_onnx", fail_on_third)
+    monkeypatch.setattr(onnx_io, "export_onnx", fail_on_third)
     with pytest.raises(KeyboardInterrupt):
         export_checkpoint(tiny_checkpoint, tmp_path / "out", ExportOptions(image_sizes=((252, 252),)))
     assert len(calls) == 3

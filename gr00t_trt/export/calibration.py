@@ -1,0 +1,253 @@
+"""Calibration sets and per-graph calibration feeds: each graph's own inputs as the fp32 pipeline
+produces them for calibration observations.
+
+An fp8 graph's activation scales are only as good as the activations they were measured on, so every
+graph is calibrated on what it really sees in a control step: the observations are preprocessed as the
+runtime does, then the fp32 graph modules are chained (vision → backbone → dit_context →
+state_encoder → N × (action_encoder → dit → action_decoder)) and each graph's inputs are recorded —
+every denoising step, so all timesteps are seen.
+
+Observations are recorded ones (``export --calib DIR``: ``.npz`` files in the ``--obs`` format, e.g.
+written by ``run --record DIR`` through ``record_observation``) or synthetic ones; the calibration set
+says which, and its fingerprint and size go into the manifest.
+
+The same chain also gives the per-graph reference inputs and outputs of the CPU preflight.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import EmbodimentError, ExportError, ObservationError
+from ..graphs import GRAPH_SPECS, vision_graph_name
+
+#: synthetic calibration observations per exported embodiment (enough for max-abs ranges of random
+#: weights; pass recorded observations for a real robot)
+DEFAULT_SYNTHETIC_COUNT = 4
+OBSERVATION_SUFFIX = ".npz"
+
+
+@dataclass(frozen=True)
+class CalibrationSet:
+    """Observations to calibrate on: (embodiment tag, observation) pairs and where they came from."""
+
+    source: str  # "recorded" | "synthetic"
+    observations: tuple[tuple[str, dict], ...]
+    fingerprint: str
+    location: str | None = None  # the folder of recorded observations
+
+    @property
+    def size(self) -> int:
+        return len(self.observations)
+
+    def describe(self) -> str:
+        """One line for the console and reports; says plainly when the data is synthetic."""
+        if self.source == "synthetic":
+            return (f"SYNTHETIC calibration ({self.size} random observations) — pass --calib DIR with "
+                    "recorded observations for scales that match the robot")
+        return f"recorded calibration: {self.size} observations from {self.location}"
+
+    def to_dict(self) -> dict:
+        return {"source": self.source, "observations": self.size, "fingerprint": self.fingerprint,
+                "location": self.location}
+
+
+# ------------------------------------------------------------------------------------ observations
+def record_observation(folder: str | Path, obs: dict, embodiment: str) -> Path:
+    """Save one observation a robot stack sent as ``folder/<embodiment>/<time>-<n>.npz`` (the ``--obs``
+    format), atomically, for ``export --calib folder``."""
+    from ..observations import save_observation
+
+    target = Path(folder) / embodiment
+    target.mkdir(parents=True, exist_ok=True)
+    stem = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    fd, tmp = tempfile.mkstemp(dir=target, prefix=f".{stem}.", suffix=OBSERVATION_SUFFIX)
+    os.close(fd)
+    try:
+        save_observation(tmp, obs)
+        for n in range(1_000_000):
+            path = target / f"{stem}-{n:06d}{OBSERVATION_SUFFIX}"
+            if not path.exists():
+                os.replace(tmp, path)
+                return path
+        raise ObservationError(f"{target}: no free file name for {stem}")
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def recorded_calibration_set(folder: str | Path, processor, embodiments: Sequence[str]) -> CalibrationSet:
+    """Every ``.npz`` under ``folder``; the embodiment is the parent folder's name when it is exported,
+    else the one exported embodiment whose observation keys the file has."""
+    from ..observations import load_observation
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ExportError(f"--calib {folder} is not a folder — expected a folder of observation .npz files")
+    files = sorted(folder.rglob(f"*{OBSERVATION_SUFFIX}"))
+    files = [f for f in files if not f.name.startswith(".")]
+    if not files:
+        raise ExportError(f"--calib {folder} holds no {OBSERVATION_SUFFIX} files — record some with `run --record`")
+    digest = hashlib.sha256()
+    observations = []
+    for path in files:
+        digest.update(path.relative_to(folder).as_posix().encode())
+        digest.update(path.read_bytes())
+        obs = load_observation(path)
+        observations.append((_embodiment_of(path, obs, processor, embodiments), obs))
+    return CalibrationSet("recorded", tuple(observations), digest.hexdigest(), str(folder))
+
+
+def _embodiment_of(path: Path, obs: dict, processor, embodiments: Sequence[str]) -> str:
+    if path.parent.name in embodiments:
+        return path.parent.name
+    keys = set(obs)
+    matches = [
+        tag for tag in embodiments
+        if {f"video.{k}" for k in processor.embodiment(tag).video_keys} <= keys
+        and {f"state.{k}" for k in processor.embodiment(tag).state_keys} <= keys
+    ]
+    if len(matches) != 1:
+        raise EmbodimentError(
+            f"{path}: cannot tell its embodiment — {len(matches)} exported embodiments match its keys; "
+            "put it in a sub-folder named after the embodiment tag"
+        )
+    return matches[0]
+
+
+def synthetic_calibration_set(
+    processor, embodiments: Sequence[str], image_sizes: Sequence[tuple[int, int]],
+    count: int = DEFAULT_SYNTHETIC_COUNT, seed: int = 1000,
+) -> CalibrationSet:
+    """``count`` random observations per embodiment, cameras cycling through the exported sizes."""
+    from ..observations import synthetic_observation
+
+    sizes = list(image_sizes)
+    observations = []
+    for tag in embodiments:
+        for i in range(count):
+            rotated = sizes[i % len(sizes):] + sizes[: i % len(sizes)]
+            obs = synthetic_observation(processor, tag, seed=seed + i, image_sizes=rotated)
+            observations.append((tag, obs))
+    text = f"synthetic:{seed}:{count}:{','.join(embodiments)}:{sizes}"
+    return CalibrationSet("synthetic", tuple(observations), hashlib.sha256(text.encode()).hexdigest())
+
+
+# ------------------------------------------------------------------------------------ the fp32 chain
+def graph_modules(model, config, image_sizes, slots: list[int] | None) -> dict[str, tuple[str, torch.nn.Module, dict]]:
+    """graph name → (kind, fp32 wrapper module, graph-specific dims), as the exporter builds them."""
+    from .action_head_graphs import action_head_graph_modules
+    from .backbone import BackboneGraph
+    from .vision import VisionGraph
+
+    modules: dict[str, tuple[str, torch.nn.Module, dict]] = {}
+    for h, w in image_sizes:
+        tokens = (h * w) // config.patch_tokens_per_image_pixel
+        modules[vision_graph_name(h, w)] = ("vision", VisionGraph(model.backbone, h, w), {"h": h, "w": w, "t": tokens})
+    modules["backbone"] = ("backbone", BackboneGraph(model.backbone), {})
+    for kind, module in action_head_graph_modules(model.action_head, slots).items():
+        modules[kind] = (kind, module, {})
+    return modules
+
+
+@dataclass
+class GraphRecords:
+    """Per graph name: the feeds each call got and the outputs it returned (numpy, graph I/O order)."""
+
+    inputs: dict[str, list[dict[str, np.ndarray]]] = field(default_factory=dict)
+    outputs: dict[str, list[dict[str, np.ndarray]]] = field(default_factory=dict)
+
+    def add(self, name: str, feeds: dict[str, np.ndarray], outputs: dict[str, np.ndarray]) -> None:
+        self.inputs.setdefault(name, []).append(feeds)
+        self.outputs.setdefault(name, []).append(outputs)
+
+
+def torch_runner(modules: dict):
+    """Run graph ``name`` of ``modules`` (name → (kind, module, dims)) in PyTorch on numpy feeds."""
+
+    def run(name: str, kind: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        spec = GRAPH_SPECS[kind]
+        args = [torch.from_numpy(np.ascontiguousarray(feeds[t.name])) for t in spec.inputs]
+        with torch.no_grad():
+            result = modules[name][1](*args)
+        if isinstance(result, torch.Tensor):
+            result = (result,)
+        return {t.name: r.detach().float().numpy() for t, r in zip(spec.outputs, result, strict=True)}
+
+    return run
+
+
+def chain_graphs(
+    run, inputs, *, steps: int, slot_of: dict[int, int], noise: np.ndarray, activation=np.float32,
+    records: GraphRecords | None = None, vision_names: dict[tuple[int, int], str] | None = None,
+) -> GraphRecords:
+    """One control step through every graph with ``run(name, kind, feeds)``, recording each graph's
+    feeds and outputs. ``inputs`` is a preprocessed ``ModelInputs``; float feeds are given to each graph
+    in ``activation`` dtype (the export's inter-graph dtype)."""
+    records = records if records is not None else GraphRecords()
+
+    def call(name: str, kind: str, **feeds: np.ndarray) -> dict[str, np.ndarray]:
+        feeds = {k: (v.astype(activation) if v.dtype.kind == "f" else v) for k, v in feeds.items()}
+        out = run(name, kind, feeds)
+        records.add(name, feeds, out)
+        return out
+
+    rows: list[np.ndarray | None] = [None] * len(inputs.images)
+    groups: dict[tuple[int, int], list[int]] = {}
+    for position, image in enumerate(inputs.images):
+        groups.setdefault(tuple(image.shape[:2]), []).append(position)
+    for size, positions in groups.items():
+        name = (vision_names or {}).get(size, vision_graph_name(*size))
+        out = call(name, "vision", images=np.stack([inputs.images[p] for p in positions]))
+        for j, p in enumerate(positions):
+            rows[p] = out["image_embeds"][j]  # [t, E]
+    if not rows:
+        raise ExportError("calibration observation has no images — expected at least one camera")
+    image_embeds = np.concatenate(rows, axis=0)  # [T, E]
+    image_index = np.maximum(np.cumsum(inputs.image_mask.reshape(-1)) - 1, 0).reshape(inputs.image_mask.shape)
+    features = call("backbone", "backbone", input_ids=inputs.input_ids, image_embeds=image_embeds,
+                    image_index=image_index.astype(np.int64), attention_mask=inputs.attention_mask)
+    context = call("dit_context", "dit_context", backbone_features=features["backbone_features"],
+                   image_mask=inputs.image_mask, attention_mask=inputs.attention_mask)
+    slots = np.array([slot_of[int(e)] for e in inputs.embodiment_id], np.int64)
+    state = call("state_encoder", "state_encoder", state=inputs.state, embodiment_id=slots)["state_features"]
+    actions = noise
+    for k in range(steps):
+        step = np.full((len(slots),), k, np.int64)
+        encoded = call("action_encoder", "action_encoder", actions=actions, step=step, embodiment_id=slots)
+        dit = call("dit", "dit", state_features=state, action_features=encoded["action_features"], step=step,
+                   **context)
+        actions = call("action_decoder", "action_decoder", dit_out=dit["dit_out"], actions=actions,
+                       embodiment_id=slots)["next_actions"]
+    return records
+
+
+def calibration_records(
+    modules: dict, calibration: CalibrationSet, preprocessor, config, slot_of: dict[int, int], seed: int = 0
+) -> GraphRecords:
+    """Every graph's fp32 inputs and outputs over the calibration set (one noise draw per observation)."""
+    records = GraphRecords()
+    rng = np.random.default_rng(seed)
+    run = torch_runner(modules)
+    for tag, obs in calibration.observations:
+        inputs = preprocessor(obs, tag)
+        missing = {tuple(im.shape[:2]) for im in inputs.images} - {
+            (d["h"], d["w"]) for kind, _, d in modules.values() if kind == "vision"
+        }
+        if missing:
+            raise ExportError(
+                f"a {calibration.source} calibration observation of {tag} has images of size "
+                f"{sorted(missing)[0]} that are not exported — expected the exported --image-size values"
+            )
+        noise = rng.standard_normal((len(inputs.embodiment_id), config.action_horizon, config.max_action_dim))
+        chain_graphs(run, inputs, steps=config.num_inference_timesteps, slot_of=slot_of,
+                     noise=noise.astype(np.float32), records=records)
+    return records

@@ -1,0 +1,269 @@
+"""fp8 graphs: explicit FLOAT8E4M3FN Q/DQ in front of the planned GEMMs, by ModelOpt's ONNX quantiser.
+
+The fp32 graph is exported first; ``quantize_graph`` then calls
+``modelopt.onnx.quantization.quantize(quantize_mode="fp8", calibration_eps=["cpu"])`` on it with the
+graph's own calibration feeds (``calibration.py``). ModelOpt calibrates max-abs activation ranges on
+ONNX Runtime CPU, writes per-tensor activation and per-channel weight scales, and converts everything
+that is not quantised to fp16 (I/O stays fp32).
+
+Which nodes are quantised is declared here as data (``FP8_PLAN``), per graph kind, by the PyTorch
+module each ONNX node came from (the exporter records it in ``pkg.torch.onnx.name_scopes``):
+
+- the Linear GEMMs and attention matmuls of vision, backbone, dit_context and dit;
+- never norms, softmax, residual adds or the embedding gather (not GEMMs, ModelOpt never sees them);
+- never the vision patch embedding (NVIDIA's N1.6 FP8 recipe keeps it in high precision) nor the DiT's
+  final ``proj_out_2`` (the output layer, excluded by ModelOpt's own default FP8 config as ``*proj_out*``);
+- attention matmuls only where ModelOpt's FP8 MHA pattern applies (8 < head dim ≤ 256), which is what
+  TensorRT's FP8 fused attention supports; ``expected_quantized`` says so per graph.
+"""
+
+from __future__ import annotations
+
+import ast
+import fnmatch
+import logging
+import os
+import re
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from ..errors import ExportError, require
+from .onnx_io import all_nodes
+
+#: graph kind -> fnmatch patterns over a node's role (module path with indices as ``*``, or
+#: ``attention`` for the two matmuls of a scaled-dot-product attention)
+FP8_PLAN: dict[str, tuple[str, ...]] = {
+    "vision": ("encoder_layers.*.self_attn.*_proj", "encoder_layers.*.mlp.fc*", "mlp1.*", "attention"),
+    "backbone": ("layers.*.self_attn.*_proj", "layers.*.mlp.*_proj", "attention"),
+    "dit_context": ("to_k", "to_v"),
+    "dit": ("transformer_blocks.*.to_*", "transformer_blocks.*.ff_*", "attention"),
+}
+GEMM_OPS = ("MatMul", "Gemm")
+#: attribute under which precision.CastGraph holds the graph module (stripped from roles)
+WRAPPER_ATTRIBUTE = "inner"
+FP8_DTYPE = onnx.TensorProto.FLOAT8E4M3FN
+#: ModelOpt's FP8 MHA pattern (and TensorRT's FP8 fMHA) needs 8 < head dim ≤ 256
+MHA_HEAD_DIM = (9, 256)
+PIP_FP8 = "gr00t-trt[fp8]"
+
+
+@dataclass(frozen=True)
+class GemmNode:
+    """One GEMM of an exported graph: ONNX node name, role (module path or ``attention``), and whether
+    it multiplies two activations (attention) rather than an activation by a weight."""
+
+    name: str
+    role: str
+    attention: bool
+
+
+def node_role(node: onnx.NodeProto) -> str:
+    """``transformer_blocks.*.to_q`` for the Linear ``transformer_blocks.3.to_q``; ``attention`` for the
+    matmuls of scaled_dot_product_attention; ``?`` when the exporter recorded no scope."""
+    meta = {p.key: p.value for p in node.metadata_props}
+    scopes = ast.literal_eval(meta.get("pkg.torch.onnx.name_scopes", "[]"))
+    if not scopes:
+        return "?"
+    if scopes[-1].startswith("scaled_dot_product_attention"):
+        return "attention"
+    module = scopes[-2] if len(scopes) >= 2 else scopes[-1]
+    parts = module.split(".")
+    if parts[0] == WRAPPER_ATTRIBUTE:  # the precision wrapper (precision.CastGraph) around the graph module
+        parts = parts[1:]
+    return ".".join("*" if part.isdigit() else part for part in parts)
+
+
+def gemm_nodes(model: onnx.ModelProto) -> list[GemmNode]:
+    """Every MatMul/Gemm of the (fp32, freshly exported) graph with its role."""
+    result = []
+    for node in all_nodes(model.graph):
+        if node.op_type in GEMM_OPS:
+            role = node_role(node)
+            result.append(GemmNode(node.name, role, role == "attention"))
+    return result
+
+
+def planned_nodes(kind: str, model: onnx.ModelProto, head_dim: int | None = None) -> list[GemmNode]:
+    """The GEMMs ``FP8_PLAN`` quantises in this graph; attention matmuls only when ``head_dim`` fits
+    the FP8 MHA pattern (None: include them)."""
+    patterns = FP8_PLAN.get(kind)
+    if patterns is None:
+        raise ExportError(f"graph kind {kind!r} has no fp8 plan — expected one of: {', '.join(FP8_PLAN)}")
+    mha_ok = head_dim is None or MHA_HEAD_DIM[0] <= head_dim <= MHA_HEAD_DIM[1]
+    chosen = []
+    for gemm in gemm_nodes(model):
+        if gemm.attention and not mha_ok:
+            continue
+        if any(fnmatch.fnmatchcase(gemm.role, p) for p in patterns):
+            chosen.append(gemm)
+    return chosen
+
+
+def quantized_nodes(model: onnx.ModelProto) -> list[str]:
+    """Names of the GEMMs fed by a DequantizeLinear whose zero point is FLOAT8E4M3FN (read back from a
+    quantised graph, to compare with the plan)."""
+    nodes = list(all_nodes(model.graph))
+    inits = {i.name: i for i in model.graph.initializer}
+    fp8_dq_outputs = set()
+    for node in nodes:
+        if node.op_type == "DequantizeLinear" and len(node.input) > 2:
+            zero = inits.get(node.input[2])
+            if zero is not None and zero.data_type == FP8_DTYPE:
+                fp8_dq_outputs.add(node.output[0])
+    return sorted(n.name for n in nodes if n.op_type in GEMM_OPS and any(i in fp8_dq_outputs for i in n.input))
+
+
+class _FeedReader:
+    """ONNX Runtime CalibrationDataReader over a list of feed dicts. ModelOpt's MHA analysis also calls
+    ``get_first()``, which ORT's base class does not define (tensorrt-notes §3.1)."""
+
+    def __init__(self, feeds: Sequence[dict[str, np.ndarray]]):
+        self.feeds = list(feeds)
+        self.position = 0
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        if self.position >= len(self.feeds):
+            return None
+        self.position += 1
+        return self.feeds[self.position - 1]
+
+    def get_first(self) -> dict[str, np.ndarray]:
+        return self.feeds[0]
+
+    def rewind(self) -> None:
+        self.position = 0
+
+    def __len__(self) -> int:
+        return len(self.feeds)
+
+
+def _calibration_reader(feeds: Sequence[dict[str, np.ndarray]]):
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class Reader(_FeedReader, CalibrationDataReader):
+        pass
+
+    return Reader(feeds)
+
+
+def quantize_graph(
+    path: Path,
+    kind: str,
+    feeds: Sequence[dict[str, np.ndarray]],
+    *,
+    head_dim: int | None = None,
+    high_precision: str = "fp16",
+) -> dict[str, str]:
+    """Quantise the fp32 graph at ``path`` in place (``.onnx`` + ``.onnx.data``) → {quantised GEMM node
+    name: its role}.
+
+    Raises ExportError when the result quantises other GEMMs than the plan or none at all."""
+    if not feeds:
+        raise ExportError(f"{path.name}: no calibration feeds — expected at least one sample per graph")
+    require("modelopt.onnx.quantization", PIP_FP8, "fp8 quantisation")
+    from modelopt.onnx.quantization import quantize
+
+    model = onnx.load(str(path), load_external_data=False)
+    plan = planned_nodes(kind, model, head_dim)
+    if not plan:
+        raise ExportError(f"{path.name}: the fp8 plan selects no GEMM — expected the {kind} GEMMs of FP8_PLAN")
+    shapes = ",".join(f"{k}:{'x'.join(str(d) for d in v.shape)}" for k, v in feeds[0].items())
+    out = path.with_name(f".{path.stem}.fp8-{os.getpid()}.onnx")
+    started = time.perf_counter()
+    with _quiet_modelopt():
+        try:
+            quantize(
+                str(path),
+                quantize_mode="fp8",
+                calibration_data_reader=_calibration_reader(feeds),
+                calibration_method="max",
+                calibration_eps=["cpu"],
+                calibration_shapes=shapes,
+                op_types_to_quantize=list(GEMM_OPS),
+                nodes_to_quantize=[f"^{re.escape(g.name)}$" for g in plan],
+                high_precision_dtype=high_precision,
+                use_external_data_format=True,
+                output_path=str(out),
+                log_level="ERROR",
+            )
+        except Exception as exc:  # ModelOpt and ORT raise many types; report one line
+            _remove(out)
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ExportError(f"fp8 quantisation of {path.name} failed: {type(exc).__name__}: {first}") from exc
+    try:
+        quantised = onnx.load(str(out), load_external_data=False)
+        got = quantized_nodes(quantised)
+        want = sorted(g.name for g in plan)
+        if got != want:
+            extra, missing = sorted(set(got) - set(want)), sorted(set(want) - set(got))
+            raise ExportError(
+                f"{path.name}: fp8 quantised GEMMs differ from the plan — unexpected {extra[:3]}, "
+                f"missing {missing[:3]} ({len(got)} quantised, {len(want)} planned)"
+            )
+        _replace_graph(out, path)
+    finally:
+        _remove(out)
+    logging.getLogger(__name__).info("%s: %d GEMMs at fp8 in %.1fs", path.name, len(got), time.perf_counter() - started)
+    roles = {g.name: g.role for g in plan}
+    return {name: roles[name] for name in got}
+
+
+def _replace_graph(src: Path, dst: Path) -> None:
+    """Move ``src`` (+ its external data, renamed to ``dst``'s) over ``dst`` atomically per file."""
+    model = onnx.load(str(src), load_external_data=True)
+    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
+    os.close(fd)
+    data_name = f"{dst.name}.data"
+    tmp_data = dst.with_name(f".{data_name}.{os.getpid()}.tmp")
+    try:
+        onnx.save(model, tmp, save_as_external_data=True, all_tensors_to_one_file=True, location=tmp_data.name)
+        # the graph refers to its data file by name: rewrite the reference to the final name
+        final = onnx.load(tmp, load_external_data=False)
+        for tensor in _external_tensors(final):
+            for entry in tensor.external_data:
+                if entry.key == "location":
+                    entry.value = data_name
+        onnx.save(final, tmp)
+        os.replace(tmp_data, dst.with_name(data_name))
+        os.replace(tmp, dst)
+    finally:
+        _remove(Path(tmp))
+        _remove(tmp_data)
+
+
+def _external_tensors(model: onnx.ModelProto) -> Iterable[onnx.TensorProto]:
+    from onnx.external_data_helper import _get_all_tensors
+
+    return (t for t in _get_all_tensors(model) if t.data_location == onnx.TensorProto.EXTERNAL)
+
+
+def _remove(path: Path) -> None:
+    for p in (path, path.with_name(path.name + ".data"), path.with_name(path.name + "_data")):
+        try:
+            p.unlink()
+        except FileNotFoundError:
+            pass
+
+
+class _quiet_modelopt:
+    """ModelOpt logs at INFO to the root handlers and polygraphy prints warnings; keep export output
+    readable (errors still raise)."""
+
+    def __enter__(self):
+        self.saved = {}
+        for name in ("modelopt", "polygraphy"):
+            logger = logging.getLogger(name)
+            self.saved[name] = logger.level
+            logger.setLevel(logging.ERROR)
+        return self
+
+    def __exit__(self, *exc):
+        for name, level in self.saved.items():
+            logging.getLogger(name).setLevel(level)
+        return False

@@ -1,0 +1,200 @@
+"""CPU preflight of an export's precisions: every graph checked against the fp32 reference before any
+engine is built or any robot moves (architecture §5, §7).
+
+Candidates per graph precision:
+- fp32, fp16: the exported ONNX on ONNX Runtime CPU;
+- fp8: the exported ONNX (Q/DQ) on ONNX Runtime CPU at graph optimisation level BASIC — higher levels
+  fuse FLOAT8 Q/DQ into kernels the CPU provider lacks (tensorrt-notes §0.7);
+- bf16: ONNX Runtime CPU has no bf16 kernels for several ops, so the very graph module that was exported
+  (``precision_module``) runs in PyTorch bf16 on the CPU.
+
+Reference: the fp32 graph modules chained on the same observations (``calibration.chain_graphs``).
+Levels: each graph alone on the reference's own inputs, then end to end with every graph at its
+precision (backbone features, normalised and physical actions), with the thresholds of §7.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .errors import VerificationError
+from .graphs import GRAPH_SPECS
+from .parity import ParityReport, StageComparison, Threshold, compare, threshold_for
+
+#: graph outputs compared as masks (additive biases: 0 where attended, ≤ −1e4 where masked; the masked
+#: value legitimately differs between fp32 (−1.7e38) and fp16 (−32752) producers)
+BIAS_OUTPUTS = ("text_bias", "image_bias")
+MASKED_BELOW = -1e4
+_FEATURE_KINDS = ("vision", "backbone", "dit_context")
+
+
+def graph_threshold(kind: str, precision: str) -> Threshold:
+    """Per-graph check (``parity.THRESHOLDS["graph"]``): fp32 rel L2 ≤ 1e-4; otherwise §7's backbone
+    cosine at the graph's precision. Mean-abs bounds apply end to end only: graph outputs (K/V, DiT
+    features) have their own scales."""
+    return threshold_for("graph", precision)
+
+
+def compare_outputs(
+    label: str, kind: str, precision: str, reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray]
+) -> list[StageComparison]:
+    """One comparison per output of a graph call (biases as masks)."""
+    result = []
+    for tensor in GRAPH_SPECS[kind].outputs:
+        ref = np.asarray(reference[tensor.name], np.float32)
+        cand = np.asarray(candidate[tensor.name], np.float32)
+        if tensor.name in BIAS_OUTPUTS:
+            check = compare(f"{label}.{tensor.name} (mask)", (ref < MASKED_BELOW).astype(np.float32),
+                            (cand < MASKED_BELOW).astype(np.float32), threshold_for("mask", precision))
+        else:
+            check = compare(f"{label}.{tensor.name}", ref, cand, graph_threshold(kind, precision))
+        result.append(check)
+    return result
+
+
+def ort_session(path: Path, precision: str):
+    """A CPU session; fp8 graphs at ORT_ENABLE_BASIC (tensorrt-notes §0.7)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if precision == "fp8":
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def run_session(session, kind: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    spec = GRAPH_SPECS[kind]
+    results = session.run(spec.output_names, {t.name: feeds[t.name] for t in spec.inputs})
+    return {t.name: np.asarray(r) for t, r in zip(spec.outputs, results, strict=True)}
+
+
+def candidate_runner(folder: Path, manifest, model, config, slots):
+    """run(name, kind, feeds) of the export at its recorded precisions (module docstring)."""
+    from .export.calibration import graph_modules, torch_runner
+    from .export.precision import precision_module
+
+    activation = manifest.precision.get("activation_dtype", _io_dtype(manifest))
+    sessions, bf16 = {}, {}
+    bf16_names = [name for name, g in manifest.graphs.items() if g.precision == "bf16"]
+    if bf16_names:
+        fresh = graph_modules(model, config, manifest.image_sizes, slots)
+        for name in bf16_names:
+            kind, module, dims = fresh[name]
+            bf16[name] = (kind, precision_module(kind, module, "bf16", activation), dims)
+    torch_run = torch_runner(bf16)
+
+    def run(name: str, kind: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        entry = manifest.graph(name)
+        if entry.precision == "bf16":
+            return torch_run(name, kind, feeds)
+        if name not in sessions:
+            sessions[name] = ort_session(folder / entry.file, entry.precision)
+        return run_session(sessions[name], kind, feeds)
+
+    return run
+
+
+def _io_dtype(manifest) -> str:
+    dtypes = {t.dtype for g in manifest.graphs.values() for t in (*g.inputs, *g.outputs) if t.dtype.startswith("float")}
+    return "float16" if dtypes == {"float16"} else "float32"
+
+
+def preflight_export(
+    export_dir: str | Path,
+    checkpoint: str | Path,
+    *,
+    observations: Sequence[tuple[str, dict]] | None = None,
+    seed: int = 0,
+) -> ParityReport:
+    """Check every graph of ``export_dir`` at its precision against the fp32 graph modules of
+    ``checkpoint`` on ``observations`` (default: one synthetic observation per exported embodiment)."""
+    import torch
+
+    from .export.calibration import chain_graphs, graph_modules, torch_runner
+    from .manifest import load_manifest
+    from .model.checkpoint import load_model
+    from .observations import synthetic_observation
+    from .processing.preprocess import Preprocessor
+
+    folder = Path(export_dir)
+    manifest = load_manifest(folder)
+    model, config, _ = load_model(checkpoint, dtype=torch.float32)
+    if dict(config.to_dict(), num_inference_timesteps=manifest.steps) != dict(
+        manifest.model, num_inference_timesteps=manifest.steps
+    ):
+        raise VerificationError(
+            f"{export_dir} was exported from a checkpoint with a different config than {checkpoint} — "
+            "pass the checkpoint it was exported from"
+        )
+    config = dataclasses.replace(config, num_inference_timesteps=manifest.steps)
+    model.config = model.action_head.config = config
+    entries = list(manifest.embodiments.values())
+    slots = [entries[0].id] if len(entries) == 1 else None
+    slot_of = {e.id: e.slot for e in entries}
+    preprocessor = Preprocessor.from_dir(
+        folder, max_state_dim=config.max_state_dim, image_token_index=manifest.tokens["image_token_index"],
+        pixels_per_token=manifest.pixels_per_token,
+    )
+    if observations is None:
+        observations = [
+            (e.tag, synthetic_observation(preprocessor.spec, e.tag, seed=seed, image_sizes=manifest.image_sizes))
+            for e in entries
+        ]
+    activation = np.dtype(manifest.precision.get("activation_dtype", _io_dtype(manifest))).type
+    reference = torch_runner(graph_modules(model, config, manifest.image_sizes, slots))
+    candidate = candidate_runner(folder, manifest, model, config, slots)
+    precisions = {name: g.precision for name, g in manifest.graphs.items()}
+    report = ParityReport(context={
+        "export_dir": str(folder), "checkpoint": str(checkpoint), "kind": "cpu preflight",
+        "precisions": precisions, "calibration": manifest.precision.get("calibration"),
+    })
+    head = _least_precise([precisions[k] for k in ("dit_context", "state_encoder", "action_encoder", "dit",
+                                                    "action_decoder")])
+    # backbone features depend on the vision graphs too: judged at the least precise of them
+    features_precision = _least_precise([g.precision for g in manifest.graphs.values()
+                                         if g.kind in ("vision", "backbone")])
+    rng = np.random.default_rng(seed)
+    for n, (tag, obs) in enumerate(observations):
+        inputs = preprocessor(obs, tag)
+        noise = rng.standard_normal((len(inputs.embodiment_id), config.action_horizon, config.max_action_dim))
+        noise = noise.astype(np.float32)
+        ref = chain_graphs(reference, inputs, steps=manifest.steps, slot_of=slot_of, noise=noise)
+        label = f"obs {n} ({tag})"
+        # each graph alone on the reference's inputs (first call per graph, and every denoising step)
+        for name, calls in ref.inputs.items():
+            kind = manifest.graph(name).kind
+            for i, feeds in enumerate(calls):
+                cast = {k: (v.astype(activation) if v.dtype.kind == "f" else v) for k, v in feeds.items()}
+                out = candidate(name, kind, cast)
+                where = f"{label} graph {name} [{precisions[name]}]" + (f" call {i}" if len(calls) > 1 else "")
+                for check in compare_outputs(where, kind, precisions[name], ref.outputs[name][i], out):
+                    report.add(check)
+        # end to end, every graph at its precision
+        got = chain_graphs(candidate, inputs, steps=manifest.steps, slot_of=slot_of, noise=noise,
+                           activation=activation)
+        features = "backbone_features"
+        report.add(compare(f"{label} end-to-end: backbone features", ref.outputs["backbone"][0][features],
+                           got.outputs["backbone"][0][features].astype(np.float32),
+                           threshold_for("backbone", features_precision)))
+        want = ref.outputs["action_decoder"][-1]["next_actions"]
+        have = got.outputs["action_decoder"][-1]["next_actions"].astype(np.float32)
+        report.add(compare(f"{label} end-to-end: normalised action", want, have,
+                           threshold_for("normalised_action", head)))
+        want_physical = preprocessor.decode(want, inputs)
+        have_physical = preprocessor.decode(have, inputs)
+        for key, value in want_physical.items():
+            report.add(compare(f"{label} end-to-end: physical {key}", value, have_physical[key],
+                               threshold_for("physical_action", head)))
+    return report
+
+
+def _least_precise(precisions: list[str]) -> str:
+    for candidate in ("fp8", "fp16", "bf16", "fp32"):
+        if candidate in precisions:
+            return candidate
+    return "fp32"

@@ -1,0 +1,141 @@
+"""fp8 Q/DQ: which GEMMs are quantised per graph (against the declared plan), recorded calibration,
+and a broken calibration that the CPU check catches."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import onnx
+import pytest
+
+from gr00t_trt.errors import ExportError
+from gr00t_trt.export.quantize import FP8_PLAN, gemm_nodes, planned_nodes, quantize_graph, quantized_nodes
+
+#: what the plan must quantise in each fp8 graph of the tiny preset, by role — and nothing else
+EXPECTED_ROLES = {
+    "vision": {
+        "encoder_layers.*.self_attn.q_proj", "encoder_layers.*.self_attn.k_proj", "encoder_layers.*.self_attn.v_proj",
+        "encoder_layers.*.self_attn.out_proj", "encoder_layers.*.mlp.fc1", "encoder_layers.*.mlp.fc2", "mlp1.*",
+        "attention",  # tiny vision heads are 16 wide: ModelOpt's FP8 attention applies (8 < head dim ≤ 256)
+    },
+    "dit_context": {"to_k", "to_v"},
+    "dit": {  # tiny DiT heads are 8 wide: no FP8 attention, its matmuls stay fp16
+        "transformer_blocks.*.to_q", "transformer_blocks.*.to_k", "transformer_blocks.*.to_v",
+        "transformer_blocks.*.to_out", "transformer_blocks.*.ff_proj", "transformer_blocks.*.ff_out",
+    },
+}
+NEVER = ("patch_embedding", "proj_out_2")
+
+
+@pytest.mark.parametrize("name", ["vision_252x252", "dit_context", "dit"])
+def test_quantised_gemms_are_exactly_the_plan(mixed_export, name):
+    from gr00t_trt.manifest import load_manifest
+
+    manifest = load_manifest(mixed_export)
+    kind = manifest.graph(name).kind
+    recorded = manifest.precision["fp8_gemms"][name]  # node -> role, as planned at export
+    model = onnx.load(str(mixed_export / f"{name}.onnx"), load_external_data=False)
+    assert quantized_nodes(model) == sorted(recorded)  # read back from the Q/DQ in the graph
+    assert set(recorded.values()) == EXPECTED_ROLES[kind]
+    assert not any(never in role for role in recorded.values() for never in NEVER)
+    # every Q/DQ pair is FLOAT8E4M3FN and sits in front of a GEMM only (no norm, softmax or add)
+    inits = {i.name: i for i in model.graph.initializer}
+    consumers = {}
+    for node in model.graph.node:
+        for tensor in node.input:
+            consumers.setdefault(tensor, []).append(node.op_type)
+    for node in model.graph.node:
+        if node.op_type == "DequantizeLinear":
+            assert inits[node.input[2]].data_type == onnx.TensorProto.FLOAT8E4M3FN
+            assert set(consumers[node.output[0]]) <= {"MatMul", "Gemm"}, consumers[node.output[0]]
+
+
+def test_plan_reads_roles_from_the_fp32_graph(tiny_export):
+    model = onnx.load(str(tiny_export / "dit.onnx"), load_external_data=False)
+    roles = {g.role for g in gemm_nodes(model)}
+    assert "proj_out_2" in roles and "attention" in roles  # seen, and left out by the plan
+    planned = planned_nodes("dit", model, head_dim=64)
+    assert {g.role for g in planned} == EXPECTED_ROLES["dit"] | {"attention"}
+    assert {g.role for g in planned_nodes("dit", model, head_dim=8)} == EXPECTED_ROLES["dit"]
+    vision = onnx.load(str(tiny_export / "vision_252x252.onnx"), load_external_data=False)
+    assert "patch_embedding" in {g.role for g in gemm_nodes(vision)}
+    assert "patch_embedding" not in {g.role for g in planned_nodes("vision", vision)}
+    with pytest.raises(ExportError, match="graph kind 'action_decoder' has no fp8 plan"):
+        planned_nodes("action_decoder", model)
+    assert set(FP8_PLAN) == {"vision", "backbone", "dit_context", "dit"}
+
+
+# ------------------------------------------------------------------------------------ calibration
+@pytest.fixture(scope="module")
+def dit_records(tiny_export, tiny_checkpoint, tmp_path_factory):
+    """Recorded observations (written by record_observation) → the dit graph's fp32 inputs/outputs."""
+    import torch
+
+    from gr00t_trt.export.calibration import (
+        calibration_records,
+        graph_modules,
+        record_observation,
+        recorded_calibration_set,
+    )
+    from gr00t_trt.manifest import load_manifest
+    from gr00t_trt.model.checkpoint import load_model
+    from gr00t_trt.observations import synthetic_observation
+    from gr00t_trt.processing.preprocess import Preprocessor
+
+    manifest = load_manifest(tiny_export)
+    model, config, _ = load_model(tiny_checkpoint, dtype=torch.float32)
+    preprocessor = Preprocessor.from_dir(tiny_export, max_state_dim=config.max_state_dim,
+                                         image_token_index=config.backbone.image_token_index,
+                                         pixels_per_token=config.patch_tokens_per_image_pixel)
+    folder = tmp_path_factory.mktemp("recorded")
+    for seed in range(2):
+        obs = synthetic_observation(preprocessor.spec, "unitree_g1", seed=seed, image_sizes=((252, 336),))
+        record_observation(folder, obs, "unitree_g1")
+    calibration = recorded_calibration_set(folder, preprocessor.spec, list(manifest.embodiments))
+    assert calibration.source == "recorded" and calibration.size == 2
+    assert "recorded calibration: 2 observations" in calibration.describe()
+    modules = graph_modules(model, config, manifest.image_sizes, None)
+    slot_of = {e.id: e.slot for e in manifest.embodiments.values()}
+    return calibration_records(modules, calibration, preprocessor, config, slot_of)
+
+
+def _quantised_dit(tiny_export, tmp_path, feeds):
+    for suffix in ("", ".data"):
+        shutil.copyfile(tiny_export / f"dit.onnx{suffix}", tmp_path / f"dit.onnx{suffix}")
+    path = tmp_path / "dit.onnx"
+    quantize_graph(path, "dit", feeds, head_dim=8)
+    return path
+
+
+def _dit_checks(path, records):
+    from gr00t_trt.preflight import compare_outputs, ort_session, run_session
+
+    session = ort_session(path, "fp8")
+    checks = []
+    for feeds, want in zip(records.inputs["dit"], records.outputs["dit"], strict=True):
+        checks += compare_outputs("dit", "dit", "fp8", want, run_session(session, "dit", feeds))
+    return checks
+
+
+def test_recorded_calibration_covers_every_denoising_step_and_passes(dit_records, tiny_export, tmp_path):
+    steps = [int(f["step"][0]) for f in dit_records.inputs["dit"]]
+    assert sorted(set(steps)) == [0, 1, 2, 3] and len(steps) == 8  # 2 observations × 4 steps
+    checks = _dit_checks(_quantised_dit(tiny_export, tmp_path, dit_records.inputs["dit"]), dit_records)
+    assert checks and all(c.passed for c in checks), [c.cosine for c in checks]
+
+
+def test_broken_calibration_fails_the_cpu_check(dit_records, tiny_export, tmp_path):
+    """Scales measured on activations 1000× too small (e.g. data in the wrong units) saturate every real
+    activation at ±448·scale: the CPU check must fail. (All-zero data does not break fp8: the calibrator
+    then keeps non-degenerate scales, and fp8's exponent covers O(1) values — measured cosine 0.998.)"""
+    shrunk = [{k: (v * np.float32(1e-3) if v.dtype.kind == "f" else v) for k, v in f.items()}
+              for f in dit_records.inputs["dit"]]
+    checks = _dit_checks(_quantised_dit(tiny_export, tmp_path, shrunk), dit_records)
+    assert checks and not any(c.passed for c in checks)
+    assert max(c.cosine for c in checks) < 0.99
+
+
+def test_quantising_without_feeds_is_refused(tiny_export, tmp_path):
+    with pytest.raises(ExportError, match="dit.onnx: no calibration feeds — expected at least one sample"):
+        _quantised_dit(tiny_export, tmp_path, [])
