@@ -4,6 +4,9 @@ ones read from an ``.npz`` file in Isaac-GR00T's flat form. numpy only (robot si
 
 from __future__ import annotations
 
+import os
+import tempfile
+import time
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +23,9 @@ _ZIP_MAGIC = b"PK\x03\x04"
 _NPY_MAGIC = b"\x93NUMPY"
 
 INSTRUCTIONS = ("pick up the apple", "open the top drawer of the cabinet and put the red cup inside it")
+
+#: file suffix of a saved observation (`--obs`, `run --record`, `export --calib`)
+OBSERVATION_SUFFIX = ".npz"
 
 
 def frame_for(size: tuple[int, int], spec) -> tuple[int, int]:
@@ -105,3 +111,23 @@ def save_observation(path: str | Path, obs: dict) -> None:
     else:
         flat = {k: (np.array(list(v)) if isinstance(v, (list, tuple)) else v) for k, v in obs.items()}
     np.savez(path, **flat)
+
+
+def record_observation(folder: str | Path, obs: dict, embodiment: str) -> Path:
+    """Save one observation a robot stack sent as ``folder/<embodiment>/<time>-<n>.npz`` (the ``--obs``
+    format), atomically, for ``export --calib folder``."""
+    target = Path(folder) / embodiment
+    target.mkdir(parents=True, exist_ok=True)
+    stem = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    fd, tmp = tempfile.mkstemp(dir=target, prefix=f".{stem}.", suffix=OBSERVATION_SUFFIX)
+    os.close(fd)
+    try:
+        save_observation(tmp, obs)
+        for n in range(1_000_000):
+            path = target / f"{stem}-{n:06d}{OBSERVATION_SUFFIX}"
+            if not path.exists():
+                os.replace(tmp, path)
+                return path
+        raise ObservationError(f"{target}: no free file name for {stem}")
+    finally:
+        Path(tmp).unlink(missing_ok=True)

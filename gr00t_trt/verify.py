@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from . import dataflow
-from .errors import Gr00tTrtError, VerificationError
+from .errors import BackendError, Gr00tTrtError, VerificationError
 from .manifest import load_manifest
 from .parity import ParityReport, compare, threshold_for
 from .runtime.pipeline import HeadInputs
@@ -66,19 +66,33 @@ def verify_export(
     config = dataclasses.replace(config, num_inference_timesteps=manifest.steps)
     model.config = model.action_head.config = config
 
-    policy = Policy.load(export_dir, backend=backend, verify_files=False)
-    report = ParityReport(
-        context={
-            "export_dir": str(export_dir),
-            "checkpoint": str(checkpoint),
-            "backend": policy.pipeline.backend.name,
-            "steps": manifest.steps,
-            "precisions": {name: g.precision for name, g in manifest.graphs.items()},
-        }
-    )
-    for label, tag, obs, seed in _cases(policy, manifest, obs_path, embodiments, seeds, observations):
-        _verify_case(report, label, model, policy, tag, obs, seed)
+    precisions = {name: g.precision for name, g in manifest.graphs.items()}
+    context = {"export_dir": str(export_dir), "checkpoint": str(checkpoint), "steps": manifest.steps,
+               "precisions": precisions, "calibration": manifest.precision.get("calibration")}
+    try:
+        policy = Policy.load(export_dir, backend=backend, verify_files=False)
+    except BackendError as exc:
+        if "bf16" not in precisions.values():
+            raise
+        # ONNX Runtime CPU cannot run bf16 graphs: the CPU preflight (PyTorch bf16) is the check here
+        report = _preflight(export_dir, folder)
+        report.context.update(context, backend=None, note=f"no backend can run this export here ({exc}); "
+                              "each graph was checked at its precision by the CPU preflight")
+        return report
+    report = ParityReport(context={**context, "backend": policy.pipeline.backend.name})
+    with policy:
+        for label, tag, obs, seed in _cases(policy, manifest, obs_path, embodiments, seeds, observations):
+            _verify_case(report, label, model, policy, tag, obs, seed)
+    if set(precisions.values()) - {"fp32"}:  # half-precision and fp8 graphs: also each at its precision on the CPU
+        for check in _preflight(export_dir, folder).comparisons:
+            report.add(dataclasses.replace(check, stage=f"preflight {check.stage}"))
     return report
+
+
+def _preflight(export_dir, checkpoint) -> ParityReport:
+    from .preflight import preflight_export
+
+    return preflight_export(export_dir, checkpoint)
 
 
 def _cases(policy, manifest, obs_path, embodiments, seeds, observations):

@@ -178,6 +178,8 @@ def run(
                                                   "format): a starting point for your own.")] = None,
     repeat: Annotated[int, typer.Option(min=1, help="Control steps to run; timings are the last one's (the first "
                                         "includes warm-up).")] = 1,
+    record: Annotated[Path | None, typer.Option(help="Also save the observation into this folder "
+                                                "(DIR/<embodiment>/*.npz) to calibrate fp8 exports on (export --calib DIR).")] = None,
 ) -> None:
     """Run control steps on an export and print the action chunk and per-stage timings."""
     import io
@@ -186,7 +188,7 @@ def run(
 
     from ..errors import ObservationError
     from ..files import write_atomic
-    from ..observations import load_observation, save_observation, synthetic_observation
+    from ..observations import load_observation, record_observation, save_observation, synthetic_observation
     from ..runtime.policy import Policy
 
     if (obs is None) == (not synthetic):
@@ -207,6 +209,8 @@ def run(
     if save_obs:
         save_observation(save_obs, observation)
         console.print(f"wrote the observation to {save_obs}")
+    if record:
+        console.print(f"recorded the observation as {record_observation(record, observation, tag)}")
     if out:
         buffer = io.BytesIO()
         np.savez(buffer, **actions)

@@ -79,6 +79,15 @@ def render_parity(console: Console, report) -> None:
             table.add_row(stage, f"{c.cosine:.6f}", f"{c.rel_l2:.1e}", f"{c.max_abs:.1e}", c.threshold.describe(),
                           "[green]ok[/]" if c.passed else "[red]FAIL[/]")
         console.print(table)
+    calibration = report.context.get("calibration")
+    if calibration:
+        source = calibration.get("source")
+        style = "bold yellow" if source == "synthetic" else "green"
+        console.print(f"fp8 calibration: [{style}]{source}[/] observations ({calibration.get('observations')})"
+                      + (" — calibrate on recorded ones (`run --record DIR`, `export --calib DIR`) before trusting "
+                         "fp8 on a robot" if source == "synthetic" else ""), highlight=False)
+    if report.context.get("note"):
+        console.print(report.context["note"], style="dim", highlight=False)
     console.print(
         "thresholds: fp32 exports must match the reference to float rounding (rel L2 ≤ 1e-4); half-precision "
         "ones by cosine similarity and mean error (backbone cosine ≥ 0.999, actions ≥ 0.99).",

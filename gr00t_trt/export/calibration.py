@@ -17,9 +17,6 @@ The same chain also gives the per-graph reference inputs and outputs of the CPU 
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,13 +24,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import EmbodimentError, ExportError, ObservationError
+from ..errors import EmbodimentError, ExportError
 from ..graphs import GRAPH_SPECS, vision_graph_name
+from ..observations import OBSERVATION_SUFFIX, record_observation  # noqa: F401  (re-exported; torch-free for `run --record`)
 
 #: synthetic calibration observations per exported embodiment (enough for max-abs ranges of random
 #: weights; pass recorded observations for a real robot)
 DEFAULT_SYNTHETIC_COUNT = 4
-OBSERVATION_SUFFIX = ".npz"
 
 
 @dataclass(frozen=True)
@@ -59,29 +56,6 @@ class CalibrationSet:
     def to_dict(self) -> dict:
         return {"source": self.source, "observations": self.size, "fingerprint": self.fingerprint,
                 "location": self.location}
-
-
-# ------------------------------------------------------------------------------------ observations
-def record_observation(folder: str | Path, obs: dict, embodiment: str) -> Path:
-    """Save one observation a robot stack sent as ``folder/<embodiment>/<time>-<n>.npz`` (the ``--obs``
-    format), atomically, for ``export --calib folder``."""
-    from ..observations import save_observation
-
-    target = Path(folder) / embodiment
-    target.mkdir(parents=True, exist_ok=True)
-    stem = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-    fd, tmp = tempfile.mkstemp(dir=target, prefix=f".{stem}.", suffix=OBSERVATION_SUFFIX)
-    os.close(fd)
-    try:
-        save_observation(tmp, obs)
-        for n in range(1_000_000):
-            path = target / f"{stem}-{n:06d}{OBSERVATION_SUFFIX}"
-            if not path.exists():
-                os.replace(tmp, path)
-                return path
-        raise ObservationError(f"{target}: no free file name for {stem}")
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def recorded_calibration_set(folder: str | Path, processor, embodiments: Sequence[str]) -> CalibrationSet:

@@ -76,6 +76,10 @@ class OrtBackend(Backend):
 
         if importlib.util.find_spec("onnxruntime") is None:
             return "onnxruntime is not installed (pip install onnxruntime)"
+        bf16 = sorted(name for name, g in manifest.graphs.items() if g.precision == "bf16")
+        if bf16:
+            return (f"its bf16 graphs ({', '.join(bf16)}) cannot run on ONNX Runtime CPU — build TensorRT engines "
+                    "(`gr00t-trt build`), or check them on the CPU with `gr00t-trt verify` (PyTorch bf16 preflight)")
         return None
 
     # ----------------------------------------------------------------- lifecycle

@@ -190,3 +190,15 @@ def test_tables_stay_readable_at_80_columns_when_piped(tiny_export):
     assert result.exit_code == 0
     assert max(len(line) for line in result.output.splitlines()) <= 80
     assert "pipeline (subtotal)" in result.output
+
+
+def test_run_record_saves_observations_for_calibration(tiny_export, tmp_path):
+    folder = tmp_path / "calib"
+    for seed in (0, 1):
+        result = invoke("run", tiny_export, "--synthetic", "--embodiment", "unitree_g1", "--seed", seed,
+                        "--record", folder)
+        assert result.exit_code == 0, result.output
+    files = sorted((folder / "unitree_g1").glob("*.npz"))
+    assert len(files) == 2
+    again = invoke("run", tiny_export, "--obs", files[0], "--embodiment", "unitree_g1")
+    assert again.exit_code == 0, again.output

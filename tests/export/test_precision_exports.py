@@ -80,8 +80,21 @@ def test_ort_runtime_refuses_bf16_graphs_by_name(mixed_export):
     from gr00t_trt.errors import BackendError
     from gr00t_trt.runtime.policy import Policy
 
-    with pytest.raises(BackendError, match="cannot load backbone.onnx"):
+    with pytest.raises(BackendError, match=r"its bf16 graphs \(backbone\) cannot run on ONNX Runtime CPU — build "
+                                           r"TensorRT engines .*PyTorch bf16 preflight"):
         Policy.load(mixed_export, backend="ort")
+
+
+def test_verify_checks_bf16_exports_through_the_cpu_preflight(mixed_export, tiny_checkpoint):
+    from gr00t_trt.verify import verify_export
+
+    report = verify_export(mixed_export, tiny_checkpoint, backend="ort")
+    assert report.context["backend"] is None and "CPU preflight" in report.context["note"]
+    assert report.context["calibration"]["source"] == "synthetic"  # said plainly, and rendered in yellow
+    graphs = {c.stage.split(" graph ")[1].split(" [")[0] for c in report.comparisons if " graph " in c.stage}
+    assert graphs == {"vision_252x252", "backbone", "dit_context", "state_encoder", "action_encoder", "dit",
+                      "action_decoder"}
+    assert any("end-to-end" in c.stage for c in report.comparisons)
 
 
 # ------------------------------------------------------------------------------------------ slow: small
