@@ -324,10 +324,10 @@ def export_graphs(head, config, folder: Path, slots: list[int], max_seq_len: int
     started = {}
 
     def progress(name: str, status: str) -> None:
-        if status == "exporting":
+        if status.startswith("exporting"):
             started[name] = time.perf_counter()
         elif status.startswith("done"):
-            size = sum(p.stat().st_size for p in folder.parent.glob(f".{folder.name}.partial-*/{name}.onnx*")) / 2**20
+            size = sum(p.stat().st_size for p in folder.parent.glob(f".{folder.name}*/{name}.onnx*")) / 2**20
             log(f"  exported {name:15s} in {time.perf_counter() - started[name]:6.1f}s ({size:8.1f} MiB, RSS {rss_gib()} GiB)")
             gc.collect()
 
