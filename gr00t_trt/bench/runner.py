@@ -177,6 +177,14 @@ def run_benchmark(policy: Any, observation: dict, *, iters: int = 50, warmup: in
         spec = device if isinstance(device, DeviceSpec) else find_device(device or header["machine"]["device"])
         if device is not None and spec is None:
             raise Gr00tTrtError(f"unknown roofline device {device!r} — expected one of the device table's keys")
+        threads = getattr(policy.pipeline.backend, "threads", None)
+        on_cpu = getattr(policy.pipeline.backend, "device", None) == "cpu"
+        if spec is None and device is None and header["backend"] == "ort" and on_cpu and threads:
+            from .cpu_limits import measure_cpu_limits
+
+            report_progress("measuring this CPU's limits", 0, 1)
+            spec = measure_cpu_limits(threads)  # ONNX Runtime on the CPU: this machine's own GEMM rate and bandwidth
+            report_progress("measuring this CPU's limits", 1, 1)
         if spec is not None:
             report.device, report.floors = spec, report.roofline.floors(spec)
     return report

@@ -95,7 +95,9 @@ def run_bench(options: BenchOptions, console: Any, progress_factory: Any = None)
     from ..bench.runner import run_benchmark
     from ..runtime.policy import Policy
 
-    policy = Policy.load(options.export_dir, backend=options.backend)
+    # per-stage detail down to each denoising step; on TensorRT that splits the captured action head into
+    # N + 1 CUDA graphs, so the end-to-end figure there is slightly pessimistic (said in the header)
+    policy = Policy.load(options.export_dir, backend=options.backend, detailed_timings=True)
     try:
         tag = policy.resolve_embodiment(options.embodiment)
         observation = _observation(options, policy, tag)
