@@ -77,3 +77,19 @@ def test_bad_counts(tiny_policy, tiny_observation):
         run_benchmark(tiny_policy, obs, iters=1, warmup=-1, embodiment=tag)
     with pytest.raises(Gr00tTrtError, match="unknown roofline device 'tpu'"):
         run_benchmark(tiny_policy, obs, iters=1, warmup=0, embodiment=tag, device="tpu")
+
+
+def test_on_the_cpu_the_floor_is_this_machines_own(tiny_policy, tiny_observation, monkeypatch):
+    """Without a known device, an ONNX Runtime CPU run is compared with this CPU's measured limits."""
+    from gr00t_trt.bench import cpu_limits
+    from gr00t_trt.bench.cpu_limits import measure_cpu_limits
+
+    spec = measure_cpu_limits(1, gemm=96, stream_k=128, stream_n=256, repeats=1)
+    assert spec.key == "cpu" and spec.memory_gbs > 0 and spec.tflops["fp32"] > 0
+    assert "GFLOP/s" in spec.name and "GB/s" in spec.name
+    monkeypatch.setattr(cpu_limits, "measure_cpu_limits", lambda threads: spec)
+    tag, obs = tiny_observation
+    report = run_benchmark(tiny_policy, obs, iters=2, warmup=0, embodiment=tag)
+    assert report.device is spec
+    assert {"vision", "backbone", "total"} <= set(report.floors)
+    assert report.measured_over_floor["total"] == pytest.approx(report.end_to_end.p50 / report.floors["total"].ms)
