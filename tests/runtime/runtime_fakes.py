@@ -124,7 +124,7 @@ def _vision(w: Weights, size, p) -> onnx.ModelProto:
     x = g.op("Mul", x, g.const(np.float32(1 / 255)))
     x = g.op("Reshape", x, g.const(np.array([-1, t, h * wd * 3 // t], np.int64)))  # [n, t, P]
     g.op("MatMul", x, g.const(w.vision[size]), out="image_embeds")  # [n, t, E]
-    return g.model("vision", {**w.spec.dims, "h": h, "w": wd})
+    return g.model("vision", {**w.spec.dims, "h": h, "w": wd, "t": t})
 
 
 def _backbone(w: Weights, p) -> onnx.ModelProto:

@@ -51,7 +51,7 @@ def observation(seed: int = 0, size=(120, 160)) -> dict:
 
 @pytest.fixture(scope="module")
 def policy(policy_export, new_backend):
-    with Policy.load(policy_export.folder, backend=new_backend()) as p:
+    with Policy.load(policy_export.folder, backend=new_backend(policy_export.folder)) as p:
         yield p
 
 
@@ -78,13 +78,13 @@ def test_timings_and_metadata(policy):
     assert all(v >= 0 for v in timings.values()) and timings["total"] >= timings["pipeline"]
     meta = policy.metadata
     assert meta["embodiments"] == ["new_embodiment", "unitree_g1"]
-    assert meta["image_sizes"] == [list(SIZE)] and meta["action_horizon"] == 16 and meta["backend"] == "ort"
+    assert meta["image_sizes"] == [list(SIZE)] and meta["action_horizon"] == 16 and meta["backend"] == policy.pipeline.backend.name
     policy.reset()
     assert policy.last_timings == {}
 
 
 def test_detailed_timings_split_the_action_head_per_denoising_step(policy_export, new_backend):
-    with Policy.load(policy_export.folder, backend=new_backend(), detailed_timings=True) as detailed:
+    with Policy.load(policy_export.folder, backend=new_backend(policy_export.folder), detailed_timings=True) as detailed:
         detailed.get_action(observation(), embodiment="new_embodiment", seed=0)
         steps = detailed.manifest.steps
         assert list(detailed.last_timings) == ["preprocess", "vision", "backbone", "dit_context", "state_encoder",
@@ -135,8 +135,10 @@ def test_image_size_without_vision_graph(policy):
         policy.get_action(observation(size=(160, 160)), embodiment="new_embodiment")
 
 
-def test_backend_choice(policy_export):
-    folder = policy_export.folder
+def test_backend_choice(policy_export, tmp_path):
+    import shutil
+
+    folder = shutil.copytree(policy_export.folder, tmp_path / "export", ignore=shutil.ignore_patterns("engines"))
     manifest = load_manifest(folder)
     auto = make_backend("auto", folder, manifest, threads=1)  # no usable TensorRT here: ONNX Runtime
     assert isinstance(auto, OrtBackend) and auto.threads == 1
