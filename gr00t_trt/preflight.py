@@ -15,13 +15,11 @@ precision (backbone features, normalised and physical actions), with the thresho
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from .errors import VerificationError
 from .graphs import GRAPH_SPECS
 from .parity import ParityReport, StageComparison, Threshold, compare, threshold_for
 
@@ -113,26 +111,16 @@ def preflight_export(
 ) -> ParityReport:
     """Check every graph of ``export_dir`` at its precision against the fp32 graph modules of
     ``checkpoint`` on ``observations`` (default: one synthetic observation per exported embodiment)."""
-    import torch
 
     from .export.calibration import chain_graphs, graph_modules, torch_runner
     from .manifest import load_manifest
-    from .model.checkpoint import load_model
     from .observations import synthetic_observation
     from .processing.preprocess import Preprocessor
+    from .verify import load_reference
 
     folder = Path(export_dir)
     manifest = load_manifest(folder)
-    model, config, _ = load_model(checkpoint, dtype=torch.float32)
-    if dict(config.to_dict(), num_inference_timesteps=manifest.steps) != dict(
-        manifest.model, num_inference_timesteps=manifest.steps
-    ):
-        raise VerificationError(
-            f"{export_dir} was exported from a checkpoint with a different config than {checkpoint} — "
-            "pass the checkpoint it was exported from"
-        )
-    config = dataclasses.replace(config, num_inference_timesteps=manifest.steps)
-    model.config = model.action_head.config = config
+    model, config = load_reference(checkpoint, manifest, export_dir)
     entries = list(manifest.embodiments.values())
     slots = [entries[0].id] if len(entries) == 1 else None
     slot_of = {e.id: e.slot for e in entries}

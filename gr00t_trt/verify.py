@@ -43,7 +43,7 @@ def verify_export(
     export was made from; pass False to measure how far other weights of the same config are.
     """
     from .export.driver import fingerprint
-    from .model.checkpoint import load_model, resolve_checkpoint
+    from .model.checkpoint import resolve_checkpoint
     from .runtime.policy import Policy
 
     manifest = load_manifest(export_dir)
@@ -55,16 +55,7 @@ def verify_export(
             f"from the one recorded at export) — pass the checkpoint it was exported from "
             f"({manifest.source.get('checkpoint')}), or --any-checkpoint to compare anyway"
         )
-    model, config, _ = load_model(folder, dtype=torch.float32)
-    if dict(config.to_dict(), num_inference_timesteps=manifest.steps) != dict(
-        manifest.model, num_inference_timesteps=manifest.steps
-    ):
-        raise VerificationError(
-            f"{export_dir} was exported from a checkpoint with a different config than {checkpoint} — "
-            "pass the checkpoint it was exported from"
-        )
-    config = dataclasses.replace(config, num_inference_timesteps=manifest.steps)
-    model.config = model.action_head.config = config
+    model, config = load_reference(folder, manifest, export_dir)
 
     precisions = {name: g.precision for name, g in manifest.graphs.items()}
     context = {"export_dir": str(export_dir), "checkpoint": str(checkpoint), "steps": manifest.steps,
@@ -87,6 +78,24 @@ def verify_export(
         for check in _preflight(export_dir, folder).comparisons:
             report.add(dataclasses.replace(check, stage=f"preflight {check.stage}"))
     return report
+
+
+def load_reference(checkpoint, manifest, export_dir):
+    """(model, config): the unoptimised fp32 reference of ``checkpoint``, refused unless its config is the
+    export's, run with the export's number of denoising steps."""
+    from .model.checkpoint import load_model
+
+    model, config, _ = load_model(checkpoint, dtype=torch.float32)
+    if dict(config.to_dict(), num_inference_timesteps=manifest.steps) != dict(
+        manifest.model, num_inference_timesteps=manifest.steps
+    ):
+        raise VerificationError(
+            f"{export_dir} was exported from a checkpoint with a different config than {checkpoint} — "
+            "pass the checkpoint it was exported from"
+        )
+    config = dataclasses.replace(config, num_inference_timesteps=manifest.steps)
+    model.config = model.action_head.config = config
+    return model, config
 
 
 def _preflight(export_dir, checkpoint) -> ParityReport:

@@ -25,8 +25,9 @@ import numpy as np
 import torch
 
 from ..errors import EmbodimentError, ExportError
-from ..graphs import GRAPH_SPECS, vision_graph_name
+from ..graphs import vision_graph_name
 from ..observations import OBSERVATION_SUFFIX, record_observation  # noqa: F401  (re-exported; torch-free for `run --record`)
+from .examples import run_torch_graph
 
 #: synthetic calibration observations per exported embodiment (enough for max-abs ranges of random
 #: weights; pass recorded observations for a real robot)
@@ -148,13 +149,7 @@ def torch_runner(modules: dict):
     """Run graph ``name`` of ``modules`` (name → (kind, module, dims)) in PyTorch on numpy feeds."""
 
     def run(name: str, kind: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        spec = GRAPH_SPECS[kind]
-        args = [torch.from_numpy(np.ascontiguousarray(feeds[t.name])) for t in spec.inputs]
-        with torch.no_grad():
-            result = modules[name][1](*args)
-        if isinstance(result, torch.Tensor):
-            result = (result,)
-        return {t.name: r.detach().float().numpy() for t, r in zip(spec.outputs, result, strict=True)}
+        return run_torch_graph(modules[name][1], kind, feeds)
 
     return run
 

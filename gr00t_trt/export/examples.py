@@ -31,6 +31,17 @@ class ExampleStep:
     outputs: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
 
+def run_torch_graph(module: torch.nn.Module, kind: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """One graph wrapper in PyTorch on numpy feeds (in its declared input order) → fp32 numpy outputs."""
+    spec = GRAPH_SPECS[kind]
+    args = [torch.from_numpy(np.ascontiguousarray(feeds[t.name])) for t in spec.inputs]
+    with torch.no_grad():
+        result = module(*args)
+    if isinstance(result, torch.Tensor):
+        result = (result,)
+    return {t.name: r.detach().float().numpy() for t, r in zip(spec.outputs, result, strict=True)}
+
+
 def example_step(config, modules: dict, image_sizes, slots: list[int] | None, seed: int = 0) -> ExampleStep:
     """Run every module once on example inputs; ``modules`` maps graph name → (kind, module, dims)."""
     rng = np.random.default_rng(seed)
@@ -38,12 +49,7 @@ def example_step(config, modules: dict, image_sizes, slots: list[int] | None, se
 
     def run(kind: str, name: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         spec = GRAPH_SPECS[kind]
-        args = [torch.from_numpy(np.ascontiguousarray(feeds[t.name])) for t in spec.inputs]
-        with torch.no_grad():
-            result = modules[name][1](*args)
-        if isinstance(result, torch.Tensor):
-            result = (result,)
-        outputs = {t.name: r.detach().float().numpy() for t, r in zip(spec.outputs, result, strict=True)}
+        outputs = run_torch_graph(modules[name][1], kind, feeds)
         if name not in step.inputs:  # the first occurrence (denoising step 0) is the example
             step.inputs[name] = {t.name: feeds[t.name] for t in spec.inputs}
             step.outputs[name] = outputs
