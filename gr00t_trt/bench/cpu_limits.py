@@ -5,9 +5,10 @@ Two rates, both measured with ONNX Runtime (the engine our CPU graphs run on) an
 count, best of a few runs:
 - the fp32 GEMM rate, on a square-ish product large enough to be compute-bound (what vision, the backbone
   and dit_context are bound by);
-- the weight-streaming bandwidth: a MatMul of few rows (the DiT's 51 tokens per denoising step) against a
-  weight matrix far larger than the caches, bytes of weight read per second (what the denoising steps
-  are bound by).
+- the weight-streaming bandwidth: a one-row MatMul (a GEMV: two FLOPs per weight, so nothing but the
+  weight traffic bounds it) against a weight matrix far larger than the caches, bytes of weight read per
+  second (what the denoising steps are bound by). Measuring it at the steps' own 51 rows would fold their
+  compute into the "limit" and flatter them.
 Needs ``onnx`` to write the two one-node graphs (the export extra); returns None without it.
 """
 
@@ -22,8 +23,8 @@ import numpy as np
 
 from .devices import DeviceSpec
 
-#: rows of the weight-streaming product: the DiT's tokens per denoising step (1 state + 50 actions)
-STREAM_ROWS = 51
+#: rows of the weight-streaming product: one (a GEMV), so that memory alone bounds it
+STREAM_ROWS = 1
 
 
 def _matmul_session(weight: np.ndarray, rows: int, threads: int, folder: Path):
