@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -117,3 +118,38 @@ def test_cuda_request_without_gpu_is_clear():
     backend = OrtBackend()  # auto falls back to CPU
     backend.activate()
     assert backend.device == "cpu"
+
+
+def test_shared_thread_pool_gives_the_same_actions(fake_export):
+    """Opt-in process-wide pool: run in a fresh interpreter (ONNX Runtime's global pool is per process and
+    then required by every later session), same numbers as per-session pools."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        import numpy as np
+        from runtime_fakes import make_inputs, make_noise
+        from gr00t_trt.manifest import load_manifest
+        from gr00t_trt.runtime import OrtBackend, Pipeline
+        folder = {str(fake_export.folder)!r}
+        layout = [[(4, 6), (8, 4)], [(8, 4)]]
+        shared = Pipeline(load_manifest(folder), folder, OrtBackend(device="cpu", threads=2, shared_threads=True))
+        got = shared.run(make_inputs(layout), make_noise(2)).copy()
+        later = OrtBackend(device="cpu", threads=1)  # every later session must use the pool: it does
+        again = Pipeline(load_manifest(folder), folder, later).run(make_inputs(layout), make_noise(2))
+        assert later.threads == 2 and later._on_shared_pool
+        np.testing.assert_array_equal(got, again)
+        np.save(sys.argv[1], got)
+    """)
+    out = Path(fake_export.folder).parent / "shared.npy"
+    subprocess.run([sys.executable, "-c", code, str(out)], check=True, capture_output=True, timeout=120)
+    from runtime_fakes import make_inputs, make_noise
+
+    from gr00t_trt.runtime import Pipeline
+
+    with Pipeline(load_manifest(fake_export.folder), fake_export.folder, OrtBackend(device="cpu")) as pipe:
+        expected = pipe.run(make_inputs([[(4, 6), (8, 4)], [(8, 4)]]), make_noise(2))
+    np.testing.assert_allclose(np.load(out), expected, rtol=1e-6, atol=1e-6)

@@ -144,7 +144,7 @@ def test_backend_choice(policy_export, tmp_path):
     assert isinstance(auto, OrtBackend) and auto.threads == 1
     with pytest.raises(BackendError, match="unknown backend 'tensorrt' — expected one of: auto, "):
         make_backend("tensorrt", folder, manifest)
-    with pytest.raises(BackendError, match="the ort backend has no option engine_dir — it takes: device, device_id, profile_dir, threads"):
+    with pytest.raises(BackendError, match="the ort backend has no option engine_dir — it takes: device, device_id, profile_dir, shared_threads, threads"):
         make_backend("ort", folder, manifest, engine_dir="x")
     with pytest.raises(BackendError, match="the trt backend (is not part of this version|cannot run)"):
         make_backend("trt", folder, manifest)
