@@ -456,7 +456,7 @@ def _writer(value: str, pipe: Pipeline) -> Callable[..., None]:
             fill_image_index(dst, dst)
         return index
     if value == "backbone_features":
-        return lambda dst, x, noise, plan: pad_right(dst, x.backbone_features.astype(dst.dtype, copy=False), 0)
+        return lambda dst, x, noise, plan: pad_right(dst, x.backbone_features, 0)
     if value == "state":
         return lambda dst, x, noise, plan: np.copyto(dst, x.state, casting="unsafe")
     if value == "embodiment_id":
