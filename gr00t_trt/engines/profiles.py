@@ -1,8 +1,9 @@
-"""One TensorRT optimisation profile per graph, from the manifest's declared dimension ranges.
+"""One TensorRT optimisation profile per graph, from the graph declarations and the manifest's ranges.
 
-A dim of a graph input is resolved, in order: a literal size; the graph's own ``dims`` (vision h, w, t);
-the export's static ``dims`` (E, H, C, ...); the export's ``dynamic_dims`` [min, opt, max] (B, S, T, n).
-Anything else is a manifest the engines cannot be built for, said in one line.
+A dim of a graph input is a literal size, a static dim (the graph's own ``dims`` — vision h, w, t — or
+the export's ``dims`` — E, H, C, ...) or a dynamic one bounded by the manifest's ``dynamic_dims``
+[min, opt, max] (B, S, T, n); ``graphs.shape_ranges`` resolves them. Anything else is a manifest the
+engines cannot be built for, said in one line.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import EngineError
+from ..graphs import shape_ranges
 from ..manifest import GraphEntry, Manifest
 
 
@@ -44,40 +46,24 @@ class GraphProfile:
         return {p.name: {"min": list(p.min), "opt": list(p.opt), "max": list(p.max)} for p in self.inputs}
 
 
-def dim_range(manifest: Manifest, entry: GraphEntry, dim: str | int) -> tuple[int, int, int]:
-    """(min, opt, max) of one declared dim of ``entry``."""
-    if isinstance(dim, int):
-        return dim, dim, dim
-    if dim in entry.dims:
-        size = int(entry.dims[dim])
-        return size, size, size
-    if dim in manifest.dims:
-        size = int(manifest.dims[dim])
-        return size, size, size
-    if dim in manifest.dynamic_dims:
-        low, opt, high = manifest.dynamic_dims[dim]
-        if not low <= opt <= high:
-            raise EngineError(
-                f"dynamic dim {dim!r} of the manifest has min/opt/max {low}/{opt}/{high} — expected min ≤ opt ≤ max"
-            )
-        return int(low), int(opt), int(high)
-    raise EngineError(
-        f"graph {entry.name!r} uses dim {dim!r}, which the manifest neither fixes nor bounds — "
-        "expected it in the graph's dims, the export's dims or dynamic_dims; re-export"
-    )
-
-
 def graph_profile(manifest: Manifest, entry: GraphEntry) -> GraphProfile:
-    """The profile TensorRT builds ``entry`` for (one per graph: the runtime pads into it)."""
+    """The profile TensorRT builds ``entry`` for (one per graph: the runtime pads into it), from the
+    graph declarations' ``shape_ranges``: static dims from the graph and the export, dynamic ones from the
+    manifest's [min, opt, max]."""
     inputs = []
     for tensor in entry.inputs:
-        ranges = [dim_range(manifest, entry, d) for d in tensor.dims]
-        inputs.append(
-            InputProfile(
-                tensor.name,
-                tuple(r[0] for r in ranges),
-                tuple(r[1] for r in ranges),
-                tuple(r[2] for r in ranges),
-            )
-        )
+        for dim in tensor.dims:
+            if dim in manifest.dynamic_dims:
+                low, opt, high = manifest.dynamic_dims[dim]
+                if not low <= opt <= high:
+                    raise EngineError(f"dynamic dim {dim!r} of the manifest has min/opt/max {low}/{opt}/{high} — "
+                                      "expected min ≤ opt ≤ max")
+        try:
+            low, opt, high = shape_ranges(tensor, manifest.sizes(entry), manifest.dynamic_dims)
+        except KeyError as exc:
+            raise EngineError(
+                f"graph {entry.name!r} uses dim {exc.args[0]!r}, which the manifest neither fixes nor bounds — "
+                "expected it in the graph's dims, the export's dims or dynamic_dims; re-export"
+            ) from None
+        inputs.append(InputProfile(tensor.name, low, opt, high))
     return GraphProfile(entry.name, tuple(inputs))
