@@ -8,7 +8,7 @@ Candidates per graph precision:
 - bf16: ONNX Runtime CPU has no bf16 kernels for several ops, so the very graph module that was exported
   (``precision_module``) runs in PyTorch bf16 on the CPU.
 
-Reference: the fp32 graph modules chained on the same observations (``calibration.chain_graphs``).
+Reference: the fp32 graph modules chained on the same observations (``calibration.chain_graphs``, along the dataflow).
 Levels: each graph alone on the reference's own inputs, then end to end with every graph at its
 precision (backbone features, normalised and physical actions), with the thresholds of §7.
 """
@@ -20,60 +20,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .graphs import GRAPH_SPECS
-from .parity import ParityReport, StageComparison, Threshold, compare, threshold_for
+from .export.graph_check import compare_outputs, ort_session, run_session
+from .parity import ParityReport, compare, threshold_for
 
-#: graph outputs compared as masks (additive biases: 0 where attended, ≤ −1e4 where masked; the masked
-#: value legitimately differs between fp32 (−1.7e38) and fp16 (−32752) producers)
-BIAS_OUTPUTS = ("text_bias", "image_bias")
-MASKED_BELOW = -1e4
 _FEATURE_KINDS = ("vision", "backbone", "dit_context")
-
-
-def graph_threshold(kind: str, precision: str) -> Threshold:
-    """Per-graph check (``parity.THRESHOLDS["graph"]``): fp32 rel L2 ≤ 1e-4; otherwise §7's backbone
-    cosine at the graph's precision. Mean-abs bounds apply end to end only: graph outputs (K/V, DiT
-    features) have their own scales."""
-    return threshold_for("graph", precision)
-
-
-def compare_outputs(
-    label: str, kind: str, precision: str, reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray]
-) -> list[StageComparison]:
-    """One comparison per output of a graph call (biases as masks)."""
-    result = []
-    for tensor in GRAPH_SPECS[kind].outputs:
-        ref = np.asarray(reference[tensor.name], np.float32)
-        cand = np.asarray(candidate[tensor.name], np.float32)
-        if tensor.name in BIAS_OUTPUTS:
-            check = compare(f"{label}.{tensor.name} (mask)", (ref < MASKED_BELOW).astype(np.float32),
-                            (cand < MASKED_BELOW).astype(np.float32), threshold_for("mask", precision))
-        else:
-            check = compare(f"{label}.{tensor.name}", ref, cand, graph_threshold(kind, precision))
-        result.append(check)
-    return result
-
-
-def ort_session(path: Path, precision: str):
-    """A CPU session; fp8 graphs at ORT_ENABLE_BASIC (tensorrt-notes §0.7)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    if precision == "fp8":
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
-def run_session(session, kind: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    spec = GRAPH_SPECS[kind]
-    results = session.run(spec.output_names, {t.name: feeds[t.name] for t in spec.inputs})
-    return {t.name: np.asarray(r) for t, r in zip(spec.outputs, results, strict=True)}
 
 
 def candidate_runner(folder: Path, manifest, model, config, slots):
     """run(name, kind, feeds) of the export at its recorded precisions (module docstring)."""
-    from .export.calibration import graph_modules, torch_runner
+    from .export.calibration import torch_runner
+    from .export.graph_modules import graph_modules
     from .export.precision import precision_module
 
     activation = manifest.precision.get("activation_dtype", _io_dtype(manifest))
@@ -112,11 +68,13 @@ def preflight_export(
     """Check every graph of ``export_dir`` at its precision against the fp32 graph modules of
     ``checkpoint`` on ``observations`` (default: one synthetic observation per exported embodiment)."""
 
-    from .export.calibration import chain_graphs, graph_modules, torch_runner
+    from .export.calibration import chain_graphs, torch_runner
+    from .export.graph_modules import graph_modules
+    from .export.precision import least_precise
     from .manifest import load_manifest
+    from .model.reference import load_reference
     from .observations import synthetic_observation
     from .processing.preprocess import Preprocessor
-    from .verify import load_reference
 
     folder = Path(export_dir)
     manifest = load_manifest(folder)
@@ -141,10 +99,10 @@ def preflight_export(
         "export_dir": str(folder), "checkpoint": str(checkpoint), "kind": "cpu preflight",
         "precisions": precisions, "calibration": manifest.precision.get("calibration"),
     })
-    head = _least_precise([precisions[k] for k in ("dit_context", "state_encoder", "action_encoder", "dit",
+    head = least_precise([precisions[k] for k in ("dit_context", "state_encoder", "action_encoder", "dit",
                                                     "action_decoder")])
     # backbone features depend on the vision graphs too: judged at the least precise of them
-    features_precision = _least_precise([g.precision for g in manifest.graphs.values()
+    features_precision = least_precise([g.precision for g in manifest.graphs.values()
                                          if g.kind in ("vision", "backbone")])
     rng = np.random.default_rng(seed)
     for n, (tag, obs) in enumerate(observations):
@@ -179,10 +137,3 @@ def preflight_export(
             report.add(compare(f"{label} end-to-end: physical {key}", value, have_physical[key],
                                threshold_for("physical_action", head)))
     return report
-
-
-def _least_precise(precisions: list[str]) -> str:
-    for candidate in ("fp8", "fp16", "bf16", "fp32"):
-        if candidate in precisions:
-            return candidate
-    return "fp32"

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import dataflow
+from .dataflow import CARRIED_INPUT, STAGES, denoise_step, evaluate
 from .errors import BackendError, Gr00tTrtError, VerificationError
 from .manifest import load_manifest
 from .parity import ParityReport, compare, threshold_for
@@ -44,6 +44,7 @@ def verify_export(
     """
     from .export.driver import fingerprint
     from .model.checkpoint import resolve_checkpoint
+    from .model.reference import load_reference
     from .runtime.policy import Policy
 
     manifest = load_manifest(export_dir)
@@ -78,24 +79,6 @@ def verify_export(
         for check in _preflight(export_dir, folder).comparisons:
             report.add(dataclasses.replace(check, stage=f"preflight {check.stage}"))
     return report
-
-
-def load_reference(checkpoint, manifest, export_dir):
-    """(model, config): the unoptimised fp32 reference of ``checkpoint``, refused unless its config is the
-    export's, run with the export's number of denoising steps."""
-    from .model.checkpoint import load_model
-
-    model, config, _ = load_model(checkpoint, dtype=torch.float32)
-    if dict(config.to_dict(), num_inference_timesteps=manifest.steps) != dict(
-        manifest.model, num_inference_timesteps=manifest.steps
-    ):
-        raise VerificationError(
-            f"{export_dir} was exported from a checkpoint with a different config than {checkpoint} — "
-            "pass the checkpoint it was exported from"
-        )
-    config = dataclasses.replace(config, num_inference_timesteps=manifest.steps)
-    model.config = model.action_head.config = config
-    return model, config
 
 
 def _preflight(export_dir, checkpoint) -> ParityReport:
@@ -162,7 +145,7 @@ def _verify_case(report: ParityReport, label: str, model, policy, tag: str, obs:
                            threshold_for("backbone", entry.precision)))
     backbone = pipeline.graphs["backbone"]
     feeds = {name: embeds_ref if source == "vision" else host[name]
-             for name, source in dataflow.STAGES["backbone"].feeds.items()}
+             for name, source in STAGES["backbone"].feeds.items()}
     (output,) = backbone.outputs
     features = run("backbone", backbone.name, feeds)[output.name]
     valid = inputs.attention_mask
@@ -173,12 +156,12 @@ def _verify_case(report: ParityReport, label: str, model, policy, tag: str, obs:
     action_threshold = threshold_for("normalised_action", _precision(manifest, "dit"))
     head_inputs = HeadInputs(backbone_features=ref_features, attention_mask=inputs.attention_mask,
                              image_mask=inputs.image_mask, state=inputs.state, embodiment_id=inputs.embodiment_id)
-    head = dataflow.evaluate(run, pipeline.host_values(head_inputs, noise, start="dit_context", padded=False),
+    head = evaluate(run, pipeline.host_values(head_inputs, noise, start="dit_context", padded=False),
                              steps=manifest.steps, start="dit_context")
     for k in range(manifest.steps):
-        lock = dataflow.denoise_step(run, k, head, ref_steps[k])
+        lock = denoise_step(run, k, head, ref_steps[k])
         report.add(compare(f"{label} lock-step {k}: next actions", ref_steps[k + 1], lock, action_threshold))
-    chained = head[dataflow.CARRIED_INPUT][-1] if manifest.steps else noise
+    chained = head[CARRIED_INPUT][-1] if manifest.steps else noise
     report.add(compare(f"{label} action head on reference backbone", ref.action_pred.numpy(), chained, action_threshold))
 
     # ---- level 4: end to end through the hot path

@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
+from ..dataflow import CARRY_START, evaluate
 from ..errors import EmbodimentError, ExportError
-from ..graphs import vision_graph_name
-from ..observations import OBSERVATION_SUFFIX, record_observation  # noqa: F401  (re-exported; torch-free for `run --record`)
+from ..observations import OBSERVATION_SUFFIX
+from ..runtime.buffers import fill_image_index
 from .examples import run_torch_graph
 
 #: synthetic calibration observations per exported embodiment (enough for max-abs ranges of random
@@ -117,22 +117,6 @@ def synthetic_calibration_set(
 
 
 # ------------------------------------------------------------------------------------ the fp32 chain
-def graph_modules(model, config, image_sizes, slots: list[int] | None) -> dict[str, tuple[str, torch.nn.Module, dict]]:
-    """graph name → (kind, fp32 wrapper module, graph-specific dims), as the exporter builds them."""
-    from .action_head_graphs import action_head_graph_modules
-    from .backbone import BackboneGraph
-    from .vision import VisionGraph
-
-    modules: dict[str, tuple[str, torch.nn.Module, dict]] = {}
-    for h, w in image_sizes:
-        tokens = (h * w) // config.patch_tokens_per_image_pixel
-        modules[vision_graph_name(h, w)] = ("vision", VisionGraph(model.backbone, h, w), {"h": h, "w": w, "t": tokens})
-    modules["backbone"] = ("backbone", BackboneGraph(model.backbone), {})
-    for kind, module in action_head_graph_modules(model.action_head, slots).items():
-        modules[kind] = (kind, module, {})
-    return modules
-
-
 @dataclass
 class GraphRecords:
     """Per graph name: the feeds each call got and the outputs it returned (numpy, graph I/O order)."""
@@ -156,46 +140,28 @@ def torch_runner(modules: dict):
 
 def chain_graphs(
     run, inputs, *, steps: int, slot_of: dict[int, int], noise: np.ndarray, activation=np.float32,
-    records: GraphRecords | None = None, vision_names: dict[tuple[int, int], str] | None = None,
+    records: GraphRecords | None = None,
 ) -> GraphRecords:
-    """One control step through every graph with ``run(name, kind, feeds)``, recording each graph's
-    feeds and outputs. ``inputs`` is a preprocessed ``ModelInputs``; float feeds are given to each graph
-    in ``activation`` dtype (the export's inter-graph dtype)."""
+    """One control step through every graph along the dataflow with ``run(name, kind, feeds)``, recording
+    each graph's feeds and outputs. ``inputs`` is a preprocessed ``ModelInputs``; float feeds are given to
+    each graph in ``activation`` dtype (the export's inter-graph dtype)."""
     records = records if records is not None else GraphRecords()
+    if not inputs.images:
+        raise ExportError("calibration observation has no images — expected at least one camera")
 
-    def call(name: str, kind: str, **feeds: np.ndarray) -> dict[str, np.ndarray]:
+    def call(kind: str, name: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         feeds = {k: (v.astype(activation) if v.dtype.kind == "f" else v) for k, v in feeds.items()}
         out = run(name, kind, feeds)
         records.add(name, feeds, out)
         return out
 
-    rows: list[np.ndarray | None] = [None] * len(inputs.images)
-    groups: dict[tuple[int, int], list[int]] = {}
-    for position, image in enumerate(inputs.images):
-        groups.setdefault(tuple(image.shape[:2]), []).append(position)
-    for size, positions in groups.items():
-        name = (vision_names or {}).get(size, vision_graph_name(*size))
-        out = call(name, "vision", images=np.stack([inputs.images[p] for p in positions]))
-        for j, p in enumerate(positions):
-            rows[p] = out["image_embeds"][j]  # [t, E]
-    if not rows:
-        raise ExportError("calibration observation has no images — expected at least one camera")
-    image_embeds = np.concatenate(rows, axis=0)  # [T, E]
-    image_index = np.maximum(np.cumsum(inputs.image_mask.reshape(-1)) - 1, 0).reshape(inputs.image_mask.shape)
-    features = call("backbone", "backbone", input_ids=inputs.input_ids, image_embeds=image_embeds,
-                    image_index=image_index.astype(np.int64), attention_mask=inputs.attention_mask)
-    context = call("dit_context", "dit_context", backbone_features=features["backbone_features"],
-                   image_mask=inputs.image_mask, attention_mask=inputs.attention_mask)
-    slots = np.array([slot_of[int(e)] for e in inputs.embodiment_id], np.int64)
-    state = call("state_encoder", "state_encoder", state=inputs.state, embodiment_id=slots)["state_features"]
-    actions = noise
-    for k in range(steps):
-        step = np.full((len(slots),), k, np.int64)
-        encoded = call("action_encoder", "action_encoder", actions=actions, step=step, embodiment_id=slots)
-        dit = call("dit", "dit", state_features=state, action_features=encoded["action_features"], step=step,
-                   **context)
-        actions = call("action_decoder", "action_decoder", dit_out=dit["dit_out"], actions=actions,
-                       embodiment_id=slots)["next_actions"]
+    image_index = np.empty(inputs.image_mask.shape, np.int64)
+    fill_image_index(inputs.image_mask, image_index)
+    values = {"images": list(inputs.images), "input_ids": inputs.input_ids, "image_index": image_index,
+              "attention_mask": inputs.attention_mask, "image_mask": inputs.image_mask, "state": inputs.state,
+              "embodiment_id": np.array([slot_of[int(e)] for e in inputs.embodiment_id], np.int64),
+              CARRY_START: noise}
+    evaluate(call, values, steps=steps)
     return records
 
 

@@ -22,7 +22,7 @@ import torch
 from .. import __version__
 from ..artifacts import StagingFolder, check_replaceable
 from ..errors import EmbodimentError, ExportError
-from ..graphs import dynamic_ranges, graph_name
+from ..graphs import dynamic_ranges
 from ..manifest import (
     FORMAT_NAME,
     MANIFEST_NAME,
@@ -33,6 +33,7 @@ from ..manifest import (
     write_manifest,
 )
 from .examples import ExampleStep, example_step
+from .graph_modules import graph_modules
 from .precision import PRECISIONS as PRECISIONS
 from .precision import ExportPrecision, check_precision_options
 
@@ -119,24 +120,6 @@ def _export_graphs(model, config, image_sizes, slots, options, work: Path, progr
                    precision: ExportPrecision) -> dict[str, GraphEntry]:
     modules = graph_modules(model, config, image_sizes, slots)
     return export_graphs(modules, config, image_sizes, slots, precision, work, progress)
-
-
-def graph_modules(model, config, image_sizes, slots) -> dict[str, tuple[str, torch.nn.Module, dict[str, int]]]:
-    """graph name → (kind, wrapper module, the graph's own dim sizes) for every graph of a full model."""
-    from .action_head_graphs import action_head_graph_modules
-    from .backbone import BackboneGraph
-    from .vision import VisionGraph
-
-    modules: dict[str, tuple[str, torch.nn.Module, dict[str, int]]] = {}
-    for h, w in image_sizes:
-        vision = VisionGraph(model.backbone, h, w)
-        tokens = (h * w) // config.patch_tokens_per_image_pixel
-        dims = {"h": h, "w": w, "t": tokens}
-        modules[graph_name("vision", dims)] = ("vision", vision, dims)
-    modules["backbone"] = ("backbone", BackboneGraph(model.backbone), {})
-    for kind, module in action_head_graph_modules(model.action_head, slots).items():
-        modules[kind] = (kind, module, {})
-    return modules
 
 
 def export_graphs(modules, config, image_sizes, slots, precision: ExportPrecision, work: Path,

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .. import dataflow
+from ..dataflow import CARRY_START, evaluate, external_inputs
 from ..graphs import DIMS, GRAPH_SPECS
 
 EXAMPLE_BATCH = DIMS["B"].example  # samples
@@ -66,7 +66,7 @@ def example_step(config, modules: dict, image_sizes, slots: list[int] | None, se
     head_values = {
         "state": rng.standard_normal((EXAMPLE_BATCH, 1, config.max_state_dim)).astype(np.float32),
         "embodiment_id": np.array([0, min(1, n_slots - 1)], dtype=np.int64),
-        dataflow.CARRY_START: rng.standard_normal(
+        CARRY_START: rng.standard_normal(
             (EXAMPLE_BATCH, config.action_horizon, config.max_action_dim)).astype(np.float32),
     }
     if "backbone" not in modules:  # the action head alone: example backbone features
@@ -76,7 +76,7 @@ def example_step(config, modules: dict, image_sizes, slots: list[int] | None, se
         features = rng.standard_normal((EXAMPLE_BATCH, EXAMPLE_TEXT, config.backbone_embedding_dim)).astype(np.float32)
         values = {"backbone_features": features, "image_mask": image_mask, "attention_mask": attention_mask,
                   **head_values}
-        dataflow.evaluate(run, values, steps=config.num_inference_timesteps, start="dit_context")
+        evaluate(run, values, steps=config.num_inference_timesteps, start="dit_context")
         return step
 
     # the rest of the chain: each sample holds one image of the first size amid text, sample 2 right-padded
@@ -100,6 +100,6 @@ def example_step(config, modules: dict, image_sizes, slots: list[int] | None, se
         "image_mask": image_mask,
         **head_values,
     }
-    assert set(dataflow.external_inputs("backbone")) <= set(values), "the example lacks a declared input"
-    dataflow.evaluate(run, values, steps=config.num_inference_timesteps, start="backbone")
+    assert set(external_inputs("backbone")) <= set(values), "the example lacks a declared input"
+    evaluate(run, values, steps=config.num_inference_timesteps, start="backbone")
     return step

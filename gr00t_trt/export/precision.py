@@ -89,7 +89,7 @@ class PrecisionPlan:
     def head_precision(self) -> str:
         """The least precise action-head graph: what the action thresholds of §7 are taken at."""
         head = [self.graphs[k] for k in ("dit_context", "state_encoder", "action_encoder", "dit", "action_decoder")]
-        return _least_precise(head)
+        return least_precise(head)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -100,7 +100,8 @@ class PrecisionPlan:
         }
 
 
-def _least_precise(precisions: list[str]) -> str:
+def least_precise(precisions: list[str]) -> str:
+    """The least precise of some graphs' precisions: what their combined result is judged at."""
     for candidate in ("fp8", "fp16", "bf16", "fp32"):
         if candidate in precisions:
             return candidate
@@ -384,8 +385,8 @@ def _check_io_dtype(path: Path, tensors, activation: str) -> None:
 
 def validate_graph(path: Path, name: str, kind: str, precision: str, module: nn.Module, feeds: dict, reference: dict) -> None:
     """The written graph (bf16: the exported module in PyTorch) against the fp32 wrapper's outputs."""
-    from ..preflight import compare_outputs, ort_session, run_session
     from .calibration import torch_runner
+    from .graph_check import compare_outputs, ort_session, run_session
 
     if precision == "bf16":
         got = torch_runner({name: (kind, module, {})})(name, kind, feeds)

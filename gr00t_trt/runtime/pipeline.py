@@ -1,6 +1,6 @@
 """Chains the exported graphs of one control step over preallocated, backend-owned buffers.
 
-The chain itself is ``gr00t_trt.dataflow.CONTROL_STEP``; this module turns it, once per shape bucket, into
+The chain itself is ``gr00t_trt.CONTROL_STEP``; this module turns it, once per shape bucket, into
 buffers, bindings and programs: write the host inputs → vision (one call per image size) → image rows
 assembled in LLM order → backbone → dit_context → the action unit (state encoder + N × (action encoder →
 DiT → action decoder)), recorded as one program a backend may capture → download the actions → one
@@ -21,8 +21,22 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .. import dataflow
-from ..dataflow import CARRY, OBS, STEP, Stage
+from ..dataflow import (
+    CARRIED_INPUT,
+    CARRY,
+    CARRY_OUTPUT,
+    CARRY_START,
+    CONTROL_STEP,
+    OBS,
+    PROGRAMS,
+    STEP,
+    GraphRunner,
+    Stage,
+    chain,
+    evaluate,
+    external_inputs,
+    image_groups,
+)
 from ..errors import EmbodimentError, Gr00tTrtError, ManifestError, ObservationError
 from ..graphs import TensorSpec, graph_name
 from ..manifest import GraphEntry, Manifest
@@ -30,7 +44,7 @@ from .backend import Backend, Buffer, Copy, Program, numpy_dtype
 from .buffers import BucketKey, fill_image_index, pad_right, padded_length, row_runs
 
 #: per-program timings reported in ``Pipeline.last_timings`` (ms), in run order, then the total
-STAGES = dataflow.PROGRAMS
+STAGES = PROGRAMS
 
 
 class ModelInputsLike(Protocol):
@@ -74,7 +88,7 @@ class Pipeline:
             raise Gr00tTrtError(f"max_buckets must be a positive integer, got {max_buckets!r}")
         self.manifest, self.folder, self.backend = manifest, Path(folder), backend
         self.bucket, self.max_buckets, self.detailed_timings = bucket, max_buckets, detailed_timings
-        self.graphs = {s.kind: entry for s in dataflow.CONTROL_STEP if not s.per_image_size
+        self.graphs = {s.kind: entry for s in CONTROL_STEP if not s.per_image_size
                        for entry in [self._single(s.kind)] if entry is not None}
         self.vision: dict[tuple[int, int], GraphEntry] = {
             (int(g.dims["h"]), int(g.dims["w"])): g for g in manifest.graphs_of_kind("vision")
@@ -100,7 +114,7 @@ class Pipeline:
         return found[0] if found else None
 
     def _check_chain(self, start: str) -> None:
-        missing = [s.kind for s in dataflow.chain(start) if not s.per_image_size and s.kind not in self.graphs]
+        missing = [s.kind for s in chain(start) if not s.per_image_size and s.kind not in self.graphs]
         if missing:
             raise ManifestError(f"the export has no {', '.join(missing)} graph — it cannot run a control step from "
                                 f"{start!r}; re-export all graphs")
@@ -253,8 +267,8 @@ class Pipeline:
         self.manifest.graph(name)
         return self.backend.run_once(name, feeds)
 
-    def graph_runner(self) -> dataflow.GraphRunner:
-        """A ``dataflow.GraphRunner`` over ``run_graph`` that first casts each array to the dtype the graph
+    def graph_runner(self) -> GraphRunner:
+        """A ``GraphRunner`` over ``run_graph`` that first casts each array to the dtype the graph
         declares (so fp32 reference values can feed an fp16 graph) — for the slow paths only."""
 
         def run(kind: str, name: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -267,13 +281,13 @@ class Pipeline:
     def host_values(self, inputs: Any, noise: np.ndarray, *, start: str = "vision", padded: bool = True) -> dict[str, Any]:
         """The caller-provided values of a (sub-)chain as the hot path writes them — padded to the bucket
         (unless ``padded=False``), embodiment slots, each in its consumer's dtype — plus ``images`` (a list,
-        LLM order) and the noise: what ``dataflow.evaluate`` takes. Fresh arrays (slow paths only)."""
+        LLM order) and the noise: what ``evaluate`` takes. Fresh arrays (slow paths only)."""
         batch, seq = self.check(inputs, noise, start=start)
         sizes = {**self.dims, "B": batch, "S": self._padded(seq) if padded else seq}
-        stages = dataflow.chain(start)
+        stages = chain(start)
         run = {s.kind for s in stages}
-        values: dict[str, Any] = {dataflow.CARRY_START: noise}
-        for name in dataflow.external_inputs(start):
+        values: dict[str, Any] = {CARRY_START: noise}
+        for name in external_inputs(start):
             if name == "images":
                 values[name] = list(inputs.images)
                 continue
@@ -291,9 +305,9 @@ class Pipeline:
         seq = inputs.input_ids.shape[1] if isinstance(inputs.input_ids, np.ndarray) and inputs.input_ids.ndim == 2 else 0
         values = self.host_values(inputs, noise)
         embeds = self.graphs["backbone"].tensor("image_embeds")
-        out = dataflow.evaluate(self.graph_runner(), values, steps=self.manifest.steps, no_image_rows=lambda: np.zeros(
+        out = evaluate(self.graph_runner(), values, steps=self.manifest.steps, no_image_rows=lambda: np.zeros(
             embeds.shape({**self.dims, "T": 1}), numpy_dtype(embeds.dtype)))
-        per_step = out[dataflow.CARRIED_INPUT]
+        per_step = out[CARRIED_INPUT]
         out["backbone_features"] = out["backbone_features"][:, :seq]
         out["action_pred"] = per_step[-1].astype(np.float32) if per_step else noise.copy()
         return out
@@ -319,7 +333,7 @@ class _Plan:
     def _build(self) -> None:
         pipe, key = self.pipe, self.key
         m, be = pipe.manifest, pipe.backend
-        stages = dataflow.chain(key.start)
+        stages = chain(key.start)
         self._run = {s.kind for s in stages}
         tokens = {size: int(pipe.vision[size].dims["t"]) for size in set(key.image_sizes)}
         self.total = sum(tokens[s] for s in key.image_sizes)
@@ -358,7 +372,7 @@ class _Plan:
                 bound[tensor.name] = self._consume(tensor.name, tensor, entry, sizes, host=host)
         for tensor in entry.outputs:
             value = tensor.name
-            if (stage.kind, tensor.name) == dataflow.CARRY_OUTPUT:
+            if (stage.kind, tensor.name) == CARRY_OUTPUT:
                 value = f"actions_{k + 1}"
             final = value == f"actions_{self.pipe.manifest.steps}"
             bound[tensor.name] = self._produce(value, tensor, entry, sizes, host=final)
@@ -368,7 +382,7 @@ class _Plan:
         """One vision call per image size, then its rows copied into image_embeds [T, E] in LLM order."""
         backbone = self.pipe.graphs["backbone"]
         embeds = backbone.tensor("image_embeds")
-        groups = dataflow.image_groups(self.key.image_sizes)
+        groups = image_groups(self.key.image_sizes)
         self._image_groups = []
         for size, positions in groups.items():
             entry = self.pipe.vision[size]

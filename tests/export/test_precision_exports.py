@@ -113,8 +113,7 @@ def small_checkpoint(tmp_path_factory):
 
 
 def _recorded(folder, checkpoint):
-    from gr00t_trt.export.calibration import record_observation
-    from gr00t_trt.observations import synthetic_observation
+    from gr00t_trt.observations import record_observation, synthetic_observation
     from gr00t_trt.processing.modality import load_processor_spec
 
     spec = load_processor_spec(checkpoint)

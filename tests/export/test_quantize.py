@@ -72,15 +72,11 @@ def dit_records(tiny_export, tiny_checkpoint, tmp_path_factory):
     """Recorded observations (written by record_observation) → the dit graph's fp32 inputs/outputs."""
     import torch
 
-    from gr00t_trt.export.calibration import (
-        calibration_records,
-        graph_modules,
-        record_observation,
-        recorded_calibration_set,
-    )
+    from gr00t_trt.export.calibration import calibration_records, recorded_calibration_set
+    from gr00t_trt.export.graph_modules import graph_modules
     from gr00t_trt.manifest import load_manifest
     from gr00t_trt.model.checkpoint import load_model
-    from gr00t_trt.observations import synthetic_observation
+    from gr00t_trt.observations import record_observation, synthetic_observation
     from gr00t_trt.processing.preprocess import Preprocessor
 
     manifest = load_manifest(tiny_export)
@@ -109,7 +105,7 @@ def _quantised_dit(tiny_export, tmp_path, feeds):
 
 
 def _dit_checks(path, records):
-    from gr00t_trt.preflight import compare_outputs, ort_session, run_session
+    from gr00t_trt.export.graph_check import compare_outputs, ort_session, run_session
 
     session = ort_session(path, "fp8")
     checks = []

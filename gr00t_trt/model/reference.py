@@ -1,0 +1,26 @@
+"""The unoptimised PyTorch reference an export is checked against (``verify`` and the CPU preflight)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from ..errors import VerificationError
+from .checkpoint import load_model
+
+
+def load_reference(checkpoint, manifest, export_dir):
+    """(model, config): the unoptimised fp32 reference of ``checkpoint``, refused unless its config is the
+    export's, run with the export's number of denoising steps."""
+    model, config, _ = load_model(checkpoint, dtype=torch.float32)
+    if dict(config.to_dict(), num_inference_timesteps=manifest.steps) != dict(
+        manifest.model, num_inference_timesteps=manifest.steps
+    ):
+        raise VerificationError(
+            f"{export_dir} was exported from a checkpoint with a different config than {checkpoint} — "
+            "pass the checkpoint it was exported from"
+        )
+    config = dataclasses.replace(config, num_inference_timesteps=manifest.steps)
+    model.config = model.action_head.config = config
+    return model, config
