@@ -41,14 +41,15 @@ def compare_outputs(
 
 
 def ort_session(path: Path, precision: str):
-    """A CPU session; fp8 graphs at ORT_ENABLE_BASIC (tensorrt-notes §0.7)."""
+    """A CPU session with the runtime's optimisation rules (``runtime.ort_backend``)."""
     import onnxruntime as ort
+
+    from ..runtime.ort_backend import cpu_session, optimization_level
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    if precision == "fp8":
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    options.graph_optimization_level = optimization_level(ort, precision)
+    return cpu_session(path, options)
 
 
 def run_session(session, kind: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -36,6 +36,28 @@ _ORT_TYPES = {
 
 _RUN, _COPY = 0, 1
 
+#: ONNX Runtime graph optimisers turned off in every session. GatherSliceToSplitFusion rewrites the DiT's
+#: per-layer Gathers of the stacked cross-attention K/V (``cross_k[n]``) into one Split that copies all the
+#: layers' K/V at the start of every denoising step (44 MB at full size, S = 224); left as Gathers, each
+#: layer copies only its own slice right before it is used.
+DISABLED_OPTIMIZERS = ("GatherSliceToSplitFusion",)
+
+
+def optimization_level(ort: Any, precision: str) -> Any:
+    """The graph optimisation level of a session: fp8 Q/DQ graphs run on the CPU only at ORT_ENABLE_BASIC
+    (above it ONNX Runtime fuses them into kernels it does not have; tensorrt-notes §0.7)."""
+    level = ort.GraphOptimizationLevel
+    return level.ORT_ENABLE_BASIC if precision == "fp8" else level.ORT_ENABLE_ALL
+
+
+def cpu_session(path: str | Path, options: Any, providers: Sequence[Any] = ("CPUExecutionProvider",)) -> Any:
+    """An InferenceSession of ``path`` with the project's disabled optimisers (the runtime, the export's
+    checks and the benchmarks all build their sessions here, so what is checked is what runs)."""
+    import onnxruntime as ort
+
+    return ort.InferenceSession(str(path), options, providers=list(providers),
+                                disabled_optimizers=list(DISABLED_OPTIMIZERS))
+
 
 def _reason(exc: BaseException) -> str:
     """ORT's message without its '[ONNXRuntimeError] : 7 : INVALID_PROTOBUF :' prefix, first line only."""
@@ -121,7 +143,7 @@ class OrtBackend(Backend):
         return "cuda" if usable else "cpu"
 
     def session_options(self, precision: str) -> Any:
-        """CPU-friendly options; fp8 Q/DQ graphs only run at BASIC optimisation (ORT fuses them wrongly above)."""
+        """CPU-friendly options (``optimization_level`` for the graph's precision)."""
         ort = self._ort
         options = ort.SessionOptions()
         if self._on_shared_pool:
@@ -130,9 +152,7 @@ class OrtBackend(Backend):
             options.intra_op_num_threads = self.threads
             options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = (
-            ort.GraphOptimizationLevel.ORT_ENABLE_BASIC if precision == "fp8" else ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        )
+        options.graph_optimization_level = optimization_level(ort, precision)
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3
         if self.profile_dir is not None:
@@ -155,7 +175,7 @@ class OrtBackend(Backend):
         if self.device == "cuda":
             providers.insert(0, ("CUDAExecutionProvider", {"device_id": self.device_id}))
         try:
-            session = self._ort.InferenceSession(str(path), self.session_options(entry.precision), providers=providers)
+            session = cpu_session(path, self.session_options(entry.precision), providers)
         except Exception as exc:
             raise BackendError(
                 f"ONNX Runtime cannot load {entry.file}: {_reason(exc)} — re-export the graph"
