@@ -35,18 +35,44 @@ def _writable_file(path: Path | None, option: str) -> None:
 @app.command()
 @friendly
 def inspect(
-    checkpoint: Annotated[str, typer.Argument(help="Checkpoint folder or Hugging Face id (e.g. nvidia/GR00T-N1.6-3B).")],
+    checkpoint: Annotated[str, typer.Argument(
+        help="Checkpoint folder or Hugging Face id (e.g. nvidia/GR00T-N1.6-3B), or an export directory.")],
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the report as JSON here.")] = None,
 ) -> None:
-    """Check a checkpoint's layout and count its parameters, reading only file headers (no weights)."""
+    """Check a checkpoint's layout and count its parameters, reading only file headers (no weights).
+
+    Given an export directory instead, show each graph's precision, size on disk and the weight bytes
+    a TensorRT engine built from it will hold."""
+    from ..export.driver import is_export
     from ..files import write_json
     from ..model.inspect import inspect_checkpoint
 
     _writable_file(json_out, "--json")
-    report = inspect_checkpoint(checkpoint)
-    render_inspect(console, report)
+    if Path(checkpoint).is_dir() and is_export(Path(checkpoint)):
+        report = _inspect_export(Path(checkpoint))
+    else:
+        report = inspect_checkpoint(checkpoint)
+        render_inspect(console, report)
+        report = report.to_dict()
     if json_out:
-        write_json(json_out, report.to_dict())
+        write_json(json_out, report)
+
+
+def _inspect_export(folder: Path) -> dict:
+    """Render an export's per-graph sizes at their recorded precisions; returns them for --json."""
+    import dataclasses
+
+    from ..export.precision import graph_sizes
+    from ..manifest import load_manifest
+
+    manifest = load_manifest(folder, verify_files=False)
+    sizes = graph_sizes(folder, manifest)
+    console.print(f"export {folder}: {len(manifest.graphs)} graphs from {manifest.source.get('checkpoint', '?')}, "
+                  f"embodiments {', '.join(manifest.embodiments)}")
+    render_graph_sizes(console, sizes)
+    return {"export": str(folder), "precision": manifest.precision,
+            "graphs": [dataclasses.asdict(s) for s in sizes],
+            "engine_weights_total": sum(s.engine_weights for s in sizes)}
 
 
 # ------------------------------------------------------------------------------------------ make-checkpoint

@@ -106,7 +106,8 @@ def render_graphs(console: Console, manifest) -> None:
 
 
 def render_graph_sizes(console: Console, sizes) -> None:
-    """Per graph: precision, size on disk and the weight bytes an engine of it will hold."""
+    """Per graph: precision, size on disk and the weight bytes an engine of it will hold (activations and
+    workspace not included), with the totals."""
     table = _table("graph sizes")
     table.add_column("graph")
     table.add_column("precision")
@@ -114,4 +115,6 @@ def render_graph_sizes(console: Console, sizes) -> None:
     table.add_column("engine weights (≈)", justify="right")
     for size in sizes:
         table.add_row(size.name, size.precision, human_bytes(size.on_disk), human_bytes(size.engine_weights))
+    table.add_row("[b]total[/]", "", human_bytes(sum(s.on_disk for s in sizes)),
+                  human_bytes(sum(s.engine_weights for s in sizes)))
     console.print(table)

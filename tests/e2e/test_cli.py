@@ -155,6 +155,26 @@ def test_inspect_full_size_header_only_checkpoint(tmp_path):
     assert "2,975,968,192" in result.output and "3,286,608,832" in result.output
 
 
+def test_inspect_an_export_lists_every_graph_with_its_sizes(tiny_export, tmp_path):
+    from gr00t_trt.manifest import load_manifest
+
+    result = invoke("inspect", tiny_export, "--json", tmp_path / "sizes.json")
+    assert result.exit_code == 0, result.output
+    manifest = load_manifest(tiny_export)
+    data = json.loads((tmp_path / "sizes.json").read_text())
+    assert [g["name"] for g in data["graphs"]] == list(manifest.graphs)
+    for graph in data["graphs"]:
+        entry = manifest.graphs[graph["name"]]
+        onnx_file = tiny_export / entry.file
+        data_file = onnx_file.with_name(onnx_file.name + ".data")
+        on_disk = onnx_file.stat().st_size + (data_file.stat().st_size if data_file.exists() else 0)
+        assert graph["on_disk"] == on_disk and graph["precision"] == entry.precision
+        assert 0 < graph["engine_weights"] <= on_disk  # an fp32 export: the weights are most of each file
+        assert graph["name"] in result.output
+    assert data["engine_weights_total"] == sum(g["engine_weights"] for g in data["graphs"])
+    assert "total" in result.output
+
+
 def test_version_and_argument_errors_before_any_work(tiny_export, tmp_path):
     from gr00t_trt import __version__
 
