@@ -30,6 +30,7 @@ from ..model.action_head import (
     dit_time_sinusoid,
     modulate,
 )
+from .attention import Attention
 
 
 class DitBlockGraph(nn.Module):
@@ -47,6 +48,7 @@ class DitBlockGraph(nn.Module):
         if not cross:
             self.to_k = detached_linear(attn.to_k, dtype)
             self.to_v = detached_linear(attn.to_v, dtype)
+        self.attention = Attention()
         self.to_out = detached_linear(attn.to_out[0], dtype)
         self.norm3 = Fp32LayerNorm(dim, eps=block.norm3.eps, elementwise_affine=False)
         self.ff_proj = detached_linear(block.ff.net[0].proj, dtype)
@@ -62,7 +64,7 @@ class DitBlockGraph(nn.Module):
         if not self.cross:
             key = self._split_heads(self.to_k(h))  # [B, Hc, T, Dh]
             value = self._split_heads(self.to_v(h))  # [B, Hc, T, Dh]
-        out = F.scaled_dot_product_attention(q, key, value, attn_mask=bias)  # [B, Hc, T, Dh]
+        out = self.attention(q, key, value, bias)  # [B, Hc, T, Dh]
         x = x + self.to_out(out.transpose(1, 2).flatten(2))  # [B, Hc, T, Dh] -> [B, T, C]
         return x + self.ff_out(F.gelu(self.ff_proj(self.norm3(x)), approximate="tanh"))
 

@@ -65,7 +65,8 @@ class GemmNode:
 
 def node_role(node: onnx.NodeProto) -> str:
     """``transformer_blocks.*.to_q`` for the Linear ``transformer_blocks.3.to_q``; ``attention`` for the
-    matmuls of scaled_dot_product_attention; ``?`` when the exporter recorded no scope."""
+    matmuls of scaled_dot_product_attention or of an ``attention.Attention`` module; ``?`` when the
+    exporter recorded no scope."""
     meta = {p.key: p.value for p in node.metadata_props}
     scopes = ast.literal_eval(meta.get("pkg.torch.onnx.name_scopes", "[]"))
     if not scopes:
@@ -73,6 +74,8 @@ def node_role(node: onnx.NodeProto) -> str:
     if scopes[-1].startswith("scaled_dot_product_attention"):
         return "attention"
     module = scopes[-2] if len(scopes) >= 2 else scopes[-1]
+    if module.rsplit(".", 1)[-1] == "attention":  # export.attention.Attention
+        return "attention"
     parts = module.split(".")
     if parts[0] == WRAPPER_ATTRIBUTE:  # the precision wrapper (precision.CastGraph) around the graph module
         parts = parts[1:]
