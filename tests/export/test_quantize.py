@@ -19,6 +19,10 @@ EXPECTED_ROLES = {
         "encoder_layers.*.self_attn.out_proj", "encoder_layers.*.mlp.fc1", "encoder_layers.*.mlp.fc2", "mlp1.*",
         "attention",  # tiny vision heads are 16 wide: ModelOpt's FP8 attention applies (8 < head dim ≤ 256)
     },
+    "backbone": {  # layers after the first; o_proj and down_proj stay fp16 (quantize.py docstring)
+        "layers.*.self_attn.q_proj", "layers.*.self_attn.k_proj", "layers.*.self_attn.v_proj",
+        "layers.*.mlp.gate_proj", "layers.*.mlp.up_proj", "attention",  # tiny LLM heads are 16 wide
+    },
     "dit_context": {"to_k", "to_v"},
     "dit": {  # tiny DiT heads are 8 wide: no FP8 attention, its matmuls stay fp16
         "transformer_blocks.*.to_q", "transformer_blocks.*.to_k", "transformer_blocks.*.to_v",
@@ -61,6 +65,12 @@ def test_plan_reads_roles_from_the_fp32_graph(tiny_export):
     vision = onnx.load(str(tiny_export / "vision_252x252.onnx"), load_external_data=False)
     assert "patch_embedding" in {g.role for g in gemm_nodes(vision)}
     assert "patch_embedding" not in {g.role for g in planned_nodes("vision", vision)}
+    backbone = onnx.load(str(tiny_export / "backbone.onnx"), load_external_data=False)
+    paths = {g.path for g in gemm_nodes(backbone)}
+    assert {"layers.0.self_attn", "layers.1.self_attn.o_proj", "layers.1.mlp.down_proj"} <= paths
+    planned = planned_nodes("backbone", backbone, head_dim=16)
+    assert {g.role for g in planned} == EXPECTED_ROLES["backbone"]
+    assert all(g.path.startswith("layers.1.") for g in planned)  # tiny keeps 2 layers: the first stays fp16
     with pytest.raises(ExportError, match="graph kind 'action_decoder' has no fp8 plan"):
         planned_nodes("action_decoder", model)
     assert set(FP8_PLAN) == {"vision", "backbone", "dit_context", "dit"}
@@ -68,8 +78,8 @@ def test_plan_reads_roles_from_the_fp32_graph(tiny_export):
 
 # ------------------------------------------------------------------------------------ calibration
 @pytest.fixture(scope="module")
-def dit_records(tiny_export, tiny_checkpoint, tmp_path_factory):
-    """Recorded observations (written by record_observation) → the dit graph's fp32 inputs/outputs."""
+def records(tiny_export, tiny_checkpoint, tmp_path_factory):
+    """Recorded observations (written by record_observation) → every graph's fp32 inputs/outputs."""
     import torch
 
     from gr00t_trt.export.calibration import calibration_records, recorded_calibration_set
@@ -114,22 +124,35 @@ def _dit_checks(path, records):
     return checks
 
 
-def test_recorded_calibration_covers_every_denoising_step_and_passes(dit_records, tiny_export, tmp_path):
-    steps = [int(f["step"][0]) for f in dit_records.inputs["dit"]]
+def test_recorded_calibration_covers_every_denoising_step_and_passes(records, tiny_export, tmp_path):
+    steps = [int(f["step"][0]) for f in records.inputs["dit"]]
     assert sorted(set(steps)) == [0, 1, 2, 3] and len(steps) == 8  # 2 observations × 4 steps
-    checks = _dit_checks(_quantised_dit(tiny_export, tmp_path, dit_records.inputs["dit"]), dit_records)
+    checks = _dit_checks(_quantised_dit(tiny_export, tmp_path, records.inputs["dit"]), records)
     assert checks and all(c.passed for c in checks), [c.cosine for c in checks]
 
 
-def test_broken_calibration_fails_the_cpu_check(dit_records, tiny_export, tmp_path):
+def test_broken_calibration_fails_the_cpu_check(records, tiny_export, tmp_path):
     """Scales measured on activations 1000× too small (e.g. data in the wrong units) saturate every real
     activation at ±448·scale: the CPU check must fail. (All-zero data does not break fp8: the calibrator
     then keeps non-degenerate scales, and fp8's exponent covers O(1) values — measured cosine 0.998.)"""
     shrunk = [{k: (v * np.float32(1e-3) if v.dtype.kind == "f" else v) for k, v in f.items()}
-              for f in dit_records.inputs["dit"]]
-    checks = _dit_checks(_quantised_dit(tiny_export, tmp_path, shrunk), dit_records)
+              for f in records.inputs["dit"]]
+    checks = _dit_checks(_quantised_dit(tiny_export, tmp_path, shrunk), records)
     assert checks and not any(c.passed for c in checks)
     assert max(c.cosine for c in checks) < 0.99
+
+
+def test_backbone_quantises_exactly_its_plan(records, tiny_export, tmp_path):
+    """Layer-selective plans hold in ModelOpt too: a shared activation quantiser (q/k/v read one
+    tensor) must not pull o_proj, down_proj or the first layer's GEMMs into fp8."""
+    for suffix in ("", ".data"):
+        shutil.copyfile(tiny_export / f"backbone.onnx{suffix}", tmp_path / f"backbone.onnx{suffix}")
+    path = tmp_path / "backbone.onnx"
+    planned = planned_nodes("backbone", onnx.load(str(path), load_external_data=False), head_dim=16)
+    got = quantize_graph(path, "backbone", records.inputs["backbone"], head_dim=16)
+    assert sorted(got) == sorted(g.name for g in planned)
+    assert quantized_nodes(onnx.load(str(path), load_external_data=False)) == sorted(got)
+    assert set(got.values()) == EXPECTED_ROLES["backbone"]
 
 
 def test_quantising_without_feeds_is_refused(tiny_export, tmp_path):
