@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import CheckpointError, Gr00tTrtError
+from ..fp8_plan import is_planned
 from ..model.config import Gr00tConfig
 from .devices import DeviceSpec
 
@@ -90,6 +91,8 @@ class WorkItem:
     other_params: int  # norms, biases, table rows, gathered embedding rows (2 bytes at fp8)
     flops: int
     times: int = 1
+    #: GEMMs the fp8 plan keeps at fp16 although their graph is fp8 (``fp8_plan.FP8_KEEP`` / not planned)
+    fp8_kept: bool = False
 
     @property
     def params(self) -> int:
@@ -112,17 +115,18 @@ class _Ledger:
         self.side, self.items = side, []
 
     def add(self, stage: str, graph: str, what: str, gemm: int = 0, other: int = 0, flops: int = 0,
-            times: int = 1) -> None:
-        self.items.append(WorkItem(self.side, stage, graph, what, int(gemm), int(other), int(flops), int(times)))
+            times: int = 1, fp8_kept: bool = False) -> None:
+        self.items.append(WorkItem(self.side, stage, graph, what, int(gemm), int(other), int(flops), int(times),
+                                   fp8_kept))
 
     def linears(self, stage: str, graph: str, what: str, layers: Iterable[tuple[int, int, int, bool]],
-                times: int = 1, extra_other: int = 0) -> None:
+                times: int = 1, extra_other: int = 0, fp8_kept: bool = False) -> None:
         """Several linears summed into one item: (fan_in, fan_out, rows, bias) each."""
         gemm = other = flops = 0
         for fan_in, fan_out, rows, bias in layers:
             g, o, f = _linear(fan_in, fan_out, rows, bias)
             gemm, other, flops = gemm + g, other + o, flops + f
-        self.add(stage, graph, what, gemm, other + extra_other, flops, times)
+        self.add(stage, graph, what, gemm, other + extra_other, flops, times, fp8_kept)
 
 
 # ------------------------------------------------------------------------------------------ backbone
@@ -153,11 +157,16 @@ def _llm(led: _Ledger, c: Gr00tConfig, w: Workload, seq: int) -> None:
     e, layers, rows = t.hidden_size, c.select_layer, w.batch * seq
     q, kv = t.num_attention_heads * t.head_dim, t.num_key_value_heads * t.head_dim
     led.add("backbone", "backbone", f"embed_tokens: {rows} gathered rows", other=rows * e)
-    per_layer = [(e, q, rows, False), (e, kv, rows, False), (e, kv, rows, False), (q, e, rows, False),
-                 (e, t.intermediate_size, rows, False), (e, t.intermediate_size, rows, False),
-                 (t.intermediate_size, e, rows, False)]
-    led.linears("backbone", "backbone", f"{layers} Qwen3 layers on S = {seq}", per_layer * layers,
+    per_layer = {"self_attn.q_proj": (e, q), "self_attn.k_proj": (e, kv), "self_attn.v_proj": (e, kv),
+                 "self_attn.o_proj": (q, e), "mlp.gate_proj": (e, t.intermediate_size),
+                 "mlp.up_proj": (e, t.intermediate_size), "mlp.down_proj": (t.intermediate_size, e)}
+    planned = [is_planned("backbone", f"layers.{i}.{name}") for i in range(layers) for name in per_layer]
+    shapes = [(*shape, rows, False) for _ in range(layers) for shape in per_layer.values()]
+    led.linears("backbone", "backbone", f"{layers} Qwen3 layers on S = {seq}: fp8-planned GEMMs",
+                [s for s, p in zip(shapes, planned, strict=True) if p],
                 extra_other=layers * (2 * t.head_dim + 2 * e) + e)  # q/k norms, 2 RMSNorms; final norm
+    led.linears("backbone", "backbone", f"{layers} Qwen3 layers on S = {seq}: GEMMs the fp8 plan keeps at fp16",
+                [s for s, p in zip(shapes, planned, strict=True) if not p], fp8_kept=True)
     causal_pairs = w.batch * seq * (seq + 1) // 2
     led.add("backbone", "backbone", "causal attention QKᵀ and PV", flops=layers * 2 * 2 * causal_pairs * q)
 
@@ -323,7 +332,8 @@ class Roofline:
 
     # --------------------------------------------------------------- sums
     def precision(self, item: WorkItem) -> str:
-        return self.precisions[item.graph]
+        precision = self.precisions[item.graph]
+        return "fp16" if precision == "fp8" and item.fp8_kept else precision
 
     def stage_keys(self) -> list[str]:
         """Timing stages in run order: vision, backbone, dit_context, state_encoder, denoise_0..N−1."""
@@ -383,7 +393,8 @@ class Roofline:
                 "dit_params_per_denoising_step": self.dit_params_per_step(side),
                 "stages": {stage: self.totals(side, stage) for stage in self.stage_keys()},
                 "items": [{"stage": it.stage, "graph": it.graph, "what": it.what, "gemm_params": it.gemm_params,
-                           "other_params": it.other_params, "flops": it.flops, "times": it.times}
+                           "other_params": it.other_params, "flops": it.flops, "times": it.times,
+                           "fp8_kept": it.fp8_kept}
                           for it in self.items[side]],
             }
         return {

@@ -6,8 +6,9 @@ graph's own calibration feeds (``calibration.py``). ModelOpt calibrates max-abs 
 ONNX Runtime CPU, writes per-tensor activation and per-channel weight scales, and converts everything
 that is not quantised to fp16 (I/O stays fp32).
 
-Which nodes are quantised is declared here as data (``FP8_PLAN``), per graph kind, by the PyTorch
-module each ONNX node came from (the exporter records it in ``pkg.torch.onnx.name_scopes``):
+Which nodes are quantised is declared as data in ``gr00t_trt/fp8_plan.py`` (``FP8_PLAN``, ``FP8_KEEP``),
+per graph kind, by the PyTorch module each ONNX node came from (the exporter records it in
+``pkg.torch.onnx.name_scopes``):
 
 - the Linear GEMMs and attention matmuls of vision, backbone, dit_context and dit;
 - never norms, softmax, residual adds or the embedding gather (not GEMMs, ModelOpt never sees them);
@@ -40,7 +41,6 @@ q/k/v (and gate/up) share one input, hence one activation quantiser: they are pl
 from __future__ import annotations
 
 import ast
-import fnmatch
 import logging
 import os
 import re
@@ -54,22 +54,9 @@ import numpy as np
 import onnx
 
 from ..errors import ExportError, require
+from ..fp8_plan import FP8_PLAN, is_planned, role_of
 from .onnx_io import all_nodes
 
-#: graph kind -> fnmatch patterns over a node's role (module path with indices as ``*``, or
-#: ``attention`` for the two matmuls of a scaled-dot-product attention)
-FP8_PLAN: dict[str, tuple[str, ...]] = {
-    "vision": ("encoder_layers.*.self_attn.*_proj", "encoder_layers.*.mlp.fc*", "mlp1.*", "attention"),
-    # not o_proj, down_proj (module docstring)
-    "backbone": ("layers.*.self_attn.[qkv]_proj", "layers.*.mlp.gate_proj", "layers.*.mlp.up_proj", "attention"),
-    "dit_context": ("to_k", "to_v"),
-    "dit": ("transformer_blocks.*.to_*", "transformer_blocks.*.ff_*", "attention"),
-}
-#: graph kind -> fnmatch patterns over a node's module path *with* its indices (an attention matmul's is
-#: its attention module's): GEMMs kept at high precision although their role is planned
-FP8_KEEP: dict[str, tuple[str, ...]] = {
-    "backbone": ("layers.0.*",),  # the first decoder layer (module docstring)
-}
 GEMM_OPS = ("MatMul", "Gemm")
 #: attribute under which precision.CastGraph holds the graph module (stripped from roles)
 WRAPPER_ATTRIBUTE = "inner"
@@ -112,10 +99,7 @@ def node_role(node: onnx.NodeProto) -> str:
     """``transformer_blocks.*.to_q`` for the Linear ``transformer_blocks.3.to_q``; ``attention`` for the
     matmuls of scaled_dot_product_attention or of an ``attention.Attention`` module; ``?`` when the
     exporter recorded no scope."""
-    path, attention = node_path(node)
-    if attention:
-        return "attention"
-    return ".".join("*" if part.isdigit() else part for part in path.split("."))
+    return role_of(*node_path(node))
 
 
 def gemm_nodes(model: onnx.ModelProto) -> list[GemmNode]:
@@ -134,17 +118,9 @@ def planned_nodes(kind: str, model: onnx.ModelProto, head_dim: int | None = None
     patterns = FP8_PLAN.get(kind)
     if patterns is None:
         raise ExportError(f"graph kind {kind!r} has no fp8 plan — expected one of: {', '.join(FP8_PLAN)}")
-    keep = FP8_KEEP.get(kind, ())
     mha_ok = head_dim is None or MHA_HEAD_DIM[0] <= head_dim <= MHA_HEAD_DIM[1]
-    chosen = []
-    for gemm in gemm_nodes(model):
-        if gemm.attention and not mha_ok:
-            continue
-        if any(fnmatch.fnmatchcase(gemm.path, p) for p in keep):
-            continue
-        if any(fnmatch.fnmatchcase(gemm.role, p) for p in patterns):
-            chosen.append(gemm)
-    return chosen
+    return [gemm for gemm in gemm_nodes(model)
+            if (mha_ok or not gemm.attention) and is_planned(kind, gemm.path, gemm.attention)]
 
 
 def quantized_nodes(model: onnx.ModelProto) -> list[str]:

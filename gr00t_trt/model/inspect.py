@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CheckpointError
+from ..fp8_plan import is_planned
 from .checkpoint import (
     CONFIG_FILE,
     LM_HEAD_KEY,
@@ -62,14 +63,21 @@ ENGINE_GROUPS = {
     "action head": ("VLLN", "state encoder", "action encoder", "DiT", "action decoder", "position embedding"),
 }
 
-# GEMM weights quantised to FP8 in the fp8 estimate: linears of vision/LLM layers and DiT blocks
+# GEMM weights of the vision encoder layers and DiT blocks, all quantised by their graphs' fp8 plans
+# (fp8_plan.FP8_PLAN); the LLM's are decided by the backbone's plan itself (``_fp8_weight``)
 _FP8_GEMM = re.compile(
     r"^(?:"
     + re.escape(VISION) + r"encoder\.layers\.\d+\.(?:self_attn\.(?:q|k|v|out)_proj|mlp\.fc[12])"
-    + r"|" + re.escape(LLM) + r"layers\.\d+\.(?:self_attn\.(?:q|k|v|o)_proj|mlp\.(?:gate|up|down)_proj)"
     + r"|" + re.escape(DIT) + r"transformer_blocks\.\d+\.(?:attn1\.(?:to_q|to_k|to_v|to_out\.0)|ff\.net\.(?:0\.proj|2))"
     + r")\.weight$"
 )  # fmt: skip
+
+
+def _fp8_weight(key: str) -> bool:
+    """True when an fp8 export stores this checkpoint tensor at one byte per parameter."""
+    if key.startswith(LLM + "layers.") and key.endswith(".weight"):
+        return is_planned("backbone", key[len(LLM):-len(".weight")])  # layers.3.mlp.up_proj
+    return bool(_FP8_GEMM.match(key))
 _BLOCK = re.compile(re.escape(DIT) + r"transformer_blocks\.(\d+)\.")
 
 
@@ -289,8 +297,8 @@ def estimate_engines(index: Mapping[str, StoredTensor], config: Gr00tConfig) -> 
     them except lm_head, the SigLIP2 pooling head, mask_token and unknown keys, and of the action
     position embedding only the ``action_horizon`` rows that are used. fp16: 2 bytes per parameter.
     fp8: 1 byte per parameter of the GEMM weights of the vision encoder layers (q/k/v/out, fc1/fc2),
-    the LLM layers (q/k/v/o, gate/up/down) and the DiT blocks (to_q/k/v/out, feed-forward), 2 bytes
-    for everything else. Export-time precomputation (per-step AdaLN / timestep tables, arch. §4)
+    the LLM layers the backbone's fp8 plan quantises (q/k/v, gate/up of layers ≥ 1: ``fp8_plan``) and
+    the DiT blocks (to_q/k/v/out, feed-forward), 2 bytes for everything else. Export-time precomputation (per-step AdaLN / timestep tables, arch. §4)
     changes the action-head figure by a few percent and is not modelled; activations, workspace and
     TensorRT's own overhead are not included.
     """
@@ -308,7 +316,7 @@ def estimate_engines(index: Mapping[str, StoredTensor], config: Gr00tConfig) -> 
         if key == POSITION_EMBEDDING_KEY and len(info.shape) == 2:
             numel = min(info.shape[0], config.action_horizon) * info.shape[1]
         fp16[group] += 2 * numel
-        fp8[group] += (1 if _FP8_GEMM.match(key) else 2) * numel
+        fp8[group] += (1 if _fp8_weight(key) else 2) * numel
     estimates = [EngineEstimate(g, fp16[g], fp8[g]) for g in ENGINE_GROUPS]
     estimates.append(EngineEstimate("total", sum(fp16.values()), sum(fp8.values())))
     return estimates

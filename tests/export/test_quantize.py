@@ -10,7 +10,8 @@ import onnx
 import pytest
 
 from gr00t_trt.errors import ExportError
-from gr00t_trt.export.quantize import FP8_PLAN, gemm_nodes, planned_nodes, quantize_graph, quantized_nodes
+from gr00t_trt.export.quantize import gemm_nodes, planned_nodes, quantize_graph, quantized_nodes
+from gr00t_trt.fp8_plan import FP8_PLAN
 
 #: what the plan must quantise in each fp8 graph of the tiny preset, by role — and nothing else
 EXPECTED_ROLES = {

@@ -1,0 +1,40 @@
+"""Which GEMMs an fp8 graph quantises, as data — read by the quantiser (``export/quantize.py``, which
+says why each entry is there, with the measurements) and by the size and roofline estimates, which must
+count exactly the GEMMs the export quantises. No torch, no onnx: ``bench --model-only`` and ``inspect``
+import it.
+
+A GEMM is named by its module path in the exported graph wrapper (``layers.3.mlp.up_proj``; the matmuls
+of an attention carry their attention module's path and the role ``attention``).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+
+#: graph kind -> fnmatch patterns over a GEMM's role (module path with indices as ``*``, or
+#: ``attention`` for the two matmuls of an attention)
+FP8_PLAN: dict[str, tuple[str, ...]] = {
+    "vision": ("encoder_layers.*.self_attn.*_proj", "encoder_layers.*.mlp.fc*", "mlp1.*", "attention"),
+    # not o_proj, down_proj (quantize.py's docstring)
+    "backbone": ("layers.*.self_attn.[qkv]_proj", "layers.*.mlp.gate_proj", "layers.*.mlp.up_proj", "attention"),
+    "dit_context": ("to_k", "to_v"),
+    "dit": ("transformer_blocks.*.to_*", "transformer_blocks.*.ff_*", "attention"),
+}
+#: graph kind -> fnmatch patterns over a GEMM's module path *with* its indices: GEMMs kept at high
+#: precision although their role is planned
+FP8_KEEP: dict[str, tuple[str, ...]] = {
+    "backbone": ("layers.0.*",),  # the first decoder layer (quantize.py's docstring)
+}
+
+
+def role_of(path: str, attention: bool = False) -> str:
+    """``transformer_blocks.*.to_q`` for ``transformer_blocks.3.to_q``; ``attention`` for an attention matmul."""
+    return "attention" if attention else ".".join("*" if part.isdigit() else part for part in path.split("."))
+
+
+def is_planned(kind: str, path: str, attention: bool = False) -> bool:
+    """True when the fp8 plan of graph ``kind`` quantises the GEMM at module ``path``."""
+    if any(fnmatch.fnmatchcase(path, p) for p in FP8_KEEP.get(kind, ())):
+        return False
+    role = role_of(path, attention)
+    return any(fnmatch.fnmatchcase(role, p) for p in FP8_PLAN.get(kind, ()))
