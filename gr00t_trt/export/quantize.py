@@ -15,7 +15,8 @@ per graph kind, by the PyTorch module each ONNX node came from (the exporter rec
 - never the vision patch embedding (NVIDIA's N1.6 FP8 recipe keeps it in high precision) nor the DiT's
   final ``proj_out_2`` (the output layer, excluded by ModelOpt's own default FP8 config as ``*proj_out*``);
 - attention matmuls only where ModelOpt's FP8 MHA pattern applies (8 < head dim ≤ 256), which is what
-  TensorRT's FP8 fused attention supports; ``planned_nodes`` applies it per graph (``tests/export/test_quantize.py`` lists the result).
+  TensorRT's FP8 fused attention supports; ``planned_nodes`` applies it per graph
+  (``tests/export/test_quantize.py`` lists the result).
 
 The backbone is a mixed plan, chosen by sensitivity (what ModelOpt's AutoQuantize searches for): its
 features are held to §7's absolute bound (mean abs ≤ 0.05 at RMS ≈ 1), and fp8's 3-bit mantissa adds
