@@ -34,7 +34,7 @@ from ..manifest import (
     write_manifest,
 )
 from .examples import ExampleStep, example_step
-from .graph_modules import segment_modules
+from .graph_modules import release_memory, segment_modules
 from .precision import PRECISIONS as PRECISIONS
 from .precision import ExportPrecision, check_precision_options
 
@@ -156,6 +156,7 @@ def export_graphs(build: Callable[[list[str]], dict], config, image_sizes, slots
             graphs[name] = precision.export_graph(name, modules, example, work)
             progress(name, f"done in {time.perf_counter() - started:.1f}s")
         del modules
+        release_memory()  # bf16 graphs' wrappers (reference cycles) before the next piece's weights
     return graphs
 
 
