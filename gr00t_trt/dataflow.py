@@ -70,6 +70,32 @@ def chain(start: str = "vision") -> tuple[Stage, ...]:
     return CONTROL_STEP[kinds.index(start):]
 
 
+def segments(start: str = "vision") -> tuple[tuple[Stage, ...], ...]:
+    """The chain from ``start`` in the pieces ``evaluate`` can run one at a time (``start=`` a piece's first
+    kind, ``stop=`` the next one's): each once-per-control-step stage alone, then the per-step stages
+    together (each denoising step feeds the next). The export builds and frees graphs piece by piece."""
+    pieces: list[tuple[Stage, ...]] = []
+    for stage in chain(start):
+        if stage.per_step and pieces and pieces[-1][0].per_step:
+            pieces[-1] += (stage,)
+        else:
+            pieces.append((stage,))
+    return tuple(pieces)
+
+
+def _between(start: str, stop: str | None) -> tuple[Stage, ...]:
+    """The stages from segment start ``start`` up to (without) segment start ``stop`` (None: the end)."""
+    firsts = [piece[0].kind for piece in segments()]
+    for kind in (start, stop):
+        if kind is not None and kind not in firsts:
+            raise ValueError(f"a control step is evaluated from and to {', '.join(firsts)}, not {kind!r}")
+    kinds = [s.kind for s in CONTROL_STEP]
+    end = kinds.index(stop) if stop is not None else len(kinds)
+    if end <= kinds.index(start):
+        raise ValueError(f"evaluate from {start!r} to {stop!r}: {stop!r} does not come after {start!r}")
+    return CONTROL_STEP[kinds.index(start):end]
+
+
 def external_inputs(start: str = "vision") -> tuple[str, ...]:
     """Names of the values the caller provides for a sub-chain (besides the step table and the noise)."""
     run = {s.kind for s in chain(start)}
@@ -115,15 +141,17 @@ def image_groups(sizes: Sequence[tuple[int, int]]) -> dict[tuple[int, int], list
 
 
 def evaluate(run: GraphRunner, values: Mapping[str, Any], *, steps: int, start: str = "vision",
-             no_image_rows: Callable[[], np.ndarray] | None = None) -> dict[str, Any]:
+             stop: str | None = None, no_image_rows: Callable[[], np.ndarray] | None = None) -> dict[str, Any]:
     """Every value of one control step, graph by graph on fresh host arrays (the slow, debuggable path).
 
     ``values`` holds the external inputs of the sub-chain (``external_inputs(start)``; ``images`` is a list
     of [h, w, 3] arrays in LLM order) and ``noise``. Returns them plus every graph output; ``actions`` is the
     list of the N steps' ``next_actions``. ``no_image_rows`` gives the backbone's image rows when there are
-    no images (a graph needs T ≥ 1)."""
+    no images (a graph needs T ≥ 1). ``stop``: run only up to that ``segments`` piece; a later call with
+    ``start=stop`` on the returned values continues the same control step."""
     out: dict[str, Any] = dict(values)
-    for stage in chain(start):
+    stages = _between(start, stop)
+    for stage in stages:
         if stage.per_step:
             continue
         if stage.per_image_size:
@@ -131,6 +159,8 @@ def evaluate(run: GraphRunner, values: Mapping[str, Any], *, steps: int, start: 
             continue
         feeds = {name: out[name] for name in stage.feeds}
         out.update(run(stage.kind, graph_name(stage.kind), feeds))
+    if not any(stage.per_step for stage in stages):
+        return out
     actions, per_step = out[CARRY_START], []
     for k in range(steps):
         actions = denoise_step(run, k, out, actions)

@@ -25,24 +25,25 @@ MIN_EXAMPLE_SEQ_LEN = 6
 
 
 def action_head_graph_modules(
-    head: Gr00tActionHead, embodiment_slots: list[int] | None = None, dtype: torch.dtype | None = None
+    head: Gr00tActionHead, embodiment_slots: list[int] | None = None, dtype: torch.dtype | None = None,
+    kinds=None,
 ) -> dict[str, nn.Module]:
-    """kind → wrapper module, in ``ACTION_HEAD_KINDS`` order, weights in ``dtype`` (default: the head's).
+    """kind → wrapper module, in ``ACTION_HEAD_KINDS`` order, weights in ``dtype`` (default: the head's);
+    only the action-head kinds among ``kinds`` when given.
 
     The wrappers share the head's weight storage where no slicing or cast is needed, but own their
     parameters: casting a wrapper (``.half()``) never changes the head.
     """
     slots = check_embodiment_slots(embodiment_slots, head.config.max_num_embodiments)
-    modules: dict[str, nn.Module] = {
-        "dit_context": DitContextGraph(head, dtype),
-        "state_encoder": StateEncoderGraph(head, slots, dtype),
-        "action_encoder": ActionEncoderGraph(head, slots, dtype),
-        "dit": DitGraph(head, dtype),
-        "action_decoder": ActionDecoderGraph(head, slots, dtype),
+    builders = {
+        "dit_context": lambda: DitContextGraph(head, dtype),
+        "state_encoder": lambda: StateEncoderGraph(head, slots, dtype),
+        "action_encoder": lambda: ActionEncoderGraph(head, slots, dtype),
+        "dit": lambda: DitGraph(head, dtype),
+        "action_decoder": lambda: ActionDecoderGraph(head, slots, dtype),
     }
-    for module in modules.values():
-        module.eval()
-    return {kind: modules[kind] for kind in ACTION_HEAD_KINDS}
+    wanted = ACTION_HEAD_KINDS if kinds is None else [k for k in ACTION_HEAD_KINDS if k in set(kinds)]
+    return {kind: builders[kind]().eval() for kind in wanted}
 
 
 def example_masks(batch: int, seq_len: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:

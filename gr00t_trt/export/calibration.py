@@ -138,6 +138,35 @@ def torch_runner(modules: dict):
     return run
 
 
+def chain_values(inputs, *, slot_of: dict[int, int], noise: np.ndarray) -> dict:
+    """The external values of one control step from a preprocessed ``ModelInputs`` (embodiment ids as
+    the export's slots) and the initial noise."""
+    if not inputs.images:
+        raise ExportError("calibration observation has no images — expected at least one camera")
+    image_index = np.empty(inputs.image_mask.shape, np.int64)
+    fill_image_index(inputs.image_mask, image_index)
+    return {"images": list(inputs.images), "input_ids": inputs.input_ids, "image_index": image_index,
+            "attention_mask": inputs.attention_mask, "image_mask": inputs.image_mask, "state": inputs.state,
+            "embodiment_id": np.array([slot_of[int(e)] for e in inputs.embodiment_id], np.int64),
+            CARRY_START: noise}
+
+
+def recording(run, records: GraphRecords, activation=np.float32, names=None, outputs: bool = True):
+    """``run`` (name, kind, feeds) as a dataflow runner that gives each graph its float feeds in
+    ``activation`` dtype and records its feeds (and outputs) — only for graph ``names`` when given."""
+
+    def call(kind: str, name: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        feeds = {k: (v.astype(activation, copy=False) if v.dtype.kind == "f" else v) for k, v in feeds.items()}
+        out = run(name, kind, feeds)
+        if names is None or name in names:
+            records.inputs.setdefault(name, []).append(feeds)
+            if outputs:
+                records.outputs.setdefault(name, []).append(out)
+        return out
+
+    return call
+
+
 def chain_graphs(
     run, inputs, *, steps: int, slot_of: dict[int, int], noise: np.ndarray, activation=np.float32,
     records: GraphRecords | None = None,
@@ -146,23 +175,29 @@ def chain_graphs(
     each graph's feeds and outputs. ``inputs`` is a preprocessed ``ModelInputs``; float feeds are given to
     each graph in ``activation`` dtype (the export's inter-graph dtype)."""
     records = records if records is not None else GraphRecords()
-    if not inputs.images:
-        raise ExportError("calibration observation has no images — expected at least one camera")
-
-    def call(kind: str, name: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        feeds = {k: (v.astype(activation) if v.dtype.kind == "f" else v) for k, v in feeds.items()}
-        out = run(name, kind, feeds)
-        records.add(name, feeds, out)
-        return out
-
-    image_index = np.empty(inputs.image_mask.shape, np.int64)
-    fill_image_index(inputs.image_mask, image_index)
-    values = {"images": list(inputs.images), "input_ids": inputs.input_ids, "image_index": image_index,
-              "attention_mask": inputs.attention_mask, "image_mask": inputs.image_mask, "state": inputs.state,
-              "embodiment_id": np.array([slot_of[int(e)] for e in inputs.embodiment_id], np.int64),
-              CARRY_START: noise}
-    evaluate(call, values, steps=steps)
+    values = chain_values(inputs, slot_of=slot_of, noise=noise)
+    evaluate(recording(run, records, activation), values, steps=steps)
     return records
+
+
+def calibration_chains(
+    calibration: CalibrationSet, preprocessor, config, slot_of: dict[int, int], image_sizes, seed: int = 0
+) -> list[dict]:
+    """The external values of every calibration observation's control step (one noise draw each), for
+    ``evaluate`` to run through the fp32 graphs piece by piece."""
+    rng = np.random.default_rng(seed)
+    chains = []
+    for tag, obs in calibration.observations:
+        inputs = preprocessor(obs, tag)
+        missing = {tuple(im.shape[:2]) for im in inputs.images} - {(int(h), int(w)) for h, w in image_sizes}
+        if missing:
+            raise ExportError(
+                f"a {calibration.source} calibration observation of {tag} has images of size "
+                f"{sorted(missing)[0]} that are not exported — expected the exported --image-size values"
+            )
+        noise = rng.standard_normal((len(inputs.embodiment_id), config.action_horizon, config.max_action_dim))
+        chains.append(chain_values(inputs, slot_of=slot_of, noise=noise.astype(np.float32)))
+    return chains
 
 
 def calibration_records(
@@ -170,19 +205,8 @@ def calibration_records(
 ) -> GraphRecords:
     """Every graph's fp32 inputs and outputs over the calibration set (one noise draw per observation)."""
     records = GraphRecords()
-    rng = np.random.default_rng(seed)
-    run = torch_runner(modules)
-    for tag, obs in calibration.observations:
-        inputs = preprocessor(obs, tag)
-        missing = {tuple(im.shape[:2]) for im in inputs.images} - {
-            (d["h"], d["w"]) for kind, _, d in modules.values() if kind == "vision"
-        }
-        if missing:
-            raise ExportError(
-                f"a {calibration.source} calibration observation of {tag} has images of size "
-                f"{sorted(missing)[0]} that are not exported — expected the exported --image-size values"
-            )
-        noise = rng.standard_normal((len(inputs.embodiment_id), config.action_horizon, config.max_action_dim))
-        chain_graphs(run, inputs, steps=config.num_inference_timesteps, slot_of=slot_of,
-                     noise=noise.astype(np.float32), records=records)
+    sizes = [(d["h"], d["w"]) for kind, _, d in modules.values() if kind == "vision"]
+    run = recording(torch_runner(modules), records)
+    for values in calibration_chains(calibration, preprocessor, config, slot_of, sizes, seed):
+        evaluate(run, values, steps=config.num_inference_timesteps)
     return records

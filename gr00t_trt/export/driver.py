@@ -21,6 +21,7 @@ import torch
 
 from .. import __version__
 from ..artifacts import StagingFolder, check_replaceable
+from ..dataflow import segments
 from ..errors import EmbodimentError, ExportError
 from ..graphs import dynamic_ranges
 from ..manifest import (
@@ -33,7 +34,7 @@ from ..manifest import (
     write_manifest,
 )
 from .examples import ExampleStep, example_step
-from .graph_modules import graph_modules
+from .graph_modules import release_memory, segment_modules
 from .precision import PRECISIONS as PRECISIONS
 from .precision import ExportPrecision, check_precision_options
 
@@ -64,7 +65,7 @@ def export_checkpoint(
     checkpoint: str | Path, out_dir: str | Path, options: ExportOptions = ExportOptions(), progress: Progress | None = None
 ) -> Manifest:
     """Export every graph of ``checkpoint`` into ``out_dir``; returns the written manifest."""
-    from ..model.checkpoint import load_model
+    from ..model.checkpoint import open_model
     from ..processing.modality import load_processor_spec
     from ..processing.tokenizer import resolve_tokenizer, save_tokenizer
 
@@ -72,11 +73,12 @@ def export_checkpoint(
     out_dir = Path(out_dir)
     check_options(options, out_dir)
 
-    progress("checkpoint", "loading")
-    model, config, folder = load_model(checkpoint, dtype=torch.float32)
+    progress("checkpoint", "opening")
+    # weights stay on the meta device: each dataflow piece reads its graphs' weights when it is exported
+    model, config, folder = open_model(checkpoint, dtype=torch.float32)
     if options.steps is not None and options.steps != config.num_inference_timesteps:
         config = dataclasses.replace(config, num_inference_timesteps=options.steps)
-        model.action_head.config = config
+        model.model.action_head.config = config
     processor = load_processor_spec(folder)
     embodiments = _select_embodiments(processor, options.embodiments)
     slots = [embodiments[tag].id for tag in embodiments] if len(embodiments) == 1 else None
@@ -118,26 +120,43 @@ def export_checkpoint(
 # ------------------------------------------------------------------------------------------ graphs
 def _export_graphs(model, config, image_sizes, slots, options, work: Path, progress: Progress,
                    precision: ExportPrecision) -> dict[str, GraphEntry]:
-    modules = graph_modules(model, config, image_sizes, slots)
-    return export_graphs(modules, config, image_sizes, slots, precision, work, progress)
+    """``model``: the checkpoint's ``LazyModel``; each piece's weights are read when it is built."""
+
+    def build(kinds: list[str]) -> dict:
+        return segment_modules(model, config, kinds, image_sizes, slots)
+
+    return export_graphs(build, config, image_sizes, slots, precision, work, progress)
 
 
-def export_graphs(modules, config, image_sizes, slots, precision: ExportPrecision, work: Path,
-                  progress: Progress) -> dict[str, GraphEntry]:
-    """Export, check and validate each module into ``work`` at its planned precision; the example inputs
-    follow the dataflow (a set without vision and backbone, e.g. the action head alone, starts from
-    example backbone features). The modules are cast in place."""
-    # fp32 modules give the validation targets and the fp8 graphs' calibration feeds, before any cast
-    example: ExampleStep = example_step(config, modules, image_sizes, slots)
-    precision.calibrate(modules, progress)
+def export_graphs(build: Callable[[list[str]], dict], config, image_sizes, slots, precision: ExportPrecision,
+                  work: Path, progress: Progress, *, start: str = "vision") -> dict[str, GraphEntry]:
+    """Export, check and validate every graph from ``start`` into ``work`` at its planned precision, one
+    ``dataflow.segments`` piece at a time, so that only that piece's weights are in memory:
+
+    ``build(kinds)`` gives the piece's fp32 wrappers (graph name → (kind, module, dims)); they run the
+    example control step (inputs and fp32 validation targets) and, for fp8 graphs, the calibration
+    observations' control steps (whose activations are kept for the next pieces), then each is cast in
+    place, exported, quantised and validated, and freed. ``start``: dit_context for the action head
+    alone (the example step starts from example backbone features)."""
+    example: ExampleStep = example_step(config, image_sizes, slots, start=start)
+    pieces = segments(start)
     graphs: dict[str, GraphEntry] = {}
-    for name, (kind, module, dims) in modules.items():
-        progress(name, f"exporting ({precision.plan.of(kind)})")
-        started = time.perf_counter()
-        # cast/wrap at the planned precision (in place: the validation targets were computed in fp32 above),
-        # export, quantise fp8 graphs, validate on ORT CPU (bf16: PyTorch)
-        graphs[name] = precision.export_graph(name, kind, module, dims, example, work)
-        progress(name, f"done in {time.perf_counter() - started:.1f}s")
+    for i, piece in enumerate(pieces):
+        kinds = [stage.kind for stage in piece]
+        stop = pieces[i + 1][0].kind if i + 1 < len(pieces) else None
+        modules = build(kinds)
+        example.run(modules, kinds[0], stop)
+        precision.calibrate(modules, kinds[0], stop, {s.kind for p in pieces[i + 1:] for s in p}, progress)
+        for name in list(modules):  # names only: a list of the items would keep every module alive
+            progress(name, f"exporting ({precision.plan.of(modules[name][0])})")
+            started = time.perf_counter()
+            # cast/wrap at the planned precision (in place: the validation targets were computed in fp32
+            # above), export, quantise fp8 graphs, validate on ORT CPU (bf16: PyTorch); the module leaves
+            # ``modules`` so that its weights are freed once they are no longer needed
+            graphs[name] = precision.export_graph(name, modules, example, work)
+            progress(name, f"done in {time.perf_counter() - started:.1f}s")
+        del modules
+        release_memory()  # bf16 graphs' wrappers (reference cycles) before the next piece's weights
     return graphs
 
 

@@ -10,12 +10,14 @@ differ from each other and from every static dim, so torch.export keeps them sym
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 
 from ..dataflow import CARRY_START, evaluate, external_inputs
-from ..graphs import DIMS, GRAPH_SPECS
+from ..errors import ExportError
+from ..graphs import DIMS, GRAPH_SPECS, graph_name
 
 EXAMPLE_BATCH = DIMS["B"].example  # samples
 EXAMPLE_IMAGES = DIMS["n"].example  # images in the example vision call
@@ -25,10 +27,41 @@ RIGHT_PAD = 5  # padded positions at the end of the second sample
 
 @dataclass
 class ExampleStep:
-    """Per graph name: the example inputs it was first run on, and its fp32 outputs for them."""
+    """Per graph name: the example inputs it was first run on, and its fp32 outputs for them; and the
+    dataflow values of the example control step so far (``run`` advances it one segment at a time)."""
 
     inputs: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     outputs: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    values: dict[str, Any] = field(default_factory=dict)
+    images: dict[str, np.ndarray] = field(default_factory=dict)  # vision graph name -> its example batch
+    steps: int = 1
+    first_size: tuple[int, int] | None = None  # the image size whose embeddings feed the backbone
+    image_token: int = -1  # <IMG_CONTEXT> id
+
+    def run(self, modules: dict, start: str, stop: str | None) -> None:
+        """Run the fp32 ``modules`` (graph name → (kind, module, dims)) of the ``dataflow.segments`` piece
+        from ``start`` to ``stop``, recording each graph's first call."""
+
+        def run(kind: str, name: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            spec = GRAPH_SPECS[kind]
+            outputs = run_torch_graph(modules[name][1], kind, feeds)
+            if name not in self.inputs:  # the first occurrence (denoising step 0) is the example
+                self.inputs[name] = {t.name: feeds[t.name] for t in spec.inputs}
+                self.outputs[name] = outputs
+            return outputs
+
+        if start != "vision":
+            self.values = evaluate(run, self.values, steps=self.steps, start=start, stop=stop)
+            return
+        # vision: every vision graph on a batch of its own size; each sample of the rest of the chain
+        # holds one image of the first size
+        for name, (kind, _, _) in modules.items():
+            run(kind, name, {"images": self.images[name]})
+        first = self.outputs[graph_name("vision", dict(zip("hw", self.first_size, strict=True)))]["image_embeds"]
+        if first.shape[1] != int((self.values["input_ids"] == self.image_token).sum(axis=1)[0]):
+            raise ExportError(f"vision graph {self.first_size}: {first.shape[1]} tokens per image — "
+                              "expected patch_tokens_per_image_pixel to give the same count")
+        self.values["image_embeds"] = first[:EXAMPLE_BATCH].reshape(-1, first.shape[-1])  # [T = B·t, E]
 
 
 def run_torch_graph(module: torch.nn.Module, kind: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -42,25 +75,17 @@ def run_torch_graph(module: torch.nn.Module, kind: str, feeds: dict[str, np.ndar
     return {t.name: r.detach().float().numpy() for t, r in zip(spec.outputs, result, strict=True)}
 
 
-def example_step(config, modules: dict, image_sizes, slots: list[int] | None, seed: int = 0) -> ExampleStep:
-    """Run every module once on example inputs; ``modules`` maps graph name → (kind, module, dims)."""
+def example_step(config, image_sizes, slots: list[int] | None, *, start: str = "vision", seed: int = 0) -> ExampleStep:
+    """The inputs of one example control step from ``start`` (vision, or dit_context: the action head alone
+    on example backbone features); ``ExampleStep.run`` then runs it through the graphs piece by piece."""
     rng = np.random.default_rng(seed)
-    step = ExampleStep()
-
-    def run(kind: str, name: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        spec = GRAPH_SPECS[kind]
-        outputs = run_torch_graph(modules[name][1], kind, feeds)
-        if name not in step.inputs:  # the first occurrence (denoising step 0) is the example
-            step.inputs[name] = {t.name: feeds[t.name] for t in spec.inputs}
-            step.outputs[name] = outputs
-        return outputs
-
-    # vision: every vision graph on a batch of its own size
-    embeds_by_size = {}
-    for name, (kind, _, dims) in modules.items():
-        if kind == "vision":
-            images = rng.integers(0, 256, size=(EXAMPLE_IMAGES, dims["h"], dims["w"], 3), dtype=np.uint8)
-            embeds_by_size[(dims["h"], dims["w"])] = run(kind, name, {"images": images})["image_embeds"]
+    step = ExampleStep(steps=config.num_inference_timesteps, image_token=config.backbone.image_token_index)
+    if start == "vision":
+        for h, w in image_sizes:
+            name = graph_name("vision", {"h": h, "w": w})
+            step.images[name] = rng.integers(0, 256, size=(EXAMPLE_IMAGES, h, w, 3), dtype=np.uint8)
+    elif start != "dit_context":
+        raise ExportError(f"an example step starts at vision or dit_context, not {start!r}")
 
     n_slots = len(slots) if slots else config.max_num_embodiments
     head_values = {
@@ -69,37 +94,34 @@ def example_step(config, modules: dict, image_sizes, slots: list[int] | None, se
         CARRY_START: rng.standard_normal(
             (EXAMPLE_BATCH, config.action_horizon, config.max_action_dim)).astype(np.float32),
     }
-    if "backbone" not in modules:  # the action head alone: example backbone features
+    if start == "dit_context":  # the action head alone: example backbone features
         from .action_head_graphs import example_masks
 
         image_mask, attention_mask = (m.numpy() for m in example_masks(EXAMPLE_BATCH, EXAMPLE_TEXT))
         features = rng.standard_normal((EXAMPLE_BATCH, EXAMPLE_TEXT, config.backbone_embedding_dim)).astype(np.float32)
-        values = {"backbone_features": features, "image_mask": image_mask, "attention_mask": attention_mask,
-                  **head_values}
-        evaluate(run, values, steps=config.num_inference_timesteps, start="dit_context")
+        step.values = {"backbone_features": features, "image_mask": image_mask, "attention_mask": attention_mask,
+                       **head_values}
         return step
 
     # the rest of the chain: each sample holds one image of the first size amid text, sample 2 right-padded
-    first = embeds_by_size[tuple(image_sizes[0])]  # [n, t, E]
-    tokens_per_image = first.shape[1]
+    step.first_size = (int(image_sizes[0][0]), int(image_sizes[0][1]))
+    tokens_per_image = (step.first_size[0] * step.first_size[1]) // config.patch_tokens_per_image_pixel
     seq = EXAMPLE_TEXT + tokens_per_image
     image_token = config.backbone.image_token_index
     input_ids = rng.integers(0, image_token, size=(EXAMPLE_BATCH, seq), dtype=np.int64)
-    start = 7
-    input_ids[:, start : start + tokens_per_image] = image_token
+    first_image = 7
+    input_ids[:, first_image : first_image + tokens_per_image] = image_token
     attention_mask = np.ones((EXAMPLE_BATCH, seq), dtype=bool)
     attention_mask[1, -RIGHT_PAD:] = False
     image_mask = input_ids == image_token
     image_index = np.zeros((EXAMPLE_BATCH, seq), dtype=np.int64)
     image_index[image_mask] = np.arange(int(image_mask.sum()))
-    values = {
+    step.values = {
         "input_ids": input_ids,
-        "image_embeds": first[:EXAMPLE_BATCH].reshape(-1, first.shape[-1]),  # [T = B·t, E]
         "image_index": image_index,
         "attention_mask": attention_mask,
         "image_mask": image_mask,
         **head_values,
-    }
-    assert set(external_inputs("backbone")) <= set(values), "the example lacks a declared input"
-    evaluate(run, values, steps=config.num_inference_timesteps, start="backbone")
+    }  # + image_embeds once the vision graphs ran
+    assert set(external_inputs("backbone")) - {"image_embeds"} <= set(step.values), "the example lacks a declared input"
     return step

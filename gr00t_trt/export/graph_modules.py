@@ -1,26 +1,88 @@
-"""Every exported graph's torch wrapper, built once from a loaded model: what the exporter exports, what
-fp8 calibration runs in fp32, and what the CPU preflight runs as the reference."""
+"""Every exported graph's torch wrapper, built from a loaded model: what the exporter exports, what
+fp8 calibration runs in fp32, and what the CPU preflight runs as the reference.
+
+The export builds them from a ``LazyModel`` one dataflow segment at a time (``segment_modules``): only
+the weights the segment's wrappers read (``graph_weights``) are read from the checkpoint, and the
+wrappers keep the only reference to them, so they are freed with the wrappers.
+"""
 
 from __future__ import annotations
 
 import torch
 
+from ..errors import ExportError
 from ..graphs import graph_name
 
+#: model state-dict prefixes the wrapper of each graph kind reads (dit_context: also the K/V projections
+#: of the cross-attention blocks, which dit leaves out; head.timestep() places its steps on the device of
+#: the position embedding, so dit reads that table too)
+GRAPH_WEIGHTS: dict[str, tuple[str, ...]] = {
+    "vision": ("backbone.model.vision_model.", "backbone.model.mlp1."),
+    "backbone": ("backbone.model.language_model.",),
+    "dit_context": ("action_head.vlln.",),
+    "state_encoder": ("action_head.state_encoder.",),
+    "action_encoder": ("action_head.action_encoder.", "action_head.position_embedding."),
+    "dit": ("action_head.model.", "action_head.position_embedding."),
+    "action_decoder": ("action_head.action_decoder.",),
+}
 
-def graph_modules(model, config, image_sizes, slots) -> dict[str, tuple[str, torch.nn.Module, dict[str, int]]]:
-    """graph name → (kind, wrapper module, the graph's own dim sizes) for every graph of a full model."""
+
+def graph_modules(model, config, image_sizes, slots, kinds=None) -> dict[str, tuple[str, torch.nn.Module, dict[str, int]]]:
+    """graph name → (kind, wrapper module, the graph's own dim sizes) for every graph of a full model, or
+    only those of ``kinds``, in dataflow order."""
     from .action_head_graphs import action_head_graph_modules
     from .backbone import BackboneGraph
     from .vision import VisionGraph
 
+    wanted = set(kinds) if kinds is not None else None
     modules: dict[str, tuple[str, torch.nn.Module, dict[str, int]]] = {}
-    for h, w in image_sizes:
-        vision = VisionGraph(model.backbone, h, w)
-        tokens = (h * w) // config.patch_tokens_per_image_pixel
-        dims = {"h": h, "w": w, "t": tokens}
-        modules[graph_name("vision", dims)] = ("vision", vision, dims)
-    modules["backbone"] = ("backbone", BackboneGraph(model.backbone), {})
-    for kind, module in action_head_graph_modules(model.action_head, slots).items():
+    if wanted is None or "vision" in wanted:
+        for h, w in image_sizes:
+            vision = VisionGraph(model.backbone, h, w)
+            tokens = (h * w) // config.patch_tokens_per_image_pixel
+            dims = {"h": h, "w": w, "t": tokens}
+            modules[graph_name("vision", dims)] = ("vision", vision, dims)
+    if wanted is None or "backbone" in wanted:
+        modules["backbone"] = ("backbone", BackboneGraph(model.backbone), {})
+    for kind, module in action_head_graph_modules(model.action_head, slots, kinds=kinds).items():
         modules[kind] = (kind, module, {})
     return modules
+
+
+def graph_weights(kind: str, config, keys) -> list[str]:
+    """Those of the model's checkpoint ``keys`` that the wrapper of graph ``kind`` reads."""
+    from ..model.action_head import cross_block_indices
+
+    cross_kv = tuple(f"action_head.model.transformer_blocks.{i}.attn1.to_{p}."
+                     for i in cross_block_indices(config) for p in "kv")
+    prefixes = GRAPH_WEIGHTS[kind] + (cross_kv if kind == "dit_context" else ())
+    chosen = [k for k in keys if k.startswith(prefixes)]
+    return [k for k in chosen if not k.startswith(cross_kv)] if kind == "dit" else chosen
+
+
+def segment_modules(lazy, config, kinds, image_sizes, slots) -> dict[str, tuple[str, torch.nn.Module, dict[str, int]]]:
+    """The wrappers of ``kinds`` (one ``dataflow.segments`` piece) with just their weights read from the
+    checkpoint of ``lazy`` (a ``model.checkpoint.LazyModel``); the model is back on meta on return."""
+    keys = list(dict.fromkeys(k for kind in kinds for k in graph_weights(kind, config, lazy.keys)))
+    with lazy.loaded(keys) as model:
+        modules = graph_modules(model, config, image_sizes, slots, kinds)
+    for name, (_, module, _) in modules.items():
+        on_meta = [n for n, t in (*module.named_parameters(), *module.named_buffers()) if t.is_meta]
+        if on_meta:  # GRAPH_WEIGHTS misses a tensor this wrapper reads
+            raise ExportError(f"graph {name}: weight {on_meta[0]!r} was not read from the checkpoint "
+                              "— expected GRAPH_WEIGHTS to name every tensor its wrapper reads")
+    return modules
+
+
+def release_memory() -> None:
+    """Collect the reference cycles dropped wrappers leave (``CastGraph`` holds its own bound method) and
+    hand freed heap pages back to the OS (glibc keeps them otherwise), so that the next graph's weights,
+    ModelOpt or an ONNX Runtime session reuse the memory of the last graph's weights."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        pass

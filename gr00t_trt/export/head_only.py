@@ -28,13 +28,16 @@ def export_action_head(head, config, out_dir: str | Path, *, embodiment_slots: l
     progress = progress or (lambda name, status: None)
     from .precision import ExportPrecision, plan_precision
 
-    modules = {kind: (kind, module, {}) for kind, module in action_head_graph_modules(head, embodiment_slots).items()}
+    def build(kinds: list[str]) -> dict:  # one dataflow piece's wrappers at a time
+        return {kind: (kind, module, {})
+                for kind, module in action_head_graph_modules(head, embodiment_slots, kinds=kinds).items()}
+
     plan = ExportPrecision(plan_precision(precision, "", None), config)
     if plan.plan.uses_fp8:
         raise ExportError("an action-head export has no calibration observations — choose fp32, fp16 or bf16")
     staging = StagingFolder(out_dir, progress)
     try:
-        graphs = export_graphs(modules, config, (), embodiment_slots, plan, staging.path, progress)
+        graphs = export_graphs(build, config, (), embodiment_slots, plan, staging.path, progress, start="dit_context")
         manifest = write_export_manifest(
             staging.path, config, graphs, source={"checkpoint": "in-memory action head", "fingerprint": ""},
             embodiments={f"id{eid}": EmbodimentEntry(tag=f"id{eid}", id=eid, slot=slot)

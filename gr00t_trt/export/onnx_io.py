@@ -56,7 +56,25 @@ def export_onnx(module: torch.nn.Module, args: tuple, spec: GraphSpec, path: Pat
     except Exception as exc:  # torch raises many types; report one line
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ExportError(f"exporting graph {path.stem!r} failed: {type(exc).__name__}: {first}") from exc
+    finally:
+        _forget_rewriter_matches()
     check_onnx(path)
+
+
+def _forget_rewriter_matches() -> None:
+    """onnxscript's rewrite rules are module-level objects whose matchers keep their last match: nodes of
+    the graph just exported, whose initializers wrap the module's weights (and constants folded from
+    them). That kept a whole graph's weights alive into the next graph's export; drop the matches."""
+    import gc
+
+    try:
+        from onnxscript.rewriter._matcher import SimplePatternMatcher
+    except ImportError:  # another onnxscript layout: nothing known to drop
+        return
+    for obj in gc.get_objects():
+        if isinstance(obj, SimplePatternMatcher) and hasattr(obj, "_init_match"):
+            obj._init_match(0)  # the match result and current node
+            obj._graph = obj._tracer = None  # the graph matched in
 
 
 def check_onnx(path: Path) -> None:

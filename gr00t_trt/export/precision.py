@@ -292,7 +292,10 @@ class ExportPrecision:
     calibration: Any = None  # calibration.CalibrationSet, when some graph is fp8
     preprocessor: Any = None  # processing.Preprocessor for the calibration observations
     slot_of: dict[int, int] = field(default_factory=dict)
-    records: Any = None  # calibration.GraphRecords once calibrate() ran
+    image_sizes: tuple = ()  # the exported image sizes (calibration observations must have only these)
+    records: Any = None  # calibration.GraphRecords: the fp8 graphs' feeds, until each is quantised
+    chains: list | None = None  # the calibration observations' dataflow values so far (calibrate())
+    samples: dict[str, int] = field(default_factory=dict)  # fp8 graph -> calibration feeds it was quantised on
     quantized: dict[str, dict[str, str]] = field(default_factory=dict)  # graph -> {GEMM node: role}
 
     @classmethod
@@ -302,7 +305,8 @@ class ExportPrecision:
         from .calibration import recorded_calibration_set, synthetic_calibration_set
 
         plan = plan_precision(options.precision, options.graph_precision, options.device)
-        state = cls(plan, config, slot_of={spec.id: (0 if slots else spec.id) for spec in embodiments.values()})
+        state = cls(plan, config, slot_of={spec.id: (0 if slots else spec.id) for spec in embodiments.values()},
+                    image_sizes=tuple(image_sizes))
         if plan.uses_fp8:
             tags = list(embodiments)
             if options.calib:
@@ -316,37 +320,63 @@ class ExportPrecision:
             )
         return state
 
-    def calibrate(self, modules: dict, progress) -> None:
-        """Record every fp8 graph's inputs through the fp32 modules (before they are cast in place)."""
-        from .calibration import calibration_records
+    def calibrate(self, modules: dict, start: str, stop: str | None, later: set[str], progress) -> None:
+        """Run the calibration observations' control steps through the fp32 ``modules`` of one
+        ``dataflow.segments`` piece (from ``start`` to ``stop``, before they are cast in place), recording
+        the inputs of its fp8 graphs; ``later``: the kinds still to come (none fp8: nothing more to run)."""
+        from ..dataflow import evaluate
+        from .calibration import GraphRecords, calibration_chains, recording, torch_runner
 
-        if self.calibration is None:
+        kinds = {kind for kind, _, _ in modules.values()} | set(later)
+        if self.calibration is None or not any(self.plan.of(kind) == "fp8" for kind in kinds):
+            self.chains = None
             return
-        progress("calibration", "running the fp32 graphs on the calibration observations")
-        self.records = calibration_records(modules, self.calibration, self.preprocessor, self.config, self.slot_of)
+        if self.chains is None:
+            self.chains = calibration_chains(self.calibration, self.preprocessor, self.config, self.slot_of,
+                                             self.image_sizes)
+        self.records = self.records or GraphRecords()
+        fp8 = {name for name, (kind, _, _) in modules.items() if self.plan.of(kind) == "fp8"}
+        progress("calibration", f"running {', '.join(modules)} (fp32) on the calibration observations")
+        run = recording(torch_runner(modules), self.records, names=fp8, outputs=False)
+        steps = self.config.num_inference_timesteps
+        self.chains = [evaluate(run, values, steps=steps, start=start, stop=stop) for values in self.chains]
 
-    def export_graph(self, name: str, kind: str, module: nn.Module, dims: dict, example, work: Path):
-        """Export graph ``name`` at its planned precision into ``work``, validate it → GraphEntry."""
+    def export_graph(self, name: str, modules: dict, example, work: Path):
+        """Export graph ``name`` at its planned precision into ``work``, validate it → GraphEntry.
+
+        Takes the graph's fp32 module out of ``modules`` (name → (kind, module, dims)) and casts it in
+        place; its torch weights are freed as soon as the ONNX is written (the fp32 targets are in
+        ``example``), before ModelOpt or ONNX Runtime load the graph — except for bf16 graphs, which
+        are validated in PyTorch."""
         from ..graphs import GRAPH_SPECS as SPECS
         from ..manifest import GraphEntry
+        from .graph_modules import release_memory
         from .onnx_io import export_onnx, read_io
         from .quantize import quantize_graph
 
+        kind, module, dims = modules.pop(name)
         precision, activation = self.plan.of(kind), self.plan.activation_dtype
         spec = SPECS[kind]
         path = work / f"{name}.onnx"
         wrapped = precision_module(kind, module, precision, activation)
+        del module
         feeds = {t.name: io_value(example.inputs[name][t.name], activation) for t in spec.inputs}
         args = tuple(torch.from_numpy(np.ascontiguousarray(feeds[t.name])) for t in spec.inputs)
         export_onnx(wrapped, args, spec, path)
+        if precision != "bf16":
+            wrapped = None
+            release_memory()
         if precision == "fp8":
-            calls = (self.records.inputs if self.records else {}).get(name)
+            calls = (self.records.inputs if self.records else {}).pop(name, None)
             if not calls:
                 raise ExportError(
                     f"{name}: no calibration sample reached this graph — expected calibration observations "
                     f"with images of size {dims.get('h')}x{dims.get('w')}"
                 )
             self.quantized[name] = quantize_graph(path, kind, calls, head_dim=head_dim(kind, self.config))
+            self.samples[name] = len(calls)
+            del calls
+            release_memory()
         inputs, outputs = read_io(path, spec)
         _check_io_dtype(path, (*inputs, *outputs), activation)
         validate_graph(path, name, kind, precision, wrapped, feeds, example.outputs[name])
@@ -356,8 +386,7 @@ class ExportPrecision:
         section = self.plan.to_dict()
         if self.calibration is not None:
             section["calibration"] = self.calibration.to_dict()
-            section["calibration"]["samples"] = {n: len(c) for n, c in (self.records.inputs if self.records else {}).items()
-                                                 if n in self.quantized}
+            section["calibration"]["samples"] = {n: c for n, c in self.samples.items() if n in self.quantized}
         section["fp8_gemms"] = {name: dict(sorted(nodes.items())) for name, nodes in self.quantized.items()}
         return section
 

@@ -178,14 +178,22 @@ def quantize_graph(
     *,
     head_dim: int | None = None,
     high_precision: str = "fp16",
+    isolate: bool = True,
 ) -> dict[str, str]:
     """Quantise the fp32 graph at ``path`` in place (``.onnx`` + ``.onnx.data``) → {quantised GEMM node
     name: its role}.
+
+    ``isolate``: run ModelOpt in a child process. It holds several copies of the graph at once (the
+    full-size DiT of 3.3 GB takes it past 20 GB) and does not give that memory back, so in-process every
+    fp8 graph after the first would start from the last one's peak; the child gets the feeds through a
+    file next to the graph, and its death (e.g. out of memory) is one line.
 
     Raises ExportError when the result quantises other GEMMs than the plan or none at all."""
     if not feeds:
         raise ExportError(f"{path.name}: no calibration feeds — expected at least one sample per graph")
     require("modelopt.onnx.quantization", PIP_FP8, "fp8 quantisation")
+    if isolate:
+        return _quantize_in_child(path, kind, feeds, head_dim, high_precision)
     from modelopt.onnx.quantization import quantize
 
     model = onnx.load(str(path), load_external_data=False)
@@ -232,6 +240,57 @@ def quantize_graph(
     logging.getLogger(__name__).info("%s: %d GEMMs at fp8 in %.1fs", path.name, len(got), time.perf_counter() - started)
     roles = {g.name: g.role for g in plan}
     return {name: roles[name] for name in got}
+
+
+def _quantize_in_child(path: Path, kind: str, feeds, head_dim: int | None, high_precision: str) -> dict[str, str]:
+    import multiprocessing
+
+    feeds_file = path.with_name(f".{path.stem}.calibration-{os.getpid()}.npz")
+    names = list(feeds[0])
+    try:
+        np.savez(feeds_file, **{f"{i}/{name}": feed[name] for i, feed in enumerate(feeds) for name in names})
+        context = multiprocessing.get_context("spawn")  # a fresh interpreter: no torch threads, no weights
+        receive, send = context.Pipe(duplex=False)
+        child = context.Process(target=_child_main, name=f"gr00t-trt fp8 {path.stem}",
+                                args=(send, str(path), kind, str(feeds_file), names, head_dim, high_precision))
+        child.start()
+        send.close()
+        try:
+            status, value = receive.recv()
+        except EOFError:  # the child died without a word: killed (out of memory) or crashed
+            child.join()
+            raise ExportError(
+                f"fp8 quantisation of {path.name} died (exit code {child.exitcode}) — out of memory? ModelOpt "
+                f"needs several times the graph's {_size_gb(path):.1f} GB of RAM"
+            ) from None
+        child.join()
+    finally:
+        _remove(feeds_file)
+    if status != "ok":
+        raise ExportError(value)
+    return value
+
+
+def _child_main(send, path: str, kind: str, feeds_file: str, names: list[str], head_dim, high_precision) -> None:
+    """Entry point of the quantisation child: feeds from ``feeds_file``, result or one-line error back."""
+    try:
+        with np.load(feeds_file) as stored:
+            count = len(stored.files) // len(names)
+            feeds = [{name: stored[f"{i}/{name}"] for name in names} for i in range(count)]
+        send.send(("ok", quantize_graph(Path(path), kind, feeds, head_dim=head_dim, high_precision=high_precision,
+                                        isolate=False)))
+    except ExportError as exc:
+        send.send(("error", str(exc)))
+    except BaseException as exc:  # report one line to the parent
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        send.send(("error", f"fp8 quantisation of {Path(path).name} failed: {type(exc).__name__}: {first}"))
+    finally:
+        send.close()
+
+
+def _size_gb(path: Path) -> float:
+    data = path.with_name(path.name + ".data")
+    return (path.stat().st_size + (data.stat().st_size if data.exists() else 0)) / 1e9
 
 
 def _replace_graph(src: Path, dst: Path) -> None:

@@ -483,6 +483,52 @@ def load_model(
     anything is read; known-unused tensors are skipped; every parameter and floating buffer (rotary
     frequencies) is cast to ``dtype``, as the original's ``model.to(dtype)`` does.
     """
+    lazy, config, folder = open_model(
+        checkpoint, dtype, attn_implementation=attn_implementation, local_files_only=local_files_only
+    )
+    state = load_state_dict(folder, lazy.index, lazy.keys, dtype)
+    lazy.model.load_state_dict(state, strict=True, assign=True)
+    return lazy.model, config, folder
+
+
+@dataclass
+class LazyModel:
+    """A ``Gr00tN1d6`` whose parameters stay on the meta device until ``loaded`` reads some of them from
+    the checkpoint: what an export uses to hold one graph's weights at a time instead of the whole model."""
+
+    model: nn.Module
+    folder: Path
+    index: Mapping[str, StoredTensor]
+    keys: list[str]  # the model's tensors in the checkpoint (known-unused ones skipped)
+    dtype: torch.dtype
+
+    @contextlib.contextmanager
+    def loaded(self, keys: list[str]) -> Iterator[nn.Module]:
+        """The model with ``keys`` read from the checkpoint (cast to ``dtype``) inside the block, back on meta
+        after it: modules built from them meanwhile keep (and free with themselves) their own references."""
+        unknown = sorted(set(keys) - set(self.keys))
+        if unknown:
+            raise CheckpointError(f"no model tensor {unknown[0]!r} in checkpoint {self.folder}")
+        state = load_state_dict(self.folder, self.index, keys, self.dtype)
+        self.model.load_state_dict(state, strict=False, assign=True)
+        del state
+        try:
+            yield self.model
+        finally:
+            current = self.model.state_dict(keep_vars=True)
+            meta = {k: torch.empty_like(current[k], device="meta") for k in keys}
+            self.model.load_state_dict(meta, strict=False, assign=True)
+
+
+def open_model(
+    checkpoint: str | Path,
+    dtype: torch.dtype = torch.float32,
+    *,
+    attn_implementation: str = "sdpa",
+    local_files_only: bool = False,
+) -> tuple[LazyModel, Gr00tConfig, Path]:
+    """``Gr00tN1d6`` built on the meta device from a checkpoint's config, its tensors checked against the
+    model but not read → (LazyModel, config, folder); ``load_model`` reads them all."""
     from .gr00t import Gr00tN1d6
 
     if dtype not in (torch.float32, torch.bfloat16, torch.float16):
@@ -495,11 +541,11 @@ def load_model(
     skipped = set(check_layout(index, config, source=f"checkpoint {folder}"))
     with parameters_on_meta():
         model = Gr00tN1d6(config, attn_implementation=attn_implementation)
-    state = load_state_dict(folder, index, [k for k in index if k not in skipped], dtype)
-    model.load_state_dict(state, strict=True, assign=True)
     # the original casts the whole model (Gr00tPolicy: model.to(dtype=bf16)), which also rounds the
     # floating buffers — the rotary inv_freq among them; do the same so a bf16 reference is faithful
+    # (the parameters are read in ``dtype``)
     model.to(dtype)
     model.requires_grad_(False)
     model.eval()
-    return model, config, folder
+    keys = [k for k in index if k not in skipped]
+    return LazyModel(model, folder, index, keys, dtype), config, folder
