@@ -243,49 +243,67 @@ def quantize_graph(
 
 
 def _quantize_in_child(path: Path, kind: str, feeds, head_dim: int | None, high_precision: str) -> dict[str, str]:
-    import multiprocessing
+    """``quantize_graph`` in a fresh interpreter started with ``subprocess`` — not multiprocessing's
+    spawn, which re-runs the caller's ``__main__`` and so fails from any script without a main guard.
+    The request goes on the command line, the feeds and the result through files next to the graph."""
+    import json
+    import subprocess
+    import sys
 
-    feeds_file = path.with_name(f".{path.stem}.calibration-{os.getpid()}.npz")
+    stem = path.with_name(f".{path.stem}.fp8-child-{os.getpid()}")
+    feeds_file, result_file = stem.with_suffix(".npz"), stem.with_suffix(".json")
     names = list(feeds[0])
+    request = {"path": str(path), "kind": kind, "feeds": str(feeds_file), "names": names, "head_dim": head_dim,
+               "high_precision": high_precision, "result": str(result_file)}
+    package_root = str(Path(__file__).resolve().parents[2])  # the child imports this very gr00t_trt
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])))
     try:
         np.savez(feeds_file, **{f"{i}/{name}": feed[name] for i, feed in enumerate(feeds) for name in names})
-        context = multiprocessing.get_context("spawn")  # a fresh interpreter: no torch threads, no weights
-        receive, send = context.Pipe(duplex=False)
-        child = context.Process(target=_child_main, name=f"gr00t-trt fp8 {path.stem}",
-                                args=(send, str(path), kind, str(feeds_file), names, head_dim, high_precision))
-        child.start()
-        send.close()
-        try:
-            status, value = receive.recv()
-        except EOFError:  # the child died without a word: killed (out of memory) or crashed
-            child.join()
-            raise ExportError(
-                f"fp8 quantisation of {path.name} died (exit code {child.exitcode}) — out of memory? ModelOpt "
-                f"needs several times the graph's {_size_gb(path):.1f} GB of RAM"
-            ) from None
-        child.join()
+        child = subprocess.run(
+            [sys.executable, "-c", "from gr00t_trt.export.quantize import _child_main; _child_main()",
+             json.dumps(request)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
+        )
+        if not result_file.is_file():  # the child died without a word: killed (out of memory) or crashed
+            if child.returncode < 0:
+                raise ExportError(
+                    f"fp8 quantisation of {path.name} was killed (signal {-child.returncode}) — out of memory? "
+                    f"ModelOpt needs several times the graph's {_size_gb(path):.1f} GB of RAM"
+                )
+            last = (child.stderr.strip().splitlines() or ["no output"])[-1]
+            raise ExportError(f"fp8 quantisation of {path.name} crashed (exit code {child.returncode}): {last}")
+        result = json.loads(result_file.read_text())
     finally:
         _remove(feeds_file)
-    if status != "ok":
-        raise ExportError(value)
-    return value
+        _remove(result_file)
+    if result["status"] != "ok":
+        raise ExportError(result["message"])
+    return result["value"]
 
 
-def _child_main(send, path: str, kind: str, feeds_file: str, names: list[str], head_dim, high_precision) -> None:
-    """Entry point of the quantisation child: feeds from ``feeds_file``, result or one-line error back."""
+def _child_main() -> None:
+    """Entry point of the quantisation child: the request in argv[1]; the result, or a one-line error,
+    written as JSON to the request's result file."""
+    import json
+    import sys
+
+    from ..files import write_json
+
+    request = json.loads(sys.argv[1])
+    path = Path(request["path"])
     try:
-        with np.load(feeds_file) as stored:
+        names = request["names"]
+        with np.load(request["feeds"]) as stored:
             count = len(stored.files) // len(names)
             feeds = [{name: stored[f"{i}/{name}"] for name in names} for i in range(count)]
-        send.send(("ok", quantize_graph(Path(path), kind, feeds, head_dim=head_dim, high_precision=high_precision,
-                                        isolate=False)))
+        result = {"status": "ok", "value": quantize_graph(path, request["kind"], feeds, head_dim=request["head_dim"],
+                                                          high_precision=request["high_precision"], isolate=False)}
     except ExportError as exc:
-        send.send(("error", str(exc)))
-    except BaseException as exc:  # report one line to the parent
+        result = {"status": "error", "message": str(exc)}
+    except Exception as exc:  # report one line to the parent
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        send.send(("error", f"fp8 quantisation of {Path(path).name} failed: {type(exc).__name__}: {first}"))
-    finally:
-        send.close()
+        result = {"status": "error", "message": f"fp8 quantisation of {path.name} failed: {type(exc).__name__}: {first}"}
+    write_json(request["result"], result)
 
 
 def _size_gb(path: Path) -> float:

@@ -159,3 +159,28 @@ def test_backbone_quantises_exactly_its_plan(records, tiny_export, tmp_path):
 def test_quantising_without_feeds_is_refused(tiny_export, tmp_path):
     with pytest.raises(ExportError, match="dit.onnx: no calibration feeds — expected at least one sample"):
         _quantised_dit(tiny_export, tmp_path, [])
+
+
+def test_quantising_from_a_plain_script(records, tiny_export, tmp_path):
+    """The quantiser's child process works from a script without a ``__main__`` guard (multiprocessing's
+    spawn re-ran such a script in the child and failed), and a failure in the child is one line."""
+    import subprocess
+    import sys
+
+    for suffix in ("", ".data"):
+        shutil.copyfile(tiny_export / f"dit_context.onnx{suffix}", tmp_path / f"dit_context.onnx{suffix}")
+    np.savez(tmp_path / "feeds.npz", **records.inputs["dit_context"][0])
+    script = tmp_path / "quantise.py"
+    script.write_text(
+        "import sys\nimport numpy as np\nfrom pathlib import Path\n"
+        "from gr00t_trt.export.quantize import quantize_graph\n"
+        "feeds = dict(np.load(sys.argv[1]))\n"
+        "print(sorted(set(quantize_graph(Path(sys.argv[2]), 'dit_context', [feeds]).values())))\n"
+    )
+    done = subprocess.run([sys.executable, str(script), str(tmp_path / "feeds.npz"), str(tmp_path / "dit_context.onnx")],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "['to_k', 'to_v']"
+    assert quantized_nodes(onnx.load(str(tmp_path / "dit_context.onnx"), load_external_data=False))
+    with pytest.raises(ExportError, match=r"^fp8 quantisation of dit.onnx failed: \w+"):
+        _quantised_dit(tiny_export, tmp_path, [{"not_an_input": np.zeros(1, np.float32)}])
