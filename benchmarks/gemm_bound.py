@@ -151,10 +151,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def _markdown(r: dict) -> str:
     m = r["machine"]
+    git = m.get("git") or {}
+    revision = f"{git.get('commit', '?')}{' (dirty)' if git.get('dirty') else ''}"
     out = [f"# What bounds `{r['graph']}` on ONNX Runtime CPU", "",
            f"- CPU: {m['cpu']}, {r['threads']} threads; onnxruntime {m['versions'].get('onnxruntime')}; "
-           f"git {m['git']}; other processes used {r['other_processes_cores']:.2f} cores",
-           f"- command: `{r['command']}`",
+           f"git {revision}; other processes used {r['other_processes_cores']:.2f} cores",
+           f"- command: `{r['command'].split('  #')[0]}`",
            f"- {r['rows']} rows per GEMM (S = {r['seq_len']}); square-GEMM rate {r['square_gemm_gflops']:.0f} GFLOP/s, "
            f"GEMV weight streaming {r['gemv_bandwidth_gbs']:.1f} GB/s", "",
            "| GEMM (m × k → n) | count | GFLOP | GFLOP/s at this shape | ÷ square rate | ms |", "|---|---|---|---|---|---|"]
