@@ -1,7 +1,7 @@
-"""Which GEMMs an fp8 graph quantises, as data — read by the quantiser (``export/quantize.py``, which
-says why each entry is there, with the measurements) and by the size and roofline estimates, which must
-count exactly the GEMMs the export quantises. No torch, no onnx: ``bench --model-only`` and ``inspect``
-import it.
+"""The fp8 plan as data: which graphs an fp8 export quantises (architecture §5) and which of their GEMMs —
+read by the export (``export/precision.py``, ``export/quantize.py``, which says why each entry is there,
+with the measurements) and by the size and roofline estimates, which must count exactly what the export
+quantises. No torch, no onnx: ``bench --model-only`` and ``inspect`` import it.
 
 A GEMM is named by its module path in the exported graph wrapper (``layers.3.mlp.up_proj``; the matmuls
 of an attention carry their attention module's path and the role ``attention``).
@@ -11,6 +11,12 @@ from __future__ import annotations
 
 import fnmatch
 
+#: precision of every graph kind in an fp8 export (architecture §5): the GEMM-heavy graphs at fp8, vision
+#: and the small graphs at fp16
+FP8_DEFAULTS: dict[str, str] = {
+    "vision": "fp16", "backbone": "fp8", "dit_context": "fp8", "state_encoder": "fp16",
+    "action_encoder": "fp16", "dit": "fp8", "action_decoder": "fp16",
+}
 #: graph kind -> fnmatch patterns over a GEMM's role (module path with indices as ``*``, or
 #: ``attention`` for the two matmuls of an attention)
 FP8_PLAN: dict[str, tuple[str, ...]] = {

@@ -8,21 +8,17 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import Gr00tTrtError, ManifestError
+from ..fp8_plan import FP8_DEFAULTS
 from ..model.config import Gr00tConfig
 from .roofline import GRAPH_KINDS, PRECISIONS, Roofline, Workload, check_stored_params, default_workload
 
-#: per-graph defaults of architecture §5 (vision fp16, the big GEMM graphs fp8, small graphs fp16)
-DEFAULT_PRECISIONS: dict[str, str] = {
-    "vision": "fp16", "backbone": "fp8", "dit_context": "fp8", "state_encoder": "fp16",
-    "action_encoder": "fp16", "dit": "fp8", "action_decoder": "fp16",
-}
 ONNX_ELEMENT_BYTES = {1: 4, 10: 2, 16: 2, 17: 1, 18: 1, 19: 1, 20: 1, 2: 1, 3: 1, 6: 4, 7: 8, 9: 1, 11: 8}
 
 
 def precisions_for(precision: str | None) -> dict[str, str]:
     """One precision for every graph, or the §5 defaults when None."""
     if precision is None:
-        return dict(DEFAULT_PRECISIONS)
+        return dict(FP8_DEFAULTS)
     if precision not in PRECISIONS:
         raise Gr00tTrtError(f"--precision {precision!r} — expected one of: {', '.join(PRECISIONS)}")
     return dict.fromkeys(GRAPH_KINDS, precision)

@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from ..errors import ExportError
+from ..fp8_plan import FP8_DEFAULTS
 from ..graphs import GRAPH_SPECS
 
 PRECISIONS = ("fp32", "fp16", "bf16", "fp8")
@@ -46,20 +47,11 @@ ACTIVATION_DTYPES = ("float32", "float16")
 #: saturation bound of graphs computing in fp16: half the fp16 range, like the mask biases
 FP16_SATURATION = float(torch.finfo(torch.float16).max) / 2
 
-_FP8_DEFAULTS = {
-    "vision": "fp16",
-    "backbone": "fp8",
-    "dit_context": "fp8",
-    "dit": "fp8",
-    "state_encoder": "fp16",
-    "action_encoder": "fp16",
-    "action_decoder": "fp16",
-}
 #: architecture §5 defaults per device class; Orin (Ampere, sm_87) has no fp8 tensor cores
 DEVICE_DEFAULTS: dict[str, dict[str, str]] = {
-    "thor": dict(_FP8_DEFAULTS),
-    "rtx": dict(_FP8_DEFAULTS),  # RTX 40/50 (sm_89 / sm_120)
-    "hopper": dict(_FP8_DEFAULTS),
+    "thor": dict(FP8_DEFAULTS),
+    "rtx": dict(FP8_DEFAULTS),  # RTX 40/50 (sm_89 / sm_120)
+    "hopper": dict(FP8_DEFAULTS),
     "orin": {kind: "fp16" for kind in GRAPH_SPECS},
 }
 _NO_FP8 = {"orin": "Jetson Orin (Ampere, sm_87) has no fp8 tensor cores"}
@@ -146,7 +138,7 @@ def plan_precision(
             )
         graphs = dict(DEVICE_DEFAULTS[device])
     elif precision == "fp8":
-        graphs = dict(_FP8_DEFAULTS)
+        graphs = dict(FP8_DEFAULTS)
     else:
         graphs = {kind: precision for kind in GRAPH_SPECS}
     for kind, value in overrides.items():
