@@ -45,6 +45,7 @@ import ast
 import logging
 import os
 import re
+import shutil
 import tempfile
 import time
 from collections.abc import Iterable, Sequence
@@ -256,8 +257,13 @@ def _quantize_in_child(path: Path, kind: str, feeds, head_dim: int | None, high_
     request = {"path": str(path), "kind": kind, "feeds": str(feeds_file), "names": names, "head_dim": head_dim,
                "high_precision": high_precision, "result": str(result_file)}
     package_root = str(Path(__file__).resolve().parents[2])  # the child imports this very gr00t_trt
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])))
+    # ModelOpt's scratch copies of the graph (GBs at full size, left behind when it fails) go next to the
+    # graph, on the disk the user chose, and are removed with this folder whatever happens
+    scratch = stem.with_suffix(".tmp")
+    env = dict(os.environ, TMPDIR=str(scratch),
+               PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])))
     try:
+        scratch.mkdir()
         np.savez(feeds_file, **{f"{i}/{name}": feed[name] for i, feed in enumerate(feeds) for name in names})
         child = subprocess.run(
             [sys.executable, "-c", "from gr00t_trt.export.quantize import _child_main; _child_main()",
@@ -276,6 +282,7 @@ def _quantize_in_child(path: Path, kind: str, feeds, head_dim: int | None, high_
     finally:
         _remove(feeds_file)
         _remove(result_file)
+        shutil.rmtree(scratch, ignore_errors=True)
     if result["status"] != "ok":
         raise ExportError(result["message"])
     return result["value"]

@@ -184,3 +184,4 @@ def test_quantising_from_a_plain_script(records, tiny_export, tmp_path):
     assert quantized_nodes(onnx.load(str(tmp_path / "dit_context.onnx"), load_external_data=False))
     with pytest.raises(ExportError, match=r"^fp8 quantisation of dit.onnx failed: \w+"):
         _quantised_dit(tiny_export, tmp_path, [{"not_an_input": np.zeros(1, np.float32)}])
+    assert not list(tmp_path.glob(".*fp8-child*"))  # feeds, result and ModelOpt's scratch folder are gone
