@@ -117,9 +117,11 @@ def test_export_errors_are_one_line(tiny_checkpoint, tmp_path):
 def test_export_command_writes_a_runnable_directory(tiny_checkpoint, tmp_path):
     out = tmp_path / "exp"
     result = invoke("export", "--checkpoint", tiny_checkpoint, "--out", out, "--embodiment", "new_embodiment",
-                    "--image-size", "252x448", "--steps", "3")
+                    "--image-size", "252x448", "--steps", "3", "--graph-precision", "dit=fp16")
     assert result.exit_code == 0, result.output
     assert "252x448" in result.output
+    summary = " ".join(result.output.split())  # the console wraps long lines
+    assert "graphs (fp32: vision, backbone, dit_context, state_encoder, action_encoder, action_decoder; fp16: dit)" in summary
     result = invoke("run", out, "--synthetic")
     assert result.exit_code == 0, result.output
 
