@@ -70,7 +70,7 @@ def preflight_export(
 
     from .export.calibration import chain_graphs, torch_runner
     from .export.graph_modules import graph_modules
-    from .export.precision import least_precise
+    from .export.precision import io_value, least_precise
     from .manifest import load_manifest
     from .model.reference import load_reference
     from .observations import synthetic_observation
@@ -115,7 +115,8 @@ def preflight_export(
         for name, calls in ref.inputs.items():
             kind = manifest.graph(name).kind
             for i, feeds in enumerate(calls):
-                cast = {k: (_saturating_cast(v, activation) if v.dtype.kind == "f" else v) for k, v in feeds.items()}
+                # fp32 mask biases saturate as the half-precision graphs' own do (a plain cast gives -inf)
+                cast = {k: io_value(v, np.dtype(activation).name) for k, v in feeds.items()}
                 out = candidate(name, kind, cast)
                 where = f"{label} graph {name} [{precisions[name]}]" + (f" call {i}" if len(calls) > 1 else "")
                 for check in compare_outputs(where, kind, precisions[name], ref.outputs[name][i], out):
@@ -138,10 +139,3 @@ def preflight_export(
                                threshold_for("physical_action", head)))
     return report
 
-
-def _saturating_cast(array: np.ndarray, dtype) -> np.ndarray:
-    """``array`` in ``dtype``, values beyond its range clipped to its extremes instead of overflowing to ±inf:
-    the fp32 reference's masked-position biases (finfo(float32).min / 2) become large finite negatives in
-    fp16, as a half-precision graph's own biases are (a row of -inf would be a NaN softmax)."""
-    info = np.finfo(dtype)
-    return np.clip(array, info.min, info.max).astype(dtype)
