@@ -106,16 +106,6 @@ def _parse_sizes(values: list[str] | None) -> tuple[tuple[int, int], ...]:
     return tuple(sizes)
 
 
-def _precision_summary(manifest) -> str:
-    """"fp16" when every graph has one precision, else each precision with its graph kinds."""
-    by_precision: dict[str, list[str]] = {}
-    for kind, precision in manifest.precision.get("graphs", {}).items():
-        by_precision.setdefault(precision, []).append(kind)
-    if len(by_precision) <= 1:
-        return next(iter(by_precision), "fp32")
-    return "; ".join(f"{p}: {', '.join(kinds)}" for p, kinds in by_precision.items())
-
-
 @app.command()
 @friendly
 def export(
@@ -184,8 +174,11 @@ def export(
 
         manifest = export_checkpoint(checkpoint, out, options, progress)
         bar.update(task, total=1, completed=1, description="export: complete")
+    from ..bench.report import precision_summary
+
+    precisions = {name: entry.precision for name, entry in manifest.graphs.items()}
     console.print(
-        f"exported {len(manifest.graphs)} graphs ({_precision_summary(manifest)}) for embodiments "
+        f"exported {len(manifest.graphs)} graphs ({precision_summary(precisions)}) for embodiments "
         f"{', '.join(manifest.embodiments)} and image sizes "
         f"{', '.join(f'{h}x{w}' for h, w in manifest.image_sizes)} to {out}"
     )
