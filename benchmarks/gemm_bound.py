@@ -30,7 +30,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from gr00t_trt.bench.cpu_limits import measure_cpu_limits
+from gr00t_trt.bench.cpu_limits import best_seconds, measure_cpu_limits
 from gr00t_trt.bench.machine import CpuMeter, machine_info
 from gr00t_trt.files import write_atomic, write_json
 from gr00t_trt.manifest import load_manifest
@@ -66,8 +66,7 @@ def shape_rate(m: int, k: int, n: int, threads: int, repeats: int, folder: Path)
                     save_as_external_data=True, location=path.name + ".data")
     session = cpu_session(path, _options(threads))
     x = rng.standard_normal((m, k), dtype=np.float32)
-    session.run(None, {"x": x})
-    best = min(_timed(lambda: session.run(None, {"x": x})) for _ in range(repeats))
+    best = best_seconds(lambda: session.run(None, {"x": x}), repeats)  # after one warm-up call
     return 2.0 * m * k * n * copies / best / 1e9
 
 

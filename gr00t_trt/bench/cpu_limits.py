@@ -49,7 +49,8 @@ def _matmul_session(weight: np.ndarray, rows: int, threads: int, folder: Path):
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def _best_seconds(run, repeats: int) -> float:
+def best_seconds(run, repeats: int) -> float:
+    """Shortest wall time of ``repeats`` calls of ``run``, after one warm-up call."""
     run()  # warm-up
     best = float("inf")
     for _ in range(repeats):
@@ -70,11 +71,11 @@ def measure_cpu_limits(threads: int, *, gemm: int = 1024, stream_k: int = 4096, 
         weight = rng.standard_normal((gemm, gemm), dtype=np.float32)
         session = _matmul_session(weight, gemm, threads, folder)
         x = rng.standard_normal((gemm, gemm), dtype=np.float32)
-        gemm_s = _best_seconds(lambda: session.run(None, {"x": x}), repeats)
+        gemm_s = best_seconds(lambda: session.run(None, {"x": x}), repeats)
         stream = rng.standard_normal((stream_k, stream_n), dtype=np.float32)  # 128 MB: far beyond the caches
         session = _matmul_session(stream, STREAM_ROWS, threads, folder)
         x = rng.standard_normal((STREAM_ROWS, stream_k), dtype=np.float32)
-        stream_s = _best_seconds(lambda: session.run(None, {"x": x}), repeats)
+        stream_s = best_seconds(lambda: session.run(None, {"x": x}), repeats)
     tflops = 2.0 * gemm**3 / gemm_s / 1e12
     gbs = stream.nbytes / stream_s / 1e9
     return DeviceSpec("cpu", f"this CPU, measured ({threads} threads: fp32 GEMM {tflops * 1e3:.0f} GFLOP/s, "
