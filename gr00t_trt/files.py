@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -45,16 +46,64 @@ def write_json(path: str | Path, value: Any) -> Path:
     return write_atomic(path, json.dumps(value, indent=2) + "\n")
 
 
-def read_json(path: str | Path, what: str, error: type[Gr00tTrtError] = Gr00tTrtError) -> Any:
-    """Parse a JSON file, failing with one line that names the file and says what it should have been."""
+#: A JSON artefact of ours (manifest, sidecar, statistics, tokenizer files) is far below this; a larger
+#: file is refused before it is read, so a hostile one cannot cost memory.
+JSON_MAX_BYTES = 256 * 1024 * 1024
+#: Deeper nesting than any file of ours has; Python's parser would hit its recursion limit near 1000.
+JSON_MAX_DEPTH = 64
+
+
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+
+
+def json_depth(text: str) -> int:
+    """Deepest bracket nesting of a JSON text, strings skipped (regular expressions, no recursion)."""
+    depth = deepest = 0
+    for char in _NOT_BRACKET.sub("", _JSON_STRING.sub("", text)):
+        depth += 1 if char in "[{" else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def parse_json(
+    text: str, source: str, what: str, error: type[Gr00tTrtError] = Gr00tTrtError, expect: type | None = None
+) -> Any:
+    """Parse JSON text bounded in depth, failing with one line naming ``source``; ``expect`` checks the top type."""
+    if json_depth(text) > JSON_MAX_DEPTH:
+        raise error(f"{source} nests deeper than {JSON_MAX_DEPTH} levels — expected the {what}")
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise error(f"{source} is not valid JSON ({exc.msg} at line {exc.lineno}) — expected the {what}") from None
+    except RecursionError:
+        raise error(f"{source} nests too deeply to parse — expected the {what}") from None
+    if expect is not None and not isinstance(value, expect):
+        wanted = {dict: "an object", list: "an array"}.get(expect, expect.__name__)
+        raise error(f"{source} holds a JSON {type(value).__name__}, expected {wanted} (the {what})")
+    return value
+
+
+def read_json(
+    path: str | Path,
+    what: str,
+    error: type[Gr00tTrtError] = Gr00tTrtError,
+    expect: type | None = None,
+    max_bytes: int = JSON_MAX_BYTES,
+) -> Any:
+    """Parse a JSON file, failing with one line that names the file and says what it should have been.
+
+    Bounded: a file over ``max_bytes`` or nested deeper than ``JSON_MAX_DEPTH`` is refused before parsing,
+    invalid UTF-8 is an ordinary error, and ``expect`` (e.g. ``dict``) checks the top-level type.
+    """
     path = Path(path)
     try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise error(f"{what} {path} is {size:,} bytes, over the {max_bytes:,}-byte limit for a JSON file")
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise error(f"{what} not found: {path}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise error(f"cannot read {what} {path}: {exc}") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise error(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}) — expected the {what}") from None
+    return parse_json(text, str(path), what, error, expect)

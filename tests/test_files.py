@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 
 import pytest
 
-from gr00t_trt.errors import ManifestError
+from gr00t_trt.errors import Gr00tTrtError, ManifestError
 from gr00t_trt.files import read_json, write_atomic, write_json
 
 
@@ -40,3 +41,34 @@ def test_read_json_errors_are_one_line(tmp_path):
     (tmp_path / "bad.json").write_text("{oops")
     with pytest.raises(ManifestError, match=r"bad\.json is not valid JSON \(.* at line 1\) — expected the export manifest"):
         read_json(tmp_path / "bad.json", "export manifest", ManifestError)
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        (b"[" * 100_000, "nests deeper than"),
+        (b'{"a": ' * 5_000 + b"1" + b"}" * 5_000, "nests deeper than"),
+        (b"\xff\xfe not utf-8", "cannot read"),
+        (b"[]", "expected an object"),
+        (b'"x"', "expected an object"),
+    ],
+)
+def test_read_json_refuses_hostile_files_in_one_line(tmp_path, content, fragment):
+    path = tmp_path / "sidecar.json"
+    path.write_bytes(content)
+    with pytest.raises(Gr00tTrtError, match=fragment) as info:
+        read_json(path, "engine sidecar", expect=dict)
+    assert "\n" not in str(info.value)
+
+
+def test_read_json_depth_ignores_brackets_inside_strings(tmp_path):
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps({"note": "[" * 1000, "x": [[1]]}))
+    assert read_json(path, "manifest", expect=dict)["x"] == [[1]]
+
+
+def test_read_json_refuses_a_file_over_its_size_bound(tmp_path):
+    path = tmp_path / "big.json"
+    path.write_text("[" + "0," * 1000 + "0]")
+    with pytest.raises(Gr00tTrtError, match="over the 100-byte limit"):
+        read_json(path, "statistics", max_bytes=100)
