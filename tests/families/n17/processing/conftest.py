@@ -1,0 +1,27 @@
+"""Fixtures: the Qwen3 BPE files (read in place from shared/eagle-tokenizer, never copied)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from processing.conftest import EAGLE_TOKENIZER_ENV, eagle_tokenizer_dir, in_ci
+
+
+@pytest.fixture(scope="session")
+def qwen_bpe_dir() -> Path:
+    """N1.6's Eagle folder holds the Qwen3 BPE that Qwen3-VL shares; missing files skip locally, fail in CI."""
+    folder = eagle_tokenizer_dir()
+    if not (folder / "vocab.json").is_file():
+        message = f"Qwen3 BPE files (vocab.json, merges.txt) not found in {folder}; set {EAGLE_TOKENIZER_ENV}"
+        if in_ci():
+            pytest.fail(f"CI=true: {message}", pytrace=False)
+        pytest.skip(message)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def qwen_tokenizer(qwen_bpe_dir):
+    from gr00t_trt.families.n17.processing.tokenizer import load_qwen3_vl_tokenizer
+
+    return load_qwen3_vl_tokenizer(qwen_bpe_dir)
