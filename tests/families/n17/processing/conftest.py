@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -25,3 +26,15 @@ def qwen_tokenizer(qwen_bpe_dir):
     from gr00t_trt.families.n17.processing.tokenizer import load_qwen3_vl_tokenizer
 
     return load_qwen3_vl_tokenizer(qwen_bpe_dir)
+
+
+def require(module: str, extra: str):
+    """Import an optional test dependency: skip without it on a developer machine, fail in CI."""
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # albumentations checks PyPI on import otherwise
+    try:
+        return __import__(module, fromlist=["_"])
+    except ImportError:
+        message = f"{module} is not installed (pip install -e '.[{extra}]')"
+        if in_ci():
+            pytest.fail(f"CI=true: {message}", pytrace=False)
+        pytest.skip(message)
