@@ -15,6 +15,7 @@ from gr00t_trt.families.n17.processing.images import (
     normalize_patches,
     patch_rows,
     resize_bicubic_aa,
+    smart_resize,
 )
 from gr00t_trt.families.n17.processing.prompt import image_token_count
 
@@ -190,3 +191,17 @@ def test_bad_images():
         transform.output_size(2, 900)
     with pytest.raises(ObservationError, match=r"image 250x256 is not a multiple of 32 px"):
         patch_rows(np.zeros((250, 256, 3), np.uint8))
+
+
+def test_smart_resize_matches_transformers():
+    reference = pytest.importorskip("transformers.models.qwen2_vl.image_processing_pil_qwen2_vl").smart_resize
+    rng = np.random.default_rng(11)
+    sizes = [(256, 340), (256, 455), (256, 452), (100, 100), (80, 5000), (5000, 5000)]
+    sizes += [tuple(int(v) for v in rng.integers(24, 6000, size=2)) for _ in range(300)]
+    for h, w in sizes:
+        if max(h, w) / min(h, w) <= 200:
+            assert smart_resize(h, w) == reference(h, w, factor=32, min_pixels=65536, max_pixels=16777216), (
+                h,
+                w,
+            )
+    assert smart_resize(256, 340) == (256, 352) and smart_resize(100, 100) == (256, 256)
