@@ -38,3 +38,31 @@ def require(module: str, extra: str):
         if in_ci():
             pytest.fail(f"CI=true: {message}", pytrace=False)
         pytest.skip(message)
+
+
+def build_two_frame_spec(folder: Path):
+    """A processor spec whose libero_panda embodiment sends two frames per view (delta [-15, 0], as
+    DROID) and pads state to 132; built from the synthetic processor files (no N1.7 parser yet).
+    Torch-free, so the no-torch test can call it too."""
+    import dataclasses
+
+    from gr00t_trt.model.presets import preset_config
+    from gr00t_trt.model.synthetic_processor import write_processor_files
+    from gr00t_trt.processing.modality import load_processor_spec
+
+    write_processor_files(folder, preset_config("tiny"), seed=0)
+    spec = load_processor_spec(folder)
+    embodiments = {
+        tag: dataclasses.replace(
+            emb,
+            max_state_dim=132,
+            video_delta_indices=(-15, 0) if tag == "libero_panda" else emb.video_delta_indices,
+        )
+        for tag, emb in spec.embodiments.items()
+    }
+    return dataclasses.replace(spec, embodiments=embodiments)
+
+
+@pytest.fixture(scope="session")
+def two_frame_spec(tmp_path_factory):
+    return build_two_frame_spec(tmp_path_factory.mktemp("n17_processor"))
