@@ -143,18 +143,19 @@ def _axis_taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray, int
 
 
 def _resample_axis(image: np.ndarray, out_size: int, axis: int) -> np.ndarray:
-    """uint8 image resampled along ``axis`` (0 rows, 1 columns) with torch's integer arithmetic:
-    acc = Σ_taps pixel · weight, then (acc + 2^(precision-1)) >> precision, clamped to [0, 255]."""
+    """uint8 [H, W, C] resampled along ``axis`` (0 rows, 1 columns) with torch's integer arithmetic:
+    acc = Σ_taps pixel · weight in int32 (torch's accumulator), then (acc + 2^(precision-1)) >> precision,
+    clamped to [0, 255]."""
     in_size = image.shape[axis]
     first, fixed, precision = _axis_taps(in_size, out_size)
-    moved = np.moveaxis(image, axis, 0)  # [in, other, C]
-    flat = np.ascontiguousarray(moved).reshape(in_size, -1).astype(np.int64)  # [in, other·C]
-    acc = np.zeros((out_size, flat.shape[1]), dtype=np.int64)
-    for t in range(fixed.shape[1]):  # taps past the image edge have weight 0: clip their index
-        acc += flat[np.minimum(first + t, in_size - 1)] * fixed[:, t, None]
-    acc = (acc + (1 << (precision - 1))) >> precision
-    out = np.clip(acc, 0, 255).astype(np.uint8).reshape((out_size,) + moved.shape[1:])
-    return np.moveaxis(out, 0, axis)
+    weights = fixed.astype(np.int32)
+    shape = list(image.shape)
+    shape[axis] = out_size
+    acc = np.full(shape, 1 << (precision - 1), dtype=np.int32)
+    for t in range(weights.shape[1]):  # taps past the image edge have weight 0: clip their index
+        taps = np.take(image, np.minimum(first + t, in_size - 1), axis=axis).astype(np.int32)
+        acc += taps * (weights[:, t, None, None] if axis == 0 else weights[None, :, t, None])
+    return np.clip(acc >> precision, 0, 255).astype(np.uint8)
 
 
 def resize_bicubic_aa(image: np.ndarray, height: int, width: int) -> np.ndarray:
