@@ -4,7 +4,9 @@ Cosmos-Reason2-2B ships Qwen3-VL-2B-Instruct's tokenizer files (spec §2.5, §9 
 byte-level BPE (151,643 tokens) plus Qwen's 26 added tokens at ids 151643-151668, and nothing else, so
 ``len(tokenizer)`` is 151,669 (the LLM embedding has 151,936 rows; the rest are never produced). Sources:
 a ``tokenizer.json``, or ``vocab.json`` + ``merges.txt`` (for instance N1.6's Eagle folder, whose base
-BPE Qwen3-VL shares — its 11 Eagle tokens are not part of Qwen3-VL and are left out).
+BPE Qwen3-VL shares — its 11 Eagle tokens are not part of Qwen3-VL and are left out). GR00T N1.7
+checkpoints carry no tokenizer (the reference downloads the gated Cosmos-Reason2-2B's), so without local
+files the public Qwen3-VL-2B-Instruct tokenizer is fetched — NVIDIA's Edge-LLM docs call the two identical.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import numpy as np
 from tokenizers import AddedToken, Tokenizer
 
 from ....errors import TokenizerError
+from ....files import write_atomic
 from ....processing.tokenizer import (
     QWEN_ADDED_TOKENS,
     TOKENIZER_FILE,
@@ -29,6 +32,9 @@ from ....processing.tokenizer import (
 QWEN_BPE_SIZE = 151643
 #: len(tokenizer) of Qwen3-VL: the BPE plus Qwen's 26 added tokens.
 QWEN3_VL_TOKENIZER_SIZE = QWEN_BPE_SIZE + len(QWEN_ADDED_TOKENS)
+
+#: public Hub repo with the same tokenizer files as the gated nvidia/Cosmos-Reason2-2B (spec §2.5)
+QWEN3_VL_TOKENIZER_REPO = "Qwen/Qwen3-VL-2B-Instruct"
 
 PAD_TOKEN = "<|endoftext|>"
 IM_START = "<|im_start|>"
@@ -131,3 +137,33 @@ def load_qwen3_vl_tokenizer(folder: str | Path) -> Qwen3VLTokenizer:
     raise TokenizerError(
         f"no tokenizer in {folder} — expected tokenizer.json or vocab.json + merges.txt (Qwen3-VL's files)"
     )
+
+
+def save_qwen3_vl_tokenizer(tok: Qwen3VLTokenizer, folder: str | Path) -> Path:
+    """Write ``tokenizer.json`` (atomically) so an export directory carries its tokenizer."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    return write_atomic(folder / TOKENIZER_FILE, tok.tokenizer.to_str(pretty=False))
+
+
+def resolve_qwen3_vl_tokenizer(
+    checkpoint_folder: str | Path | None, override: str | None = None
+) -> Qwen3VLTokenizer:
+    """The tokenizer for an N1.7 checkpoint: ``override`` (a folder), else tokenizer files beside the
+    checkpoint, else Qwen3-VL-2B-Instruct's ``tokenizer.json`` from the Hugging Face Hub."""
+    if override:
+        return load_qwen3_vl_tokenizer(Path(override).expanduser())
+    if checkpoint_folder is not None:
+        folder = Path(checkpoint_folder)
+        if (folder / TOKENIZER_FILE).is_file() or (folder / "vocab.json").is_file():
+            return load_qwen3_vl_tokenizer(folder)
+    try:
+        from huggingface_hub import hf_hub_download
+
+        path = hf_hub_download(QWEN3_VL_TOKENIZER_REPO, TOKENIZER_FILE)
+    except Exception as exc:  # ImportError, offline, gated, missing file: one message
+        raise TokenizerError(
+            f"cannot download {TOKENIZER_FILE} of {QWEN3_VL_TOKENIZER_REPO} ({type(exc).__name__}) — offline? "
+            "pass --tokenizer PATH (a folder with tokenizer.json, or vocab.json + merges.txt)"
+        ) from None
+    return load_qwen3_vl_tokenizer(Path(path).parent)

@@ -16,6 +16,8 @@ from gr00t_trt.families.n17.processing.tokenizer import (
     Qwen3VLTokenizer,
     build_qwen3_vl_tokenizer,
     load_qwen3_vl_tokenizer,
+    resolve_qwen3_vl_tokenizer,
+    save_qwen3_vl_tokenizer,
 )
 from gr00t_trt.processing.tokenizer import QWEN_ADDED_TOKENS
 
@@ -91,10 +93,25 @@ def test_left_padding(qwen_tokenizer):
     assert ids[0, pad:].tolist() == short.tolist() and mask[0, pad:].all() and mask[1].all()
 
 
-def test_tokenizer_json_round_trip(qwen_tokenizer, tmp_path):
-    (tmp_path / "tokenizer.json").write_text(qwen_tokenizer.tokenizer.to_str())
-    again = load_qwen3_vl_tokenizer(tmp_path)
+def test_save_and_resolve(qwen_tokenizer, qwen_bpe_dir, tmp_path):
+    save_qwen3_vl_tokenizer(qwen_tokenizer, tmp_path / "export")
+    again = load_qwen3_vl_tokenizer(tmp_path / "export")
     assert again.encode(prompt_text("pick up the apple", [(256, 256)])) == GOLDEN_75
+    assert len(resolve_qwen3_vl_tokenizer(tmp_path / "export")) == 151669
+    assert len(resolve_qwen3_vl_tokenizer(None, override=str(qwen_bpe_dir))) == 151669
+
+
+def test_resolve_offline(tmp_path, monkeypatch):
+    huggingface_hub = pytest.importorskip("huggingface_hub")
+
+    def offline(*args, **kwargs):
+        raise OSError("no network")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline)
+    with pytest.raises(
+        TokenizerError, match=r"cannot download tokenizer.json of Qwen/Qwen3-VL-2B-Instruct \(OSError\)"
+    ):
+        resolve_qwen3_vl_tokenizer(tmp_path)
 
 
 def test_image_size_not_multiple_of_32():
