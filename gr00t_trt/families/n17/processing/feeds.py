@@ -49,7 +49,9 @@ class N17ModelInputs:
 
 class N17HostProcessor:
     """Validates observations, runs the image chain, builds (and caches) prompt ids and their position
-    ids, normalises state. numpy/OpenCV/tokenizers only."""
+    ids, normalises state. numpy/OpenCV/tokenizers only.
+
+    ``letter_box`` is processor_config's ``letter_box_transform`` (false in the public checkpoints)."""
 
     def __init__(
         self,
@@ -57,7 +59,6 @@ class N17HostProcessor:
         tokenizer: Qwen3VLTokenizer,
         *,
         letter_box: bool = False,
-        formalize: bool = True,
         cache_size: int = 256,
     ):
         self.spec = spec
@@ -66,7 +67,7 @@ class N17HostProcessor:
         self.image_transform = N17ImageTransform(
             settings.image_edge, settings.image_crop_fraction, letter_box
         )
-        self.formalize = formalize
+        self.formalize = settings.formalize_language
         self._cache: OrderedDict[tuple, tuple[np.ndarray, np.ndarray]] = OrderedDict()
         self._cache_size = cache_size
 

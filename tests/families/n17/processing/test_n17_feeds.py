@@ -75,6 +75,24 @@ def test_two_frames_per_view_batch_of_two(processor, qwen_tokenizer):
     assert out.embodiment_id.tolist() == [processor.spec.embodiment(TAG).id] * 2
 
 
+def test_flat_observation_gives_the_same_feeds(processor):
+    nested = observation(processor.spec)
+    emb = processor.spec.embodiment(TAG)
+    flat = {f"video.{k}": v for k, v in nested["video"].items()}
+    flat.update({f"state.{k}": v for k, v in nested["state"].items()})
+    flat[emb.language_key] = TEXTS
+    a, b = processor(nested, TAG), processor(flat, TAG)
+    assert b.flat and not a.flat
+    for name in ("input_ids", "attention_mask", "original_mask", "image_mask", "position_ids", "state"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+
+
+def test_letterbox_setting(two_frame_spec, qwen_tokenizer):
+    out = N17HostProcessor(two_frame_spec, qwen_tokenizer, letter_box=True)(observation(two_frame_spec), TAG)
+    assert all(img.shape == (256, 256, 3) for img in out.images)
+    assert out.input_ids.shape[1] == 269 + len(qwen_tokenizer.encode("pick up the cup then the plate"))
+
+
 def test_bucket_padding_is_marked(processor):
     obs = observation(processor.spec)
     plain = processor(obs, TAG)
