@@ -122,6 +122,7 @@ def _axis_taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray, int
     taps = int(math.ceil(support)) * 2 + 1
     first = np.zeros(out_size, dtype=np.int64)
     weights = np.zeros((out_size, taps), dtype=np.float64)
+    w_max = 0.0
     for i in range(out_size):
         center = scale * (i + 0.5)
         lo = max(int(center - support + 0.5), 0)
@@ -132,8 +133,10 @@ def _axis_taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray, int
             total += v
         if total != 0.0:
             weights[i, :n] = w / total
+            w_max = max(w_max, weights[i, :n].max(initial=0.0))
+        else:  # torch leaves the weights of an all-zero sum as they are, out of the precision choice
+            weights[i, :n] = w
         first[i] = lo
-    w_max = weights.max()
     precision = 0
     while precision < 22 and int(0.5 + w_max * (1 << (precision + 1))) < (1 << 15):
         precision += 1
