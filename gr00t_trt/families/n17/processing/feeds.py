@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,9 +22,10 @@ from ....processing.modality import ProcessorSpec
 from ....processing.preprocess import _parse_observation
 from ....processing.state import normalize_state
 from .images import N17ImageTransform, grid_thw, normalize_patches, patch_rows
+from .modality import load_n17_processor_spec, read_letter_box
 from .prompt import prompt_ids
 from .rope import PAD_POSITION, sample_positions
-from .tokenizer import Qwen3VLTokenizer
+from .tokenizer import Qwen3VLTokenizer, resolve_qwen3_vl_tokenizer
 
 
 @dataclass(frozen=True, eq=False)
@@ -70,6 +72,14 @@ class N17HostProcessor:
         self.formalize = settings.formalize_language
         self._cache: OrderedDict[tuple, tuple[np.ndarray, np.ndarray]] = OrderedDict()
         self._cache_size = cache_size
+
+    @classmethod
+    def from_dir(cls, folder: str | Path, tokenizer: Qwen3VLTokenizer | None = None) -> N17HostProcessor:
+        """The processor files of a checkpoint folder or export directory; the tokenizer beside them, or
+        Qwen3-VL's from the Hub when none is given and the folder has none."""
+        spec = load_n17_processor_spec(folder)
+        tokenizer = tokenizer if tokenizer is not None else resolve_qwen3_vl_tokenizer(folder)
+        return cls(spec, tokenizer, letter_box=read_letter_box(folder))
 
     def __call__(
         self, obs: Mapping[str, Any], embodiment: str, *, seq_len: int | None = None
