@@ -34,9 +34,9 @@ class N17ModelInputs:
 
     input_ids: np.ndarray  # int64 [B, S], left-padded with <|endoftext|>
     attention_mask: np.ndarray  # bool [B, S]: real prompt tokens
-    original_mask: (
-        np.ndarray
-    )  # bool [B, S]: columns the original sees (its batch padding too), not bucket padding
+    #: bool [B, S]: the columns the original model sees (its own batch padding included), False on the
+    #: runtime's bucket padding — the VL self-attention must attend to exactly these
+    original_mask: np.ndarray
     image_mask: np.ndarray  # bool [B, S] (input_ids == <|image_pad|>)
     position_ids: np.ndarray  # int64 [3, B, S] M-RoPE (t, h, w); padding gets 1 as in the reference
     images: list[np.ndarray]  # uint8 [h', w', 3] after the eval chain, order: sample, time, view
