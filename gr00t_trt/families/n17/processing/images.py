@@ -45,12 +45,12 @@ class N17ImageTransform:
         """(h', w') the chain produces for an h x w frame, without touching pixels."""
         if height < 1 or width < 1:
             raise ObservationError(f"image size must be positive, got {height}x{width}")
-        if not self.letter_box and max(height, width) / min(height, width) > MAX_RATIO:
+        if max(height, width) / min(height, width) > MAX_RATIO:
             raise ObservationError(
                 f"camera frame {height}x{width} has aspect ratio {max(height, width) / min(height, width):.0f}:1 — "
                 f"expected at most {MAX_RATIO}:1 (Qwen's limit); send the camera's real frame"
             )
-        if self.letter_box:  # a square canvas: any aspect ratio is fine
+        if self.letter_box:
             height = width = max(height, width)
         h, w = _short_side_size(height, width, self.shortest_edge)
         h, w = _crop_size(h, w, self.crop_fraction)

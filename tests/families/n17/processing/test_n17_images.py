@@ -189,7 +189,8 @@ def test_bad_images():
         ObservationError, match=r"camera frame 2x900 has aspect ratio 450:1 — expected at most 200:1"
     ):
         transform.output_size(2, 900)
-    assert N17ImageTransform(letter_box=True).output_size(2, 900) == (256, 256)  # padded to a square first
+    with pytest.raises(ObservationError, match=r"aspect ratio 450:1"):  # also letterboxed: a 900² canvas per frame
+        N17ImageTransform(letter_box=True)(np.zeros((2, 900, 3), np.uint8))
     with pytest.raises(ObservationError, match=r"image 250x256 is not a multiple of 32 px"):
         patch_rows(np.zeros((250, 256, 3), np.uint8))
 
