@@ -209,14 +209,21 @@ class ProcessorSpec:
 
 
 # ------------------------------------------------------------------------------------------ loading
-def load_processor_spec(folder: str | Path) -> ProcessorSpec:
+def load_processor_spec(
+    folder: str | Path,
+    *,
+    processor_class: str = PROCESSOR_CLASS,
+    builtin_ids: Mapping[str, int] = BUILTIN_EMBODIMENT_IDS,
+) -> ProcessorSpec:
     """Read processor_config.json + statistics.json (+ embodiment_id.json) from a checkpoint folder
-    or an export directory."""
+    or an export directory (the keywords as in ``parse_processor_spec``)."""
     folder = Path(folder)
     config = _read_json(folder / PROCESSOR_CONFIG_FILE, required=True)
     statistics = _read_json(folder / STATISTICS_FILE, required=True)
     ids = _read_json(folder / EMBODIMENT_ID_FILE, required=False)
-    return parse_processor_spec(config, statistics, ids, source=str(folder))
+    return parse_processor_spec(
+        config, statistics, ids, source=str(folder), processor_class=processor_class, builtin_ids=builtin_ids
+    )
 
 
 def parse_processor_spec(
@@ -224,16 +231,22 @@ def parse_processor_spec(
     statistics: Mapping[str, Any],
     embodiment_ids: Mapping[str, int] | None = None,
     source: str = "processor files",
+    *,
+    processor_class: str = PROCESSOR_CLASS,
+    builtin_ids: Mapping[str, int] = BUILTIN_EMBODIMENT_IDS,
 ) -> ProcessorSpec:
-    """Build a ProcessorSpec from the three files' JSON values (see ``load_processor_spec``)."""
+    """Build a ProcessorSpec from the three files' JSON values (see ``load_processor_spec``).
+
+    ``processor_class`` and ``builtin_ids`` (the tag -> projector map embodiment_id.json is merged over)
+    are the model family's; the defaults are N1.6's."""
     cfg_name = f"{source}/{PROCESSOR_CONFIG_FILE}"
     if not isinstance(config, Mapping):
         raise CheckpointError(f"{cfg_name}: expected a JSON object, got {type(config).__name__}")
-    cls = config.get("processor_class", PROCESSOR_CLASS)
-    if cls != PROCESSOR_CLASS:
+    cls = config.get("processor_class", processor_class)
+    if cls != processor_class:
         raise CheckpointError(
-            f"{cfg_name}: processor_class is {cls!r}, expected {PROCESSOR_CLASS!r} — "
-            "is this the Eagle backbone folder rather than a GR00T N1.6 checkpoint?"
+            f"{cfg_name}: processor_class is {cls!r}, expected {processor_class!r} — "
+            "is this the backbone's folder, or a checkpoint of another GR00T version?"
         )
     kwargs = config.get("processor_kwargs")
     if not isinstance(kwargs, Mapping) or not isinstance(kwargs.get("modality_configs"), Mapping):
@@ -241,7 +254,7 @@ def parse_processor_spec(
     settings = _parse_settings(kwargs, cfg_name)
     if not isinstance(statistics, Mapping):
         raise CheckpointError(f"{source}/{STATISTICS_FILE}: expected a JSON object, got {type(statistics).__name__}")
-    ids = dict(BUILTIN_EMBODIMENT_IDS)
+    ids = dict(builtin_ids)
     if embodiment_ids is not None:
         if not isinstance(embodiment_ids, Mapping) or not all(
             isinstance(v, int) and not isinstance(v, bool) for v in embodiment_ids.values()
@@ -374,7 +387,7 @@ def _parse_embodiment(
             )
 
     if tag not in ids:
-        raise EmbodimentError(f"no embodiment id for {tag!r} in embodiment_id.json or the built-in N1.6 map")
+        raise EmbodimentError(f"no embodiment id for {tag!r} in embodiment_id.json or the built-in map of the model family")
     if not isinstance(stats, Mapping):
         raise EmbodimentError(f"{source}/{STATISTICS_FILE} has no statistics for embodiment {tag!r}")
 

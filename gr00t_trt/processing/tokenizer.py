@@ -113,14 +113,20 @@ class EagleTokenizer:
 
     def batch(self, sequences: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
         """Left-pad with the pad id (GR00T pads left): int64 ids [B, S] and bool attention mask [B, S]."""
-        length = max(len(s) for s in sequences)
-        ids = np.full((len(sequences), length), self.pad_token_id, dtype=np.int64)
-        mask = np.zeros((len(sequences), length), dtype=bool)
-        for row, seq in enumerate(sequences):
-            if len(seq):
-                ids[row, length - len(seq) :] = seq
-                mask[row, length - len(seq) :] = True
-        return ids, mask
+        return left_pad(sequences, self.pad_token_id)
+
+
+def left_pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """int64 ids [B, S] left-padded with ``pad_id`` to the longest sequence, and the bool mask [B, S]
+    (GR00T N1.6 and N1.7 both pad on the left)."""
+    length = max(len(s) for s in sequences)
+    ids = np.full((len(sequences), length), pad_id, dtype=np.int64)
+    mask = np.zeros((len(sequences), length), dtype=bool)
+    for row, seq in enumerate(sequences):
+        if len(seq):
+            ids[row, length - len(seq) :] = seq
+            mask[row, length - len(seq) :] = True
+    return ids, mask
 
 
 # ------------------------------------------------------------------------------------------ building

@@ -1,0 +1,1 @@
+"""N1.7 host-side processing (numpy, OpenCV, Pillow, tokenizers; never torch)."""
