@@ -1,0 +1,1 @@
+"""Model families (N1.6, N1.7): one declaration each."""
