@@ -343,7 +343,7 @@ def preset_config(name: str) -> N17Config:
                           num_key_value_heads=2, head_dim=16, vocab_size=vocab, mrope_section=(4, 2, 2))
         return N17Config(
             backbone=BackboneConfig(vision=vision, text=text, **ids), select_layer=4, backbone_embedding_dim=64,
-            max_state_dim=16, max_action_dim=16, action_horizon=16, hidden_size=32, input_embedding_dim=32,
+            max_state_dim=24, max_action_dim=24, action_horizon=16, hidden_size=32, input_embedding_dim=32,
             max_seq_len=64, dit=DiTConfig(num_layers=4, num_attention_heads=4, attention_head_dim=8, output_dim=32),
             vl_self_attention=VLSelfAttentionConfig(num_layers=2, num_attention_heads=4, attention_head_dim=16),
         )  # fmt: skip

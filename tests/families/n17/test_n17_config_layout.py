@@ -112,7 +112,7 @@ def test_accounting_accepts_the_exact_layout_and_skips_lm_head():
 @pytest.mark.parametrize("damage, needle", [
     ("drop", "1 missing (backbone.model.model.visual.pos_embed.weight)"),
     ("extra", "1 unexpected (backbone.model.model.language_model.layers.99.mlp.up_proj.weight)"),
-    ("shape", "1 with wrong shape (action_head.state_encoder.layer1.W: expected [32, 16, 32], got [32, 17, 32])"),
+    ("shape", "1 with wrong shape (action_head.state_encoder.layer1.W: expected [32, 24, 32], got [32, 17, 32])"),
     ("lm_head_shape", "1 with wrong shape (backbone.model.lm_head.weight"),
 ])  # fmt: skip
 def test_accounting_names_each_problem_in_one_line(damage, needle):
