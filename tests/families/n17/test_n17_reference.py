@@ -19,6 +19,7 @@ from gr00t_trt.families.n17 import layout
 from gr00t_trt.families.n17.config import preset_config, token_ids
 from gr00t_trt.families.n17.model import Gr00tN1d7, load_model, qwen3_vl_config
 from gr00t_trt.families.n17.synthetic import make_checkpoint
+from gr00t_trt.families.n17.vision import VisionGraph
 from gr00t_trt.model.checkpoint import INDEX_FILE
 
 GRIDS = [(1, 10, 12), (1, 4, 6), (1, 10, 12)]  # two sizes, one repeated: 30, 6, 30 image tokens
@@ -193,3 +194,37 @@ def test_model_state_dict_equals_the_layout(preset):
     with torch.device("meta"):
         model = Gr00tN1d7(config)
     assert {k: tuple(v.shape) for k, v in model.state_dict().items()} == layout.model_shapes(config)
+
+
+def test_bf16_reference_runs_with_bf16_tables_and_stays_near_fp32(checkpoint, loaded, hf_model):
+    model32, config = loaded
+    model16, _, _ = load_model(checkpoint, torch.bfloat16)
+    pos, cos, _ = VisionGraph(model16.qwen.visual, config).tables(10, 12)
+    assert pos.dtype == cos.dtype == torch.bfloat16
+    input_ids, mask = prompt(config)
+    pixel_values, grids = pixels()
+    position_ids = rope_ids(hf_model, input_ids, mask)
+    gen = torch.Generator().manual_seed(1)
+    state = torch.randn(1, 1, config.max_state_dim, generator=gen)
+    noise = torch.randn(1, config.action_horizon, config.max_action_dim, generator=gen)
+    args = (input_ids, mask, position_ids, pixel_values, grids, state, torch.tensor([24]), noise)
+    out16, out32 = model16.reference_get_action(*args), model32.reference_get_action(*args)
+    assert torch.isfinite(out16.action_pred).all()
+    assert 0 < rel_l2(out16.backbone_features, out32.backbone_features) < 0.05
+    assert 0 < rel_l2(out16.action_pred, out32.action_pred) < 0.1
+
+
+def test_padding_rows_get_no_attention_as_in_flash_attention(loaded, hf_model):
+    """Flash-attention 2 (the original's text attention) drops padded queries and returns 0 for them, so a
+    padding row only goes through the residual MLPs; the VL self-attention later reads these rows."""
+    model, config = loaded
+    pixel_values, grids = pixels()
+    ids, mask = prompt(config, pad=3)
+    llm = model.qwen.language_model
+    with torch.no_grad():
+        embeds, deep = model.vision(pixel_values, grids)
+        features = model.backbone_features(ids, embeds, deep, rope_ids(hf_model, ids, mask), mask)
+        x = llm.embed_tokens(ids[:, :3])
+        for layer in llm.layers:
+            x = x + layer.mlp(layer.post_attention_layernorm(x))
+    assert rel_l2(features[:, :3], x) <= 1e-6
