@@ -217,6 +217,7 @@ class N17Config:
         values = {**{k: v for k, v in CODE_DEFAULTS.items() if "." not in k}, **{k: data[k] for k in scalar if k in data}}
         config = cls(backbone=backbone, model_name=model_name, dit=dit, vl_self_attention=vlsa, **values)
         check_values(config, source, int_limits=N17_INT_LIMITS, model=MODEL)
+        _check_int_lists(config.backbone, source)
         config.check(source)
         return config
 
@@ -365,6 +366,16 @@ def with_values(config: N17Config, **values: Any) -> N17Config:
 
 
 # ---------------------------------------------------------------------- helpers
+def _check_int_lists(backbone: BackboneConfig, source: str) -> None:
+    """The list fields check_values does not look into: short lists of small non-negative integers."""
+    for name, value in (("vision_config.deepstack_visual_indexes", backbone.vision.deepstack_visual_indexes),
+                        ("text_config.mrope_section", backbone.text.mrope_section)):
+        if not (isinstance(value, tuple) and 0 < len(value) <= 16
+                and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 4096 for v in value)):
+            raise ConfigError(f"{source}: {SYNTHETIC_BACKBONE_KEY}.{name} must be a list of 1..16 integers in "
+                              f"0..4096, got {str(value)[:40]}")
+
+
 def _section(data: dict, key: str, source: str) -> dict | None:
     value = data.get(key)
     if value is not None and not isinstance(value, dict):

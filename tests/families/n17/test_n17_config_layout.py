@@ -140,3 +140,14 @@ def test_accounting_refuses_integer_dtypes():
     found[layout.LLM + "norm.weight"] = StoredTensor("I32", (64,), "a.safetensors", 256)
     with pytest.raises(CheckpointError, match="non-float dtype"):
         layout.check_layout(found, config)
+
+
+@pytest.mark.parametrize("field, value", [("mrope_section", ["24", 20, 20]), ("mrope_section", 64),
+                                          ("deepstack_visual_indexes", [5, None])])
+def test_bad_list_fields_of_a_synthetic_backbone_are_named(field, value):
+    data = preset_config("tiny").to_dict()
+    section = "text_config" if field == "mrope_section" else "vision_config"
+    data["gr00t_trt_backbone_config"][section][field] = value
+    with pytest.raises(ConfigError, match=rf"{section}\.{field} must be a list") as info:
+        N17Config.from_dict(data, "cfg.json")
+    assert "\n" not in str(info.value)
