@@ -25,6 +25,7 @@ from ...model.synthetic import (
     SYNTHETIC_MARKER_KEY,
     _write_folder,
     checkpoint_dtype,
+    init_synthetic_,
     shard_budget,
     synthetic_tensor,
     write_sharded_weights,
@@ -45,6 +46,14 @@ def tensor_plan(config: N17Config, dtype: torch.dtype | None = None) -> list[tup
     """Every tensor of a checkpoint of this config with its storage dtype: ``dtype`` for all (the
     release is all bf16), or None for N1.6's synthetic mix (bf16 backbone, fp32 action head)."""
     return [(key, shape, dtype or checkpoint_dtype(key)) for key, (shape, _) in config_layout(config).items()]
+
+
+def synthetic_model(config: N17Config, seed: int = 0, dtype: torch.dtype = torch.float32):
+    """A Gr00tN1d7 with the synthetic values in memory (those ``make_checkpoint`` writes, before their
+    storage rounding), for tests and benchmarks that need no checkpoint round trip."""
+    from .model import Gr00tN1d7
+
+    return init_synthetic_(Gr00tN1d7(config), seed).to(dtype).requires_grad_(False)
 
 
 # ---------------------------------------------------------------------- sidecar files

@@ -6,12 +6,13 @@ import json
 import re
 
 import pytest
+import torch
 from safetensors import safe_open
 
 from gr00t_trt.errors import CheckpointError
 from gr00t_trt.families.n17 import layout
 from gr00t_trt.families.n17.config import BUILTIN_EMBODIMENT_IDS, preset_config, read_config
-from gr00t_trt.families.n17.synthetic import make_checkpoint, make_header_only_checkpoint
+from gr00t_trt.families.n17.synthetic import make_checkpoint, make_header_only_checkpoint, synthetic_model
 from gr00t_trt.model.checkpoint import INDEX_FILE, read_tensor_index
 from gr00t_trt.model.synthetic import synthetic_tensor
 
@@ -101,3 +102,13 @@ def test_existing_folder_is_not_replaced_without_force(tiny, tmp_path):
         make_checkpoint(tiny, "tiny")
     with pytest.raises(CheckpointError, match="unknown preset 'huge'"):
         make_checkpoint(tmp_path / "x", "huge")
+
+
+def test_in_memory_synthetic_model_holds_the_checkpoint_values(tiny):
+    from gr00t_trt.families.n17.model import load_model
+
+    loaded, config, _ = load_model(tiny)
+    memory = synthetic_model(config).state_dict()
+    for key, value in loaded.state_dict().items():
+        stored = memory[key].to(torch.bfloat16 if key.startswith("backbone.") else torch.float32).float()
+        assert torch.equal(value, stored), key
