@@ -20,7 +20,13 @@ from torch import nn
 from ...errors import CheckpointError, ObservationError
 from ...model.action_head import Gr00tActionHead
 from ...model.backbone import Holder
-from ...model.checkpoint import load_state_dict, parameters_on_meta, read_tensor_index, resolve_checkpoint
+from ...model.checkpoint import (
+    LazyModel,
+    load_state_dict,
+    parameters_on_meta,
+    read_tensor_index,
+    resolve_checkpoint,
+)
 from .backbone import BackboneGraph
 from .config import N17Config, read_config
 from .layout import check_layout
@@ -155,14 +161,11 @@ class Gr00tN1d7(nn.Module):
 
 
 # ---------------------------------------------------------------------- loading
-def load_model(checkpoint: str | Path, dtype: torch.dtype = torch.float32, *, attn_implementation: str = "sdpa",
-               local_files_only: bool = False) -> tuple[Gr00tN1d7, N17Config, Path]:
-    """Gr00tN1d7 from a checkpoint folder or Hub id → (model in eval mode, config, folder).
-
-    Every tensor is accounted for before any is read (one-line CheckpointError otherwise); ``lm_head``
-    is skipped; parameters are read in ``dtype`` and the model is cast with ``.to(dtype)`` as the
-    original's policy does (the RoPE tables follow that dtype's rounding, spec §3.9).
-    """
+def open_model(checkpoint: str | Path, dtype: torch.dtype = torch.float32, *, attn_implementation: str = "sdpa",
+               local_files_only: bool = False) -> tuple[LazyModel, N17Config, Path]:
+    """Gr00tN1d7 built on the meta device from a checkpoint's config, every tensor accounted for (one-line
+    CheckpointError otherwise) but none read → (LazyModel, config, folder): an export reads one graph's
+    weights at a time through ``LazyModel.loaded``; ``load_model`` reads them all."""
     if dtype not in (torch.float32, torch.bfloat16, torch.float16):
         raise CheckpointError(f"load_model: dtype {dtype} — expected torch.float32, torch.bfloat16 or torch.float16")
     folder = resolve_checkpoint(checkpoint, local_files_only=local_files_only)
@@ -171,7 +174,19 @@ def load_model(checkpoint: str | Path, dtype: torch.dtype = torch.float32, *, at
     skipped = set(check_layout(index, config, source=f"checkpoint {folder}"))
     with parameters_on_meta():
         model = Gr00tN1d7(config, attn_implementation=attn_implementation)
-    model.to(dtype).requires_grad_(False).eval()
-    state = load_state_dict(folder, index, [k for k in index if k not in skipped], dtype)
-    model.load_state_dict(state, strict=True, assign=True)
-    return model, config, folder
+    model.to(dtype).requires_grad_(False).eval()  # the original's model.to(dtype), buffers included (§3.9)
+    return LazyModel(model, folder, index, [k for k in index if k not in skipped], dtype), config, folder
+
+
+def load_model(checkpoint: str | Path, dtype: torch.dtype = torch.float32, *, attn_implementation: str = "sdpa",
+               local_files_only: bool = False) -> tuple[Gr00tN1d7, N17Config, Path]:
+    """Gr00tN1d7 from a checkpoint folder or Hub id → (model in eval mode, config, folder).
+
+    Every tensor is accounted for before any is read; ``lm_head`` is skipped; parameters are read in
+    ``dtype`` and the model is cast with ``.to(dtype)`` as the original's policy does (the RoPE tables
+    follow that dtype's rounding, spec §3.9).
+    """
+    lazy, config, folder = open_model(checkpoint, dtype, attn_implementation=attn_implementation,
+                                      local_files_only=local_files_only)
+    lazy.model.load_state_dict(load_state_dict(folder, lazy.index, lazy.keys, dtype), strict=True, assign=True)
+    return lazy.model, config, folder

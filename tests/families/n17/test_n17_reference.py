@@ -17,7 +17,7 @@ import torch
 from gr00t_trt.errors import CheckpointError
 from gr00t_trt.families.n17 import layout
 from gr00t_trt.families.n17.config import preset_config, token_ids
-from gr00t_trt.families.n17.model import Gr00tN1d7, load_model, qwen3_vl_config
+from gr00t_trt.families.n17.model import Gr00tN1d7, load_model, open_model, qwen3_vl_config
 from gr00t_trt.families.n17.synthetic import make_checkpoint
 from gr00t_trt.families.n17.vision import VisionGraph
 from gr00t_trt.model.checkpoint import INDEX_FILE
@@ -228,3 +228,15 @@ def test_padding_rows_get_no_attention_as_in_flash_attention(loaded, hf_model):
         for layer in llm.layers:
             x = x + layer.mlp(layer.post_attention_layernorm(x))
     assert rel_l2(features[:, :3], x) <= 1e-6
+
+
+def test_open_model_reads_one_graphs_weights_at_a_time(checkpoint, loaded):
+    lazy, config, _ = open_model(checkpoint)
+    assert layout.LM_HEAD_KEY not in lazy.keys and set(lazy.keys) == set(layout.model_shapes(config))
+    keys = [k for k in lazy.keys if k.startswith(layout.VL_SELF_ATTENTION)]
+    with lazy.loaded(keys) as model:
+        weight = model.action_head.vl_self_attention.transformer_blocks[0].attn1.to_q.weight
+        assert torch.equal(weight, loaded[0].action_head.vl_self_attention.transformer_blocks[0].attn1.to_q.weight)
+        assert model.action_head.vlln.weight.is_meta  # not asked for: not read
+    assert not weight.is_meta  # a wrapper built inside keeps its tensors ...
+    assert model.action_head.vl_self_attention.transformer_blocks[0].attn1.to_q.weight.is_meta  # ... the model drops them
