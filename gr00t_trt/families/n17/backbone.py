@@ -9,8 +9,9 @@ here so that it exports and so that the details GR00T depends on are explicit:
   rounding in a bf16 model: inv_freq rounded to the model dtype, angles in fp32, cos/sin in the dtype;
 - a hand-built causal + key-padding mask (no complex numbers, no mask helpers);
 - padding queries get a zero attention output, as flash-attention 2's unpadded path (which the
-  original runs) gives them; their rows still pass through the MLPs. The VL self-attention later
-  attends to these rows, so this is part of the original's result for left-padded batches;
+  original runs when flash-attn is installed) gives them; their rows still pass through the MLPs and
+  so do not depend on their position ids. The VL self-attention later attends to these rows, so this
+  is part of the original's result for left-padded batches (its SDPA fallback was not checked, §9.8);
 - the result is the last kept layer's output, **before** ``norm``.
 """
 
