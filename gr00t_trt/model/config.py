@@ -316,19 +316,24 @@ FLOAT_LIMITS: dict[str, tuple[float, float, bool]] = {
 }  # fmt: skip
 
 
-def check_values(config: Any, source: str, where: str = "") -> None:
+def check_values(
+    config: Any, source: str, where: str = "", *, int_limits: dict[str, tuple[int, int]] = INT_LIMITS,
+    model: str = "GR00T N1.6",
+) -> None:
     """Refuse, with one line naming the field, any value of the wrong type (string, null, bool for a
-    number) or outside its plausible range, before any size is used to compute or allocate anything."""
+    number) or outside its plausible range, before any size is used to compute or allocate anything.
+    Another model family passes its own ``int_limits`` (by field name) and name for the messages."""
     for f in fields(config):
         value, name = getattr(config, f.name), f"{where}{f.name}"
         if hasattr(value, "__dataclass_fields__"):
-            check_values(value, source, f"{where}{_JSON_NAMES.get(f.name, f.name)}.")
+            check_values(value, source, f"{where}{_JSON_NAMES.get(f.name, f.name)}.", int_limits=int_limits,
+                         model=model)
         elif f.type == "int":
-            low, high = INT_LIMITS.get(f.name, (0, 1 << 31))
+            low, high = int_limits.get(f.name, (0, 1 << 31))
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
                 raise ConfigError(
                     f"{source}: {name} must be an integer in {low}..{high}, got {_shown(value)} — "
-                    "is this a GR00T N1.6 config.json?"
+                    f"is this a {model} config.json?"
                 )
         elif f.type == "float":
             low, high, closed = FLOAT_LIMITS.get(f.name, (float("-inf"), float("inf"), True))
@@ -337,7 +342,7 @@ def check_values(config: Any, source: str, where: str = "") -> None:
                 bracket = "[" if closed else "("
                 raise ConfigError(
                     f"{source}: {name} must be a number in {bracket}{low}, {high}], got {_shown(value)} — "
-                    "is this a GR00T N1.6 config.json?"
+                    f"is this a {model} config.json?"
                 )
         elif f.type in ("bool", "str") and not isinstance(value, bool if f.type == "bool" else str):
             raise ConfigError(f"{source}: {name} must be a {f.type}, got {_shown(value)}")
