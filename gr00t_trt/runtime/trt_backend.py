@@ -297,9 +297,10 @@ class TrtBackend(Backend):
         cuda = self._cuda
         cuda.synchronize()
         cuda.begin_capture()
-        graph = problem = None
+        problem: str | None = "interrupted"
         try:
             self._enqueue(program, state)
+            problem = None
         except BackendError as exc:
             problem = str(exc)
             raise

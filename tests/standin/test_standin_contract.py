@@ -175,3 +175,28 @@ def test_the_inspector_needs_a_context_for_formats(context):
     layers = json.loads(inspector.get_engine_information(trt.LayerInformationFormat.JSON))["Layers"]
     assert all(layer["Name"].startswith("{ForeignNode[") and "[ONNX Layer: " in layer["Metadata"] for layer in layers)
     assert "N/A due to dynamic shapes" not in json.dumps(layers)
+
+
+def test_fp8_builds_fail_below_sm89(tmp_path):
+    """Precision limits per SM: TensorRT has no fp8 kernels below compute capability 8.9."""
+    from gr00t_trt.engines.build import BuildOptions, config_for_profile, create_builder, network_from_onnx
+    from gr00t_trt.engines.profiles import GraphProfile, InputProfile
+    from gr00t_trt.graphs import TensorSpec
+    from gr00t_trt.manifest import GraphEntry
+    from standin.onnx_graphs import make_onnx
+
+    with standin.install() as state:
+        import tensorrt as trt
+
+        onnx_path = make_onnx(tmp_path / "fp8.onnx", "fp8")
+        entry = GraphEntry("fp8", "dit", onnx_path.name, "fp8", (TensorSpec("x", "float32", ("B", 8)),), ())
+        logger = make_logger(trt)
+        builder = create_builder(trt, logger)
+        profile = GraphProfile("fp8", (InputProfile("x", (1, 8), (1, 8), (2, 8)),))
+        built = {}
+        for sm in ((8, 9), (8, 7)):
+            state.compute_capability = sm
+            network, _ = network_from_onnx(trt, builder, logger, onnx_path, entry)
+            built[sm] = builder.build_serialized_network(network, config_for_profile(trt, builder, profile, BuildOptions(), b""))
+        assert built[(8, 9)] is not None and built[(8, 7)] is None
+        assert "fp8 is not supported on this device" in logger.errors[-1]
