@@ -123,8 +123,10 @@ def run_doctor(export_dir: str | Path | None = None, device_id: int = 0) -> Doct
     jetson = jetson_release()
     report.add("jetson", jetson or "not a Jetson")
     cc = gpu.compute_capability if gpu else None
-    report.add("fp8", "yes" if cc and cc >= (8, 9) else "no", ok=True)
-    report.add("fp4", "yes" if cc and cc >= (10, 0) else "no", ok=True)
+    from .engines.device import supports_precision
+
+    report.add("fp8", "yes" if supports_precision(cc, "fp8") else "no", ok=True)
+    report.add("fp4", "yes" if supports_precision(cc, "fp4") else "no", ok=True)
     trt_version = _tensorrt_row(report, gpu_problem)
     if export_dir is not None:
         report.add("engines", _engines_status(Path(export_dir), gpu, trt_version))

@@ -27,18 +27,19 @@ def build(
     timing_cache: Annotated[Path | None, typer.Option(help="Timing cache file (default: in the engine folder).")] = None,
     only: Annotated[list[str] | None, typer.Option(help="Build only this graph (repeatable).")] = None,
     force: Annotated[bool, typer.Option(help="Rebuild even when a matching plan exists.")] = False,
-    dry_run: Annotated[bool, typer.Option(help="Print and write EXPORT/build.sh with the equivalent trtexec commands.")] = False,
+    dry_run: Annotated[bool, typer.Option(help="Write EXPORT/build.sh with the equivalent trtexec commands (no GPU needed).")] = False,
+    adopt: Annotated[bool, typer.Option(help="Verify plans built elsewhere (build.sh's trtexec) and write their sidecars.")] = False,
 ) -> None:
-    """Build TensorRT engines for this GPU (strongly typed, audited, cached by GPU/TensorRT/precision/ONNX)."""
+    """Build TensorRT engines for this GPU (strongly typed, audited, cached by GPU/TensorRT/precision/ONNX/profile)."""
     from ..engines.build import BuildOptions, build_engines
     from ..engines.build import dry_run as write_dry_run
 
     options = BuildOptions(out=out, workspace_gb=workspace_gb, opt_level=opt_level, timing_cache=timing_cache,
-                           only=tuple(only or ()), force=force)
-    if dry_run:
-        path, text = write_dry_run(export_dir, options)
-        console.print(text, highlight=False, markup=False, end="")
-        console.print(f"wrote {path}", highlight=False)
+                           only=tuple(only or ()), force=force, adopt=adopt)
+    if dry_run:  # only the path: a terminal would wrap the long trtexec lines mid-token (issue 18)
+        path, _text = write_dry_run(export_dir, options)
+        console.print(f"wrote {path} — run it on the target device: bash {path}", highlight=False, markup=False,
+                      soft_wrap=True)
         return
     start = time.perf_counter()
 
@@ -46,6 +47,10 @@ def build(
         console.print(f"  [{time.perf_counter() - start:6.1f} s] {graph}: {status}", highlight=False, markup=False)
 
     report = build_engines(export_dir, options, progress)
+    if adopt:
+        console.print(f"{len(report.engines)} adopted — TensorRT {report.trt_version} on {report.gpu.name} "
+                      f"(sm {report.gpu.sm}) in {report.engine_dir}", highlight=False, markup=False, soft_wrap=True)
+        return
     built = sum(not e.reused for e in report.engines)
     console.print(f"{built} built, {len(report.engines) - built} reused — TensorRT {report.trt_version} on "
                   f"{report.gpu.name} (sm {report.gpu.sm}) in {report.engine_dir}", highlight=False, markup=False)

@@ -3,8 +3,11 @@
 TensorRT has been seen building a GEMM in fp32 that the graph asked to run in fp8 (on Thor), silently.
 The graph's request per GEMM/conv node comes from the ONNX: the dtype of its first input, or fp8/int8
 when that input comes from a DequantizeLinear. The engine inspector's JSON (``ProfilingVerbosity.DETAILED``)
-gives every layer's name, type and input formats; TensorRT names fused layers after the ONNX nodes they
-contain, which is how the two are matched. A requested half/fp8 GEMM that runs fp32 fails the build.
+gives every layer's name, type and input formats only when an execution context with every input shape
+set is attached (else "N/A due to dynamic shapes"), so the audit attaches one at the profile's opt shapes.
+Layers are matched to ONNX nodes by name and by their ``Metadata`` (``[ONNX Layer: <node>]`` entries: a
+Myelin ``{ForeignNode[...]}`` names only the first and last node it fused). A requested half/fp8 GEMM that
+runs fp32, or whose format cannot be read, fails the build.
 """
 
 from __future__ import annotations
@@ -55,6 +58,13 @@ class AuditReport:
         return counts
 
     def raise_on_failure(self) -> None:
+        unread = [v for v in self.violations if v.precision == "unknown"]
+        if unread:
+            raise EngineError(
+                f"precision audit of {self.graph}: the format of {len(unread)} GEMM/conv layer(s) cannot be read "
+                f"(first: {unread[0].name}) — the engine inspector needs an execution context with every input "
+                "shape set; the plan was not kept"
+            )
         if self.violations:
             listed = "; ".join(f"{v.name} ({v.layer_type}: asked {v.asked}, built {v.precision})" for v in self.violations[:10])
             more = f" and {len(self.violations) - 10} more" if len(self.violations) > 10 else ""
@@ -123,9 +133,14 @@ def _contains_node(layer_name: str, node: str) -> bool:
     return False
 
 
-def _asked_for(layer_name: str, asked: dict[str, str]) -> str | None:
-    """The narrowest precision asked by the ONNX GEMM/conv nodes fused into this layer."""
-    found = [p for node, p in asked.items() if node and _contains_node(layer_name, node)]
+_METADATA_NODE = re.compile(r"\[ONNX Layer: ([^\]\x1f]+)\]")
+
+
+def _asked_for(layer_name: str, asked: dict[str, str], metadata: str = "") -> str | None:
+    """The narrowest precision asked by the ONNX GEMM/conv nodes fused into this layer (named in the
+    layer's name or in its ``Metadata``)."""
+    listed = set(_METADATA_NODE.findall(metadata))
+    found = [p for node, p in asked.items() if node and (node in listed or _contains_node(layer_name, node))]
     for precision in LOW_PRECISIONS:
         if precision in found:
             return precision
@@ -149,17 +164,31 @@ def audit_engine_information(graph: str, info_json: str, asked: dict[str, str]) 
         name = str(layer.get("Name", ""))
         layer_type = str(layer.get("LayerType", ""))
         precision = _layer_precision(layer)
-        wanted = _asked_for(name, asked)
+        wanted = _asked_for(name, asked, str(layer.get("Metadata", "")))
         entry = LayerPrecision(name, layer_type, precision, wanted)
         report.layers.append(entry)
         is_gemm = wanted is not None or GEMM_LAYER.search(layer_type) is not None
-        if is_gemm and wanted in LOW_PRECISIONS and precision == "fp32":
+        if is_gemm and wanted in LOW_PRECISIONS and precision in ("fp32", "unknown"):
             report.violations.append(entry)
     return report
 
 
+def opt_shape_context(trt: Any, engine: Any) -> Any:
+    """An execution context (no activation memory) with every input at its profile's opt shape."""
+    context = engine.create_execution_context(trt.ExecutionContextAllocationStrategy.USER_MANAGED)
+    for i in range(engine.num_io_tensors):
+        name = engine.get_tensor_name(i)
+        if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
+            _low, opt, _high = engine.get_tensor_profile_shape(name, 0)
+            if not context.set_input_shape(name, tuple(opt)):
+                raise EngineError(f"TensorRT refused the opt shape {tuple(opt)} of input {name!r} for the audit")
+    return context
+
+
 def audit_engine(trt: Any, engine: Any, graph: str, onnx_path: Path) -> AuditReport:
-    """Run the engine inspector on a deserialised engine and audit it against its ONNX graph."""
+    """Run the engine inspector, with a context at the opt shapes, and audit it against its ONNX graph."""
     inspector = engine.create_engine_inspector()
+    context = opt_shape_context(trt, engine)
+    inspector.execution_context = context
     info = inspector.get_engine_information(trt.LayerInformationFormat.JSON)
     return audit_engine_information(graph, info, requested_precisions(onnx_path))

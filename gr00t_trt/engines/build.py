@@ -22,15 +22,18 @@ from ..files import write_atomic
 from ..manifest import GraphEntry, Manifest, load_manifest
 from .audit import AuditReport, audit_engine
 from .cache import (
+    EngineKey,
     default_engine_dir,
     engine_key,
     plan_path,
+    rebuild_command,
     reuse_problem,
     write_sidecar,
 )
-from .device import GpuInfo, load_cudart, load_tensorrt, probe_gpu
+from .device import PRECISION_MIN_SM, GpuInfo, load_cudart, load_tensorrt, probe_gpu, supports_precision
+from .plan import check_plan_version
 from .profiles import GraphProfile, graph_profile
-from .trtexec import timing_cache_path, trtexec_command, write_build_script
+from .trtexec import script_relative, timing_cache_path, trtexec_command, write_build_script
 
 Progress = Callable[[str, str], None]
 
@@ -44,6 +47,7 @@ class BuildOptions:
     only: tuple[str, ...] = ()
     force: bool = False  # rebuild even when a matching plan exists
     device_id: int = 0
+    adopt: bool = False  # verify and register plans built elsewhere (trtexec) instead of building
 
 
 @dataclass(frozen=True)
@@ -147,14 +151,51 @@ def plan_from_network(trt: Any, builder: Any, network: Any, config: Any, logger:
     return bytes(serialized)
 
 
-def audit_plan(trt: Any, logger: Any, plan: bytes, graph: str, onnx_path: Path) -> AuditReport:
+def audit_plan(trt: Any, logger: Any, plan: Any, graph: str, onnx_path: Path, profile: GraphProfile | None = None) -> AuditReport:
+    """Deserialise ``plan`` (bytes or a memory map), check its profile covers ``profile``, audit it."""
     runtime = trt.Runtime(logger)
     engine = runtime.deserialize_cuda_engine(plan)
     if engine is None:
-        raise EngineError(f"the {graph} plan just built does not deserialise: {_last_errors(logger)}")
+        raise EngineError(f"the {graph} plan does not deserialise on this machine: {_last_errors(logger)}")
+    if profile is not None:
+        check_engine_profile(engine, profile)
     report = audit_engine(trt, engine, graph, onnx_path)
     report.raise_on_failure()
     return report
+
+
+def check_engine_profile(engine: Any, profile: GraphProfile) -> None:
+    """Refuse a plan (built elsewhere) whose inputs or profile do not cover what the export needs."""
+    names = {engine.get_tensor_name(i) for i in range(engine.num_io_tensors)}
+    for p in profile.inputs:
+        if p.name not in names:
+            raise EngineError(f"the {profile.graph} plan has no input {p.name!r} — it was built from another graph")
+        low, _opt, high = (tuple(s) for s in engine.get_tensor_profile_shape(p.name, 0))
+        covered = len(low) == len(p.min) and all(
+            a <= b and c >= d for a, b, c, d in zip(low, p.min, high, p.max, strict=True))
+        if not covered:
+            raise EngineError(f"the {profile.graph} plan's profile of {p.name!r} is {low}..{high}, the export needs "
+                              f"{p.min}..{p.max} — rebuild it with the export's build.sh")
+
+
+def register_plan(plan: Path, key: EngineKey, entry: GraphEntry, gpu: GpuInfo, profile: GraphProfile,
+                  audit: AuditReport, build_flags: dict[str, Any], seconds: float) -> None:
+    """Write the sidecar that lets the runtime load ``plan`` (architecture §3)."""
+    write_sidecar(plan, key, graph=entry.name, gpu_name=gpu.name, profile=profile.to_dict(), build_flags=build_flags,
+                  build_seconds=round(seconds, 3), built_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                  layer_precisions=audit.summary())
+
+
+def check_precisions(entries: list[GraphEntry], gpu: GpuInfo, export_dir: Path) -> None:
+    """Refuse, before any build, graphs whose precision this GPU has no kernels for (fp8 needs sm ≥ 8.9)."""
+    bad = [e for e in entries if not supports_precision(gpu.compute_capability, e.precision)]
+    if bad:
+        need = ".".join(map(str, PRECISION_MIN_SM[bad[0].precision]))
+        raise EngineError(
+            f"{gpu.name} (compute capability {gpu.sm}) cannot run {bad[0].precision}, which needs ≥ {need}: graph(s) "
+            f"{', '.join(e.name for e in bad)} of {export_dir} — re-export them at fp16 (`gr00t-trt doctor` "
+            "shows this GPU's precision plan)"
+        )
 
 
 def select_graphs(manifest: Manifest, only: tuple[str, ...]) -> list[GraphEntry]:
@@ -172,9 +213,12 @@ def build_engines(export_dir: str | Path, options: BuildOptions = BuildOptions()
     entries = select_graphs(manifest, options.only)
     trt = load_tensorrt()
     gpu = probe_gpu(options.device_id, load_cudart())
+    check_precisions(entries, gpu, export_dir)
     logger = make_logger(trt)
-    builder = create_builder(trt, logger)
     engine_dir = Path(options.out) if options.out else default_engine_dir(export_dir, gpu, trt.__version__)
+    if options.adopt:
+        return adopt_plans(export_dir, manifest, entries, trt, gpu, logger, engine_dir, say=progress)
+    builder = create_builder(trt, logger)
     engine_dir.mkdir(parents=True, exist_ok=True)
     cache_file = timing_cache_path(engine_dir, options.timing_cache)
     report = BuildReport(engine_dir, trt.__version__, gpu)
@@ -198,15 +242,37 @@ def build_engines(export_dir: str | Path, options: BuildOptions = BuildOptions()
         seconds = time.perf_counter() - start
         write_atomic(plan, data)
         write_atomic(cache_file, bytes(config.get_timing_cache().serialize()))
-        write_sidecar(
-            plan, key, graph=entry.name, gpu_name=gpu.name, profile=profile.to_dict(),
-            build_flags={"strongly_typed": True, "workspace_gb": options.workspace_gb, "opt_level": options.opt_level,
-                         "profiling_verbosity": "DETAILED"},
-            build_seconds=round(seconds, 3), built_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            layer_precisions=audit.summary(),
-        )
+        register_plan(plan, key, entry, gpu, profile, audit,
+                      {"strongly_typed": True, "workspace_gb": options.workspace_gb, "opt_level": options.opt_level,
+                       "profiling_verbosity": "DETAILED"}, seconds)
         report.engines.append(EngineBuild(entry.name, plan, False, seconds, audit.summary()))
         say(entry.name, f"done ({seconds:.1f} s, layers {audit.summary()})")
+    return report
+
+
+def adopt_plans(export_dir: Path, manifest: Manifest, entries: list[GraphEntry], trt: Any, gpu: GpuInfo, logger: Any,
+                engine_dir: Path, say: Progress | None = None) -> BuildReport:
+    """Verify plans built elsewhere (``build.sh``'s trtexec) as if we had built them, then write their
+    sidecars: written by this TensorRT, loadable on this GPU, same inputs, a profile covering the export's,
+    precision audit clean. Anything else is refused in one line and no sidecar is written for it."""
+    import mmap
+
+    report = BuildReport(engine_dir, trt.__version__, gpu)
+    say = say or (lambda graph, status: None)
+    for entry in entries:
+        plan = plan_path(engine_dir, entry.name)
+        start = time.perf_counter()
+        if not plan.is_file():
+            raise EngineError(f"--adopt: no plan {plan} — build it on this device first (the export's build.sh)")
+        check_plan_version(plan, trt.__version__, f"run build.sh again, or {rebuild_command(export_dir, engine_dir)}")
+        profile = graph_profile(manifest, entry)
+        with open(plan, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            audit = audit_plan(trt, logger, data, entry.name, export_dir / entry.file, profile)
+        seconds = time.perf_counter() - start
+        register_plan(plan, engine_key(manifest, entry, gpu, trt.__version__), entry, gpu, profile, audit,
+                      {"adopted": "built elsewhere (trtexec), verified by gr00t-trt build --adopt"}, seconds)
+        report.engines.append(EngineBuild(entry.name, plan, True, seconds, audit.summary()))
+        say(entry.name, f"adopted (layers {audit.summary()})")
     return report
 
 
@@ -216,11 +282,14 @@ def dry_run(export_dir: str | Path, options: BuildOptions = BuildOptions(), scri
     manifest = load_manifest(export_dir, verify_files=False)
     entries = select_graphs(manifest, options.only)
     engine_dir = Path(options.out) if options.out else export_dir / "engines" / "trtexec"
-    cache_file = timing_cache_path(engine_dir, options.timing_cache)
+    path = Path(script) if script else export_dir / "build.sh"
+    here = lambda p: script_relative(p, path)  # noqa: E731 - paths as build.sh sees them
+    cache_file = here(timing_cache_path(engine_dir, options.timing_cache))
     commands = [
-        trtexec_command(export_dir / e.file, plan_path(engine_dir, e.name), graph_profile(manifest, e), cache_file,
-                        workspace_gb=options.workspace_gb, opt_level=options.opt_level)
+        trtexec_command(here(export_dir / e.file), here(plan_path(engine_dir, e.name)), graph_profile(manifest, e),
+                        cache_file, workspace_gb=options.workspace_gb, opt_level=options.opt_level)
         for e in entries
     ]
-    path = Path(script) if script else export_dir / "build.sh"
-    return path, write_build_script(path, commands, engine_dir)
+    adopt = ["gr00t-trt", "build", str(here(export_dir)), "--adopt", "--out", str(here(engine_dir))]
+    adopt += [f"--only={e.name}" for e in entries] if options.only else []
+    return path, write_build_script(path, commands, here(engine_dir), adopt)

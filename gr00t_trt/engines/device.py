@@ -29,6 +29,15 @@ class GpuInfo:
         return f"{self.compute_capability[0]}.{self.compute_capability[1]}"
 
 
+#: lowest compute capability with tensor-core support for a precision (fp8: Ada/Hopper, fp4: Blackwell)
+PRECISION_MIN_SM = {"bf16": (8, 0), "fp8": (8, 9), "fp4": (10, 0)}
+
+
+def supports_precision(compute_capability: tuple[int, int] | None, precision: str) -> bool:
+    """Whether a GPU of this compute capability runs ``precision`` GEMMs (no GPU: False)."""
+    return compute_capability is not None and tuple(compute_capability) >= PRECISION_MIN_SM.get(precision, (0, 0))
+
+
 def load_tensorrt() -> ModuleType:
     """The installed ``tensorrt`` module (``tensorrt_bindings`` when only the bindings wheel is present)."""
     import importlib

@@ -55,15 +55,24 @@ def read_plan_header(path: str | Path) -> PlanHeader:
 
 
 def version_tuple(version: str) -> tuple[int, ...]:
-    """``"10.13.0.35"`` → (10, 13, 0, 35); missing parts count as 0."""
-    parts = [int(p) for p in version.split(".")[:4] if p.isdigit()]
-    return tuple(parts + [0] * (4 - len(parts)))
+    """``"10.13.0.35"`` → (10, 13, 0, 35), ``"10.3.0"`` → (10, 3, 0): only the parts the text has."""
+    return tuple(int(p) for p in version.split(".")[:4] if p.isdigit())
+
+
+def same_tensorrt(header: PlanHeader, trt_version: str) -> bool:
+    """Whether the plan was written by ``trt_version``, compared on the parts the module reports.
+
+    TensorRT 10.0-10.7 report three parts (the 10.3 wheel says ``"10.3.0"``) while the header always holds
+    the build too (10.3 GA is 10.3.0.26); the sidecar pins the full string the plan was built with.
+    """
+    wanted = version_tuple(trt_version)
+    return header.trt_version is None or header.trt_version[: len(wanted)] == wanted
 
 
 def check_plan_version(path: str | Path, trt_version: str, rebuild_hint: str = "") -> PlanHeader:
     """Refuse, before deserialisation, a plan written by another TensorRT than ``trt_version``."""
     header = read_plan_header(path)
-    if header.trt_version is not None and header.trt_version != version_tuple(trt_version):
+    if not same_tensorrt(header, trt_version):
         raise EngineError(
             f"plan {path} was built by TensorRT {header.version_text}, expected {trt_version} (the one installed)"
             + (f" — rebuild it: {rebuild_hint}" if rebuild_hint else " — rebuild it on this machine")

@@ -1,7 +1,9 @@
 """The ``trtexec`` command lines equivalent to ``gr00t-trt build``, for people who build on a Jetson with it.
 
 Same inputs as our builder: strongly typed network (precision comes from the graph), one profile from the
-manifest's min/opt/max, the shared timing cache, the same workspace and optimisation level.
+manifest's min/opt/max, the shared timing cache, the same workspace and optimisation level. Paths are
+relative to the script (it starts by changing to its own folder), so the export can be copied to the
+device; its last command, ``gr00t-trt build --adopt``, verifies the plans and writes their sidecars.
 """
 
 from __future__ import annotations
@@ -37,20 +39,29 @@ def trtexec_command(onnx: Path, plan: Path, profile: GraphProfile, timing_cache:
     return command
 
 
-def build_script(commands: list[list[str]], engine_dir: Path) -> str:
+def build_script(commands: list[list[str]], engine_dir: Path, adopt: list[str]) -> str:
+    """The script text; paths in ``commands``/``engine_dir``/``adopt`` are relative to the script's folder."""
     lines = [
         "#!/usr/bin/env bash",
         "# TensorRT engines with trtexec, equivalent to `gr00t-trt build` (written by `gr00t-trt build --dry-run`).",
         "# Run on the target device: plans are tied to its GPU and TensorRT version.",
         "set -euo pipefail",
+        'cd "$(dirname "$0")"',
         f"mkdir -p {shlex.quote(str(engine_dir))}",
     ]
     lines += [shlex.join(c) for c in commands]
+    lines += ["# verify the plans (TensorRT, GPU, I/O, profile, precision audit) and write their sidecars",
+              shlex.join(adopt)]
     return "\n".join(lines) + "\n"
 
 
-def write_build_script(path: Path, commands: list[list[str]], engine_dir: Path) -> str:
-    text = build_script(commands, engine_dir)
+def script_relative(path: Path, script: Path) -> Path:
+    """``path`` as the script sees it after changing to its own folder."""
+    return Path(os.path.relpath(Path(path).resolve(), Path(script).resolve().parent))
+
+
+def write_build_script(path: Path, commands: list[list[str]], engine_dir: Path, adopt: list[str]) -> str:
+    text = build_script(commands, engine_dir, adopt)
     write_atomic(path, text.encode())
     os.chmod(path, 0o755)
     return text

@@ -8,6 +8,7 @@ on integrated GPUs); numpy sees it through a ctypes view, as a byte buffer so fp
 from __future__ import annotations
 
 import ctypes
+import threading
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -54,8 +55,16 @@ class Cuda:
 
     def __init__(self, cudart: ModuleType, device_id: int) -> None:
         self.rt = cudart
-        call(cudart.cudaSetDevice(device_id), f"cudaSetDevice({device_id})")
+        self.device_id = device_id
+        self._thread = threading.local()  # which host threads have made device_id current
+        self.use_device()
         self.stream = call(cudart.cudaStreamCreateWithFlags(cudart.cudaStreamNonBlocking), "cudaStreamCreateWithFlags")
+
+    def use_device(self) -> None:
+        """Make the device current on the calling thread (``cudaSetDevice`` is per thread; once per thread)."""
+        if not getattr(self._thread, "current", False):
+            call(self.rt.cudaSetDevice(self.device_id), f"cudaSetDevice({self.device_id})")
+            self._thread.current = True
 
     def close(self) -> None:
         if self.stream is not None:

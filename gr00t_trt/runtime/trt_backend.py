@@ -1,7 +1,8 @@
 """TensorRT backend: engines from ``gr00t-trt build``, cuda-python memory, one stream, CUDA graphs.
 
-* ``open`` loads a graph's plan only if its sidecar matches this GPU, TensorRT, precision and ONNX
-  (else one line with the exact rebuild command) and its header was written by this TensorRT.
+* ``open`` loads a graph's plan only if its sidecar matches this GPU, TensorRT, precision, ONNX and
+  profile (else one line with the exact rebuild command) and its header was written by this TensorRT.
+  The plan is memory-mapped for deserialisation: no second copy in the DRAM a Jetson shares with the GPU.
 * Buffers: device memory plus a pinned host mirror, allocated once per shape bucket; on integrated GPUs
   (Jetson) buffers the Pipeline touches are mapped host memory, so uploads and downloads are no-ops.
 * A ``Binding`` is one execution context (USER_MANAGED) sharing its engine's single activation block;
@@ -10,12 +11,17 @@
 * A ``Program`` is enqueued as is on its first launch (the warm-up TensorRT needs before capture), then
   captured once as one CUDA graph and replayed; if capture fails the program keeps plain enqueues and
   the reason is logged once. Shapes and addresses never change inside a program (new bucket → new program).
+  A False from ``execute_async_v3`` is an error naming TensorRT's logged message; releasing a program
+  (bucket eviction) releases its bindings' execution contexts too.
+* The CUDA device is current per host thread: every call that allocates or enqueues makes it current on
+  the calling thread first (``get_action`` from a server thread with ``device_id`` ≠ 0).
 * ``mark``/``elapsed_ms`` are CUDA events; ``synchronize`` is the one host wait per control step.
 """
 
 from __future__ import annotations
 
 import logging
+import mmap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -125,6 +131,7 @@ class TrtBackend(Backend):
         self._contexts.clear()
         self._engines.clear()
         if cuda is not None:
+            cuda.use_device()
             try:
                 cuda.synchronize()
             finally:
@@ -147,7 +154,9 @@ class TrtBackend(Backend):
 
         manifest = load_manifest(folder, verify_files=False)
         plan = require_loadable(folder, engines, entry.name, engine_key(manifest, entry, self.gpu, trt.__version__))
-        engine = self._runtime.deserialize_cuda_engine(plan.read_bytes())
+        self._cuda.use_device()
+        with open(plan, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            engine = self._runtime.deserialize_cuda_engine(data)
         if engine is None:
             errors = " | ".join(self._logger.errors[-2:]) or "no error was logged"
             raise BackendError(f"TensorRT could not load {plan}: {errors} — rebuild it: {rebuild_command(folder, engines, [entry.name])}")
@@ -158,6 +167,7 @@ class TrtBackend(Backend):
     # ----------------------------------------------------------------- buffers and binding
     def allocate(self, name: str, shape: Sequence[int], dtype: np.dtype, *, host: bool) -> Buffer:
         self._check_active()
+        self._cuda.use_device()
         shape = tuple(int(s) for s in shape)
         dtype = np.dtype(dtype)
         nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
@@ -168,6 +178,7 @@ class TrtBackend(Backend):
 
     def bind_impl(self, graph: str, info: GraphInfo, buffers: Mapping[str, Buffer]) -> Binding:
         trt = self._trt
+        self._cuda.use_device()
         slot = self._engines[graph]
         engine = slot.engine
         if slot.activation is None:  # one activation block per engine, shared by all its contexts
@@ -214,6 +225,8 @@ class TrtBackend(Backend):
         return program
 
     def release(self, *objects: Buffer | Binding | Program) -> None:
+        if self._cuda is not None:
+            self._cuda.use_device()
         for obj in objects:
             if isinstance(obj, Program):
                 self._release_program(obj)
@@ -227,20 +240,27 @@ class TrtBackend(Backend):
                 obj.handle, obj.host = None, None
 
     def _release_program(self, program: Program) -> None:
+        """Destroy the program's CUDA graph and its bindings' execution contexts (it owns its bindings)."""
         state = program.handle
         if isinstance(state, _Captured) and self._cuda is not None:
             self._cuda.destroy_graph(state.graph, state.graph_exec)
         program.handle = None
         self._programs.discard(program)
+        for step in program.steps:
+            if isinstance(step, Binding):
+                step.handle = None
+                self._contexts.discard(step)
 
     # ----------------------------------------------------------------- asynchronous work
     def upload(self, buffer: Buffer) -> None:
         memory: Memory = buffer.handle
+        self._cuda.use_device()
         if not memory.mapped:
             self._cuda.copy(memory.device, memory.host, memory.nbytes, "htod")
 
     def download(self, buffer: Buffer) -> None:
         memory: Memory = buffer.handle
+        self._cuda.use_device()
         if not memory.mapped:
             self._cuda.copy(memory.host, memory.device, memory.nbytes, "dtoh")
 
@@ -248,6 +268,7 @@ class TrtBackend(Backend):
         state = program.handle
         if state is None:
             raise BackendError(f"program {program.label!r} was released")
+        self._cuda.use_device()
         if state.graph_exec is not None:
             self._cuda.launch_graph(state.graph_exec)
         elif self.cuda_graphs and state.launches > 0 and state.capture_failed is None:
@@ -257,36 +278,52 @@ class TrtBackend(Backend):
         state.launches += 1
         program.launches += 1
 
-    def _enqueue(self, program: Program, state: _Captured) -> bool:
+    def _enqueue(self, program: Program, state: _Captured) -> None:
+        """Enqueue the program's steps; a False from ``execute_async_v3`` raises with TensorRT's logged error."""
         cuda = self._cuda
         for kind, op in state.ops:
             if kind == "run":
                 if not op.handle.execute_async_v3(cuda.stream):
-                    return False
+                    raise BackendError(f"TensorRT failed to enqueue graph {op.graph!r} of program {program.label!r}: "
+                                       f"{' | '.join(self._logger.errors[-2:]) or 'no error was logged'}")
             else:
                 cuda.copy(*op, "dtod")
-        return True
 
     def _capture(self, program: Program, state: _Captured) -> None:
-        """Capture the (already warmed-up) program as one CUDA graph, then launch it; fall back on failure."""
+        """Capture the (already warmed-up) program as one CUDA graph, then launch it; fall back on failure.
+
+        The capture always ends (try/finally), so an exception never leaves the stream capturing, and the
+        graph of a failed capture is destroyed."""
         cuda = self._cuda
         cuda.synchronize()
         cuda.begin_capture()
-        enqueued = self._enqueue(program, state)
-        graph, problem = cuda.end_capture()
-        if not enqueued:
-            problem = "execute_async_v3 returned False during capture"
+        problem: str | None = "interrupted"
+        try:
+            self._enqueue(program, state)
+            problem = None
+        except BackendError as exc:
+            problem = str(exc)
+            raise
+        finally:
+            graph, ended = cuda.end_capture()
+            problem = problem or ended
+            if problem is not None:
+                cuda.destroy_graph(graph, None)
+                state.capture_failed = problem
         if problem is None:
-            state.graph, state.graph_exec = graph, cuda.instantiate(graph)
-            cuda.launch_graph(state.graph_exec)
-            return
-        state.capture_failed = problem
+            try:
+                state.graph, state.graph_exec = graph, cuda.instantiate(graph)
+            except BackendError as exc:
+                cuda.destroy_graph(graph, None)
+                state.capture_failed = problem = str(exc)
+            else:
+                cuda.launch_graph(state.graph_exec)
+                return
         log.warning("CUDA graph capture of program %r failed (%s); it runs as plain enqueues", program.label, problem)
-        if not self._enqueue(program, state):
-            raise BackendError(f"TensorRT failed to enqueue program {program.label!r}: "
-                               f"{' | '.join(self._logger.errors[-2:]) or 'no error was logged'}")
+        self._enqueue(program, state)
 
     def mark(self) -> Any:
+        self._cuda.use_device()
         events = self._events
         if events.next == len(events.pool):
             events.pool.append(self._cuda.event())
@@ -299,6 +336,7 @@ class TrtBackend(Backend):
         return self._cuda.elapsed_ms(start, end)
 
     def synchronize(self) -> None:
+        self._cuda.use_device()
         self._cuda.synchronize()
         self._events.next = 0  # events are reused next control step (read them before the next mark)
 
@@ -321,8 +359,7 @@ class TrtBackend(Backend):
                 np.copyto(buffers[spec.name].host, feeds[spec.name])
                 self.upload(buffers[spec.name])
             state = _Captured((("run", binding),))
-            if not self._enqueue(Program(graph, (binding,), state), state):
-                raise BackendError(f"TensorRT failed to run graph {graph!r}")
+            self._enqueue(Program(graph, (binding,), state), state)
             for spec in info.outputs:
                 self.download(buffers[spec.name])
             self.synchronize()

@@ -138,7 +138,7 @@ def test_audit_fails_a_low_precision_gemm_built_fp32(standin_trt, tmp_path, kind
     assert report.passed and report.summary() == {kind: 1}
     standin_trt.fp32_layers = {"gemm_node"}
     with pytest.raises(EngineError, match=rf"precision audit of {kind}: 1 GEMM/conv layer\(s\) built in fp32 .* "
-                                          rf"gemm_node \(CaskGemmMatrixMultiply: asked {kind}, built fp32\)"):
+                                          rf"\{{ForeignNode\[/fused_0/Cast\.\.\./fused_0/Add\]\}} \(Myelin: asked {kind}, built fp32\)"):
         audit_plan(trt, logger, build(), kind, onnx_path)
 
 

@@ -22,6 +22,10 @@ class StandinState:
     build_returns_none: bool = False
     #: cudaStreamEndCapture reports cudaErrorStreamCaptureInvalidated (an engine with uncapturable ops)
     capture_fails: bool = False
+    #: execute_async_v3 logs an error and returns False (as TensorRT does, e.g. on an invalid tensor address)
+    enqueue_fails: bool = False
+    #: cudaMemcpyAsync calls whose host side was pageable (not pinned/mapped) memory
+    pageable_copies: int = 0
     #: ONNX node names whose layer comes back fp32 whatever the graph asked ("*" = every GEMM)
     fp32_layers: set[str] = field(default_factory=set)
     #: ONNX operators the parser rejects (as TensorRT 10.13 rejects opset-23 Attention)
@@ -39,6 +43,14 @@ class StandinState:
         address += (-address) % 256  # CUDA allocations are 256-byte aligned
         self.heap[address] = (array, kind)
         return address
+
+    def find(self, address: int) -> str | None:
+        """The kind of the live allocation holding ``address``, or None (pageable or foreign memory)."""
+        address = int(address)
+        for array, kind in self.heap.values():
+            if array.ctypes.data <= address < array.ctypes.data + array.nbytes:
+                return kind
+        return None
 
     def free(self, address: int) -> bool:
         return self.heap.pop(int(address), None) is not None

@@ -11,6 +11,7 @@ import json
 import operator
 import struct
 import sys
+import weakref
 from enum import IntEnum
 from pathlib import Path
 
@@ -295,9 +296,28 @@ class IBuilderConfig:
         return len(self.profiles) - 1
 
 
+#: build numbers of releases whose ``__version__`` has three parts (NvInferVersion.h: 10.3 GA is build 26)
+BUILD_NUMBERS = {"10.3.0": 26}
+
+
+def _full_version(version: str) -> tuple[int, int, int, int]:
+    """major.minor.patch.build as the plan header stores it, whatever ``__version__`` shows."""
+    parts = [int(p) for p in version.split(".")[:4]]
+    if len(parts) == 3:
+        parts.append(BUILD_NUMBERS[version])
+    return tuple(parts)  # type: ignore[return-value]
+
+
 def _header(version: str) -> bytes:
-    parts = [int(p) for p in version.split(".")[:4]] + [0] * 4
-    return struct.pack("<II16s", 0x74727466, 0, b"\0" * 16) + bytes(parts[:4])
+    return struct.pack("<II16s", 0x74727466, 0, b"\0" * 16) + bytes(_full_version(version))
+
+
+def _asks_fp8(onnx_path: Path) -> bool:
+    import onnx
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    fp8 = {onnx.TensorProto.FLOAT8E4M3FN, onnx.TensorProto.FLOAT8E5M2}
+    return any(i.data_type in fp8 for i in model.graph.initializer)
 
 
 class Builder:
@@ -328,6 +348,11 @@ class Builder:
         if missing:
             _log(self._logger, ILogger.Severity.ERROR, f"Network has dynamic inputs {missing} but no optimization profile")
             return None
+        if STATE.compute_capability < (8, 9) and _asks_fp8(network.onnx_path):
+            _log(self._logger, ILogger.Severity.ERROR,
+                 "Error Code 9: API Usage Error (fp8 is not supported on this device: "
+                 f"compute capability {STATE.compute_capability[0]}.{STATE.compute_capability[1]} < 8.9)")
+            return None
         if config._cache is not None:
             config._cache.entries.append(str(network.onnx_path.name))
         payload = {
@@ -338,6 +363,7 @@ class Builder:
             "inputs": [[t.name, int(t.dtype), list(t.shape)] for t in network._inputs],
             "outputs": [[t.name, int(t.dtype), list(t.shape)] for t in network._outputs],
             "fp32_layers": sorted(STATE.fp32_layers),
+            "sm": list(STATE.compute_capability),
         }
         return IHostMemory(_header(STATE.trt_version) + json.dumps(payload).encode())
 
@@ -350,17 +376,27 @@ class Runtime:
         self._logger = logger
 
     def deserialize_cuda_engine(self, serialized_engine) -> ICudaEngine | None:
+        STATE.record("Runtime", f"deserialize_cuda_engine({type(serialized_engine).__name__})")
         data = bytes(serialized_engine)
         if data[:4] != b"ftrt" or data[24:28] != _header(STATE.trt_version)[24:28]:
             _log(self._logger, ILogger.Severity.ERROR,
                  "IRuntime::deserializeCudaEngine: The engine plan file is not compatible with this version of TensorRT")
             return None
-        return ICudaEngine(json.loads(data[28:].decode()), data)
+        payload = json.loads(data[28:].decode())
+        built_on = tuple(payload["sm"])
+        if built_on != tuple(STATE.compute_capability):
+            _log(self._logger, ILogger.Severity.ERROR,
+                 "IRuntime::deserializeCudaEngine: The engine plan file is generated on an incompatible device, "
+                 f"expecting compute {built_on[0]}.{built_on[1]} got compute "
+                 f"{STATE.compute_capability[0]}.{STATE.compute_capability[1]}, please rebuild.")
+            return None
+        return ICudaEngine(payload, data, self._logger)
 
 
 class ICudaEngine:
-    def __init__(self, payload: dict, plan: bytes) -> None:
-        self._payload, self._plan = payload, plan
+    def __init__(self, payload: dict, plan: bytes, logger=None) -> None:
+        self._payload, self._plan, self._logger = payload, plan, logger
+        self._device = cudart.current_device()  # an engine lives on the device current when it was loaded
         self._io = [(n, DataType(d), tuple(s), TensorIOMode.INPUT) for n, d, s in payload["inputs"]]
         self._io += [(n, DataType(d), tuple(s), TensorIOMode.OUTPUT) for n, d, s in payload["outputs"]]
         self._ort = None
@@ -381,11 +417,14 @@ class ICudaEngine:
 
     @property
     def device_memory_size_v2(self) -> int:
-        return 1 << 20
+        """Each engine needs its own activation size (here: grows with its profile's largest inputs)."""
+        largest = sum(int(np.prod(shapes[2], dtype=np.int64)) for shapes in self._payload["profile"].values())
+        return (1 << 18) + 256 * (-(-16 * largest // 256))
 
     def get_device_memory_size_for_profile_v2(self, profile_index) -> int:
-        _int("profile_index", profile_index)
-        return 1 << 20
+        if _int("profile_index", profile_index) != 0:
+            raise StandinContractError(f"engine has 1 optimisation profile, asked for profile {profile_index}")
+        return self.device_memory_size_v2
 
     def get_tensor_name(self, index) -> str:
         return self._io[_int("index", index)][0]
@@ -428,9 +467,18 @@ class ICudaEngine:
 
 
 class EngineInspector:
+    """Per-layer JSON as TensorRT writes it: without an execution context whose input shapes are all set,
+    an engine with a dynamic input shows no formats ("N/A due to dynamic shapes"); GEMMs are fused into
+    Myelin ``{ForeignNode[...]}`` layers whose name does not hold the ONNX node, only their ``Metadata`` does."""
+
     def __init__(self, engine: ICudaEngine) -> None:
         self._engine = engine
         self.execution_context = None
+
+    def _formats_known(self) -> bool:
+        dynamic = any(-1 in shape for _n, _d, shape, mode in self._engine._io if mode == TensorIOMode.INPUT)
+        context = self.execution_context
+        return not dynamic or (context is not None and context.engine is self._engine and not context.infer_shapes())
 
     def _layers(self) -> list:
         from gr00t_trt.engines.audit import requested_precisions
@@ -439,16 +487,20 @@ class EngineInspector:
         asked = requested_precisions(Path(payload["onnx"]))
         forced = set(payload["fp32_layers"])
         detailed = payload["verbosity"] == int(ProfilingVerbosity.DETAILED)
+        known = self._formats_known()
         layers = []
-        for node, precision in asked.items():
+        for index, (node, precision) in enumerate(asked.items()):
             if "*" in forced or node in forced:
                 precision = "fp32"
+            name = f"{{ForeignNode[/fused_{index}/Cast.../fused_{index}/Add]}}"
             if not detailed:
-                layers.append(node)
+                layers.append(name)
                 continue
-            layers.append({"Name": node, "LayerType": "CaskGemmMatrixMultiply",
-                           "Inputs": [{"Name": f"{node}_in", "Format/Datatype": _PRECISION_FORMAT.get(precision, precision)}],
-                           "Outputs": [], "TacticName": "standin_gemm"})
+            fmt = _PRECISION_FORMAT.get(precision, precision) if known else "N/A due to dynamic shapes"
+            layers.append({"Name": name, "LayerType": "Myelin",
+                           "Inputs": [{"Name": f"fused_{index}_in", "Format/Datatype": fmt}],
+                           "Outputs": [], "TacticName": "standin_myelin",
+                           "Metadata": f"[ONNX Layer: /fused_{index}/Cast]\x1f[ONNX Layer: {node}]"})
         return layers
 
     def get_engine_information(self, format) -> str:  # noqa: A002
@@ -461,7 +513,11 @@ class EngineInspector:
 
 
 class IExecutionContext:
+    #: contexts not yet freed (TensorRT frees a context when its Python object goes away)
+    _live: weakref.WeakSet = weakref.WeakSet()
+
     def __init__(self, engine: ICudaEngine, strategy) -> None:
+        IExecutionContext._live.add(self)
         self.engine = engine
         self._strategy = strategy
         self._shapes: dict[str, tuple[int, ...]] = {n: s for n, _d, s, m in engine._io if m == TensorIOMode.INPUT and -1 not in s}
@@ -475,6 +531,7 @@ class IExecutionContext:
     def set_input_shape(self, name, shape) -> bool:
         name = _str("name", name)
         shape = tuple(_int("shape", d) for d in shape)
+        cudart.invalidate_captures("set_input_shape")  # a captured graph would keep the old shape
         low, _opt, high = self.engine.get_tensor_profile_shape(name, 0)
         if len(shape) != len(low) or any(not a <= s <= b for a, s, b in zip(low, shape, high, strict=True)):
             return False
@@ -508,6 +565,7 @@ class IExecutionContext:
 
     def set_tensor_address(self, name, memory) -> bool:
         self.engine._tensor(name)
+        cudart.invalidate_captures("set_tensor_address")  # a captured graph would keep the old address
         self._addresses[_str("name", name)] = _int("memory", memory)
         return True
 
@@ -525,9 +583,21 @@ class IExecutionContext:
     def set_optimization_profile_async(self, profile_index, stream_handle) -> bool:
         return _int("profile_index", profile_index) == 0 and _int("stream_handle", stream_handle) >= 0
 
+    def _fail(self, msg: str) -> bool:
+        if self.engine._logger is not None:
+            _log(self.engine._logger, ILogger.Severity.ERROR, msg)
+        return False
+
     def execute_async_v3(self, stream_handle) -> bool:
         stream = _int("stream_handle", stream_handle)
         STATE.record("IExecutionContext", "execute_async_v3")
+        if STATE.enqueue_fails:
+            return self._fail("IExecutionContext::enqueueV3: Error Code 1: Cuda Runtime (an illegal memory access "
+                              "was encountered) (forced)")
+        if cudart.current_device() != self.engine._device:
+            return self._fail(f"IExecutionContext::enqueueV3: Error Code 1: Cuda Runtime (invalid resource handle: "
+                              f"the engine is on device {self.engine._device}, the calling thread's current device "
+                              f"is {cudart.current_device()})")
         names = [t[0] for t in self.engine._io]
         if any(n not in self._addresses for n in names) or self.infer_shapes():
             return False  # real TensorRT logs an error and returns False
@@ -543,27 +613,33 @@ class IExecutionContext:
                     raise StandinContractError("captured graph launched after a shape or address change without re-capture")
                 self._run(state)
 
-            cudart.enqueue(stream, replay)
-            return True
+            return cudart.enqueue(stream, replay) == cudart.cudaError_t.cudaSuccess
         self._warm = state
-        cudart.enqueue(stream, lambda: self._run(state))
-        return True
+        return cudart.enqueue(stream, lambda: self._run(state)) == cudart.cudaError_t.cudaSuccess
 
     def _run(self, state) -> None:
+        """The kernels: run when the stream reaches them, on the shapes and addresses set at enqueue time."""
+        shapes, addresses = dict(state[0]), dict(state[1])
+        if self._device_memory is not None:
+            STATE.region(self._device_memory, self.engine.device_memory_size_v2)  # the activation block is live
         session = self.engine._session()
         feeds = {}
         for name, dtype, _s, mode in self.engine._io:
             if mode != TensorIOMode.INPUT:
                 continue
-            shape = self._shapes[name]
-            feeds[name] = _view(self._addresses[name], shape, dtype).copy()
+            feeds[name] = _view(addresses[name], shapes[name], dtype).copy()
+        saved, self._shapes = self._shapes, shapes
+        try:
+            expected_shapes = {n: tuple(self.get_tensor_shape(n)) for n, _d, _s, m in self.engine._io if m == TensorIOMode.OUTPUT}
+        finally:
+            self._shapes = saved
         for (name, dtype, _s, _mode), value in zip(
             [t for t in self.engine._io if t[3] == TensorIOMode.OUTPUT], session.run(None, feeds), strict=True
         ):
-            expected = tuple(self.get_tensor_shape(name))
+            expected = expected_shapes[name]
             if tuple(value.shape) != expected:
                 raise StandinContractError(f"output {name} has shape {value.shape}, context computed {expected}")
-            _view(self._addresses[name], expected, dtype)[...] = value
+            _view(addresses[name], expected, dtype)[...] = value
 
 
 def _view(address: int, shape: tuple[int, ...], dtype: DataType) -> np.ndarray:
