@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -44,13 +45,14 @@ def layout(cudart: ModuleType) -> str:
     return next((name for name in LAYOUTS if sys.modules.get(name) is cudart), LAYOUTS[0])
 
 
-def ask(cudart: ModuleType, function: str, *args: Any) -> tuple:
-    """``cudart.<function>(*args)``; a raised RuntimeError (cuda-python 12.6.x without a driver library)
-    becomes the one-line EngineError "no usable CUDA GPU — <what happened> — <hint>"."""
+def ask(function: Callable[..., tuple], *args: Any) -> tuple:
+    """``function(*args)`` of a cuda-python runtime module; a raised RuntimeError (cuda-python 12.6.x without a
+    driver library) becomes the one-line EngineError "no usable CUDA GPU — <what happened> — <hint>"."""
     try:
-        return getattr(cudart, function)(*args)
+        return function(*args)
     except (RuntimeError, OSError) as exc:  # cuda.pathfinder's DynamicLibNotFoundError is a RuntimeError
-        raise EngineError(f"no usable CUDA GPU — {function} raised {type(exc).__name__}: {exc} (no NVIDIA driver "
+        name = getattr(function, "__name__", "a CUDA runtime call")
+        raise EngineError(f"no usable CUDA GPU — {name} raised {type(exc).__name__}: {exc} (no NVIDIA driver "
                           f"library) — {NO_GPU_HINT}") from None
 
 

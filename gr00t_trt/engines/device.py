@@ -55,7 +55,7 @@ def cuda_error_text(err: object) -> str:
 def probe_gpu(device_id: int = 0, cudart: ModuleType | None = None) -> GpuInfo:
     """Name, compute capability, memory and kind of CUDA device ``device_id``; one-line error if none."""
     cudart = cudart or load_cudart()
-    err, count = ask(cudart, "cudaGetDeviceCount")  # 12.6.x raises without libcuda: one line, not a traceback
+    err, count = ask(cudart.cudaGetDeviceCount)  # 12.6.x raises without libcuda: one line, not a traceback
     if int(err) != 0:
         raise EngineError(f"no usable CUDA GPU — cudaGetDeviceCount returned {cuda_error_text(err)} — {no_gpu_hint(cudart)}")
     if not count:
