@@ -9,6 +9,7 @@ attribute chains gr00t_trt's source uses that the real module lacks.
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import sys
 import warnings
@@ -34,6 +35,36 @@ def outcomes(rt) -> dict:
     return out
 
 
+def call_sites(package: Path, roots) -> list[tuple[str, int, tuple[str, ...], str]]:
+    """Every ``cudart.f(...)`` / ``self.rt.f(...)`` call in gr00t_trt: (f, positional count, keywords, where)."""
+    sites = []
+    for path in sorted(package.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not isinstance(node, ast.Call):
+                continue
+            func, args = node.func, node.args
+            if isinstance(func, ast.Name) and func.id == "ask" and args:  # ask(cudart.f, *args)
+                func, args = args[0], args[1:]
+            if isinstance(func, ast.Attribute) and roots(func.value) == "cudart":
+                keywords = tuple(k.arg for k in node.keywords if k.arg)
+                sites.append((func.attr, len(args), keywords, f"{path.name}:{node.lineno}"))
+    return sites
+
+
+def incompatible_calls(rt, sites) -> list[str]:
+    """Calls whose arguments fit no signature of the real function (its Cython docstring)."""
+    from trt_real.conformance import doc_signatures
+
+    problems = []
+    for name, positional, keywords, where in sites:
+        overloads = doc_signatures(name, getattr(getattr(rt, name, None), "__doc__", None))
+        fits = any(sum(not d for _, d in params) <= positional + len(keywords) <= len(params)
+                   and all(k in [p for p, _ in params[positional:]] for k in keywords) for params in overloads)
+        if not fits:
+            problems.append(f"{where}: cudart.{name} with {positional} positional {list(keywords)} fits none of {overloads}")
+    return problems
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("label")
@@ -49,7 +80,7 @@ def main() -> None:
     from gr00t_trt.cuda_python import describe, driver_line, load_cudart
     from gr00t_trt.engines.device import probe_gpu
     from gr00t_trt.errors import Gr00tTrtError
-    from trt_real.conformance import check_cudart_standin, collect_chains
+    from trt_real.conformance import _root, check_cudart_standin, collect_chains
 
     def first_contact(rt) -> str:
         """What probe_gpu says as the first call (12.6.x raise "Failed to dlopen" on the first call only)."""
@@ -75,6 +106,9 @@ def main() -> None:
                 break
             obj = getattr(obj, part)
     out["missing_chains"] = missing
+    sites = call_sites(repo / "gr00t_trt", _root)
+    out["call_sites"] = len(sites)
+    out["incompatible_calls"] = incompatible_calls(rt, sites)
     print(json.dumps(out))
 
 

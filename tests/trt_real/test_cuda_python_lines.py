@@ -74,6 +74,12 @@ def test_every_cudart_call_gr00t_trt_makes_exists_on_each_line(line):
     assert result["missing_chains"] == [], f"cuda-python {label} lacks {result['missing_chains']}"
 
 
+def test_every_cudart_call_gr00t_trt_makes_fits_the_real_signature_on_each_line(line):
+    label, result = line
+    assert result["call_sites"] >= 25  # the walker sees the backend's and the probe's calls
+    assert result["incompatible_calls"] == [], f"cuda-python {label}: {result['incompatible_calls']}"
+
+
 def test_standin_signatures_match_each_line(line):
     label, result = line
     assert result["conformance"] == [], f"stand-in vs cuda-python {label}: {result['conformance']}"
