@@ -1,6 +1,7 @@
 """``gr00t-trt doctor``: what this machine can run, probed once, each answer one line.
 
-Python, torch, onnx, ONNX Runtime (version, providers), TensorRT (version or why unusable), cuda-python,
+Python, torch, onnx, ONNX Runtime (version, providers), TensorRT (version or why unusable), cuda-python
+(version, import layout) and the CUDA driver (or which cuda-python line it needs),
 the GPU (name, compute capability, memory, integrated or discrete), the Jetson L4T release, fp8/fp4
 support, whether an export's engines match this machine, and the precision plan we recommend.
 """
@@ -12,6 +13,7 @@ import platform
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .cuda_python import INSTALL, describe, driver_line, version_text
 from .errors import Gr00tTrtError
 
 
@@ -89,6 +91,14 @@ def _tensorrt_row(report: DoctorReport, gpu_problem: str | None):
     return version
 
 
+def _cuda_python_rows(report: DoctorReport, cudart) -> None:
+    """"cuda-python" (version, import layout, the CUDA it was made for) and "cuda driver" (or the mismatch)."""
+    info = describe(cudart)
+    report.add("cuda-python", f"{info.version} ({info.layout}, CUDA {version_text(info.runtime)})")
+    text, ok = driver_line(info)
+    report.add("cuda driver", text, ok=ok)
+
+
 def run_doctor(export_dir: str | Path | None = None, device_id: int = 0) -> DoctorReport:
     report = DoctorReport()
     report.add("python", f"{platform.python_version()} ({platform.machine()})")
@@ -107,9 +117,9 @@ def run_doctor(export_dir: str | Path | None = None, device_id: int = 0) -> Doct
         cudart = load_cudart()
     except Gr00tTrtError:
         cudart = None
-        report.add("cuda-python", "not installed — pip install 'gr00t-trt[trt]'", ok=False)
+        report.add("cuda-python", f"not installed — {INSTALL[12]}; Jetson Thor or driver r580+: {INSTALL[13]}", ok=False)
     if cudart is not None:
-        report.add("cuda-python", _version("cuda-bindings") or _version("cuda-python") or "installed")
+        _cuda_python_rows(report, cudart)
         try:
             gpu = probe_gpu(device_id, cudart)
         except Gr00tTrtError as exc:  # "no usable CUDA GPU — <what cudart said> — <hint>"

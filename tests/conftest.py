@@ -26,14 +26,14 @@ def gpu_unusable_reason() -> str | None:
         import tensorrt  # noqa: F401
     except ImportError:
         return "tensorrt is not installed"
+    from gr00t_trt.cuda_python import ask, load_cudart
+    from gr00t_trt.errors import Gr00tTrtError
+
     try:
-        from cuda.bindings import runtime as cudart
-    except ImportError:
-        try:
-            from cuda import cudart  # cuda-python < 12.6 layout
-        except ImportError:
-            return "cuda-python is not installed"
-    err, count = cudart.cudaGetDeviceCount()
+        cudart = load_cudart()  # either layout (cuda-python 12.6.0 has only cuda.cudart)
+        err, count = ask(cudart.cudaGetDeviceCount)  # 12.6.x raises without libcuda
+    except Gr00tTrtError as exc:
+        return str(exc)
     if int(err) != 0 or count < 1:
         return f"no CUDA device visible (cudaGetDeviceCount: error {int(err)}, {count} devices)"
     return None

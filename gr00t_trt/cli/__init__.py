@@ -7,7 +7,7 @@ on ``app`` when imported here.
 from __future__ import annotations
 
 # importing a command module registers its commands on ``app``
-from . import bench, commands, engines, serve  # noqa: F401
+from . import bench, commands, engines, selftest, serve  # noqa: F401
 from .app import app, main
 
 __all__ = ["app", "main"]

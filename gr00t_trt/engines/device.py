@@ -10,7 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from types import ModuleType
 
+from ..cuda_python import ask, load_cudart, no_gpu_hint  # load_cudart: either layout (12.6.0: cuda.cudart)
 from ..errors import EngineError, require
+
+__all__ = ["GpuInfo", "load_cudart", "load_tensorrt", "probe_gpu"]
 
 
 @dataclass(frozen=True)
@@ -52,10 +55,6 @@ def load_tensorrt() -> ModuleType:
         return require("tensorrt", "tensorrt", "building or running TensorRT engines")
 
 
-def load_cudart() -> ModuleType:
-    return require("cuda.bindings.runtime", "gr00t-trt[trt]", "talking to the CUDA runtime")
-
-
 def cuda_error_text(err: object) -> str:
     """``cudaErrorInsufficientDriver (35)`` from a cuda-python error enum (or a bare int)."""
     name = getattr(err, "name", None)
@@ -65,12 +64,9 @@ def cuda_error_text(err: object) -> str:
 def probe_gpu(device_id: int = 0, cudart: ModuleType | None = None) -> GpuInfo:
     """Name, compute capability, memory and kind of CUDA device ``device_id``; one-line error if none."""
     cudart = cudart or load_cudart()
-    err, count = cudart.cudaGetDeviceCount()
+    err, count = ask(cudart.cudaGetDeviceCount)  # 12.6.x raises without libcuda: one line, not a traceback
     if int(err) != 0:
-        raise EngineError(
-            f"no usable CUDA GPU — cudaGetDeviceCount returned {cuda_error_text(err)} — "
-            "TensorRT needs an NVIDIA GPU and driver; use backend='ort' on this machine"
-        )
+        raise EngineError(f"no usable CUDA GPU — cudaGetDeviceCount returned {cuda_error_text(err)} — {no_gpu_hint(cudart)}")
     if not count:
         raise EngineError("no CUDA GPU — cudaGetDeviceCount found 0 devices — use backend='ort' on this machine")
     if not 0 <= device_id < count:

@@ -188,6 +188,14 @@ def cudaGetLastError():  # noqa: N802
     return (_ok,)
 
 
+def cudaRuntimeGetVersion():  # noqa: N802 - the CUDA these bindings implement (tests/standin/cudart_lines.py varies it)
+    return _ok, 13040
+
+
+def cudaDriverGetVersion():  # noqa: N802 - the CUDA the driver supports
+    return _ok, 13000
+
+
 # ------------------------------------------------------------------------------------------ memory
 def _alloc(size, kind):
     if (err := _no_device()) is not None:
