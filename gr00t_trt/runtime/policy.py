@@ -57,6 +57,7 @@ class Policy:
             image_token_index=manifest.tokens["image_token_index"],
             pixels_per_token=manifest.pixels_per_token,
             max_prompt_tokens=manifest.dynamic_dims["S"][-1],  # longer prompts are refused, never cached
+            max_batch=manifest.dynamic_dims["B"][-1],  # larger batches are refused before any image is resized
         )
         pipeline = Pipeline(manifest, folder, chosen, bucket=bucket, detailed_timings=detailed_timings)
         return cls(folder, manifest, pipeline, preprocessor)
