@@ -9,11 +9,13 @@ raises one ``ManifestError`` line naming the offending field or file. Stdlib onl
 
 from __future__ import annotations
 
+import posixpath
 import re
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from .errors import ManifestError
+from .onnx_external import external_data_files
 
 #: sanity bounds: far above any GR00T size, far below what would exhaust memory when allocated
 MAX_DIM = 1 << 16  # static dims (E 2048, H 50, Ds/Da 128, C 1536, ...)
@@ -200,14 +202,31 @@ def _check_embodiments(embodiments: Any, model: dict, source: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------ integrity
+def external_files(folder: Path, rel: str) -> list[str]:
+    """The external-data files the graph ``rel`` names, as paths relative to the export folder (whatever
+    their names: ONNX Runtime and TensorRT open any ``location`` a tensor gives)."""
+    graph = folder / rel
+    if not graph.is_file():
+        return []  # a missing graph is verify_manifest_files' to report
+    found = []
+    for location in sorted(external_data_files(graph)):
+        joined = posixpath.normpath(posixpath.join(posixpath.dirname(rel), location.replace("\\", "/")))
+        if posixpath.isabs(location) or joined == ".." or joined.startswith("../"):
+            raise ManifestError(f"{graph} reads external data from {location!r}, outside the export folder — "
+                                "refusing it; re-export with `gr00t-trt export`")
+        found.append(joined)
+    return found
+
+
 def runtime_files(folder: Path, graph_files: list[str]) -> list[str]:
-    """Every file the runtime will open: each graph, its external weights when present, and the processor
-    and tokenizer files present in the folder."""
+    """Every file the runtime will open: each graph, every external-data file it names, its ``.data``
+    weights when present, and the processor and tokenizer files present in the folder."""
     wanted: list[str] = []
     for rel in graph_files:
         wanted.append(rel)
         if (folder / f"{rel}.data").exists() or (folder / f"{rel}.data").is_symlink():
             wanted.append(f"{rel}.data")
+        wanted.extend(f for f in external_files(folder, rel) if f not in wanted)
     wanted.extend(name for name in RUNTIME_FILES if (folder / name).exists() or (folder / name).is_symlink())
     return wanted
 
