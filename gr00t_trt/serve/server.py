@@ -71,6 +71,8 @@ class PolicyServer:
         zmq = require("zmq", "pyzmq", "The policy server")
         if options.max_message_bytes <= 0:
             raise ServeError(f"max_message_bytes must be positive, got {options.max_message_bytes}")
+        if not 0 <= options.port <= 65535:
+            raise ServeError(f"port {options.port} is out of range — expected 1..65535 (or 0 for any free port)")
         self.policy, self.options = policy, options
         self.default_embodiment = policy.resolve_embodiment(options.embodiment) if (
             options.embodiment or len(policy.manifest.embodiments) == 1) else None
