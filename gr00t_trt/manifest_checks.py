@@ -9,6 +9,7 @@ raises one ``ManifestError`` line naming the offending field or file. Stdlib onl
 
 from __future__ import annotations
 
+import math
 import posixpath
 import re
 from pathlib import Path, PurePosixPath
@@ -19,6 +20,9 @@ from .onnx_external import external_data_files
 
 #: sanity bounds: far above any GR00T size, far below what would exhaust memory when allocated
 MAX_DIM = 1 << 16  # static dims (E 2048, H 50, Ds/Da 128, C 1536, ...)
+#: elements of one graph tensor with its dynamic dims at 1: each static dim may be in range while their
+#: product is absurd (H = Da = 16384 is 2^28 elements per sample); GR00T's largest is an image, 254,016
+MAX_STATIC_ELEMENTS = 1 << 24
 MAX_DYNAMIC = 1 << 20  # dynamic dims (B, S, n, T)
 MAX_STEPS = 1000  # denoising steps (N1.6 uses 4)
 MAX_IMAGE_SIDE = 8192
@@ -86,6 +90,7 @@ def validate_manifest_data(data: Any, source: str) -> None:
     _check_tokens(data["tokens"], source)
     _check_files(data["files"], source)
     _check_graphs(data["graphs"], source)
+    _check_tensor_sizes(data["graphs"], data["dims"], source)
     _check_embodiments(data["embodiments"], data["model"], source)
 
 
@@ -163,6 +168,19 @@ def _check_graphs(graphs: Any, source: str) -> None:
         gdims = check_type(g.get("dims", {}), dict, source, f"{field}.dims", "an object of name -> size")
         for key, size in gdims.items():
             check_int(size, source, f"{field}.dims.{key}", 1, MAX_DYNAMIC)
+
+
+def _check_tensor_sizes(graphs: dict, dims: dict, source: str) -> None:
+    """Refuse a tensor whose static dims multiply past MAX_STATIC_ELEMENTS (buffers are allocated from
+    these before any graph could disagree)."""
+    for name, g in graphs.items():
+        sizes = {**dims, **g.get("dims", {})}
+        for side in ("inputs", "outputs"):
+            for i, t in enumerate(g[side]):
+                static = [d if isinstance(d, int) else sizes[d] for d in t["dims"] if isinstance(d, int) or d in sizes]
+                if math.prod(static) > MAX_STATIC_ELEMENTS:
+                    raise _fail(source, f"graphs.{name}.{side}[{i}] ({t['name']}, dims {t['dims']})",
+                                f"at most {MAX_STATIC_ELEMENTS:,} elements per sample", math.prod(static))
 
 
 def embodiment_rows(embodiments: dict, model: dict, source: str) -> int:

@@ -166,3 +166,13 @@ def test_external_data_outside_the_export_is_refused(export_copy, tmp_path):
     _point_external_data_at(folder, "../outside.bin")
     with pytest.raises(ManifestError, match=r"dit\.onnx reads external data from '\.\./outside\.bin', outside the export"):
         load_manifest(folder, verify_files=False)
+
+
+# ------------------------------------------------------------------------------------------ issue 17, item 13
+def test_the_product_of_static_dims_is_bounded(export_copy):
+    def change(data):
+        data["dims"]["H"] = data["dims"]["Da"] = 16384  # each within MAX_DIM, together 2^28 per sample
+
+    _edit(export_copy, change)
+    with pytest.raises(ManifestError, match=r"must be at most 16,777,216 elements per sample, got 268435456"):
+        load_manifest(export_copy, verify_files=False)
