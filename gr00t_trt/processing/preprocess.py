@@ -14,6 +14,7 @@ Everything here is numpy/OpenCV/Pillow/tokenizers: the robot runs it without PyT
 from __future__ import annotations
 
 import math
+import warnings
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -332,11 +333,14 @@ def _parse_observation(obs: Mapping[str, Any], spec: EmbodimentSpec, max_batch: 
             raise ObservationError(
                 f"{name} must hold T={len(spec.state_delta_indices)} steps in axis 1, got shape {list(arr.shape)}"
             )
-        dim = spec.state_norm[key].dim
-        if arr.shape[2] != dim:
-            raise ObservationError(f"{name} has width {arr.shape[2]}, expected {dim} (from statistics.json)")
+        norm = spec.state_norm[key]
+        if arr.shape[2] != norm.dim:
+            raise ObservationError(f"{name} has width {arr.shape[2]}, expected {norm.dim} (from statistics.json)")
+        with np.errstate(over="ignore"):
+            arr = state[key] = arr.astype(np.float32, copy=False)  # cast first: 1e300 in float64 is inf here
         if not np.isfinite(arr).all():
-            raise ObservationError(f"{name} contains NaN or inf")
+            raise ObservationError(f"{name} contains NaN or inf (as float32)")
+        _warn_far_outside(arr, norm, name)
     if len(language) != batch:
         raise ObservationError(f"batch mismatch: language {spec.language_key!r} has {len(language)} entries, video has {batch}")
     return _Parsed(video=video, state=state, language=language, flat=flat, batch=batch)
@@ -345,6 +349,23 @@ def _parse_observation(obs: Mapping[str, Any], spec: EmbodimentSpec, max_batch: 
 def _check_language_count(count: int, batch: int, key: str) -> None:
     if count != batch:
         raise ObservationError(f"batch mismatch: language {key!r} has {count:,} entries, video has {batch}")
+
+
+#: a state this many statistics ranges beyond min/max is almost surely in the wrong unit or garbage
+FAR_OUTSIDE_RANGES = 100.0
+
+
+def _warn_far_outside(arr: np.ndarray, norm: Any, name: str) -> None:
+    """Warn (not refuse: a robot may legitimately leave its training range) about physical values orders of
+    magnitude beyond the embodiment's statistics, which make the model's actions absurd."""
+    low, high = np.asarray(norm.min, np.float64), np.asarray(norm.max, np.float64)
+    span = np.maximum(high - low, 1e-6) * FAR_OUTSIDE_RANGES
+    far = (arr < low - span) | (arr > high + span)
+    if far.any():
+        worst = float(arr[far].flat[np.argmax(np.abs(arr[far]))])
+        warnings.warn(f"{name} holds {worst:g}, over {FAR_OUTSIDE_RANGES:g}× the statistics' range "
+                      f"[{float(low.min()):g}, {float(high.max()):g}] away from it — check the unit and the key order; "
+                      "actions from such a state are unreliable", RuntimeWarning, stacklevel=4)
 
 
 def _nested_language(value: Any, key: str, batch: int) -> list[str]:

@@ -79,6 +79,8 @@ class Policy:
             if noise is None:
                 shape = (inputs.input_ids.shape[0], self.manifest.dims["H"], self.manifest.dims["Da"])
                 noise = np.random.default_rng(seed).standard_normal(shape, dtype=np.float32)
+            elif isinstance(noise, np.ndarray) and noise.dtype == np.dtype(np.float32).newbyteorder():
+                noise = noise.astype(np.float32)  # big-endian float32 (as state is accepted): same values
             action_pred = self.pipeline.run(inputs, noise)
             ran = time.perf_counter()
             actions = self.preprocessor.decode(action_pred.copy(), inputs)  # the pipeline reuses its buffer

@@ -363,3 +363,23 @@ def test_an_instruction_too_long_for_any_tokenisation_is_refused_before_tokenisi
     monkeypatch.setattr(EagleTokenizer, "encode", _refuse("the instruction was tokenised"))
     with pytest.raises(ObservationError, match=r"the instruction is 1,000,000 bytes, more than the 64 tokens"):
         fresh.prompt_ids("a" * 1_000_000, ((252, 336),))
+
+
+# ------------------------------------------------------------------------------------------ issue 17, item 15
+def test_state_is_cast_to_float32_before_the_finite_check(pre):
+    obs = flat(libero_obs(pre, batch=1, sizes=((8, 8), (8, 8))))
+    key = next(k for k in obs if k.startswith("state."))
+    obs[key] = np.full(obs[key].shape, 1e300, np.float64)  # finite in float64, inf in float32
+    with pytest.raises(ObservationError, match=rf"'{key}' contains NaN or inf \(as float32\)"):
+        pre(obs, "libero_panda")
+
+
+def test_a_state_far_beyond_the_statistics_is_warned_about(pre):
+    obs = flat(libero_obs(pre, batch=1, sizes=((8, 8), (8, 8))))
+    key = next(k for k in obs if k.startswith("state.") and "eef" not in k)  # no rotation in it
+    obs[key] = obs[key].astype(">f4")  # big-endian state is accepted
+    pre(obs, "libero_panda")
+    obs[key] = obs[key].astype(np.float32)
+    obs[key][..., 0] = 1e30
+    with pytest.warns(RuntimeWarning, match=rf"'{key}' holds 1e\+30, over 100× the statistics' range"):
+        pre(obs, "libero_panda")

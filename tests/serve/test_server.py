@@ -315,3 +315,12 @@ def test_two_clients_at_once_get_their_own_answers(served, observation, referenc
     for seed, (action, echoed) in got.items():
         assert echoed == seed
         assert_same_actions(action, want[seed])
+
+
+def test_big_endian_noise_is_accepted_like_big_endian_state(served_policy, observation):
+    """issue 17, item 18: float32 noise in the other byte order gives the same actions, not a refusal."""
+    h, da = served_policy.manifest.dims["H"], served_policy.manifest.dims["Da"]
+    noise = np.random.default_rng(5).standard_normal((1, h, da), dtype=np.float32)
+    want = served_policy.get_action(observation, embodiment=EMBODIMENT, noise=noise)
+    got = served_policy.get_action(observation, embodiment=EMBODIMENT, noise=noise.astype(">f4"))
+    assert_same_actions(got, want)
