@@ -27,7 +27,7 @@ from ..errors import CheckpointError, ObservationError
 from .actions import check_reference_rotations, decode_actions
 from .images import ImageTransform
 from .modality import EmbodimentSpec, ProcessorSpec, load_processor_spec
-from .prompt import build_prompt
+from .prompt import build_prompt, chat_frame
 from .state import normalize_state
 from .tokenizer import EagleTokenizer, load_tokenizer
 
@@ -79,6 +79,8 @@ class Preprocessor:
             raise CheckpointError(f"pixels_per_token {pixels_per_token} is not (patch · unshuffle)² of any patch grid")
         self.spec = spec
         self.tokenizer = tokenizer
+        for embodiment in spec.embodiments.values():  # render the chat template now, once per prompt shape
+            chat_frame(tokenizer.chat_template, embodiment.num_frames * len(embodiment.video_keys))
         self.image_token_index = image_token_index
         self.pixels_per_token = pixels_per_token
         self.image_transform = ImageTransform.from_settings(spec.settings, factor=factor)
