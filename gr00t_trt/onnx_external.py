@@ -41,25 +41,42 @@ def _varint(buf, pos: int, end: int) -> tuple[int, int]:
         shift += 7
 
 
+def _skip_value(buf, pos: int, end: int, wire: int) -> tuple[int, int]:
+    """(start, end) of one field's value; groups (wire types 3/4, which protobuf parsers still accept for
+    unknown fields) are skipped whole, so no field can hide behind them."""
+    if wire == 0:
+        return pos, _varint(buf, pos, end)[1]
+    if wire == 1:
+        return pos, pos + 8
+    if wire == 5:
+        return pos, pos + 4
+    if wire == 2:
+        length, pos = _varint(buf, pos, end)
+        return pos, pos + length
+    if wire == 3:
+        depth, start = 1, pos
+        while depth:
+            key, pos = _varint(buf, pos, end)
+            inner = key & 7
+            if inner in (3, 4):
+                depth += 1 if inner == 3 else -1
+            else:
+                pos = _skip_value(buf, pos, end, inner)[1]
+            if pos > end:
+                raise ValueError("group runs past its message")
+        return start, pos
+    raise ValueError(f"unexpected protobuf wire type {wire}")
+
+
 def _fields(buf, pos: int, end: int):
     """(field number, wire type, value start, value end) of each field of one message."""
     while pos < end:
         key, pos = _varint(buf, pos, end)
         number, wire = key >> 3, key & 7
-        if wire == 0:
-            _, after = _varint(buf, pos, end)
-        elif wire == 1:
-            after = pos + 8
-        elif wire == 5:
-            after = pos + 4
-        elif wire == 2:
-            length, pos = _varint(buf, pos, end)
-            after = pos + length
-        else:
-            raise ValueError(f"unsupported protobuf wire type {wire}")
+        start, after = _skip_value(buf, pos, end, wire)
         if after > end:
             raise ValueError("field runs past its message")
-        yield number, wire, pos, after
+        yield number, wire, start, after
         pos = after
 
 

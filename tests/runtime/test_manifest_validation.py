@@ -176,3 +176,21 @@ def test_the_product_of_static_dims_is_bounded(export_copy):
     _edit(export_copy, change)
     with pytest.raises(ManifestError, match=r"must be at most 16,777,216 elements per sample, got 268435456"):
         load_manifest(export_copy, verify_files=False)
+
+
+def test_a_graph_that_is_not_protobuf_is_refused_at_load(export_copy):
+    """Its external-data files cannot be listed, so it is refused before any backend opens it."""
+    (export_copy / "dit.onnx").write_bytes(b"not a protobuf")
+    with pytest.raises(ManifestError, match=r"dit\.onnx is not a readable ONNX graph .* re-export it"):
+        load_manifest(export_copy, verify_files=False)
+
+
+def test_external_data_behind_an_unknown_group_field_is_still_found(tmp_path):
+    from gr00t_trt.onnx_external import external_data_files
+
+    entry = b"\x0a\x08location\x12\x06hidden"  # StringStringEntryProto key/value
+    tensor = b"\x6a" + bytes([len(entry)]) + entry  # TensorProto.external_data (13)
+    graph = b"\x2a" + bytes([len(tensor)]) + tensor  # GraphProto.initializer (5)
+    group = b"\xfb\x07\x08\x01\xfc\x07"  # unknown field 127 as a group holding a varint
+    (tmp_path / "m.onnx").write_bytes(group + b"\x3a" + bytes([len(graph)]) + graph)  # ModelProto.graph (7)
+    assert external_data_files(tmp_path / "m.onnx") == {"hidden"}
