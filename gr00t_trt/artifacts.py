@@ -17,7 +17,9 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import signal
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -81,8 +83,15 @@ def check_replaceable(out: Path, force: bool, recognise: Recognise, what: str, e
         )
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"received {signal.Signals(signum).name}")
+
+
 class StagingFolder:
-    """A locked ``.NAME.partial-XXXX`` folder next to ``out``, published by an atomic rename."""
+    """A locked ``.NAME.partial-XXXX`` folder next to ``out``, published by an atomic rename.
+
+    While it exists, SIGTERM (``kill``, systemd, a container stop) interrupts like Ctrl-C, so the
+    writer's ``except BaseException: discard()`` removes the partial folder and its lock in both cases."""
 
     def __init__(self, out: Path, report: Report | None = None) -> None:
         self.out = Path(out)
@@ -92,6 +101,9 @@ class StagingFolder:
         self._lock_path = self.path.with_name(self.path.name + LOCK_SUFFIX)
         self._lock = open(self._lock_path, "w")  # noqa: SIM115 - held until publish/discard
         fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        self._sigterm = None  # the handler to restore (signals can only be set from the main thread)
+        if threading.current_thread() is threading.main_thread():
+            self._sigterm = signal.signal(signal.SIGTERM, _interrupt)
 
     def publish(self, force: bool, recognise: Recognise, what: str, error: type[Gr00tTrtError]) -> Path:
         """Give the tree normal permissions and rename it to ``out`` (replacing an allowed old folder)."""
@@ -115,6 +127,9 @@ class StagingFolder:
         self._unlock()
 
     def _unlock(self) -> None:
+        if self._sigterm is not None:
+            signal.signal(signal.SIGTERM, self._sigterm)
+            self._sigterm = None
         if not self._lock.closed:
             self._lock_path.unlink(missing_ok=True)
             self._lock.close()

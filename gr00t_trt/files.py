@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -24,9 +25,58 @@ def _umask() -> int:
     return mask
 
 
-def write_atomic(path: str | Path, data: bytes | str) -> Path:
-    """Write ``data`` to ``path`` so that readers see the old file or the whole new one, never a part."""
+def _refuse_special(path: Path, what: str, want: str) -> None:
+    """Fail unless ``path`` is absent or of the wanted kind (``file`` or ``folder``)."""
+    if not (path.exists() or path.is_symlink()):
+        return
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise Gr00tTrtError(f"{what} {path}: {exc.strerror}") from None
+    if want == "file" and not stat.S_ISREG(mode):
+        kind = "a folder" if stat.S_ISDIR(mode) else "a device, FIFO or socket"
+        raise Gr00tTrtError(f"{what} {path}: it is {kind} — expected a path for a new or existing file")
+    if want == "folder" and not stat.S_ISDIR(mode):
+        raise Gr00tTrtError(f"{what} {path}: it is not a folder — expected a folder to write files into")
+
+
+def _probe_folder(path: Path, folder: Path, what: str) -> None:
+    """Create and remove a file in ``folder``: the only test of writability that root and /proc cannot fool."""
+    if not folder.is_dir():
+        raise Gr00tTrtError(f"{what} {path}: folder {folder} does not exist — create it first")
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".gr00t-trt-probe.")
+    except OSError as exc:
+        raise Gr00tTrtError(f"{what} {path}: cannot create a file in {folder} ({exc.strerror})") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def check_output(path: str | Path, what: str = "output") -> Path:
+    """Fail in one line, before any work, unless ``path`` can become a file we write: its folder exists
+    (missing folders are never created, by any command: a typo should not make a tree) and takes a new
+    file, and ``path`` is absent or a regular file — never a device, FIFO, socket or folder."""
     path = Path(path)
+    _refuse_special(path, what, "file")
+    _probe_folder(path, path.parent, what)
+    return path
+
+
+def check_output_folder(path: str | Path, what: str = "output") -> Path:
+    """Like ``check_output`` for a folder we write files into: a writable folder, or absent inside one."""
+    path = Path(path)
+    _refuse_special(path, what, "folder")
+    _probe_folder(path, path if path.is_dir() else path.parent, what)
+    return path
+
+
+def write_atomic(path: str | Path, data: bytes | str) -> Path:
+    """Write ``data`` to ``path`` so that readers see the old file or the whole new one, never a part.
+    Refuses to replace what is not a regular file (a device node, a FIFO, a folder)."""
+    path = Path(path)
+    if path.exists() and not path.is_file():
+        raise Gr00tTrtError(f"cannot write {path}: it exists and is not a regular file (a device, FIFO, socket "
+                            "or folder) — expected a file path")
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:

@@ -9,14 +9,20 @@ raises one ``ManifestError`` line naming the offending field or file. Stdlib onl
 
 from __future__ import annotations
 
+import math
+import posixpath
 import re
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from .errors import ManifestError
+from .onnx_external import external_data_files
 
 #: sanity bounds: far above any GR00T size, far below what would exhaust memory when allocated
 MAX_DIM = 1 << 16  # static dims (E 2048, H 50, Ds/Da 128, C 1536, ...)
+#: elements of one graph tensor with its dynamic dims at 1: each static dim may be in range while their
+#: product is absurd (H = Da = 16384 is 2^28 elements per sample); GR00T's largest is an image, 254,016
+MAX_STATIC_ELEMENTS = 1 << 24
 MAX_DYNAMIC = 1 << 20  # dynamic dims (B, S, n, T)
 MAX_STEPS = 1000  # denoising steps (N1.6 uses 4)
 MAX_IMAGE_SIDE = 8192
@@ -84,6 +90,7 @@ def validate_manifest_data(data: Any, source: str) -> None:
     _check_tokens(data["tokens"], source)
     _check_files(data["files"], source)
     _check_graphs(data["graphs"], source)
+    _check_tensor_sizes(data["graphs"], data["dims"], source)
     _check_embodiments(data["embodiments"], data["model"], source)
 
 
@@ -163,6 +170,19 @@ def _check_graphs(graphs: Any, source: str) -> None:
             check_int(size, source, f"{field}.dims.{key}", 1, MAX_DYNAMIC)
 
 
+def _check_tensor_sizes(graphs: dict, dims: dict, source: str) -> None:
+    """Refuse a tensor whose static dims multiply past MAX_STATIC_ELEMENTS (buffers are allocated from
+    these before any graph could disagree)."""
+    for name, g in graphs.items():
+        sizes = {**dims, **g.get("dims", {})}
+        for side in ("inputs", "outputs"):
+            for i, t in enumerate(g[side]):
+                static = [d if isinstance(d, int) else sizes[d] for d in t["dims"] if isinstance(d, int) or d in sizes]
+                if math.prod(static) > MAX_STATIC_ELEMENTS:
+                    raise _fail(source, f"graphs.{name}.{side}[{i}] ({t['name']}, dims {t['dims']})",
+                                f"at most {MAX_STATIC_ELEMENTS:,} elements per sample", math.prod(static))
+
+
 def embodiment_rows(embodiments: dict, model: dict, source: str) -> int:
     """Rows of the graphs' embodiment-specific weights: 1 for a single-embodiment (sliced) export, else
     the model's ``max_num_embodiments``."""
@@ -200,14 +220,31 @@ def _check_embodiments(embodiments: Any, model: dict, source: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------ integrity
+def external_files(folder: Path, rel: str) -> list[str]:
+    """The external-data files the graph ``rel`` names, as paths relative to the export folder (whatever
+    their names: ONNX Runtime and TensorRT open any ``location`` a tensor gives)."""
+    graph = folder / rel
+    if not graph.is_file():
+        return []  # a missing graph is verify_manifest_files' to report
+    found = []
+    for location in sorted(external_data_files(graph)):
+        joined = posixpath.normpath(posixpath.join(posixpath.dirname(rel), location.replace("\\", "/")))
+        if posixpath.isabs(location) or joined == ".." or joined.startswith("../"):
+            raise ManifestError(f"{graph} reads external data from {location!r}, outside the export folder — "
+                                "refusing it; re-export with `gr00t-trt export`")
+        found.append(joined)
+    return found
+
+
 def runtime_files(folder: Path, graph_files: list[str]) -> list[str]:
-    """Every file the runtime will open: each graph, its external weights when present, and the processor
-    and tokenizer files present in the folder."""
+    """Every file the runtime will open: each graph, every external-data file it names, its ``.data``
+    weights when present, and the processor and tokenizer files present in the folder."""
     wanted: list[str] = []
     for rel in graph_files:
         wanted.append(rel)
         if (folder / f"{rel}.data").exists() or (folder / f"{rel}.data").is_symlink():
             wanted.append(f"{rel}.data")
+        wanted.extend(f for f in external_files(folder, rel) if f not in wanted)
     wanted.extend(name for name in RUNTIME_FILES if (folder / name).exists() or (folder / name).is_symlink())
     return wanted
 

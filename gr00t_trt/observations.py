@@ -4,6 +4,8 @@ ones read from an ``.npz`` file in Isaac-GR00T's flat form. numpy only (robot si
 
 from __future__ import annotations
 
+import io
+import math
 import os
 import tempfile
 import time
@@ -14,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ObservationError
+from .files import write_atomic
 from .processing.images import processed_image_size
 
 #: raw camera frames tried, in order, to hit a requested preprocessed size
@@ -26,6 +29,9 @@ INSTRUCTIONS = ("pick up the apple", "open the top drawer of the cabinet and put
 
 #: file suffix of a saved observation (`--obs`, `run --record`, `export --calib`)
 OBSERVATION_SUFFIX = ".npz"
+#: what the arrays of one observation file may declare in all (a 480x640 frame is 0.9 MiB): checked from
+#: the npy headers before anything is decompressed, so a small file cannot ask for gigabytes
+MAX_OBSERVATION_BYTES = 256 << 20
 
 
 def frame_for(size: tuple[int, int], spec) -> tuple[int, int]:
@@ -66,10 +72,26 @@ def synthetic_observation(
     return {"video": video, "state": state, "language": {spec.language_key: [[text] for _ in range(batch)]}}
 
 
-def load_observation(path: str | Path) -> dict:
+def _declared_bytes(archive: zipfile.ZipFile, path: Path) -> int:
+    """Bytes the members of an .npz declare in their npy headers (read alone, before any array)."""
+    total = 0
+    for info in archive.infolist():
+        try:
+            with archive.open(info) as member:
+                version = np.lib.format.read_magic(member)
+                read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                shape, _, dtype = read(member)
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+            raise ObservationError(f"{path}: member {info.filename!r} is not a readable .npy ({exc})") from None
+        total += math.prod(shape) * dtype.itemsize
+    return total
+
+
+def load_observation(path: str | Path, max_bytes: int = MAX_OBSERVATION_BYTES) -> dict:
     """Read a flat observation (``video.<k>``, ``state.<k>``, ``annotation.*``) from an .npz file.
 
-    Text arrays are stored as numpy unicode arrays, so nothing is unpickled.
+    Text arrays are stored as numpy unicode arrays, so nothing is unpickled. The shapes the arrays
+    declare are summed first: more than ``max_bytes`` is refused before anything is decompressed.
     """
     path = Path(path)
     if not path.is_file():
@@ -84,6 +106,11 @@ def load_observation(path: str | Path) -> dict:
         )
     obs = {}
     try:
+        with zipfile.ZipFile(path) as archive:
+            declared = _declared_bytes(archive, path)
+        if declared > max_bytes:
+            raise ObservationError(f"{path}: its arrays declare {declared:,} bytes, over the {max_bytes:,}-byte limit "
+                                   "of an observation — expected camera frames and states of one control step")
         with np.load(path, allow_pickle=False) as data:
             for key in data.files:
                 try:
@@ -110,7 +137,9 @@ def save_observation(path: str | Path, obs: dict) -> None:
         flat.update({k: np.array([t[0] if isinstance(t, list) else t for t in v]) for k, v in obs["language"].items()})
     else:
         flat = {k: (np.array(list(v)) if isinstance(v, (list, tuple)) else v) for k, v in obs.items()}
-    np.savez(path, **flat)
+    buffer = io.BytesIO()
+    np.savez(buffer, **flat)
+    write_atomic(path, buffer.getvalue())  # exactly ``path`` (np.savez would append .npz to a bare name)
 
 
 def record_observation(folder: str | Path, obs: dict, embodiment: str) -> Path:

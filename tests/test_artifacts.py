@@ -181,3 +181,27 @@ def test_torchvision_skip_warnings_are_silenced():
     finally:
         logger.removeHandler(keep)
     assert keep.messages == ["something that matters"]  # only the irrelevant line is dropped
+
+
+def test_sigterm_while_staging_cleans_up_like_sigint(tmp_path):
+    """issue 17, item 18: SIGTERM during an export left the hidden partial folder and its .lock."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(f"""
+        import os, signal, time
+        from pathlib import Path
+        from gr00t_trt.artifacts import StagingFolder
+        staging = StagingFolder(Path({str(tmp_path / "out")!r}))
+        try:
+            (staging.path / "graph.onnx").write_text("half")
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+        except BaseException:
+            staging.discard()
+            raise
+    """)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0 and "KeyboardInterrupt: received SIGTERM" in result.stderr, result.stderr
+    assert list(tmp_path.iterdir()) == []  # no .out.partial-* folder, no .lock

@@ -9,7 +9,7 @@ import stat
 import pytest
 
 from gr00t_trt.errors import Gr00tTrtError, ManifestError
-from gr00t_trt.files import read_json, write_atomic, write_json
+from gr00t_trt.files import check_output, check_output_folder, read_json, write_atomic, write_json
 
 
 def test_atomic_write_replaces_whole_files_with_umask_permissions(tmp_path):
@@ -72,3 +72,51 @@ def test_read_json_refuses_a_file_over_its_size_bound(tmp_path):
     path.write_text("[" + "0," * 1000 + "0]")
     with pytest.raises(Gr00tTrtError, match="over the 100-byte limit"):
         read_json(path, "statistics", max_bytes=100)
+
+
+# ------------------------------------------------------------------------------------------ issue 17, items 10 and 17
+def special_files(tmp_path):
+    """A FIFO, and a character device when running as root (mknod needs it): never real /dev nodes."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    made = [fifo]
+    if os.geteuid() == 0:
+        device = tmp_path / "null-device"
+        os.mknod(device, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        made.append(device)
+    return made
+
+
+def test_the_atomic_writer_never_replaces_a_device_or_fifo(tmp_path):
+    for path in special_files(tmp_path):
+        kind = stat.S_IFMT(path.lstat().st_mode)
+        with pytest.raises(Gr00tTrtError, match=f"cannot write {path}: it exists and is not a regular file"):
+            write_atomic(path, b"data")
+        assert stat.S_IFMT(path.lstat().st_mode) == kind  # still the node it was
+    with pytest.raises(Gr00tTrtError, match="not a regular file"):
+        write_json(tmp_path, {"x": 1})
+
+
+def test_output_paths_are_checked_before_any_work(tmp_path):
+    for path in special_files(tmp_path):
+        with pytest.raises(Gr00tTrtError, match=f"--out {path}: it is a device, FIFO or socket"):
+            check_output(path, "--out")
+    with pytest.raises(Gr00tTrtError, match="it is a folder"):
+        check_output(tmp_path, "--json")
+    with pytest.raises(Gr00tTrtError, match=r"folder .*nowhere does not exist — create it first"):
+        check_output(tmp_path / "nowhere" / "r.json", "--json")
+    if os.path.isdir("/proc"):
+        with pytest.raises(Gr00tTrtError, match=r"--json /proc/r.json: cannot create a file in /proc"):
+            check_output("/proc/r.json", "--json")
+    assert check_output(tmp_path / "ok.json", "--json") == tmp_path / "ok.json"
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(("fifo", "null"))) == []  # no probe left
+
+
+def test_output_folders_are_checked_before_any_work(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(Gr00tTrtError, match="it is not a folder"):
+        check_output_folder(tmp_path / "file", "--record")
+    with pytest.raises(Gr00tTrtError, match="does not exist"):
+        check_output_folder(tmp_path / "a" / "b", "--record")
+    assert check_output_folder(tmp_path / "new", "--record") == tmp_path / "new"
+    assert check_output_folder(tmp_path, "--record") == tmp_path

@@ -4,12 +4,12 @@ Every file is written atomically. Torch-free."""
 
 from __future__ import annotations
 
+import io
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from ..files import write_atomic
 from .roofline import Roofline
 from .runner import BenchReport
 from .stats import LatencyStats
@@ -27,24 +27,6 @@ def leaf_stages(stages: dict[str, Any]) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------ files
-def write_atomic(path: str | Path, data: bytes | str) -> Path:
-    """Write a file so a reader never sees half of it (temporary name in the same folder, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a report is an ordinary file
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def write_json(path: str | Path, data: dict[str, Any]) -> Path:
     return write_atomic(path, json.dumps(data, indent=2, default=_jsonable) + "\n")
 
@@ -293,13 +275,10 @@ def write_png(report: BenchReport, path: str | Path) -> Path:
     ax.legend(unique.values(), unique.keys(), loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8,
               frameon=False)
     fig.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp.png")
+    buffer = io.BytesIO()
     try:
-        fig.savefig(tmp)
-        os.replace(tmp, path)
+        fig.savefig(buffer, format="png")
     finally:
         plt.close(fig)
-        tmp.unlink(missing_ok=True)
-    return path
+    return write_atomic(path, buffer.getvalue())
 

@@ -11,6 +11,7 @@ from rich.markup import escape
 
 from .. import __version__
 from ..errors import Gr00tTrtError
+from .numbers import check_numeric_options
 
 app = typer.Typer(
     name="gr00t-trt",
@@ -48,6 +49,7 @@ def friendly(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
+            check_numeric_options(kwargs)
             return fn(*args, **kwargs)
         except Gr00tTrtError as exc:
             if _state["debug"]:

@@ -83,6 +83,11 @@ class BenchOptions:
             require("matplotlib", "gr00t-trt[plot]", "the --plot chart")
         if self.model_only and (self.compare_reference or self.plot_out):
             raise Gr00tTrtError("--model-only executes nothing: --compare-reference and --plot need a benchmark run")
+        from ..files import check_output
+
+        for option, path in (("--json", self.json_out), ("--markdown", self.markdown_out), ("--plot", self.plot_out)):
+            if path is not None:
+                check_output(path, option)
 
 
 def run_bench(options: BenchOptions, console: Any, progress_factory: Any = None) -> Any:

@@ -26,9 +26,11 @@ BACKEND_HELP = "auto, ort or trt (auto: TensorRT if engines match this GPU, else
 
 
 def _writable_file(path: Path | None, option: str) -> None:
-    """Refuse an output path whose folder does not exist before any work is done."""
-    if path is not None and not path.parent.is_dir():
-        raise Gr00tTrtError(f"{option} {path}: folder {path.parent} does not exist — create it first")
+    """Refuse, before any work is done, an output path that could not be written (files.check_output)."""
+    if path is not None:
+        from ..files import check_output
+
+        check_output(path, option)
 
 
 # ------------------------------------------------------------------------------------------ inspect
@@ -224,6 +226,10 @@ def run(
         raise ObservationError("give exactly one of --obs FILE.npz or --synthetic")
     _writable_file(out, "--out")
     _writable_file(save_obs, "--save-obs")
+    if record is not None:
+        from ..files import check_output_folder
+
+        check_output_folder(record, "--record")
     policy = Policy.load(export_dir, backend=backend)
     tag = policy.resolve_embodiment(embodiment)
     if obs:

@@ -20,7 +20,9 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on; 0.0.0.0 exposes the policy to the network.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port (Isaac-GR00T's default is 5555).")] = 5555,
     api_token: Annotated[str | None, typer.Option(envvar="GR00T_TRT_API_TOKEN", show_default=False,
-                                                  help="Require this token in every request.")] = None,
+                                                  help="Require this token in every request. Prefer the "
+                                                  "GR00T_TRT_API_TOKEN environment variable: other users can read a "
+                                                  "command-line token with `ps`.")] = None,
     allow_kill: Annotated[bool, typer.Option(help="Let clients stop the server with the kill endpoint.")] = False,
     max_message_mb: Annotated[float, typer.Option(help="Largest request accepted, in MiB.")] = 64.0,
 ) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import logging
 import shutil
 import time
@@ -22,7 +21,8 @@ import torch
 from .. import __version__
 from ..artifacts import StagingFolder, check_replaceable
 from ..dataflow import segments
-from ..errors import EmbodimentError, ExportError
+from ..errors import EmbodimentError, ExportError, Gr00tTrtError
+from ..files import read_json
 from ..graphs import dynamic_ranges
 from ..manifest import (
     FORMAT_NAME,
@@ -180,8 +180,8 @@ def check_options(options: ExportOptions, out_dir: Path) -> None:
 def is_export(folder: Path) -> bool:
     """True when ``folder`` holds a gr00t-trt export manifest (what ``--force`` may replace)."""
     try:
-        return json.loads((Path(folder) / MANIFEST_NAME).read_text()).get("format") == FORMAT_NAME
-    except (OSError, ValueError, AttributeError):
+        return read_json(Path(folder) / MANIFEST_NAME, "export manifest", expect=dict).get("format") == FORMAT_NAME
+    except Gr00tTrtError:
         return False
 
 

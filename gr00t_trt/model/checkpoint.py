@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import math
 import re
 from collections.abc import Iterator, Mapping
@@ -26,6 +25,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
+from ..files import parse_json, read_json
 from .config import Gr00tConfig
 
 INDEX_FILE = "model.safetensors.index.json"
@@ -168,8 +168,8 @@ def read_safetensors_header(path: Path) -> dict[str, StoredTensor]:
     except FileNotFoundError:
         raise CheckpointError(f"safetensors file not found: {path}") from None
     try:
-        header = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        header = parse_json(raw.decode("utf-8"), str(path), "safetensors header", CheckpointError)
+    except (CheckpointError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{path} is not a safetensors file: its header is not JSON ({exc})") from None
     if not isinstance(header, dict):
         raise CheckpointError(
@@ -242,13 +242,9 @@ def read_tensor_index(folder: str | Path) -> dict[str, StoredTensor]:
     folder = Path(folder)
     index_path = folder / INDEX_FILE
     if index_path.is_file():
+        index = read_json(index_path, "safetensors index", CheckpointError)
         try:
-            index = json.loads(index_path.read_text())
             weight_map = index["weight_map"]
-        except json.JSONDecodeError as exc:
-            raise CheckpointError(
-                f"{index_path} is not valid JSON ({exc.msg} at line {exc.lineno})"
-            ) from None
         except (KeyError, TypeError):
             raise CheckpointError(
                 f"{index_path} has no 'weight_map' object — expected the Hugging Face sharded layout"

@@ -11,12 +11,12 @@ without PyTorch.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..files import read_json
 
 #: config.json field where synthetic checkpoints store their own backbone values.
 SYNTHETIC_BACKBONE_KEY = "gr00t_trt_backbone_config"
@@ -226,12 +226,9 @@ class Gr00tConfig:
     @classmethod
     def from_file(cls, path: str | Path) -> Gr00tConfig:
         path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"checkpoint config not found: {path} — expected a GR00T N1.6 config.json") from None
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        if not path.is_file():
+            raise ConfigError(f"checkpoint config not found: {path} — expected a GR00T N1.6 config.json")
+        data = read_json(path, "GR00T N1.6 config.json", ConfigError, expect=dict)
         return cls.from_dict(data, source=str(path))
 
     def to_dict(self) -> dict[str, Any]:

@@ -8,14 +8,14 @@ the dtype mix and the embodiments, and estimates the size of the engines an expo
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, Gr00tTrtError
+from ..files import read_json
 from ..fp8_plan import is_planned
 from .checkpoint import (
     CONFIG_FILE,
@@ -382,9 +382,9 @@ def _read_json(path: Path, notes: list[str]) -> Any:
         notes.append(f"{path.name} not found")
         return None
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        notes.append(f"{path.name} is not valid JSON ({exc.msg} at line {exc.lineno})")
+        return read_json(path, path.name, expect=dict)
+    except Gr00tTrtError as exc:
+        notes.append(str(exc))
         return None
 
 

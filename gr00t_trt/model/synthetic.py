@@ -24,7 +24,8 @@ import torch
 from torch import nn
 
 from ..artifacts import StagingFolder, check_replaceable, is_empty_dir
-from ..errors import CheckpointError
+from ..errors import CheckpointError, Gr00tTrtError
+from ..files import read_json
 from .checkpoint import CONFIG_FILE, INDEX_FILE, TORCH_TO_SAFETENSORS, expected_layout
 from .config import Gr00tConfig
 from .presets import preset_config
@@ -177,8 +178,8 @@ def config_json(config: Gr00tConfig, marker: dict | None = None) -> dict:
 def is_synthetic_checkpoint(folder: Path) -> bool:
     """True when ``folder`` holds a checkpoint written by ``make_checkpoint`` / ``make_header_only_checkpoint``."""
     try:
-        return SYNTHETIC_MARKER_KEY in json.loads((Path(folder) / CONFIG_FILE).read_text())
-    except (OSError, ValueError, TypeError):
+        return SYNTHETIC_MARKER_KEY in read_json(Path(folder) / CONFIG_FILE, "config.json", expect=dict)
+    except Gr00tTrtError:
         return False
 
 

@@ -141,8 +141,8 @@ def _multiple_size(height: int, width: int, factor: int) -> tuple[int, int]:
     """Eagle's smart_resize: round each side to a multiple of ``factor`` within the pixel bounds."""
     if max(height, width) / min(height, width) > MAX_RATIO:
         raise ObservationError(
-            f"image aspect ratio {max(height, width) / min(height, width):.0f} exceeds {MAX_RATIO} after cropping "
-            f"({height}x{width})"
+            f"image aspect ratio {max(height, width) / min(height, width):.2f}:1 after resizing and cropping "
+            f"({height}x{width}) — expected at most {MAX_RATIO}:1 (Eagle's limit); send the camera's real frame"
         )
     h = max(factor, round(height / factor) * factor)
     w = max(factor, round(width / factor) * factor)

@@ -9,7 +9,6 @@ relative-action statistics), so that ``state.py`` and ``actions.py`` only do ari
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import CheckpointError, EmbodimentError
+from ..files import read_json
 
 PROCESSOR_CONFIG_FILE = "processor_config.json"
 STATISTICS_FILE = "statistics.json"
@@ -279,17 +279,14 @@ def parse_processor_spec(
 
 
 def _read_json(path: Path, required: bool) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
+    if not path.is_file():
         if not required:
             return None
         raise CheckpointError(
             f"{path} not found — expected GR00T N1.6 processor files (processor_config.json, statistics.json) "
             "in a checkpoint folder or export directory"
-        ) from None
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        )
+    return read_json(path, "GR00T processor file", CheckpointError, expect=dict)
 
 
 def _parse_settings(kwargs: Mapping[str, Any], cfg_name: str) -> ProcessorSettings:

@@ -14,6 +14,7 @@ Everything here is numpy/OpenCV/Pillow/tokenizers: the robot runs it without PyT
 from __future__ import annotations
 
 import math
+import warnings
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from ..errors import CheckpointError, ObservationError
 from .actions import check_reference_rotations, decode_actions
 from .images import ImageTransform
 from .modality import EmbodimentSpec, ProcessorSpec, load_processor_spec
-from .prompt import build_prompt
+from .prompt import build_prompt, chat_frame
 from .state import normalize_state
 from .tokenizer import EagleTokenizer, load_tokenizer
 
@@ -65,6 +66,7 @@ class Preprocessor:
         cache_size: int = 256,
         cache_bytes: int = 16 << 20,
         max_prompt_tokens: int | None = None,
+        max_batch: int | None = None,
     ):
         tokenizer.check(image_token_index, source="tokenizer")
         if spec.settings.max_state_dim != max_state_dim:
@@ -77,6 +79,8 @@ class Preprocessor:
             raise CheckpointError(f"pixels_per_token {pixels_per_token} is not (patch · unshuffle)² of any patch grid")
         self.spec = spec
         self.tokenizer = tokenizer
+        for embodiment in spec.embodiments.values():  # render the chat template now, once per prompt shape
+            chat_frame(tokenizer.chat_template, embodiment.num_frames * len(embodiment.video_keys))
         self.image_token_index = image_token_index
         self.pixels_per_token = pixels_per_token
         self.image_transform = ImageTransform.from_settings(spec.settings, factor=factor)
@@ -87,13 +91,15 @@ class Preprocessor:
         self._cache_used = 0
         #: longest prompt the export accepts (its max sequence length); longer ones are refused, not cached
         self.max_prompt_tokens = max_prompt_tokens
+        #: largest batch the export runs; a larger one is refused before any image is resized
+        self.max_batch = max_batch
         self.cache_hits = 0
         self.cache_misses = 0
 
     @classmethod
     def from_dir(
         cls, folder: str | Path, *, max_state_dim: int, image_token_index: int, pixels_per_token: int,
-        max_prompt_tokens: int | None = None,
+        max_prompt_tokens: int | None = None, max_batch: int | None = None,
     ) -> Preprocessor:
         """Load the processor files and tokenizer of a checkpoint folder or export directory."""
         return cls(
@@ -103,12 +109,15 @@ class Preprocessor:
             image_token_index=image_token_index,
             pixels_per_token=pixels_per_token,
             max_prompt_tokens=max_prompt_tokens,
+            max_batch=max_batch,
         )
 
     # ------------------------------------------------------------------------------------------ API
     def __call__(self, obs: Mapping[str, Any], embodiment: str) -> ModelInputs:
         spec = self.spec.embodiment(embodiment)
-        parsed = _parse_observation(obs, spec)
+        parsed = _parse_observation(obs, spec, self.max_batch)
+        for text in parsed.language:
+            self._check_instruction_length(text)
         images = [
             self.image_transform(parsed.video[view][b, t])
             for b in range(parsed.batch)
@@ -168,6 +177,7 @@ class Preprocessor:
     def prompt_ids(self, instruction: str, image_sizes: Sequence[tuple[int, int]]) -> np.ndarray:
         """Token ids of one sample's prompt, cached while the instruction and image sizes are unchanged
         (the control loop sends the same instruction every step)."""
+        self._check_instruction_length(instruction)
         key = (instruction, tuple(image_sizes))
         cached = self._cache.get(key)
         if cached is not None:
@@ -187,11 +197,23 @@ class Preprocessor:
         if self.max_prompt_tokens is not None and len(ids) > self.max_prompt_tokens:
             raise ObservationError(
                 f"the prompt of this instruction is {len(ids)} tokens (with its images), more than the "
-                f"{self.max_prompt_tokens} the export accepts — shorten the instruction or re-export with a larger "
-                "--max-seq-len"
+                f"{self.max_prompt_tokens} the export accepts — shorten the instruction (or re-export with a larger "
+                "ExportOptions.max_seq_len)"
             )
         self._remember(key, ids)
         return ids
+
+    def _check_instruction_length(self, instruction: str) -> None:
+        """Refuse, before tokenising, an instruction too long to fit whatever its tokens turn out to be."""
+        if self.max_prompt_tokens is None or len(instruction) <= self.max_prompt_tokens:
+            return  # a token holds at least one character: cheap early exit for every ordinary instruction
+        limit = (self.max_prompt_tokens + 2) * self.tokenizer.longest_token_chars  # +2: tokens across its ends
+        size = len(instruction.encode("utf-8", "surrogatepass"))
+        if size > limit:
+            raise ObservationError(
+                f"the instruction is {size:,} bytes, more than the {self.max_prompt_tokens} tokens the export "
+                f"accepts can hold (at most {limit:,} bytes) — shorten the instruction"
+            )
 
     def _remember(self, key: tuple, ids: np.ndarray) -> None:
         """Cache accepted prompt ids, evicting the least recently used beyond the entry or byte bound."""
@@ -275,8 +297,13 @@ def _check_video(video: Mapping[str, Any], spec: EmbodimentSpec, flat: bool) -> 
     return batch
 
 
-def _parse_observation(obs: Mapping[str, Any], spec: EmbodimentSpec) -> _Parsed:
+def _parse_observation(obs: Mapping[str, Any], spec: EmbodimentSpec, max_batch: int | None = None) -> _Parsed:
+    """Keys, shapes, dtypes and the batch limit checked from shapes alone, before any per-element work."""
     video, flat = _video_part(obs, spec)
+    batch = _check_video(video, spec, flat)
+    if max_batch is not None and batch > max_batch:
+        raise ObservationError(f"batch size B is {batch}, the export supports 1..{max_batch} — send fewer samples "
+                               "or re-export with a larger --max-batch")
     if flat:
         lang_key = spec.language_key
         if lang_key == "task" and lang_key not in obs and COARSE_ACTION_KEY in obs:
@@ -284,7 +311,7 @@ def _parse_observation(obs: Mapping[str, Any], spec: EmbodimentSpec) -> _Parsed:
         expected = [f"video.{k}" for k in spec.video_keys] + [f"state.{k}" for k in spec.state_keys] + [lang_key]
         _check_keys(list(obs), expected, "observation")
         state = {k: obs[f"state.{k}"] for k in spec.state_keys}
-        language = _flat_language(obs[lang_key], lang_key)
+        language = _flat_language(obs[lang_key], lang_key, batch)
     else:
         _check_keys(list(obs), MODALITY_KEYS, "observation")
         if not isinstance(obs["state"], Mapping) or not isinstance(obs["language"], Mapping):
@@ -292,9 +319,8 @@ def _parse_observation(obs: Mapping[str, Any], spec: EmbodimentSpec) -> _Parsed:
         _check_keys(list(obs["state"]), spec.state_keys, "observation['state']")
         _check_keys(list(obs["language"]), [spec.language_key], "observation['language']")
         state = dict(obs["state"])
-        language = _nested_language(obs["language"][spec.language_key], spec.language_key)
+        language = _nested_language(obs["language"][spec.language_key], spec.language_key, batch)
 
-    batch = _check_video(video, spec, flat)
     for key in spec.state_keys:
         arr, name = state[key], _name(key, "state", flat)
         if not isinstance(arr, np.ndarray):
@@ -309,20 +335,46 @@ def _parse_observation(obs: Mapping[str, Any], spec: EmbodimentSpec) -> _Parsed:
             raise ObservationError(
                 f"{name} must hold T={len(spec.state_delta_indices)} steps in axis 1, got shape {list(arr.shape)}"
             )
-        dim = spec.state_norm[key].dim
-        if arr.shape[2] != dim:
-            raise ObservationError(f"{name} has width {arr.shape[2]}, expected {dim} (from statistics.json)")
+        norm = spec.state_norm[key]
+        if arr.shape[2] != norm.dim:
+            raise ObservationError(f"{name} has width {arr.shape[2]}, expected {norm.dim} (from statistics.json)")
+        with np.errstate(over="ignore"):
+            arr = state[key] = arr.astype(np.float32, copy=False)  # cast first: 1e300 in float64 is inf here
         if not np.isfinite(arr).all():
-            raise ObservationError(f"{name} contains NaN or inf")
+            raise ObservationError(f"{name} contains NaN or inf (as float32)")
+        _warn_far_outside(arr, norm, name)
     if len(language) != batch:
         raise ObservationError(f"batch mismatch: language {spec.language_key!r} has {len(language)} entries, video has {batch}")
     return _Parsed(video=video, state=state, language=language, flat=flat, batch=batch)
 
 
-def _nested_language(value: Any, key: str) -> list[str]:
+def _check_language_count(count: int, batch: int, key: str) -> None:
+    if count != batch:
+        raise ObservationError(f"batch mismatch: language {key!r} has {count:,} entries, video has {batch}")
+
+
+#: a state this many statistics ranges beyond min/max is almost surely in the wrong unit or garbage
+FAR_OUTSIDE_RANGES = 100.0
+
+
+def _warn_far_outside(arr: np.ndarray, norm: Any, name: str) -> None:
+    """Warn (not refuse: a robot may legitimately leave its training range) about physical values orders of
+    magnitude beyond the embodiment's statistics, which make the model's actions absurd."""
+    low, high = np.asarray(norm.min, np.float64), np.asarray(norm.max, np.float64)
+    span = np.maximum(high - low, 1e-6) * FAR_OUTSIDE_RANGES
+    far = (arr < low - span) | (arr > high + span)
+    if far.any():
+        worst = float(arr[far].flat[np.argmax(np.abs(arr[far]))])
+        warnings.warn(f"{name} holds {worst:g}, over {FAR_OUTSIDE_RANGES:g}× the statistics' range "
+                      f"[{float(low.min()):g}, {float(high.max()):g}] away from it — check the unit and the key order; "
+                      "actions from such a state are unreliable", RuntimeWarning, stacklevel=4)
+
+
+def _nested_language(value: Any, key: str, batch: int) -> list[str]:
     """[[str], ...] (one instruction per sample and step) or [str, ...] -> list of B strings."""
     if not isinstance(value, (list, tuple)):
         raise ObservationError(f"language[{key!r}] must be a list of B lists of one string, got {type(value).__name__}")
+    _check_language_count(len(value), batch, key)
     out = []
     for item in value:
         if isinstance(item, (list, tuple)) and len(item) == 1 and isinstance(item[0], str):
@@ -334,10 +386,16 @@ def _nested_language(value: Any, key: str) -> list[str]:
     return out
 
 
-def _flat_language(value: Any, key: str) -> list[str]:
+def _flat_language(value: Any, key: str, batch: int) -> list[str]:
     """(str, ...) / [str, ...] / array of str -> list of B strings."""
     if isinstance(value, np.ndarray):
+        if value.ndim != 1 or value.dtype.kind != "U":
+            raise ObservationError(f"{key!r} must be B strings, got an array of dtype {value.dtype} and shape "
+                                   f"{list(value.shape)}")
+        _check_language_count(value.shape[0], batch, key)
         value = value.tolist()
+    elif isinstance(value, (list, tuple)):
+        _check_language_count(len(value), batch, key)
     if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
         raise ObservationError(f"{key!r} must be a list or tuple of B strings, got {value!r:.80}")
     return list(value)

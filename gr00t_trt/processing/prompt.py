@@ -7,7 +7,10 @@ chat template, then each ``<image-k>`` placeholder expanded to ``<image k><img>`
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
 from collections.abc import Sequence
 from functools import lru_cache
 
@@ -47,20 +50,11 @@ def formalize_language(text: str) -> str:
 def render_chat(template: str, instruction: str, num_images: int) -> str:
     """Render the chat template for one user message: text item first, then ``num_images`` images.
 
-    Uses jinja2 when it is installed (as transformers does); otherwise the Eagle template's behaviour
-    for exactly this message shape is implemented directly, and any other template is refused.
+    The template runs once per image count (``chat_frame``, cached); each prompt is then the frame
+    around the instruction, so a request never executes template code.
     """
-    try:
-        compiled = _compile(template)
-    except ImportError:
-        if template != EAGLE_CHAT_TEMPLATE:
-            raise TokenizerError(
-                "the tokenizer's chat template is not Eagle's and jinja2 is not installed to render it — "
-                "install jinja2 or use the Eagle chat template"
-            ) from None
-        return eagle_chat_text(instruction, num_images)
-    content = [{"type": "text", "text": instruction}] + [{"type": "image"} for _ in range(num_images)]
-    return compiled.render(messages=[{"role": "user", "content": content}], add_generation_prompt=False)
+    before, after = chat_frame(template, num_images)
+    return before + instruction + after
 
 
 def eagle_chat_text(instruction: str, num_images: int) -> str:
@@ -72,14 +66,73 @@ def eagle_chat_text(instruction: str, num_images: int) -> str:
     )
 
 
-@lru_cache(maxsize=4)
-def _compile(template: str):
-    from jinja2.ext import loopcontrols
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
+#: stands for the instruction while a template renders; must come out once and verbatim
+_SENTINEL = "GR00TINSTRUCTIONSENTINEL7f3a"
+#: a chat template is trusted code (its sha256 is in the manifest) but still rendered bounded
+RENDER_SECONDS = 10.0
+RENDER_MAX_CHARS = 1 << 20
+RENDER_MAX_BYTES_OF_MEMORY = 1 << 30
 
-    # transformers' chat-template environment settings
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols])
-    return env.from_string(template)
+
+@lru_cache(maxsize=64)
+def chat_frame(template: str, num_images: int) -> tuple[str, str]:
+    """The rendered text before and after the instruction for ``num_images`` images (Eagle's template
+    directly, any other in a sandboxed, time-, memory- and size-bounded jinja2 subprocess)."""
+    if template == EAGLE_CHAT_TEMPLATE:
+        text = eagle_chat_text(_SENTINEL, num_images)
+    else:
+        text = render_with_jinja(template, _SENTINEL, num_images)
+    if text.count(_SENTINEL) != 1:
+        raise TokenizerError("the chat template does not place the instruction exactly once, verbatim — expected a "
+                             "template that renders the user text as given (like Eagle's)")
+    before, after = text.split(_SENTINEL)
+    return before, after
+
+
+_RENDER_CHILD = """
+import json, resource, sys
+request = json.loads(sys.stdin.read())
+limit = request["memory"]
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+from jinja2.ext import loopcontrols
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols])
+content = [{"type": "text", "text": request["instruction"]}] + [{"type": "image"}] * request["images"]
+size, parts = 0, []
+for chunk in env.from_string(request["template"]).generate(messages=[{"role": "user", "content": content}],
+                                                          add_generation_prompt=False):
+    size += len(chunk)
+    if size > request["max_chars"]:
+        sys.exit(3)
+    parts.append(chunk)
+sys.stdout.write(json.dumps("".join(parts)))
+"""
+
+
+def render_with_jinja(template: str, instruction: str, num_images: int) -> str:
+    """Render with jinja2's immutable sandbox (transformers' settings) in a child process that is killed
+    after RENDER_SECONDS, limited to RENDER_MAX_BYTES_OF_MEMORY and RENDER_MAX_CHARS of output: a template
+    with nested ``range(100000)`` loops or ``'x' * 10**8`` fails in one line instead of hanging."""
+    try:
+        import jinja2  # noqa: F401 - only to refuse early when it is missing
+    except ImportError:
+        raise TokenizerError("the tokenizer's chat template is not Eagle's and jinja2 is not installed to render it "
+                             "— install jinja2 or use the Eagle chat template") from None
+    request = json.dumps({"template": template, "instruction": instruction, "images": num_images,
+                          "max_chars": RENDER_MAX_CHARS, "memory": RENDER_MAX_BYTES_OF_MEMORY})
+    try:
+        done = subprocess.run([sys.executable, "-I", "-c", _RENDER_CHILD], input=request, capture_output=True,
+                              text=True, timeout=RENDER_SECONDS)
+    except subprocess.TimeoutExpired:
+        raise TokenizerError(f"the chat template did not render within {RENDER_SECONDS:g} s — expected a template "
+                             "like Eagle's (a few lines of text)") from None
+    if done.returncode == 3:
+        raise TokenizerError(f"the chat template renders more than {RENDER_MAX_CHARS:,} characters — expected a "
+                             "template like Eagle's")
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+        raise TokenizerError(f"the chat template cannot be rendered: {last[:200]}")
+    return json.loads(done.stdout)
 
 
 def image_token_count(height: int, width: int, pixels_per_token: int) -> int:

@@ -9,6 +9,7 @@ order (eagle-tokenizer.md §4). Whatever the source, the image tokens must land 
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -85,6 +86,12 @@ class EagleTokenizer:
     @property
     def image_token_index(self) -> int:
         return self.token_id(IMAGE_TOKEN)
+
+    @functools.cached_property
+    def longest_token_chars(self) -> int:
+        """Characters of the vocabulary's longest token (byte-level tokens: one character per byte), so a
+        text longer than ``n * longest_token_chars`` UTF-8 bytes is known to need more than n tokens."""
+        return max(map(len, self.tokenizer.get_vocab(with_added_tokens=True)), default=1)
 
     def encode(self, text: str) -> list[int]:
         """Ids of ``text`` with no BOS/EOS (Eagle never adds any); special tokens in text are matched."""

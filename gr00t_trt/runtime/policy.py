@@ -57,6 +57,7 @@ class Policy:
             image_token_index=manifest.tokens["image_token_index"],
             pixels_per_token=manifest.pixels_per_token,
             max_prompt_tokens=manifest.dynamic_dims["S"][-1],  # longer prompts are refused, never cached
+            max_batch=manifest.dynamic_dims["B"][-1],  # larger batches are refused before any image is resized
         )
         pipeline = Pipeline(manifest, folder, chosen, bucket=bucket, detailed_timings=detailed_timings)
         return cls(folder, manifest, pipeline, preprocessor)
@@ -78,6 +79,8 @@ class Policy:
             if noise is None:
                 shape = (inputs.input_ids.shape[0], self.manifest.dims["H"], self.manifest.dims["Da"])
                 noise = np.random.default_rng(seed).standard_normal(shape, dtype=np.float32)
+            elif isinstance(noise, np.ndarray) and noise.dtype == np.dtype(np.float32).newbyteorder():
+                noise = noise.astype(np.float32)  # big-endian float32 (as state is accepted): same values
             action_pred = self.pipeline.run(inputs, noise)
             ran = time.perf_counter()
             actions = self.preprocessor.decode(action_pred.copy(), inputs)  # the pipeline reuses its buffer

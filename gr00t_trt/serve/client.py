@@ -2,25 +2,32 @@
 
 Same API shape as Isaac-GR00T's ``PolicyClient`` — ``get_action(observation, options=None) -> (action,
 info)``, ``ping()``, ``reset()``, ``get_modality_config()``, ``kill_server()`` — and it talks to
-``gr00t-trt serve`` or to Isaac-GR00T's own server alike. Unlike the original it never waits forever: a
-request without a reply within ``timeout_ms`` raises (and the socket is rebuilt for the next call).
+``gr00t-trt serve`` or to Isaac-GR00T's own server alike. Unlike the original it trusts no server: a
+request without a reply within ``timeout_ms`` raises, a reply larger than ``max_reply_bytes`` is dropped
+by ZeroMQ unread, decoding is bounded in values, nesting and time (the timeout covers it), and after any
+failure the socket is rebuilt so the next call starts clean; every failure is a ``ServeError``.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from ..errors import ServeError, require
 from . import wire
+
+DEFAULT_MAX_REPLY_BYTES = 64 << 20  # an action chunk is kilobytes; a modality config less
 
 
 class PolicyClient:
     """Talks to a policy server over ZeroMQ REQ. Not thread-safe: one client per thread."""
 
     def __init__(self, host: str = "localhost", port: int = 5555, timeout_ms: int = 15000,
-                 api_token: str | None = None) -> None:
+                 api_token: str | None = None, max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES,
+                 max_objects: int = wire.MAX_OBJECTS) -> None:
         self._zmq = require("zmq", "pyzmq", "The policy client")
         self.host, self.port, self.timeout_ms, self.api_token = host, port, timeout_ms, api_token
+        self.max_reply_bytes, self.max_objects = max_reply_bytes, max_objects
         self._context = self._zmq.Context()
         self._socket = None
         self._open_socket()
@@ -33,20 +40,33 @@ class PolicyClient:
         self._socket.setsockopt(zmq.LINGER, 0)
         self._socket.setsockopt(zmq.RCVTIMEO, self.timeout_ms)
         self._socket.setsockopt(zmq.SNDTIMEO, self.timeout_ms)
-        self._socket.connect(f"tcp://{self.host}:{self.port}")
+        self._socket.setsockopt(zmq.MAXMSGSIZE, self.max_reply_bytes)
+        wire.configure_ipv6(self._socket, self.host)
+        self._socket.connect(wire.tcp_address(self.host, self.port))
 
     # ------------------------------------------------------------------ the protocol
     def call_endpoint(self, endpoint: str, data: dict | None = None, requires_input: bool = True) -> Any:
         """Send one request and return the decoded reply; an ``{"error": ...}`` reply raises ServeError."""
         message = wire.encode(wire.request(endpoint, data, self.api_token, with_data=requires_input))
+        deadline = time.monotonic() + self.timeout_ms / 1000
+        where = wire.tcp_address(self.host, self.port)
         try:
             self._socket.send(message)
             reply = self._socket.recv()
+            if self._socket.getsockopt(self._zmq.RCVMORE):
+                raise ServeError("malformed reply — expected one frame, got more")
+            response = wire.decode(reply, max_objects=self.max_objects, deadline=deadline)
         except self._zmq.Again:
             self._open_socket()  # a REQ socket that missed its reply cannot send again
-            raise ServeError(f"no reply from tcp://{self.host}:{self.port} to {endpoint!r} within "
-                             f"{self.timeout_ms} ms — is the server running (gr00t-trt serve)?") from None
-        response = wire.decode(reply)
+            raise ServeError(f"no reply from {where} to {endpoint!r} within {self.timeout_ms} ms (or one over "
+                             f"{self.max_reply_bytes:,} bytes, dropped) — is the server running (gr00t-trt serve)?"
+                             ) from None
+        except self._zmq.ZMQError as exc:
+            self._open_socket()
+            raise ServeError(f"socket error talking to {where} ({endpoint!r}): {exc}") from None
+        except ServeError as exc:
+            self._open_socket()  # whatever the server sent, the next call starts on a fresh socket
+            raise ServeError(f"bad reply from {where} to {endpoint!r}: {exc}") from None
         if isinstance(response, dict) and "error" in response:
             raise ServeError(f"server error: {response['error']}")
         return response

@@ -37,6 +37,8 @@ DEFAULT_MAX_MESSAGE_BYTES = 64 << 20  # two 480x640 cameras are 1.8 MB; leaves r
 ENDPOINTS = ("ping", "get_action", "reset", "get_modality_config", "kill")
 OPTION_KEYS = ("seed", "noise", "embodiment")
 WIDE_HOSTS = ("*", "0.0.0.0", "::", "")
+#: the token comparison: constant time, so a stranger cannot learn the token from reply latencies
+compare_token = hmac.compare_digest
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,8 @@ class ServerOptions:
     allow_kill: bool = False
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     embodiment: str | None = None  # default embodiment when a request names none
+    max_objects: int = wire.MAX_OBJECTS  # values in one request (map keys, values, list items)
+    decode_seconds: float = 0.5  # longest a request may take to decode before it is refused
 
 
 def is_loopback(host: str) -> bool:
@@ -67,6 +71,8 @@ class PolicyServer:
         zmq = require("zmq", "pyzmq", "The policy server")
         if options.max_message_bytes <= 0:
             raise ServeError(f"max_message_bytes must be positive, got {options.max_message_bytes}")
+        if not 0 <= options.port <= 65535:
+            raise ServeError(f"port {options.port} is out of range — expected 1..65535 (or 0 for any free port)")
         self.policy, self.options = policy, options
         self.default_embodiment = policy.resolve_embodiment(options.embodiment) if (
             options.embodiment or len(policy.manifest.embodiments) == 1) else None
@@ -79,7 +85,8 @@ class PolicyServer:
         # beyond twice the limit ZeroMQ drops the peer without reading the message into memory; between
         # the limit and that, the sender gets an error reply
         self._socket.setsockopt(zmq.MAXMSGSIZE, 2 * options.max_message_bytes)
-        address = f"tcp://{_bracket(options.host)}:{options.port or '*'}"
+        wire.configure_ipv6(self._socket, options.host)
+        address = wire.tcp_address(options.host, options.port or "*")
         try:
             self._socket.bind(address)
         except zmq.ZMQError as exc:
@@ -110,10 +117,39 @@ class PolicyServer:
         while not self._stop.is_set():
             if not self._socket.poll(poll_ms, self._zmq.POLLIN):
                 continue
-            message = self._socket.recv(copy=True)
-            reply = self.handle(message)
-            self._socket.send(reply)
+            try:
+                message, extra = self._receive()
+                reply = self.handle(message) if not extra else self._refuse_frames(extra, len(message))
+                self._socket.send(reply)
+            except self._zmq.ZMQError as exc:  # the socket is in a bad state: start over, keep serving
+                log.warning("socket error (%s); reopening the socket", exc)
+                self._reopen()
         log.info("server stopped")
+
+    def _receive(self) -> tuple[bytes, int]:
+        """One request's first frame and the number of further frames, which are read and dropped (a REP
+        socket must take every frame of a request before it can reply)."""
+        message = self._socket.recv(copy=True)
+        extra = 0
+        while self._socket.getsockopt(self._zmq.RCVMORE):
+            self._socket.recv(copy=False)
+            extra += 1
+        return message, extra
+
+    def _refuse_frames(self, extra: int, size: int) -> bytes:
+        text = f"malformed request — expected one frame, got {1 + extra} — send the msgpack request as one frame"
+        log.info("? error: %s (%d B in first frame)", text, size)
+        return wire.encode(wire.error_reply(text))
+
+    def _reopen(self) -> None:
+        zmq = self._zmq
+        endpoint = self.endpoint
+        self._socket.close(linger=0)
+        self._socket = self._context.socket(zmq.REP)
+        self._socket.setsockopt(zmq.LINGER, 0)
+        self._socket.setsockopt(zmq.MAXMSGSIZE, 2 * self.options.max_message_bytes)
+        wire.configure_ipv6(self._socket, self.options.host)
+        self._socket.bind(endpoint)
 
     def stop(self) -> None:
         self._stop.set()
@@ -156,15 +192,16 @@ class PolicyServer:
         if len(message) > limit:
             raise ServeError(f"message too large — expected at most {limit} bytes, got {len(message)} — "
                              "send fewer or smaller images, or start the server with a larger --max-message-mb")
-        request = wire.unpack(message)
-        if not isinstance(request, dict):
-            raise ServeError(f"malformed request — expected a map with 'endpoint' and 'data', got {type(request).__name__}")
-        self._check_token(request.get("api_token"))
-        endpoint = request.get("endpoint", "get_action")
+        # the whole message is walked within bounds first, then only the token is unpacked before it is checked
+        parts = wire.split_map(message, max_objects=self.options.max_objects,
+                               deadline=time.monotonic() + self.options.decode_seconds)
+        token = parts.get("api_token")
+        self._check_token(None if token is None or len(token) > 1024 else wire.unpack(token))
+        endpoint = wire.unpack(parts["endpoint"]) if "endpoint" in parts else "get_action"
         if not isinstance(endpoint, str) or endpoint not in self._handlers:
             raise ServeError(f"unknown endpoint {str(endpoint)[:60]!r} — expected one of: {', '.join(ENDPOINTS)}")
         seen["endpoint"] = endpoint
-        data = wire.revive(request.get("data"))
+        data = wire.revive(wire.unpack(parts["data"])) if "data" in parts else None
         if data is None:
             data = {}
         if not isinstance(data, dict):
@@ -175,7 +212,7 @@ class PolicyServer:
         expected = self.options.api_token
         if not expected:
             return
-        ok = isinstance(given, str) and hmac.compare_digest(given.encode(), expected.encode())
+        ok = isinstance(given, str) and compare_token(given.encode(), expected.encode())
         if not ok:
             raise ServeError("Unauthorized: invalid or missing API token — pass the server's token as api_token")
 
@@ -188,7 +225,7 @@ class PolicyServer:
         m, spec = self.policy.manifest, self.policy.preprocessor.spec
         return {
             "server": f"gr00t-trt {__version__}",
-            "export": export_identity(m),
+            "export": export_identity(m, paths=bool(self.options.api_token)),
             "backend": self.policy.pipeline.backend.name,
             "embodiments": sorted(m.embodiments),
             "default_embodiment": self.default_embodiment,
@@ -230,7 +267,7 @@ class PolicyServer:
             "seed": seed,
             "noise": "given" if noise is not None else "seeded" if seed is not None else "random",
             "backend": self.policy.pipeline.backend.name,
-            "export": export_identity(self.policy.manifest),
+            "export": export_identity(self.policy.manifest, paths=bool(self.options.api_token)),
         }
         ignored = sorted(str(k) for k in options if k not in OPTION_KEYS)
         if ignored:
@@ -253,11 +290,16 @@ class PolicyServer:
         return {"status": "ok", "message": "Server is shutting down"}
 
 
-def export_identity(manifest) -> dict[str, Any]:
-    """What identifies the served model: source checkpoint and its fingerprint, export format, exporter."""
+def export_identity(manifest, paths: bool = True) -> dict[str, Any]:
+    """What identifies the served model: source checkpoint and its fingerprint, export format, exporter.
+    ``paths=False`` names a local checkpoint by its folder name only (a server without a token answers
+    ``ping`` to anyone, who has no business learning the host's directory layout)."""
     source = manifest.source
+    checkpoint = source.get("checkpoint")
+    if not paths and isinstance(checkpoint, str) and checkpoint.startswith(("/", "~", ".")):
+        checkpoint = Path(checkpoint).name
     return {
-        "checkpoint": source.get("checkpoint"),
+        "checkpoint": checkpoint,
         "fingerprint": source.get("fingerprint"),
         "format": manifest.format,
         "format_version": manifest.format_version,
@@ -272,11 +314,18 @@ def check_observation_types(observation: dict) -> None:
     strings (nested ``{"video": {...}}`` or flat ``"video.<k>"`` form). Keys, shapes and dtypes are the
     Preprocessor's to check; it does so before any graph runs."""
     for key, value in observation.items():
+        _check_key(key, "observation")
         if isinstance(value, dict):
             for inner, leaf in value.items():
+                _check_key(inner, f"observation[{key!r}]")
                 _check_leaf(f"{key}.{inner}", leaf)
         else:
-            _check_leaf(str(key), value)
+            _check_leaf(key, value)
+
+
+def _check_key(key: Any, where: str) -> None:
+    if not isinstance(key, str):
+        raise ServeError(f"bad {where} key {key!r:.60} — expected a string key, got {type(key).__name__}")
 
 
 def _check_leaf(name: str, value: Any) -> None:
@@ -298,10 +347,6 @@ def configure_logging(level: int = logging.INFO) -> None:
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     log.addHandler(handler)
     log.setLevel(level)
-
-
-def _bracket(host: str) -> str:
-    return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
 # ------------------------------------------------------------------------------------------ the CLI's entry

@@ -89,3 +89,14 @@ def test_overlapping_tensor_offsets_are_refused(tiny_checkpoint, tmp_path):
         inspect_checkpoint(folder)  # not "layout: OK"
     with pytest.raises(CheckpointError, match=r"overlap in the data region"):
         load_model(folder)
+
+
+def test_json_nesting_bombs_in_checkpoint_files_are_one_line(tmp_path):
+    """issue 17, item 11: the safetensors index and a safetensors header are read with the bounded reader."""
+    (tmp_path / INDEX_FILE).write_text("[" * 100_000)
+    with pytest.raises(CheckpointError, match="nests deeper than 64"):
+        read_tensor_index(tmp_path)
+    header = b"[" * 100_000
+    (tmp_path / "x.safetensors").write_bytes(len(header).to_bytes(8, "little") + header)
+    with pytest.raises(CheckpointError, match="its header is not JSON .*nests deeper than 64"):
+        read_safetensors_header(tmp_path / "x.safetensors")

@@ -92,3 +92,16 @@ def test_inspect_separates_configured_embodiments_from_the_id_table(tiny_checkpo
     assert "libero_panda (id 2)" in configured and "gr1" not in configured
     assert "gr1=20*" in others and "libero_panda" not in others
     assert report.to_dict()["configured_embodiments"] == ["libero_panda", "unitree_g1", "new_embodiment"]
+
+
+@pytest.mark.parametrize("content, match", [("[" * 100_000, "nests deeper than 64"), ("[]", "expected an object")])
+def test_config_json_is_read_bounded_and_typed(tmp_path, content, match):
+    """issue 17, item 11: a nesting bomb or a non-object config.json is one line, not a RecursionError."""
+    (tmp_path / "config.json").write_text(content)
+    with pytest.raises(ConfigError, match=match):
+        Gr00tConfig.from_file(tmp_path / "config.json")
+    from gr00t_trt.export.driver import is_export
+    from gr00t_trt.model.synthetic import is_synthetic_checkpoint
+
+    (tmp_path / "manifest.json").write_text(content)
+    assert is_export(tmp_path) is False and is_synthetic_checkpoint(tmp_path) is False

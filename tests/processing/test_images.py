@@ -117,3 +117,9 @@ def test_thin_frames_are_refused_before_any_resize(width, monkeypatch):
     with pytest.raises(ObservationError, match=rf"camera frame 1x{width} has aspect ratio {width}:1 — expected at most 200:1") as info:
         preprocess_image(np.zeros((1, width, 3), np.uint8))
     assert "\n" not in str(info.value)
+
+
+def test_a_frame_at_the_limit_that_crosses_it_when_rounded_says_so():
+    """issue 17, item 18: 1x200 used to be refused as "aspect ratio 200 exceeds 200"."""
+    with pytest.raises(ObservationError, match=r"aspect ratio 200\.\d\d:1 after resizing and cropping .* expected at most 200:1"):
+        processed_image_size(1, 200)

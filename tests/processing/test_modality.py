@@ -144,3 +144,19 @@ def test_file_errors(tmp_path, eagle_dir, synthetic_dir):
     (tmp_path / "processor_config.json").write_text(json.dumps(config))
     with pytest.raises(CheckpointError, match=r"use_albumentations is false"):
         load_processor_spec(tmp_path)
+
+
+@pytest.mark.parametrize("name, content, match", [
+    ("statistics.json", "[" * 100_000, "nests deeper than 64 levels"),
+    ("statistics.json", "[]", "holds a JSON list, expected an object"),
+    ("processor_config.json", b"\xff\xfe{}", "cannot read GR00T processor file"),
+])
+def test_processor_files_are_read_bounded_and_typed(tmp_path, synthetic_dir, name, content, match):
+    """issue 17, item 11: a nesting bomb or a wrong top-level type is one line, not a RecursionError/TypeError."""
+    for file in ("processor_config.json", "statistics.json", "embodiment_id.json"):
+        if (synthetic_dir / file).exists():
+            (tmp_path / file).write_bytes((synthetic_dir / file).read_bytes())
+    target = tmp_path / name
+    target.write_bytes(content if isinstance(content, bytes) else content.encode())
+    with pytest.raises(CheckpointError, match=match):
+        load_processor_spec(tmp_path)

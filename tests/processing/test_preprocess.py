@@ -312,8 +312,9 @@ def test_rejected_prompts_are_not_cached(pre):
     assert len(accepted) <= 400 and fresh.cache_bytes_used > 0
     used = fresh.cache_bytes_used
     for k in range(3):
-        with pytest.raises(ObservationError, match=r"the prompt of this instruction is \d+ tokens .* more than the 400"):
-            fresh.prompt_ids(f"word{k} " * 2000, sizes)
+        with pytest.raises(ObservationError, match=r"the prompt of this instruction is \d+ tokens .* more than the 400") as info:
+            fresh.prompt_ids(f"word{k} " * 1000, sizes)
+        assert "--max-seq-len" not in str(info.value)  # export has no such option
     assert fresh.cache_bytes_used == used and len(fresh._cache) == 1
 
 
@@ -327,3 +328,58 @@ def test_prompt_cache_is_bounded_in_bytes(pre):
     hits = fresh.cache_hits
     fresh.prompt_ids("instruction 39 " + "go " * 3000, sizes)  # the most recent entry survived eviction
     assert fresh.cache_hits == hits + 1
+
+
+# ------------------------------------------------------------------------------------------ issue 17, item 3
+def _refuse(what: str):
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"{what} before the limits were checked")
+    return refuse
+
+
+def test_a_batch_over_the_export_limit_is_refused_before_any_image_is_resized(pre, monkeypatch):
+    fresh = _fresh(pre, max_batch=2)
+    monkeypatch.setattr(fresh, "image_transform", _refuse("an image was resized"))
+    with pytest.raises(ObservationError, match=r"batch size B is 3, the export supports 1..2 — .*--max-batch"):
+        fresh(libero_obs(pre, batch=3, sizes=((8, 8), (8, 8))), "libero_panda")
+
+
+class _NoList(np.ndarray):
+    def tolist(self):
+        raise AssertionError("the language array was converted before it was counted")
+
+
+def test_a_language_array_is_counted_before_it_is_converted(pre):
+    obs = flat(libero_obs(pre, batch=2, sizes=((8, 8), (8, 8))))
+    obs[LIBERO_LANG] = np.array(["go"] * 5).view(_NoList)
+    with pytest.raises(ObservationError, match=r"language .* has 5 entries, video has 2"):
+        pre(obs, "libero_panda")
+
+
+def test_an_instruction_too_long_for_any_tokenisation_is_refused_before_tokenising(pre, monkeypatch):
+    from gr00t_trt.processing.tokenizer import EagleTokenizer
+
+    fresh = _fresh(pre, max_prompt_tokens=64)
+    monkeypatch.setattr(EagleTokenizer, "encode", _refuse("the instruction was tokenised"))
+    with pytest.raises(ObservationError, match=r"the instruction is 1,000,000 bytes, more than the 64 tokens"):
+        fresh.prompt_ids("a" * 1_000_000, ((252, 336),))
+
+
+# ------------------------------------------------------------------------------------------ issue 17, item 15
+def test_state_is_cast_to_float32_before_the_finite_check(pre):
+    obs = flat(libero_obs(pre, batch=1, sizes=((8, 8), (8, 8))))
+    key = next(k for k in obs if k.startswith("state."))
+    obs[key] = np.full(obs[key].shape, 1e300, np.float64)  # finite in float64, inf in float32
+    with pytest.raises(ObservationError, match=rf"'{key}' contains NaN or inf \(as float32\)"):
+        pre(obs, "libero_panda")
+
+
+def test_a_state_far_beyond_the_statistics_is_warned_about(pre):
+    obs = flat(libero_obs(pre, batch=1, sizes=((8, 8), (8, 8))))
+    key = next(k for k in obs if k.startswith("state.") and "eef" not in k)  # no rotation in it
+    obs[key] = obs[key].astype(">f4")  # big-endian state is accepted
+    pre(obs, "libero_panda")
+    obs[key] = obs[key].astype(np.float32)
+    obs[key][..., 0] = 1e30
+    with pytest.warns(RuntimeWarning, match=rf"'{key}' holds 1e\+30, over 100× the statistics' range"):
+        pre(obs, "libero_panda")

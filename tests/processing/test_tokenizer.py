@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import random
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -116,19 +117,51 @@ def test_embedded_template_is_the_real_one(eagle_dir):
 def test_jinja_and_builtin_rendering_agree(eagle_dir, text, num_images):
     pytest.importorskip("jinja2")
     template = json.loads((eagle_dir / "chat_template.json").read_text())["chat_template"]
+    assert prompt_mod.render_with_jinja(template, text, num_images) == eagle_chat_text(text, num_images)
     assert render_chat(template, text, num_images) == eagle_chat_text(text, num_images)
 
 
 def test_rendering_without_jinja2(monkeypatch):
     for name in [m for m in sys.modules if m == "jinja2" or m.startswith("jinja2.")] + ["jinja2"]:
         monkeypatch.setitem(sys.modules, name, None)  # import jinja2.<anything> now fails
-    prompt_mod._compile.cache_clear()
+    prompt_mod.chat_frame.cache_clear()
     try:
         assert render_chat(EAGLE_CHAT_TEMPLATE, "x", 2) == eagle_chat_text("x", 2)
         with pytest.raises(TokenizerError, match="jinja2 is not installed"):
             render_chat("{{ messages }}", "x", 1)
     finally:
-        prompt_mod._compile.cache_clear()
+        prompt_mod.chat_frame.cache_clear()
+
+
+# issue 17, item 16: a sha-matching template is trusted code, still rendered bounded and only once per shape
+OTHER_TEMPLATE = EAGLE_CHAT_TEMPLATE.replace("You are a helpful assistant.", "You drive a robot.")
+
+
+@pytest.mark.parametrize("template, match", [
+    ("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}{{ messages }}",
+     "did not render within 2 s"),
+    ("{{ 'x' * 100000000 }}", "renders more than 1,048,576 characters|did not render within 2 s"),
+    ("{{ messages[0]['content'][0]['text'] }}{{ messages[0]['content'][0]['text'] }}", "exactly once, verbatim"),
+])
+def test_hostile_templates_fail_in_one_line_within_the_bounds(template, match, monkeypatch):
+    pytest.importorskip("jinja2")
+    monkeypatch.setattr(prompt_mod, "RENDER_SECONDS", 2.0)
+    prompt_mod.chat_frame.cache_clear()
+    start = time.monotonic()
+    with pytest.raises(TokenizerError, match=match):
+        render_chat(template, "pick up the apple", 1)
+    assert time.monotonic() - start < 10
+
+
+def test_a_template_renders_once_per_image_count(monkeypatch):
+    pytest.importorskip("jinja2")
+    prompt_mod.chat_frame.cache_clear()
+    calls = []
+    real = prompt_mod.render_with_jinja
+    monkeypatch.setattr(prompt_mod, "render_with_jinja", lambda *a: calls.append(a[2]) or real(*a))
+    texts = [render_chat(OTHER_TEMPLATE, f"task {k}", n) for k in range(5) for n in (1, 2)]
+    assert calls == [1, 2]  # one render per prompt shape, none per instruction
+    assert texts[0] == eagle_chat_text("task 0", 1).replace("You are a helpful assistant.", "You drive a robot.")
 
 
 def test_formalize_language():

@@ -120,3 +120,77 @@ def test_symlink_escaping_the_folder_is_refused(export_copy, tmp_path):
 def test_valid_export_still_loads(export_copy):
     manifest = load_manifest(export_copy)
     assert manifest.steps >= 1 and manifest.graphs
+
+
+# ------------------------------------------------------------------------------------------ issue 17, item 9
+def _point_external_data_at(folder, location: str) -> None:
+    """Re-point every external tensor of dit.onnx at ``location`` (a copy of its weights) and update
+    dit.onnx's sha256 in the manifest, as an attacker with write access to the export would."""
+    import onnx
+
+    from gr00t_trt.manifest import sha256_file
+
+    target = folder / location
+    shutil.copyfile(folder / "dit.onnx.data", target)
+    model = onnx.load(folder / "dit.onnx", load_external_data=False)
+    for tensor in model.graph.initializer:
+        for entry in tensor.external_data:
+            if entry.key == "location":
+                entry.value = location
+    onnx.save(model, folder / "dit.onnx")
+    _edit(folder, _set("files", "dit.onnx", sha256_file(folder / "dit.onnx")))
+
+
+def test_every_external_data_file_a_graph_reads_must_be_listed(export_copy):
+    _point_external_data_at(export_copy, "hidden.bin")
+    with pytest.raises(ManifestError, match=r"hidden\.bin is used by the runtime but not listed with its sha256"):
+        load_manifest(export_copy, verify_files=False)
+
+
+def test_a_listed_external_data_file_is_hashed(export_copy):
+    from gr00t_trt.manifest import sha256_file
+
+    _point_external_data_at(export_copy, "hidden.bin")
+    _edit(export_copy, _set("files", "hidden.bin", sha256_file(export_copy / "hidden.bin")))
+    load_manifest(export_copy)  # listed and intact: accepted
+    with open(export_copy / "hidden.bin", "r+b") as f:
+        f.write(b"\x7f\x7f\x7f\x7f")
+    with pytest.raises(ManifestError, match=r"hidden\.bin does not match the manifest"):
+        load_manifest(export_copy)
+
+
+def test_external_data_outside_the_export_is_refused(export_copy, tmp_path):
+    (tmp_path / "sub").mkdir()
+    shutil.move(export_copy, tmp_path / "sub" / "export")
+    folder = tmp_path / "sub" / "export"
+    _point_external_data_at(folder, "../outside.bin")
+    with pytest.raises(ManifestError, match=r"dit\.onnx reads external data from '\.\./outside\.bin', outside the export"):
+        load_manifest(folder, verify_files=False)
+
+
+# ------------------------------------------------------------------------------------------ issue 17, item 13
+def test_the_product_of_static_dims_is_bounded(export_copy):
+    def change(data):
+        data["dims"]["H"] = data["dims"]["Da"] = 16384  # each within MAX_DIM, together 2^28 per sample
+
+    _edit(export_copy, change)
+    with pytest.raises(ManifestError, match=r"must be at most 16,777,216 elements per sample, got 268435456"):
+        load_manifest(export_copy, verify_files=False)
+
+
+def test_a_graph_that_is_not_protobuf_is_refused_at_load(export_copy):
+    """Its external-data files cannot be listed, so it is refused before any backend opens it."""
+    (export_copy / "dit.onnx").write_bytes(b"not a protobuf")
+    with pytest.raises(ManifestError, match=r"dit\.onnx is not a readable ONNX graph .* re-export it"):
+        load_manifest(export_copy, verify_files=False)
+
+
+def test_external_data_behind_an_unknown_group_field_is_still_found(tmp_path):
+    from gr00t_trt.onnx_external import external_data_files
+
+    entry = b"\x0a\x08location\x12\x06hidden"  # StringStringEntryProto key/value
+    tensor = b"\x6a" + bytes([len(entry)]) + entry  # TensorProto.external_data (13)
+    graph = b"\x2a" + bytes([len(tensor)]) + tensor  # GraphProto.initializer (5)
+    group = b"\xfb\x07\x08\x01\xfc\x07"  # unknown field 127 as a group holding a varint
+    (tmp_path / "m.onnx").write_bytes(group + b"\x3a" + bytes([len(graph)]) + graph)  # ModelProto.graph (7)
+    assert external_data_files(tmp_path / "m.onnx") == {"hidden"}

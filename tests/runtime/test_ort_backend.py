@@ -34,7 +34,7 @@ def test_session_options_follow_precision(backend):
 def test_corrupt_graph_is_a_one_line_error_naming_the_file(fake_export, tmp_path, backend):
     folder = tmp_path / "export"
     shutil.copytree(fake_export.folder, folder)
-    (folder / "dit.onnx").write_bytes(b"not a protobuf")
+    (folder / "dit.onnx").write_bytes(b"\x08\x07")  # a protobuf (ir_version 7) but no model: only ORT can tell
     manifest = load_manifest(folder, verify_files=False)
     with pytest.raises(BackendError, match=r"ONNX Runtime cannot load dit\.onnx: .*re-export") as info:
         backend.open(manifest.graph("dit"), folder)

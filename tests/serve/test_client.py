@@ -6,7 +6,10 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 
+import msgpack
 import numpy as np
 import pytest
 import zmq
@@ -79,3 +82,83 @@ def test_light_client_imports_neither_runtime_nor_heavy_modules():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+
+
+# ------------------------------------------------------------------------------------------ a hostile server
+class FakeServer:
+    """A REP socket on loopback answering each request with the next list of frames given (issue 17.4)."""
+
+    def __init__(self, replies: list[list[bytes]]):
+        self.context = zmq.Context()
+        self.socket = self.context.socket(zmq.REP)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        self.port = self.socket.bind_to_random_port("tcp://127.0.0.1")
+        self.replies = list(replies)
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        for frames in self.replies:
+            if not self.socket.poll(20000):
+                return
+            self.socket.recv_multipart()
+            self.socket.send_multipart(frames)
+
+    def close(self):
+        self.thread.join(timeout=20)
+        self.socket.close(linger=0)
+        self.context.term()
+
+
+PING_OK = [msgpack.packb({"status": "ok"})]
+
+
+@pytest.mark.parametrize("bad_reply, match", [
+    ([msgpack.packb({"status": "ok"}), b"second frame"], "expected one frame, got more"),
+    ([b"\xdd" + (4 << 20).to_bytes(4, "big") + b"\x90" * (4 << 20)], "more than 10,000 values"),
+    ([b"\xc1 not msgpack"], "malformed message"),
+])
+def test_a_bad_reply_raises_the_clients_error_and_the_next_call_works(bad_reply, match):
+    server = FakeServer([bad_reply, PING_OK])
+    try:
+        with PolicyClient("127.0.0.1", server.port, timeout_ms=2000) as client:
+            start = time.perf_counter()
+            with pytest.raises(ServeError, match=f"bad reply from tcp://127.0.0.1:{server.port} to 'ping': .*{match}"):
+                client.call_endpoint("ping", requires_input=False)
+            assert time.perf_counter() - start < 2.0  # the timeout covers decoding
+            assert client.call_endpoint("ping", requires_input=False) == {"status": "ok"}  # socket rebuilt
+    finally:
+        server.close()
+
+
+def test_a_reply_over_the_size_limit_is_dropped_unread():
+    server = FakeServer([[msgpack.packb({"blob": b"\0" * (2 << 20)})]])
+    try:
+        with PolicyClient("127.0.0.1", server.port, timeout_ms=1500, max_reply_bytes=1 << 20) as client:
+            with pytest.raises(ServeError, match=r"no reply .* within 1500 ms \(or one over 1,048,576 bytes"):
+                client.call_endpoint("ping", requires_input=False)
+    finally:
+        server.close()
+
+
+def test_the_client_talks_ipv6_loopback():
+    with zmq.Context() as ctx:
+        sock = ctx.socket(zmq.REP)
+        sock.setsockopt(zmq.IPV6, 1)
+        try:
+            port = sock.bind_to_random_port("tcp://[::1]")
+        except zmq.ZMQError:
+            sock.close(linger=0)
+            pytest.skip("no IPv6 loopback on this machine")
+
+        def answer():
+            if sock.poll(20000):
+                sock.recv()
+                sock.send(PING_OK[0])
+
+        thread = threading.Thread(target=answer, daemon=True)
+        thread.start()
+        with PolicyClient("::1", port, timeout_ms=20000) as client:
+            assert client.call_endpoint("ping", requires_input=False) == {"status": "ok"}
+        thread.join(timeout=20)
+        sock.close(linger=0)

@@ -120,3 +120,4 @@ def test_serve_is_a_command_with_the_safe_defaults():
     for option in ("--host", "--port", "--api-token", "--allow-kill", "--embodiment", "--backend", "--max-message-mb"):
         assert option in text
     assert "127.0.0.1" in text and "5555" in text and "GR00T_TRT_API_TOKEN" in text
+    assert "`ps`" in text  # the help says why the environment variable is the better way to pass the token

@@ -7,6 +7,7 @@ from __future__ import annotations
 import gc
 import io
 import threading
+import time
 import tracemalloc
 
 import msgpack
@@ -126,17 +127,95 @@ def bad_requests(observation):
     yield "unknown embodiment", pack({**good, "endpoint": "get_action", "data": {
         "observation": observation, "options": {"embodiment": "r2d2"}}}), "'r2d2' was not exported"
     yield "oversized", pack({**good, "data": {"blob": b"\0" * (LIMIT + 10)}}), "message too large"
+    get = {**good, "endpoint": "get_action"}
+    video_key = next(iter(observation["video"]))
+    yield "bytes key", pack({**get, "data": {"observation": {b"video": 1, **observation}}}), "expected a string key"
+    yield "bytes inner key", pack({**get, "data": {"observation": {**observation, "video": {
+        video_key.encode(): observation["video"][video_key]}}}}), "expected a string key"
+    impossible = npy_header(">U1", (1,)) + np.array([0x110000], ">u4").tobytes()
+    yield "code point above 0x10FFFF", pack({**get, "data": {"observation": {**observation, "language": {
+        "x": {"__ndarray_class__": True, "as_npy": impossible}}}}}), "not Unicode code points"
+    yield "10^8 empty strings", pack({**get, "data": {"observation": {"task": {
+        "__ndarray_class__": True, "as_npy": npy_header("<U0", (10**8,))}}}}), "elements of zero bytes"
+    yield "empty-list bomb", b"\x82\xa8endpoint\xa4ping\xa4data" + empty_list_bomb(LIMIT - 100), "more than 10,000 values"
+
+
+def npy_header(descr: str, shape: tuple) -> bytes:
+    out = io.BytesIO()
+    np.lib.format.write_array_header_1_0(out, {"descr": descr, "fortran_order": False, "shape": shape})
+    return out.getvalue()
+
+
+def empty_list_bomb(count: int) -> bytes:
+    return b"\xdd" + count.to_bytes(4, "big") + b"\x90" * count
 
 
 def test_every_bad_request_gets_an_error_and_the_server_keeps_serving(raw, served, observation):
     before = dict(served.policy.last_timings)
     for name, message, fragment in bad_requests(observation):
+        start = time.perf_counter()
         reply = raw.send_bytes(message)
+        assert time.perf_counter() - start < 2.0, (name, "took too long to refuse")
         assert isinstance(reply, dict) and set(reply) == {"error"}, name
         assert fragment in reply["error"], (name, reply["error"])
         assert raw.call("ping", with_data=False)["status"] == "ok", name
     assert served.policy.last_timings == before, "a bad request ran the pipeline"
     assert not served.server.stopped
+
+
+def test_multi_frame_requests_are_answered_and_the_server_keeps_serving(served, raw):
+    """A REP socket that replied before reading every frame would raise and end the server (issue 17.1)."""
+    ping = msgpack.packb({"endpoint": "ping", "api_token": raw.token})
+    raw.socket.send_multipart([b"x", b"y"])
+    assert "expected one frame, got 2" in msgpack.unpackb(raw.socket.recv())["error"]
+    with zmq.Context() as ctx:
+        dealer = ctx.socket(zmq.DEALER)
+        dealer.setsockopt(zmq.RCVTIMEO, 20000)
+        dealer.setsockopt(zmq.LINGER, 0)
+        dealer.connect(f"tcp://127.0.0.1:{served.port}")
+        dealer.send_multipart([b"", ping, b"extra"])
+        empty, reply = dealer.recv_multipart()
+        assert empty == b"" and "expected one frame, got 2" in msgpack.unpackb(reply)["error"]
+        dealer.send_multipart([b"", ping])
+        assert msgpack.unpackb(dealer.recv_multipart()[1])["status"] == "ok"
+        dealer.close()
+    assert served.thread.is_alive() and not served.server.stopped
+    assert raw.call("ping", with_data=False)["status"] == "ok"
+
+
+def test_the_token_is_checked_before_the_data_is_unpacked(raw):
+    """Invalid UTF-8 inside 'data' would fail unpacking; with a wrong token it must never get that far."""
+    bad_string = b"\xa2\xff\xfe"  # a msgpack str of two bytes that are not UTF-8
+    message = b"\x83\xa8endpoint\xaaget_action\xa9api_token\xa5wrong\xa4data" + bad_string
+    assert "Unauthorized" in raw.send_bytes(message)["error"]
+    good = b"\x83\xa8endpoint\xaaget_action\xa9api_token" + msgpack.packb(raw.token) + b"\xa4data" + bad_string
+    assert "malformed message" in raw.send_bytes(good)["error"]  # with the token, the data is read (and refused)
+
+
+def test_the_token_is_compared_in_constant_time(served, raw, monkeypatch):
+    import hmac
+
+    from gr00t_trt.serve import server as server_module
+
+    assert server_module.compare_token is hmac.compare_digest
+    calls = []
+    monkeypatch.setattr(server_module, "compare_token", lambda a, b: calls.append((a, b)) or hmac.compare_digest(a, b))
+    assert "Unauthorized" in raw.call("ping", with_data=False, token="nope")["error"]
+    assert raw.call("ping", with_data=False)["status"] == "ok"
+    assert calls == [(b"nope", raw.token.encode()), (raw.token.encode(), raw.token.encode())]
+
+
+def test_ping_without_a_token_does_not_reveal_absolute_paths(served_policy):
+    server, thread = start_server(served_policy)
+    client = RawClient(server.port, token=None)
+    try:
+        reply = client.call("ping", with_data=False)
+    finally:
+        client.close()
+        stop_server(server, thread)
+    checkpoint = str(served_policy.manifest.source["checkpoint"])
+    assert checkpoint.startswith("/") and checkpoint not in repr(reply)
+    assert reply["export"]["checkpoint"] == checkpoint.rsplit("/", 1)[-1]
 
 
 def test_far_oversized_message_is_dropped_without_hurting_the_server(served):
@@ -236,3 +315,12 @@ def test_two_clients_at_once_get_their_own_answers(served, observation, referenc
     for seed, (action, echoed) in got.items():
         assert echoed == seed
         assert_same_actions(action, want[seed])
+
+
+def test_big_endian_noise_is_accepted_like_big_endian_state(served_policy, observation):
+    """issue 17, item 18: float32 noise in the other byte order gives the same actions, not a refusal."""
+    h, da = served_policy.manifest.dims["H"], served_policy.manifest.dims["Da"]
+    noise = np.random.default_rng(5).standard_normal((1, h, da), dtype=np.float32)
+    want = served_policy.get_action(observation, embodiment=EMBODIMENT, noise=noise)
+    got = served_policy.get_action(observation, embodiment=EMBODIMENT, noise=noise.astype(">f4"))
+    assert_same_actions(got, want)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
+import pickle
+import time
 
 import msgpack
 import numpy as np
@@ -80,7 +83,7 @@ def test_truncated_npy_data_is_refused():
 
 @pytest.mark.parametrize("data", [b"\xc1", b"\x92\x01", msgpack.packb([1]) + b"\x01", b"\x81\x01\x02"])
 def test_malformed_msgpack_is_one_clear_error(data):
-    with pytest.raises(ServeError, match="malformed message — expected msgpack"):
+    with pytest.raises(ServeError, match="malformed message — "):
         wire.decode(data)
 
 
@@ -99,3 +102,96 @@ def test_request_shape_matches_the_original_client():
     assert wire.request("ping", api_token=None, with_data=False) == {"endpoint": "ping"}
     assert wire.request("get_action", {"observation": {}}, "t") == {
         "endpoint": "get_action", "data": {"observation": {}}, "api_token": "t"}
+
+
+# ------------------------------------------------------------------------------------------ bounded decoding
+class _LeavesAMark:
+    """Unpickling this makes a folder: a decoder that ever unpickles is caught by the mark, not by wording."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (os.mkdir, (self.path,))
+
+
+def test_a_pickled_payload_is_never_unpickled(tmp_path):
+    array = np.empty(1, dtype=object)
+    array[0] = _LeavesAMark(tmp_path / "mark")
+    out = io.BytesIO()
+    np.save(out, array, allow_pickle=True)
+    pickle.loads(pickle.dumps(_LeavesAMark(tmp_path / "proof")))
+    assert (tmp_path / "proof").is_dir()  # the payload does leave its mark when unpickled
+    with pytest.raises(ServeError):
+        wire.decode(msgpack.packb({"x": {"__ndarray_class__": True, "as_npy": out.getvalue()}}))
+    assert not (tmp_path / "mark").exists(), "the wire decoder unpickled an array"
+
+
+def empty_list_bomb(count: int) -> bytes:
+    """A msgpack array of ``count`` empty arrays: one byte each on the wire, ~60 bytes each once built."""
+    return b"\xdd" + count.to_bytes(4, "big") + b"\x90" * count
+
+
+def test_a_bomb_of_empty_lists_is_refused_fast_before_anything_is_built():
+    start = time.perf_counter()
+    with pytest.raises(ServeError, match="more than 10,000 values"):
+        wire.decode(empty_list_bomb(4 << 20))
+    assert time.perf_counter() - start < 0.5
+
+
+def test_decoding_stops_at_the_deadline():
+    with pytest.raises(ServeError, match="longer than the time allowed"):
+        wire.decode(empty_list_bomb(5000), deadline=time.monotonic() - 1)
+
+
+@pytest.mark.parametrize("data, match", [
+    (b"\x91" * 40 + b"\x01", "nested deeper than 32"),
+    (msgpack.packb({"a": 1}) + b"\x00", "1 bytes after the msgpack value"),
+    (b"\xc6\xff\xff\xff\xff", "truncated"),
+    (b"\xdd\xff\xff\xff\xff", "truncated"),
+])
+def test_scan_refuses_malformed_structure(data, match):
+    with pytest.raises(ServeError, match=match):
+        wire.scan(data)
+
+
+def test_scan_accepts_every_msgpack_type():
+    value = {"n": [0, 127, 128, -1, -33, 2**16, 2**33, -(2**40), 1.5, None, True, False, "x" * 40, b"y" * 300,
+                   msgpack.ExtType(3, b"abc"), [[]] * 20, {"k": {}}]}
+    data = msgpack.packb(value, use_single_float=False)
+    wire.scan(data)
+    assert wire.scan(msgpack.packb(np.float32(2).item(), use_single_float=True)) is None
+
+
+def test_split_map_gives_each_value_unparsed():
+    parts = wire.split_map(msgpack.packb({"endpoint": "ping", "data": {"x": [1, 2]}, "api_token": "t"}))
+    assert set(parts) == {"endpoint", "data", "api_token"}
+    assert msgpack.unpackb(parts["data"]) == {"x": [1, 2]} and msgpack.unpackb(parts["api_token"]) == "t"
+    with pytest.raises(ServeError, match="expected a map"):
+        wire.split_map(msgpack.packb([1]))
+    with pytest.raises(ServeError, match="expected string keys"):
+        wire.split_map(msgpack.packb({b"endpoint": "ping"}))
+
+
+def npy_header(descr: str, shape: tuple) -> bytes:
+    out = io.BytesIO()
+    np.lib.format.write_array_header_1_0(out, {"descr": descr, "fortran_order": False, "shape": shape})
+    return out.getvalue()
+
+
+def test_strings_of_zero_bytes_are_refused():
+    with pytest.raises(ServeError, match="100,000,000 elements of zero bytes"):
+        wire.load_npy(npy_header("<U0", (10**8,)))
+
+
+@pytest.mark.parametrize("code_point", [0x110000, 0xD800])
+def test_string_arrays_with_impossible_code_points_are_refused(code_point):
+    blob = npy_header(">U1", (2,)) + np.array([65, code_point], ">u4").tobytes()
+    with pytest.raises(ServeError, match="not Unicode code points"):
+        wire.load_npy(blob)
+    assert wire.load_npy(npy_header(">U1", (1,)) + np.array([65], ">u4").tobytes()).tolist() == ["A"]
+
+
+def test_ipv6_literals_are_bracketed():
+    assert wire.tcp_address("::1", 5555) == "tcp://[::1]:5555"
+    assert wire.tcp_address("127.0.0.1", "*") == "tcp://127.0.0.1:*"
