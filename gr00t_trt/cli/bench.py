@@ -13,8 +13,8 @@ import typer
 from ..bench.devices import DEVICES, find_device
 from ..errors import Gr00tTrtError, ManifestError, ObservationError, require
 from ..runtime.registry import backend_names
-from .app import app, console, friendly
-from .commands import BACKEND_HELP
+from .app import app, console, flag, friendly
+from .commands import BACKEND_HELP, DEVICE_NAMES
 
 
 @dataclass(frozen=True)
@@ -196,7 +196,7 @@ def bench(
     iters: Annotated[int, typer.Option(help="Measured control steps (after warm-up).")] = 50,
     warmup: Annotated[int, typer.Option(help="Control steps run first and excluded (after the first call).")] = 5,
     obs: Annotated[Path | None, typer.Option(help="Observation .npz (flat Isaac-GR00T keys).")] = None,
-    synthetic: Annotated[bool, typer.Option(help="Use a random observation (the default without --obs).")] = False,
+    synthetic: Annotated[bool, flag("--synthetic", "Use a random observation (the default without --obs).")] = False,
     cameras: Annotated[int | None, typer.Option(help="Cameras (must match the embodiment; --model-only: any).")] = None,
     batch: Annotated[int, typer.Option(help="Batch size of the synthetic observation.")] = 1,
     embodiment: Annotated[str | None, typer.Option(help="Embodiment tag (default: the only exported one).")] = None,
@@ -206,11 +206,11 @@ def bench(
     reference_iters: Annotated[int, typer.Option(help="Measured reference control steps.")] = 10,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the report as JSON.")] = None,
     markdown: Annotated[Path | None, typer.Option(help="Write the report as markdown.")] = None,
-    plot: Annotated[Path | None, typer.Option(help="Write a PNG chart of the per-stage breakdown (needs [plot]).")] = None,
-    model_only: Annotated[bool, typer.Option(help="Roofline only (no execution): from DIR or --checkpoint.")] = False,
+    plot: Annotated[Path | None, typer.Option(help="Write a PNG chart of the per-stage breakdown (needs pip install 'gr00t-trt\\[plot]').")] = None,
+    model_only: Annotated[bool, flag("--model-only", "Roofline only (no execution): from DIR or --checkpoint.")] = False,
     checkpoint: Annotated[str | None, typer.Option(help="With --model-only: checkpoint folder or Hub id (headers only).")] = None,
     precision: Annotated[str | None, typer.Option(help="With --model-only: fp32, fp16, bf16 or fp8 for every graph.")] = None,
-    device: Annotated[str | None, typer.Option(help="Roofline device: thor, orin, rtx4090, rtx5090, h100, spark.")] = None,
+    device: Annotated[str | None, typer.Option(help=f"Roofline device: {DEVICE_NAMES}.")] = None,
 ) -> None:
     """Per-stage latency (p50/p90/p99), first call, memory and the roofline; or --model-only."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn

@@ -11,8 +11,9 @@ from typing import Annotated
 
 import typer
 
+from ..bench.devices import DEVICES
 from ..errors import Gr00tTrtError
-from .app import app, console, err_console, friendly
+from .app import app, console, err_console, flag, friendly
 from .render import (
     render_actions,
     render_graph_sizes,
@@ -22,6 +23,10 @@ from .render import (
     render_timings,
 )
 
+#: the default export folder: a name nothing else writes (setuptools owns build/)
+DEFAULT_EXPORT = "gr00t-export"
+#: the --device vocabulary of export and bench (the roofline's device table)
+DEVICE_NAMES = ", ".join(DEVICES)
 BACKEND_HELP = "auto, ort or trt (auto: TensorRT if engines match this GPU, else ONNX Runtime)."
 
 
@@ -80,9 +85,9 @@ def _inspect_export(folder: Path) -> dict:
 @friendly
 def make_checkpoint(
     out_dir: Annotated[Path, typer.Argument(help="Folder to create.")],
-    preset: Annotated[str, typer.Option(help="tiny (tests), small (benchmarks) or full (real N1.6 sizes, ~6.6 GB).")] = "tiny",
+    preset: Annotated[str, typer.Option(help="tiny (tests), small (benchmarks) or full (real N1.6 sizes, ~9.4 GB: bf16 backbone, fp32 action head).")] = "tiny",
     seed: Annotated[int, typer.Option(min=0, help="Random seed of the weights and statistics.")] = 0,
-    force: Annotated[bool, typer.Option(help="Replace an existing synthetic checkpoint (or empty folder).")] = False,
+    force: Annotated[bool, flag("--force", "Replace an existing synthetic checkpoint (or empty folder).")] = False,
 ) -> None:
     """Write a synthetic checkpoint in the real N1.6 file layout, with random weights."""
     from ..model.synthetic import make_checkpoint as make
@@ -110,7 +115,7 @@ def _parse_sizes(values: list[str] | None) -> tuple[tuple[int, int], ...]:
 @friendly
 def export(
     checkpoint: Annotated[str, typer.Option("--checkpoint", "-c", help="Checkpoint folder or Hugging Face id.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Export directory to create.")] = Path("build"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="Export directory to create.")] = Path(DEFAULT_EXPORT),
     embodiment: Annotated[
         list[str] | None,
         typer.Option(help="Embodiment tag to export (repeatable; default: all). Exactly one slices the "
@@ -129,7 +134,7 @@ def export(
     graph_precision: Annotated[str, typer.Option(
         help="Per-graph overrides, e.g. vision=fp16,backbone=bf16,dit=fp8.")] = "",
     device: Annotated[str | None, typer.Option(
-        help="Use the precision defaults of a device class: thor, rtx, hopper or orin (no fp8).")] = None,
+        help=f"Use the precision defaults of a device: {DEVICE_NAMES} (orin: fp16, no fp8).")] = None,
     calib: Annotated[str | None, typer.Option(
         help="Folder of recorded observations (.npz, the --obs format; `run --record`) to calibrate fp8 "
              "graphs on. Default: synthetic observations (said in the manifest).")] = None,
@@ -137,7 +142,7 @@ def export(
         help="Synthetic calibration observations per embodiment when --calib is not given.")] = 4,
     max_batch: Annotated[int, typer.Option(help="Largest batch the engines will be built for.")] = 1,
     tokenizer: Annotated[str | None, typer.Option(help="Tokenizer folder or HF id (default: from the checkpoint).")] = None,
-    force: Annotated[bool, typer.Option(help="Replace an existing export directory.")] = False,
+    force: Annotated[bool, flag("--force", "Replace an existing export directory (never another folder).")] = False,
 ) -> None:
     """Export a checkpoint as ONNX graphs + manifest into an export directory."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -158,7 +163,7 @@ def export(
         force=force,
     )
     if out.resolve() == Path.cwd().resolve() or out.resolve() == Path.home().resolve():
-        raise Gr00tTrtError(f"--out {out} is the current or home folder — export into a new folder, e.g. --out build/")
+        raise Gr00tTrtError(f"--out {out} is the current or home folder — export into a new folder, e.g. --out {DEFAULT_EXPORT}/")
     check_options(options, out)  # bad options fail before the progress bar appears
     with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console) as bar:
         task = bar.add_task("checkpoint: loading", total=None)
@@ -198,7 +203,7 @@ def export(
 def run(
     export_dir: Annotated[Path, typer.Argument(help="Export directory (from `gr00t-trt export`).")],
     obs: Annotated[Path | None, typer.Option(help="Observation .npz (flat Isaac-GR00T keys: video.<k>, state.<k>, annotation.*).")] = None,
-    synthetic: Annotated[bool, typer.Option(help="Use a random observation for the embodiment.")] = False,
+    synthetic: Annotated[bool, flag("--synthetic", "Use a random observation for the embodiment.")] = False,
     embodiment: Annotated[str | None, typer.Option(help="Embodiment tag (default: the only exported one).")] = None,
     backend: Annotated[str, typer.Option(help=BACKEND_HELP)] = "auto",
     seed: Annotated[int, typer.Option(min=0, help="Seed of the initial noise (and of --synthetic).")] = 0,
@@ -259,7 +264,7 @@ def verify(
     seeds: Annotated[int, typer.Option(min=1, help="Number of noise seeds (and random observations).")] = 1,
     json_out: Annotated[Path, typer.Option("--json", help="Where to write the JSON report (always written, "
                                            "also when verification fails or is refused).")] = Path("verify-report.json"),
-    any_checkpoint: Annotated[bool, typer.Option(help="Compare with a checkpoint other than the one the export was "
+    any_checkpoint: Annotated[bool, flag("--any-checkpoint", "Compare with a checkpoint other than the one the export was "
                                                  "made from (same config), e.g. to see how far a fine-tune moved.")] = False,
 ) -> None:
     """Prove the export matches the unoptimised PyTorch reference.

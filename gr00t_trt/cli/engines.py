@@ -14,7 +14,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from .app import app, console, friendly
+from .app import app, console, flag, friendly
 
 
 @app.command()
@@ -26,7 +26,7 @@ def build(
     opt_level: Annotated[int, typer.Option(help="Builder optimisation level 0-5.")] = 3,
     timing_cache: Annotated[Path | None, typer.Option(help="Timing cache file (default: in the engine folder).")] = None,
     only: Annotated[list[str] | None, typer.Option(help="Build only this graph (repeatable).")] = None,
-    force: Annotated[bool, typer.Option(help="Rebuild even when a matching plan exists.")] = False,
+    force: Annotated[bool, flag("--force", "Rebuild even when a matching plan exists.")] = False,
     dry_run: Annotated[bool, typer.Option(help="Print and write EXPORT/build.sh with the equivalent trtexec commands.")] = False,
 ) -> None:
     """Build TensorRT engines for this GPU (strongly typed, audited, cached by GPU/TensorRT/precision/ONNX)."""

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from .app import app, err_console, friendly
+from .app import app, err_console, flag, friendly
 from .commands import BACKEND_HELP
 
 
@@ -21,7 +21,7 @@ def serve(
     port: Annotated[int, typer.Option(help="TCP port (Isaac-GR00T's default is 5555).")] = 5555,
     api_token: Annotated[str | None, typer.Option(envvar="GR00T_TRT_API_TOKEN", show_default=False,
                                                   help="Require this token in every request.")] = None,
-    allow_kill: Annotated[bool, typer.Option(help="Let clients stop the server with the kill endpoint.")] = False,
+    allow_kill: Annotated[bool, flag("--allow-kill", "Let clients stop the server with the kill endpoint.")] = False,
     max_message_mb: Annotated[float, typer.Option(help="Largest request accepted, in MiB.")] = 64.0,
 ) -> None:
     """Serve a policy over Isaac-GR00T's ZeroMQ protocol (its PolicyClient works unchanged)."""

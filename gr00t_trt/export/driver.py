@@ -52,7 +52,7 @@ class ExportOptions:
     steps: int | None = None  # None: config.num_inference_timesteps
     precision: str = "fp32"  # every graph, or "fp8": the §5 defaults (vision and small graphs fp16)
     graph_precision: str = ""  # per-graph overrides, e.g. "vision=fp16,dit=fp8"
-    device: str | None = None  # device class whose §5 defaults to use: thor | rtx | hopper | orin
+    device: str | None = None  # a bench.devices key whose precision defaults to use (thor, orin, rtx5090, ...)
     calib: str | None = None  # folder of recorded observations (.npz) to calibrate fp8 graphs on
     calib_count: int = 4  # synthetic calibration observations per embodiment when calib is None
     max_batch: int = 1

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..bench.devices import DEVICES
 from ..errors import ExportError
 from ..fp8_plan import FP8_DEFAULTS
 from ..graphs import GRAPH_SPECS
@@ -47,14 +48,13 @@ ACTIVATION_DTYPES = ("float32", "float16")
 #: saturation bound of graphs computing in fp16: half the fp16 range, like the mask biases
 FP16_SATURATION = float(torch.finfo(torch.float16).max) / 2
 
-#: architecture §5 defaults per device class; Orin (Ampere, sm_87) has no fp8 tensor cores
+#: the fp8 defaults per device of ``bench.devices`` (one --device vocabulary for export and bench); a device
+#: without fp8 tensor cores (Orin, Ampere sm_87) gets fp16 everywhere
 DEVICE_DEFAULTS: dict[str, dict[str, str]] = {
-    "thor": dict(FP8_DEFAULTS),
-    "rtx": dict(FP8_DEFAULTS),  # RTX 40/50 (sm_89 / sm_120)
-    "hopper": dict(FP8_DEFAULTS),
-    "orin": {kind: "fp16" for kind in GRAPH_SPECS},
+    key: dict(FP8_DEFAULTS) if "fp8" in spec.tflops else dict.fromkeys(GRAPH_SPECS, "fp16")
+    for key, spec in DEVICES.items()
 }
-_NO_FP8 = {"orin": "Jetson Orin (Ampere, sm_87) has no fp8 tensor cores"}
+_NO_FP8 = {key: f"{spec.name} has no fp8 tensor cores" for key, spec in DEVICES.items() if "fp8" not in spec.tflops}
 
 
 @dataclass(frozen=True)
@@ -129,7 +129,7 @@ def plan_precision(
     if device is not None:
         if device not in DEVICE_DEFAULTS:
             raise ExportError(
-                f"device class {device!r} is unknown — expected one of: {', '.join(DEVICE_DEFAULTS)}"
+                f"device {device!r} is unknown — expected one of: {', '.join(DEVICE_DEFAULTS)}"
             )
         if precision != "fp32":
             raise ExportError(

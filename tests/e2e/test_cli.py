@@ -225,3 +225,59 @@ def test_run_record_saves_observations_for_calibration(tiny_export, tmp_path):
     assert len(files) == 2
     again = invoke("run", tiny_export, "--obs", files[0], "--embodiment", "unitree_g1")
     assert again.exit_code == 0, again.output
+
+
+# ------------------------------------------------------------------------------------------ first contact (issue 18)
+def test_export_default_folder_is_not_setuptools_build(tiny_checkpoint, tmp_path, monkeypatch):
+    """`pip install .` leaves a build/ folder: the default export folder must be another name, and a folder
+    that is not an export is named as such first, without suggesting a --force that would be refused."""
+    from gr00t_trt.cli.commands import DEFAULT_EXPORT
+
+    assert DEFAULT_EXPORT == "gr00t-export"
+    assert "[default: gr00t-export]" in help_of("export")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / DEFAULT_EXPORT / "lib").mkdir(parents=True)  # e.g. someone else's folder of that name
+    result = invoke("export", "--checkpoint", tiny_checkpoint)
+    one_line_error(result, "gr00t-export exists and is not a gr00t-trt export — choose another folder")
+    assert "pass --force" not in result.output
+    assert (tmp_path / DEFAULT_EXPORT / "lib").is_dir()
+
+
+def help_of(*command) -> str:
+    """A command's --help as one line of words (the panels' borders and wrapping removed)."""
+    result = invoke(*command, "--help")
+    assert result.exit_code == 0, result.output
+    return " ".join(result.output.replace("│", " ").split())
+
+
+COMMANDS = ("inspect", "make-checkpoint", "export", "run", "verify", "demo", "bench", "build", "doctor", "serve")
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_has_no_papercuts(command):
+    """Flags show no value type (`--synthetic true` is not a thing), no `[default: no-flag]`, and no help text
+    lost to rich markup (a bare `[plot]` used to vanish into "(needs )")."""
+    text = help_of(command)
+    assert "<bool>" not in text
+    assert "[default: no-" not in text
+    assert "(needs )" not in text and "()" not in text
+
+
+def test_help_texts_say_what_is_true():
+    bench_help = help_of("bench")
+    assert "gr00t-trt[plot]" in bench_help
+    assert "--synthetic Use a random observation (the default without --obs)." in bench_help
+    export_help = help_of("export")
+    from gr00t_trt.bench.devices import DEVICES
+
+    for name in DEVICES:  # one --device vocabulary: export takes every device bench knows
+        assert name in export_help and name in bench_help
+
+
+def test_make_checkpoint_help_quotes_the_full_size_it_writes():
+    from gr00t_trt.model.presets import preset_config
+    from gr00t_trt.model.synthetic import tensor_plan
+
+    total = sum(math.prod(shape) * dtype.itemsize for _, shape, dtype in tensor_plan(preset_config("full")))
+    help_text = help_of("make-checkpoint")
+    assert f"~{total / 1e9:.1f} GB" in help_text, help_text
