@@ -146,6 +146,15 @@ class Manifest:
             raise ManifestError(f"{source} is malformed: {type(exc).__name__} {exc}") from None
 
 
+def is_export(folder: Path) -> bool:
+    """True when ``folder`` holds a gr00t-trt export manifest (what ``--force`` may replace, what ``inspect``
+    reads as an export rather than a checkpoint)."""
+    try:
+        return json.loads((Path(folder) / MANIFEST_NAME).read_text()).get("format") == FORMAT_NAME
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:

@@ -48,14 +48,15 @@ def inspect(
 
     Given an export directory instead, show each graph's precision, size on disk and the weight bytes
     a TensorRT engine built from it will hold."""
-    from ..export.driver import is_export
     from ..files import write_json
-    from ..model.inspect import inspect_checkpoint
+    from ..manifest import is_export
 
     _writable_file(json_out, "--json")
     if Path(checkpoint).is_dir() and is_export(Path(checkpoint)):
-        report = _inspect_export(Path(checkpoint))
+        report = _inspect_export(Path(checkpoint))  # no torch, no onnx: it runs on the robot install
     else:
+        from ..model.inspect import inspect_checkpoint
+
         report = inspect_checkpoint(checkpoint)
         render_inspect(console, report)
         report = report.to_dict()
@@ -67,7 +68,7 @@ def _inspect_export(folder: Path) -> dict:
     """Render an export's per-graph sizes at their recorded precisions; returns them for --json."""
     import dataclasses
 
-    from ..export.precision import graph_sizes
+    from ..export_sizes import graph_sizes
     from ..manifest import load_manifest
 
     manifest = load_manifest(folder, verify_files=False)
@@ -187,7 +188,7 @@ def export(
         f"{', '.join(manifest.embodiments)} and image sizes "
         f"{', '.join(f'{h}x{w}' for h, w in manifest.image_sizes)} to {out}"
     )
-    from ..export.precision import graph_sizes
+    from ..export_sizes import graph_sizes
 
     render_graph_sizes(console, graph_sizes(out, manifest))
     calibration = manifest.precision.get("calibration")

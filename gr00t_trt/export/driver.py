@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import logging
 import shutil
 import time
@@ -25,11 +24,10 @@ from ..dataflow import segments
 from ..errors import EmbodimentError, ExportError
 from ..graphs import dynamic_ranges
 from ..manifest import (
-    FORMAT_NAME,
-    MANIFEST_NAME,
     EmbodimentEntry,
     GraphEntry,
     Manifest,
+    is_export,
     sha256_file,
     write_manifest,
 )
@@ -175,14 +173,6 @@ def check_options(options: ExportOptions, out_dir: Path) -> None:
                 "frame to multiples of 28 (e.g. 252x336 for 4:3 cameras)"
             )
     check_replaceable(out_dir, options.force, is_export, "gr00t-trt export", ExportError)
-
-
-def is_export(folder: Path) -> bool:
-    """True when ``folder`` holds a gr00t-trt export manifest (what ``--force`` may replace)."""
-    try:
-        return json.loads((Path(folder) / MANIFEST_NAME).read_text()).get("format") == FORMAT_NAME
-    except (OSError, ValueError, AttributeError):
-        return False
 
 
 def _select_embodiments(processor, requested: tuple[str, ...]) -> dict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 
 import numpy as np
@@ -281,3 +282,32 @@ def test_make_checkpoint_help_quotes_the_full_size_it_writes():
     total = sum(math.prod(shape) * dtype.itemsize for _, shape, dtype in tensor_plan(preset_config("full")))
     help_text = help_of("make-checkpoint")
     assert f"~{total / 1e9:.1f} GB" in help_text, help_text
+
+
+#: the modules of the `export` extra; the robot install has none of them
+EXPORT_ONLY = ("torch", "transformers", "safetensors", "onnx", "onnxscript", "huggingface_hub")
+
+
+def test_robot_commands_run_without_the_export_tooling(tiny_export, tmp_path):
+    """`inspect EXPORT`, `doctor`, `run` and `bench` on the base install: with every module of the export
+    extra blocked, each works and writes what it is asked to (sizes come from the .onnx files, read
+    without onnx). The real fresh-venv install runs them too (tests/serve/test_runtime_install.py)."""
+    import subprocess
+    import sys
+
+    block = f"import sys\nfor m in {EXPORT_ONLY!r}:\n    sys.modules[m] = None\n"
+    main = block + "from gr00t_trt.cli import app\napp(prog_name='gr00t-trt')\n"
+    bench_json = tmp_path / "bench.json"
+    for args in (["inspect", tiny_export, "--json", tmp_path / "sizes.json"], ["doctor", tiny_export],
+                 ["run", tiny_export, "--synthetic", "--embodiment", "unitree_g1", "--backend", "ort"],
+                 ["bench", tiny_export, "--embodiment", "unitree_g1", "--backend", "ort", "--iters", "2",
+                  "--warmup", "0", "--json", bench_json, "--markdown", tmp_path / "bench.md"]):
+        done = subprocess.run([sys.executable, "-c", main, *map(str, args)], capture_output=True, text=True,
+                              timeout=300, env={**os.environ, "COLUMNS": "100"})
+        assert done.returncode == 0, f"{args[0]}: {done.stdout[-2000:]}{done.stderr[-2000:]}"
+        assert "needs the Python module" not in done.stdout + done.stderr
+    sizes = json.loads((tmp_path / "sizes.json").read_text())
+    assert sizes["engine_weights_total"] > 0 and all(g["engine_weights"] > 0 for g in sizes["graphs"])
+    report = json.loads(bench_json.read_text())
+    assert report["end_to_end_ms"]["n"] == 2 and report["roofline"]["notes"]
+    assert (tmp_path / "bench.md").read_text().strip()
