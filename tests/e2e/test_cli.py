@@ -311,3 +311,99 @@ def test_robot_commands_run_without_the_export_tooling(tiny_export, tmp_path):
     report = json.loads(bench_json.read_text())
     assert report["end_to_end_ms"]["n"] == 2 and report["roofline"]["notes"]
     assert (tmp_path / "bench.md").read_text().strip()
+
+
+def test_export_does_not_repeat_torchs_reduce_op_warning_and_keeps_the_filter_local():
+    """Each graph's export looks at every live object (to free onnxscript's matches); isinstance() on torch's
+    deprecated `torch.distributed.reduce_op` warned once per graph. Silenced there, and only there."""
+    import warnings
+
+    import torch.distributed
+
+    from gr00t_trt.export.onnx_io import _forget_rewriter_matches
+
+    def reduce_op_warnings(seen):
+        return [w for w in seen if "reduce_op" in str(w.message)]
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        isinstance(torch.distributed.reduce_op, int)
+        if not reduce_op_warnings(seen):
+            pytest.skip("this torch no longer warns about torch.distributed.reduce_op")
+        seen.clear()
+        _forget_rewriter_matches()
+        assert reduce_op_warnings(seen) == []
+        isinstance(torch.distributed.reduce_op, int)  # outside the export's filter torch still warns
+        assert len(reduce_op_warnings(seen)) == 1
+
+
+def test_run_labels_the_first_call_and_keeps_keys_whole_at_80_columns(tiny_export, tiny_checkpoint, tmp_path):
+    spec = load_processor_spec(tiny_checkpoint)
+    path = tmp_path / "obs.npz"
+    save_observation(path, synthetic_observation(spec, "libero_panda", seed=4))  # flat: keys "action.<key>"
+    once = invoke("run", tiny_export, "--obs", path, "--embodiment", "libero_panda")
+    assert once.exit_code == 0, once.output
+    lines = once.output.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    for key in ("action.eef_pose", "action.gripper"):  # never split over two lines
+        assert any(key in line for line in lines), once.output
+    assert "first call, warm-up included" in " ".join(once.output.split())
+    steady = invoke("run", tiny_export, "--obs", path, "--embodiment", "libero_panda", "--repeat", "2")
+    assert steady.exit_code == 0 and "timings of step 2" in steady.output and "first call" not in steady.output
+
+
+def test_verify_table_shows_the_measured_mean_abs_and_the_runs_own_thresholds():
+    """The "needs" column names a mean abs bound: the measured mean abs stands next to it; an fp8 export's
+    footer quotes the fp8 thresholds, not fp16's; both point to what a user has, never a spec section."""
+    from rich.console import Console
+
+    from gr00t_trt.cli.render import render_parity
+    from gr00t_trt.parity import ParityReport, StageComparison, threshold_for
+
+    fp8 = threshold_for("backbone", "fp8")
+    report = ParityReport([StageComparison("seed0 backbone features", 0.9951, 0.0421, 0.9, 0.08, fp8, True, (1, 4))],
+                          {"precisions": {"vision": "fp16", "backbone": "fp8", "dit": "fp8"}})
+    console = Console(width=80, record=True, force_terminal=False)
+    render_parity(console, report)
+    text = " ".join(console.export_text().split())
+    assert "mean abs" in text and "4.2e-02" in text and "mean abs ≤ 0.05" in text
+    assert f"fp8: backbone {fp8.describe()}, actions {threshold_for('normalised_action', 'fp8').describe()}" in text
+    assert "fp16/bf16: backbone cosine ≥ 0.999" in text  # the vision graph is fp16
+    assert "§" not in text and "gr00t-trt verify --help" in text
+    only_fp32 = Console(width=80, record=True, force_terminal=False)
+    render_parity(only_fp32, ParityReport([], {"precisions": {"dit": "fp32"}}))
+    assert "fp8" not in only_fp32.export_text() and "fp16" not in only_fp32.export_text()
+
+
+def test_verify_help_quotes_every_threshold_it_enforces():
+    from gr00t_trt.parity import threshold_for
+
+    text = help_of("verify")
+    for precision in ("fp16", "fp8"):
+        for check in ("backbone", "normalised_action"):
+            bound = threshold_for(check, precision)
+            assert f"≥ {bound.min_cosine:g}" in text and f"≤ {bound.max_mean_abs:g}" in text, (check, precision)
+
+
+def test_no_message_or_readme_cites_documents_users_do_not_have():
+    """"§7" and "architecture §5" are sections of design notes that are not shipped: README, help texts and
+    every non-docstring string of the package must not cite them."""
+    import ast
+    from pathlib import Path
+
+    import gr00t_trt
+
+    root = Path(gr00t_trt.__file__).parent
+    assert "§" not in (root.parent / "README.md").read_text()
+    cited = []
+    for path in root.rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                      if isinstance(node, ast.Module | ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
+                      and node.body and isinstance(node.body[0], ast.Expr)
+                      and isinstance(node.body[0].value, ast.Constant)}
+        cited += [f"{path.name}:{node.lineno}" for node in ast.walk(tree) if isinstance(node, ast.Constant)
+                  and isinstance(node.value, str) and "§" in node.value and id(node) not in docstrings]
+    assert cited == []
+    for command in COMMANDS:
+        assert "§" not in help_of(command), command
