@@ -72,15 +72,17 @@ def check_replaceable(out: Path, force: bool, recognise: Recognise, what: str, e
         raise error(f"{out} is the current folder or contains it — choose another output folder")
     if not out.exists() and not out.is_symlink():
         return
-    if not force:
-        raise error(f"{out} already exists — pass --force to replace it")
+    # what the folder is comes first: suggesting --force for a folder --force may not replace sends the user
+    # round in a circle (a setuptools build/ after `pip install .`)
     if out.is_symlink() or not out.is_dir():
-        raise error(f"{out} exists and is not a folder — refusing to replace it with --force; choose another path")
+        raise error(f"{out} exists and is not a folder — choose another path (--force never replaces it)")
     if not (is_empty_dir(out) or recognise(out)):
         raise error(
-            f"{out} exists and is not a {what} — refusing to replace it with --force; "
-            "choose another folder or remove it yourself"
+            f"{out} exists and is not a {what} — choose another folder or remove it yourself "
+            f"(--force replaces only a {what})"
         )
+    if not force:
+        raise error(f"{out} already exists — pass --force to replace it")
 
 
 def _interrupt(signum: int, frame: object) -> None:

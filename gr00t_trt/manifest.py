@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import EmbodimentError, ManifestError
+from .errors import EmbodimentError, Gr00tTrtError, ManifestError
 from .files import read_json, write_json
 from .graphs import TensorSpec, find_tensor
 from .manifest_checks import check_integrity, validate_manifest_data
@@ -144,6 +144,15 @@ class Manifest:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ManifestError(f"{source} is malformed: {type(exc).__name__} {exc}") from None
+
+
+def is_export(folder: Path) -> bool:
+    """True when ``folder`` holds a gr00t-trt export manifest (what ``--force`` may replace, what ``inspect``
+    reads as an export rather than a checkpoint)."""
+    try:
+        return read_json(Path(folder) / MANIFEST_NAME, "export manifest", expect=dict).get("format") == FORMAT_NAME
+    except Gr00tTrtError:
+        return False
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

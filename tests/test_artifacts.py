@@ -32,7 +32,7 @@ def test_export_force_refuses_a_folder_that_is_not_an_export(tiny_checkpoint, tm
     out = tmp_path / "v"
     out.mkdir()
     (out / "important.txt").write_text("x")
-    with pytest.raises(ExportError, match=r"exists and is not a gr00t-trt export — refusing to replace it with --force"):
+    with pytest.raises(ExportError, match=r"exists and is not a gr00t-trt export — choose another folder"):
         export_checkpoint(tiny_checkpoint, out, ExportOptions(force=True))
     assert (out / "important.txt").read_text() == "x"
 
@@ -58,6 +58,10 @@ def test_force_replaces_an_export_or_an_empty_folder_only(tmp_path):
             check_replaceable(bad, True, is_export, "gr00t-trt export", ExportError)
     with pytest.raises(ExportError, match=r"already exists — pass --force to replace it"):
         check_replaceable(export, False, is_export, "gr00t-trt export", ExportError)
+    for bad in (other, file):  # without --force too: what the folder is comes first, never "pass --force"
+        with pytest.raises(ExportError, match=r"is not a (gr00t-trt export|folder) — choose another") as caught:
+            check_replaceable(bad, False, is_export, "gr00t-trt export", ExportError)
+        assert "pass --force" not in str(caught.value)
 
 
 def test_publish_replaces_an_old_export_atomically(tmp_path):
@@ -77,7 +81,8 @@ def test_make_checkpoint_force_speaks_cli_and_spares_foreign_folders(tmp_path):
     (out / "keep.txt").write_text("mine")
     runner = CliRunner()
     result = runner.invoke(app, ["make-checkpoint", str(out)])
-    assert result.exit_code == 1 and "pass --force" in " ".join(result.output.split()), result.output
+    said = " ".join(result.output.split())
+    assert result.exit_code == 1 and "is not a synthetic checkpoint" in said and "--force replaces only" in said, said
     assert "overwrite=True" not in result.output
     result = runner.invoke(app, ["make-checkpoint", str(out), "--force"])
     assert result.exit_code == 1, result.output

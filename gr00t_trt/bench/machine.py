@@ -217,7 +217,8 @@ def machine_info() -> dict[str, Any]:
 
 class CpuMeter:
     """CPU time other processes used while a block ran, in cores (0 = the machine was ours alone):
-    Δ(busy jiffies of the machine, /proc/stat) − Δ(this process's jiffies), over the wall time.
+    Δ(busy jiffies of the machine, /proc/stat) − Δ(this process's and its waited-for children's jiffies),
+    over the wall time.
     On a shared machine this says whether a measurement can be trusted. None off Linux."""
 
     def __init__(self) -> None:
@@ -239,7 +240,8 @@ class CpuMeter:
         if not text:
             return None
         stat = text.rsplit(")", 1)[1].split()
-        return int(stat[11]) + int(stat[12])  # utime + stime of all threads
+        # utime + stime of all threads, + cutime + cstime of finished children (a reference process we ran)
+        return int(stat[11]) + int(stat[12]) + int(stat[13]) + int(stat[14])
 
     def start(self) -> CpuMeter:
         busy, own = self._machine_busy(), self._own()

@@ -1,18 +1,16 @@
 """``bench --model-only``: the roofline of a checkpoint (headers + config) or of an export (manifest +
-ONNX initializer sizes), without executing or loading a single weight."""
+ONNX initializer sizes, read without onnx), without executing or loading a single weight."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 from ..errors import Gr00tTrtError, ManifestError
+from ..export_sizes import stored_weight_bytes
 from ..fp8_plan import FP8_DEFAULTS
 from ..model.config import Gr00tConfig
 from .roofline import GRAPH_KINDS, PRECISIONS, Roofline, Workload, check_stored_params, default_workload
-
-ONNX_ELEMENT_BYTES = {1: 4, 10: 2, 16: 2, 17: 1, 18: 1, 19: 1, 20: 1, 2: 1, 3: 1, 6: 4, 7: 8, 9: 1, 11: 8}
 
 
 def precisions_for(precision: str | None) -> dict[str, str]:
@@ -62,29 +60,8 @@ def roofline_from_export(folder: str | Path, *, precision: str | None = None, ca
         workload = default_workload(config, sizes, cameras=len(sizes) if cameras is None else cameras,
                                     batch=batch, steps=manifest.steps, bucket=bucket)
     roof = Roofline.build(config, workload, precisions)
-    stored = onnx_weight_bytes(folder, manifest.graphs)
+    stored = stored_weight_bytes(folder, manifest.graphs)
     roof.notes.append("stored weight bytes per graph (ONNX initializers; tables hold every step and kept "
                       "embodiment, of which one row is read): "
                       + ", ".join(f"{name} {size / 1e6:.1f} MB" for name, size in stored.items()))
     return roof
-
-
-def onnx_weight_bytes(folder: str | Path, graphs: Mapping[str, Any]) -> dict[str, int]:
-    """Bytes of every graph's initializers and constant tensors, from the .onnx protobuf alone (the
-    external .onnx.data weights are never read: their dims and dtypes live in the protobuf)."""
-    from ..errors import require
-
-    onnx = require("onnx", "onnx", "reading exported graphs' initializer sizes")
-    sizes = {}
-    for name, entry in graphs.items():
-        model = onnx.load(str(Path(folder) / entry.file), load_external_data=False)
-        tensors = list(model.graph.initializer)
-        tensors += [a.t for node in model.graph.node if node.op_type == "Constant" for a in node.attribute if a.name == "value"]
-        total = 0
-        for t in tensors:
-            count = 1
-            for d in t.dims:
-                count *= d
-            total += count * ONNX_ELEMENT_BYTES.get(t.data_type, 4)
-        sizes[name] = total
-    return sizes

@@ -3,7 +3,7 @@ initial noise as ours, with the speed-up per stage and end to end and the action
 
 Both sides share the preprocessing and decoding code (numpy), so only the network differs. When the
 reference fits in memory next to our loaded policy, calls alternate ours / reference in one process
-(same machine state for both); otherwise the reference runs in its own process after ours is closed
+(same machine state for both; the default); otherwise the reference runs in its own process after ours is closed
 (a full-size fp32 reference and our fp32 graphs do not fit 23 GB together). This module imports torch
 (lazily), unlike the rest of ``gr00t_trt.bench``.
 
@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import Gr00tTrtError, VerificationError
-from .machine import available_ram_bytes
+from .machine import CpuMeter, available_ram_bytes
 from .stats import LatencyStats, summarize
 
 #: stages both sides report, in order
@@ -44,6 +44,7 @@ class ReferenceComparison:
     ours: dict[str, LatencyStats]
     ours_e2e: LatencyStats
     agreement: dict[str, float]  # rel_l2, max_abs, cosine over every physical action value
+    other_cores: float | None = None  # other processes' CPU use while the reference was timed (CpuMeter)
 
     def rows(self) -> dict[str, dict[str, float]]:
         out = {}
@@ -68,6 +69,7 @@ class ReferenceComparison:
             "ours_ms": {k: s.to_dict() for k, s in self.ours.items()},
             "ours_end_to_end_ms": self.ours_e2e.to_dict(),
             "agreement": self.agreement,
+            "other_processes_cores": self.other_cores,
         }
 
 
@@ -184,7 +186,10 @@ def compare_interleaved(policy: Any, checkpoint: str | Path, observation: dict, 
     runner = ReferenceRunner(checkpoint, policy.preprocessor, policy.manifest)
     ours_e2e, ours_st, ref_e2e, ref_st = [], {}, [], {}
     ours_actions = ref_actions = None
+    meter = None
     for i in range(warmup + iters):
+        if i == warmup:
+            meter = CpuMeter().start()
         time.sleep(settle_s)
         start = time.perf_counter()
         ours_actions = policy.get_action(observation, embodiment=tag, noise=noise)
@@ -204,6 +209,7 @@ def compare_interleaved(policy: Any, checkpoint: str | Path, observation: dict, 
     return ReferenceComparison(
         "interleaved", iters, {k: summarize(v) for k, v in ref_st.items()}, summarize(ref_e2e),
         {k: summarize(v) for k, v in ours_st.items()}, summarize(ours_e2e), agreement(ref_actions, ours_actions),
+        meter.foreign_cores() if meter else None,
     )
 
 
@@ -223,12 +229,13 @@ def compare_separate_process(report: Any, policy: Any, checkpoint: str | Path, o
             ours_st.setdefault(k, []).append(v)
     folder, manifest = policy.folder, policy.manifest
     policy.close()  # free our sessions before the reference loads
+    meter = CpuMeter().start()  # the child's time counts as ours once it has finished
     result = run_reference_process(checkpoint, folder, manifest, observation, tag, noise, iters=iters,
                                    warmup=warmup, timeout=timeout)
     return ReferenceComparison(
         "separate process", iters, {k: summarize(v) for k, v in result["stages"].items()},
         summarize(result["end_to_end"]), {k: summarize(v) for k, v in ours_st.items()},
-        report.end_to_end, agreement(result["actions"], ours_actions),
+        report.end_to_end, agreement(result["actions"], ours_actions), meter.foreign_cores(),
     )
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..files import write_atomic
+from .contention import mark
 from .roofline import Roofline
 from .runner import BenchReport
 from .stats import LatencyStats
@@ -74,9 +75,28 @@ def header_lines(report: BenchReport) -> list[str]:
         f"batch {h['batch']}, cameras {h['cameras']}, images "
         + ", ".join(f"{a}x{b}" for a, b in h["image_sizes"])
         + f", S {h['seq_len']} (bucket {h['shape_bucket']}), steps {h['steps']}, embodiment {h['embodiment']}",
-        f"{h['iters']} measured calls after {h['warmup']} warm-up; other processes used "
-        + (f"{report.other_processes_cores:.2f} cores" if report.other_processes_cores is not None else "? cores"),
+        f"{h['iters']} measured calls after {h['warmup']} warm-up",
+        report.contention.note(),  # the other processes' load during the timing, and its verdict
     ]
+    return lines
+
+
+def speedup_cell(report: BenchReport, speedup: float) -> str:
+    """A speed-up as printed: withheld when the timing was noisy (unless --allow-noisy), then marked."""
+    if report.speedups_withheld:
+        return "withheld"
+    return mark(f"{speedup:.2f}×", report.contention)
+
+
+def comparison_lines(report: BenchReport) -> list[str]:
+    """What to know before reading the speed-ups: how both sides were timed and whether they were withheld."""
+    cmp, lines = report.reference, []
+    if cmp.mode != "interleaved":
+        lines.append("the reference ran after ours, not interleaved with it (it does not fit in memory next to "
+                     "ours): a load change between the two runs is not cancelled out")
+    if report.speedups_withheld:
+        lines.append("speed-ups withheld: the machine was busy during the timing (see the NOISY line above) — "
+                     "rerun on a quiet machine, or pass --allow-noisy to print them marked")
     return lines
 
 
@@ -111,21 +131,24 @@ def render_console(report: BenchReport, console: Any) -> None:
         for key, floor in report.floors.items():
             measured = report.end_to_end.p50 if key == "total" else (report.stages[key].p50 if key in report.stages else None)
             table.add_row(key, _ms(floor.ms), floor.bound, "-" if measured is None else _ms(measured),
-                          f"{ratios[key]:.1f}×" if key in ratios else "-")
+                          mark(f"{ratios[key]:.1f}×", report.contention) if key in ratios else "-")
         console.print(table)
     if report.reference is not None:
-        render_reference(report.reference, console)
+        render_reference(report, console)
 
 
-def render_reference(cmp: Any, console: Any) -> None:
+def render_reference(report: BenchReport, console: Any) -> None:
     from rich.table import Table
 
+    cmp = report.reference
     table = Table(title=f"vs PyTorch reference ({cmp.mode}), p50 ms", title_justify="left")
     for col in ("stage", "reference", "ours", "speed-up"):
         table.add_column(col, justify="left" if col == "stage" else "right")
     for key, row in cmp.rows().items():
-        table.add_row(key, _ms(row["reference"]), _ms(row["ours"]), f"{row['speedup']:.2f}×")
+        table.add_row(key, _ms(row["reference"]), _ms(row["ours"]), speedup_cell(report, row["speedup"]))
     console.print(table)
+    for line in comparison_lines(report):
+        console.print(line, highlight=False, markup=False)
     a = cmp.agreement
     console.print(f"actions: rel L2 {a['rel_l2']:.2e}, max abs {a['max_abs']:.2e}, cosine {a['cosine']:.6f}",
                   highlight=False)
@@ -180,13 +203,16 @@ def to_markdown(report: BenchReport) -> str:
         lines += ["", f"## Measured ÷ floor on {report.device.name}", "", "| stage | floor ms | bound | ÷ floor |",
                   "|---|---|---|---|"]
         for key, floor in report.floors.items():
-            lines.append(f"| {key} | {_ms(floor.ms)} | {floor.bound} | {f'{ratios[key]:.2f}×' if key in ratios else '-'} |")
+            ratio = mark(f"{ratios[key]:.2f}×", report.contention) if key in ratios else "-"
+            lines.append(f"| {key} | {_ms(floor.ms)} | {floor.bound} | {ratio} |")
     if report.reference is not None:
         cmp = report.reference
         lines += ["", f"## Against the PyTorch reference ({cmp.mode})", "", "| stage | reference ms | ours ms | speed-up |",
                   "|---|---|---|---|"]
         for key, row in cmp.rows().items():
-            lines.append(f"| {key} | {_ms(row['reference'])} | {_ms(row['ours'])} | {row['speedup']:.2f}× |")
+            lines.append(f"| {key} | {_ms(row['reference'])} | {_ms(row['ours'])} | {speedup_cell(report, row['speedup'])} |")
+        notes = comparison_lines(report)
+        lines += ["", *notes] if notes else []
         a = cmp.agreement
         lines += ["", f"Actions: rel L2 {a['rel_l2']:.2e}, max abs {a['max_abs']:.2e}, cosine {a['cosine']:.6f}."]
     return "\n".join(lines) + "\n"
@@ -224,32 +250,47 @@ def roofline_markdown(roof: Roofline, devices: list[Any]) -> str:
 
 # ------------------------------------------------------------------------------------------ PNG
 def write_png(report: BenchReport, path: str | Path) -> Path:
-    """A horizontal stacked bar of the per-stage p50 (ours, and the reference when compared) with the
-    end-to-end p50 marked; what the stages do not cover is drawn as "other"."""
+    """``bench_figure`` written atomically as a PNG."""
+    fig = bench_figure(report)
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    try:
+        fig.savefig(buffer, format="png")
+    finally:
+        plt.close(fig)
+    return write_atomic(path, buffer.getvalue())
+
+
+def bench_figure(report: BenchReport) -> Any:
+    """A horizontal stacked bar of the per-stage p50 (ours, and the reference beside it when compared),
+    the end-to-end p50 marked with a whisker to the p99, and the contention note under the chart; what
+    the stages do not cover is drawn as "other"."""
     from ..errors import require
 
     matplotlib = require("matplotlib", "gr00t-trt[plot]", "the --plot chart")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    bars: list[tuple[str, dict[str, float], float]] = []
+    # (label, stage p50s, end-to-end stats): the bar is the p50 breakdown, the whisker reaches the p99
+    bars: list[tuple[str, dict[str, float], LatencyStats]] = []
     label = f"ours ({report.header['backend']})"
     if report.reference is None:
-        bars.append((label, {k: report.stages[k].p50 for k in leaf_stages(report.stages)}, report.end_to_end.p50))
+        bars.append((label, {k: report.stages[k].p50 for k in leaf_stages(report.stages)}, report.end_to_end))
     else:  # both sides from the comparison's own run, in the reference's grouping, so colours match
         cmp = report.reference
-        bars.append((label, {k: s.p50 for k, s in cmp.ours.items()}, cmp.ours_e2e.p50))
-        bars.append(("PyTorch reference", report.reference.reference_stage_p50(), report.reference.reference_e2e.p50))
+        bars.append((label, {k: s.p50 for k, s in cmp.ours.items()}, cmp.ours_e2e))
+        bars.append(("PyTorch reference", cmp.reference_stage_p50(), cmp.reference_e2e))
     stage_order: list[str] = []
     for _, stages, _ in bars:
         stage_order += [k for k in stages if k not in stage_order]
     stage_order.append("other")
     colours = list(plt.get_cmap("tab10")(range(10))) * (1 + len(stage_order) // 10)
     colours[len(stage_order) - 1] = (0.75, 0.75, 0.75, 1.0)  # "other": grey
-    axis_max = max(b[2] for b in bars)
-    fig, ax = plt.subplots(figsize=(10, 1.5 + 0.8 * len(bars) + 0.1 * len(stage_order)), dpi=120)
-    for row, (_, stages, e2e) in enumerate(bars):
-        left = 0.0
+    axis_max = max(b[2].p99 for b in bars)
+    fig, ax = plt.subplots(figsize=(10, 1.8 + 0.8 * len(bars) + 0.1 * len(stage_order)), dpi=120)
+    for row, (_, stages, stats) in enumerate(bars):
+        left, e2e = 0.0, stats.p50
         parts = dict(stages)
         parts["other"] = max(e2e - sum(stages.values()), 0.0)
         for i, key in enumerate(stage_order):
@@ -262,11 +303,15 @@ def write_png(report: BenchReport, path: str | Path) -> Path:
                 ax.text(left + width / 2, row, f"{width:.1f}", ha="center", va="center", fontsize=8)
             left += width
         ax.plot([e2e, e2e], [row - 0.45, row + 0.45], color="black", linewidth=2)
-        ax.text(e2e, row, f" {e2e:.1f} ms\n end to end", ha="left", va="center", fontsize=8)
-    ax.set_xlim(0, axis_max * 1.2)
+        ax.errorbar(e2e, row, xerr=[[0.0], [max(stats.p99 - e2e, 0.0)]], color="black", capsize=6, linewidth=1)
+        ax.text(stats.p99, row, f" p50 {e2e:.1f} ms\n p99 {stats.p99:.1f} ms", ha="left", va="center", fontsize=8)
+    ax.set_xlim(0, axis_max * 1.3)
     ax.set_yticks(range(len(bars)), [b[0] for b in bars])
     ax.invert_yaxis()
-    ax.set_xlabel("ms per control step (p50)")
+    ax.set_xlabel("ms per control step (bars: p50 per stage; whisker: end-to-end p50 → p99)")
+    noisy = report.contention.noisy
+    fig.text(0.01, 0.01, report.contention.note(), fontsize=7, color="firebrick" if noisy else "dimgray",
+             ha="left", va="bottom", wrap=True)
     m = report.header["machine"]
     ax.set_title(f"gr00t-trt bench — {m['device']}, batch {report.header['batch']}, "
                  f"{report.header['cameras']} camera(s), {report.header['steps']} steps", fontsize=10)
@@ -274,11 +319,6 @@ def write_png(report: BenchReport, path: str | Path) -> Path:
     unique = dict(zip(labels, handles, strict=False))
     ax.legend(unique.values(), unique.keys(), loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8,
               frameon=False)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    try:
-        fig.savefig(buffer, format="png")
-    finally:
-        plt.close(fig)
-    return write_atomic(path, buffer.getvalue())
+    fig.tight_layout(rect=(0, 0.07, 1, 1))  # room for the contention note
+    return fig
 

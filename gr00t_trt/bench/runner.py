@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import Gr00tTrtError
+from .contention import Contention
 from .devices import DeviceSpec, find_device
 from .machine import CpuMeter, gpu_memory_used_bytes, machine_info, peak_rss_bytes, rss_bytes
 from .roofline import Roofline, StageFloor, Workload, measured_over_floor
@@ -45,6 +46,13 @@ class BenchReport:
     device: DeviceSpec | None = None
     floors: dict[str, StageFloor] = field(default_factory=dict)
     reference: Any = None  # reference.ReferenceComparison, when --compare-reference ran
+    #: other load and CPU GEMM rates around the timed calls; noisy → ratios marked, speed-ups withheld
+    contention: Contention = field(default_factory=Contention)
+    allow_noisy: bool = False  # print (marked) speed-ups of a noisy comparison anyway
+
+    @property
+    def speedups_withheld(self) -> bool:
+        return self.reference is not None and self.contention.noisy and not self.allow_noisy
 
     @property
     def measured_over_floor(self) -> dict[str, float]:
@@ -71,8 +79,12 @@ class BenchReport:
             data["device"] = {"key": self.device.key, "name": self.device.name}
             data["floors_ms"] = {k: f.to_dict() for k, f in self.floors.items()}
             data["measured_over_floor"] = self.measured_over_floor
+        data["contention"] = self.contention.to_dict()
         if self.reference is not None:
             data["reference"] = self.reference.to_dict()
+            if self.speedups_withheld:
+                for row in data["reference"]["rows_p50_ms"].values():
+                    row["speedup"] = None
         return data
 
 
@@ -124,12 +136,33 @@ def run_benchmark(policy: Any, observation: dict, *, iters: int = 50, warmup: in
         elapsed = (time.perf_counter() - start) * 1e3
         return elapsed, dict(policy.last_timings)
 
+    machine = machine_info()
+    spec = device if isinstance(device, DeviceSpec) else find_device(device or machine["device"])
+    if roofline and device is not None and spec is None:
+        raise Gr00tTrtError(f"unknown roofline device {device!r} — expected one of the device table's keys")
+    threads = getattr(policy.pipeline.backend, "threads", None)
+    on_cpu = getattr(policy.pipeline.backend, "device", None) == "cpu"
+    # ONNX Runtime on the CPU: the floor is this machine's own GEMM rate and bandwidth, measured before and
+    # after the timing — the better of the two is the floor, their difference a sign of other load
+    limits: list[DeviceSpec] = []
+    measure_floor = roofline and spec is None and backend_name(policy) == "ort" and on_cpu and bool(threads)
+
+    def measure_limits() -> None:
+        from .cpu_limits import measure_cpu_limits
+
+        report_progress("measuring this CPU's limits", len(limits), 2)
+        measured = measure_cpu_limits(threads)
+        if measured is not None:
+            limits.append(measured)
+
     report_progress("first call", 0, 1)
     first_ms, first_stages = call()
     report_progress("first call", 1, 1)
     for i in range(warmup):
         call()
         report_progress("warm-up", i + 1, warmup)
+    if measure_floor:
+        measure_limits()
     meter = CpuMeter().start()
     samples: dict[str, list[float]] = {END_TO_END: []}
     for i in range(iters):
@@ -139,9 +172,11 @@ def run_benchmark(policy: Any, observation: dict, *, iters: int = 50, warmup: in
             samples.setdefault(key, []).append(float(ms))
         report_progress("measure", i + 1, iters)
     foreign = meter.foreign_cores()
+    if measure_floor:
+        measure_limits()
     header = {
         "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "machine": machine_info(),
+        "machine": machine,
         "export": str(policy.folder),
         "backend": backend_name(policy),
         "precisions": {name: g.precision for name, g in policy.manifest.graphs.items()},
@@ -169,22 +204,26 @@ def run_benchmark(policy: Any, observation: dict, *, iters: int = 50, warmup: in
         samples=samples,
         peak_rss_bytes=peak_rss_bytes(),
         other_processes_cores=foreign,
+        contention=Contention({"ours": foreign}, [1e3 * measured.tflops["fp32"] for measured in limits]),
     )
     if roofline:
         from .model_only import roofline_from_export
 
         report.roofline = roofline_from_export(policy.folder, workload=workload)
-        spec = device if isinstance(device, DeviceSpec) else find_device(device or header["machine"]["device"])
-        if device is not None and spec is None:
-            raise Gr00tTrtError(f"unknown roofline device {device!r} — expected one of the device table's keys")
-        threads = getattr(policy.pipeline.backend, "threads", None)
-        on_cpu = getattr(policy.pipeline.backend, "device", None) == "cpu"
-        if spec is None and device is None and header["backend"] == "ort" and on_cpu and threads:
-            from .cpu_limits import measure_cpu_limits
-
-            report_progress("measuring this CPU's limits", 0, 1)
-            spec = measure_cpu_limits(threads)  # ONNX Runtime on the CPU: this machine's own GEMM rate and bandwidth
-            report_progress("measuring this CPU's limits", 1, 1)
+        if limits:
+            spec = max(limits, key=lambda measured: measured.tflops["fp32"])
         if spec is not None:
             report.device, report.floors = spec, report.roofline.floors(spec)
     return report
+
+
+def add_reference_contention(report: BenchReport, threads: int | None) -> None:
+    """Fold the reference comparison's other load into the report's contention, and measure this CPU's
+    GEMM rate once more after it when it was measured before (so the rates span every timed call)."""
+    report.contention.other_cores["reference"] = getattr(report.reference, "other_cores", None)
+    if report.contention.floor_gflops and threads:
+        from .cpu_limits import measure_cpu_limits
+
+        measured = measure_cpu_limits(threads)
+        if measured is not None:
+            report.contention.floor_gflops.append(1e3 * measured.tflops["fp32"])

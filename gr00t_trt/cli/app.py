@@ -8,13 +8,52 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer.core import TyperCommand, TyperGroup
 
 from .. import __version__
 from ..errors import Gr00tTrtError
 from .numbers import check_numeric_options
 
-app = typer.Typer(
+
+class _BareFlags:
+    """typer 0.29 prints a value type after every option, ``<bool>`` too, so ``--synthetic`` read as if it took a
+    value (``--synthetic true`` → "unexpected extra argument"); a flag shows no type, and a flag that is off
+    unless given shows no ``[default: no-flag]``."""
+
+    def get_params(self, ctx):
+        params = super().get_params(ctx)
+        for param in params:
+            if getattr(param, "is_flag", False):
+                param.metavar = "" if param.metavar is None else param.metavar
+                if param.default is False:
+                    param.show_default = False
+        return params
+
+
+class _Command(_BareFlags, TyperCommand):
+    pass
+
+
+class _Group(_BareFlags, TyperGroup):
+    pass
+
+
+class _App(typer.Typer):
+    """Every command of the app is a ``_Command``."""
+
+    def command(self, *args, **kwargs):
+        kwargs.setdefault("cls", _Command)
+        return super().command(*args, **kwargs)
+
+
+def flag(name: str, help: str) -> typer.Option:  # noqa: A002 - typer's own name
+    """A boolean option that is only ever switched on (``--force``): no ``--no-force`` twin."""
+    return typer.Option(name, help=help)
+
+
+app = _App(
     name="gr00t-trt",
+    cls=_Group,
     help="Export, verify, run and benchmark NVIDIA GR00T N1.6 policies: ONNX graphs from a checkpoint, "
     "ONNX Runtime as the embedded default, TensorRT engines on Jetson Thor/Orin and RTX GPUs.",
     no_args_is_help=True,

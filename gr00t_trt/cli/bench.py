@@ -13,8 +13,8 @@ import typer
 from ..bench.devices import DEVICES, find_device
 from ..errors import Gr00tTrtError, ManifestError, ObservationError, require
 from ..runtime.registry import backend_names
-from .app import app, console, friendly
-from .commands import BACKEND_HELP
+from .app import app, console, flag, friendly
+from .commands import BACKEND_HELP, DEVICE_NAMES
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,7 @@ class BenchOptions:
     compare_reference: str | None = None
     reference_mode: str = "auto"
     reference_iters: int = 10
+    allow_noisy: bool = False
     json_out: Path | None = None
     markdown_out: Path | None = None
     plot_out: Path | None = None
@@ -97,12 +98,13 @@ def run_bench(options: BenchOptions, console: Any, progress_factory: Any = None)
         return _model_only(options, console)
     from ..bench import reference as ref
     from ..bench.report import render_console, to_markdown, write_json, write_png
-    from ..bench.runner import run_benchmark
+    from ..bench.runner import add_reference_contention, run_benchmark
     from ..runtime.policy import Policy
 
     # per-stage detail down to each denoising step; on TensorRT that splits the captured action head into
     # N + 1 CUDA graphs, so the end-to-end figure there is slightly pessimistic (said in the header)
     policy = Policy.load(options.export_dir, backend=options.backend, detailed_timings=True)
+    threads = getattr(policy.pipeline.backend, "threads", None)
     try:
         tag = policy.resolve_embodiment(options.embodiment)
         observation = _observation(options, policy, tag)
@@ -118,8 +120,11 @@ def run_bench(options: BenchOptions, console: Any, progress_factory: Any = None)
                 report.reference = ref.compare_separate_process(
                     report, policy, options.compare_reference, observation, embodiment=tag,
                     iters=options.reference_iters, seed=options.seed)
+            if report.reference is not None:
+                add_reference_contention(report, threads)
     finally:
         policy.close()
+    report.allow_noisy = options.allow_noisy
     render_console(report, console)
     if options.json_out:
         write_json(options.json_out, report.to_dict())
@@ -201,21 +206,24 @@ def bench(
     iters: Annotated[int, typer.Option(help="Measured control steps (after warm-up).")] = 50,
     warmup: Annotated[int, typer.Option(help="Control steps run first and excluded (after the first call).")] = 5,
     obs: Annotated[Path | None, typer.Option(help="Observation .npz (flat Isaac-GR00T keys).")] = None,
-    synthetic: Annotated[bool, typer.Option(help="Use a random observation (the default without --obs).")] = False,
+    synthetic: Annotated[bool, flag("--synthetic", "Use a random observation (the default without --obs).")] = False,
     cameras: Annotated[int | None, typer.Option(help="Cameras (must match the embodiment; --model-only: any).")] = None,
     batch: Annotated[int, typer.Option(help="Batch size of the synthetic observation.")] = 1,
     embodiment: Annotated[str | None, typer.Option(help="Embodiment tag (default: the only exported one).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the observation and of the initial noise.")] = 0,
     compare_reference: Annotated[str | None, typer.Option(help="Also time the PyTorch reference of this checkpoint.")] = None,
-    reference_mode: Annotated[str, typer.Option(help="auto, interleaved (same process) or process (its own).")] = "auto",
+    reference_mode: Annotated[str, typer.Option(help="auto (interleaved when the reference fits in memory), "
+                                                "interleaved (alternating calls, one process) or process (its own, after ours).")] = "auto",
     reference_iters: Annotated[int, typer.Option(help="Measured reference control steps.")] = 10,
+    allow_noisy: Annotated[bool, flag("--allow-noisy", "Print speed-ups (marked) even when other processes "
+                                      "loaded the CPU during the timing; without it they are withheld.")] = False,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the report as JSON.")] = None,
     markdown: Annotated[Path | None, typer.Option(help="Write the report as markdown.")] = None,
-    plot: Annotated[Path | None, typer.Option(help="Write a PNG chart of the per-stage breakdown (needs [plot]).")] = None,
-    model_only: Annotated[bool, typer.Option(help="Roofline only (no execution): from DIR or --checkpoint.")] = False,
+    plot: Annotated[Path | None, typer.Option(help="Write a PNG chart of the per-stage breakdown (needs pip install 'gr00t-trt\\[plot]').")] = None,
+    model_only: Annotated[bool, flag("--model-only", "Roofline only (no execution): from DIR or --checkpoint.")] = False,
     checkpoint: Annotated[str | None, typer.Option(help="With --model-only: checkpoint folder or Hub id (headers only).")] = None,
     precision: Annotated[str | None, typer.Option(help="With --model-only: fp32, fp16, bf16 or fp8 for every graph.")] = None,
-    device: Annotated[str | None, typer.Option(help="Roofline device: thor, orin, rtx4090, rtx5090, h100, spark.")] = None,
+    device: Annotated[str | None, typer.Option(help=f"Roofline device: {DEVICE_NAMES}.")] = None,
 ) -> None:
     """Per-stage latency (p50/p90/p99), first call, memory and the roofline; or --model-only."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -223,7 +231,7 @@ def bench(
     options = BenchOptions(
         export_dir=export_dir, backend=backend, iters=iters, warmup=warmup, obs=obs, synthetic=synthetic,
         cameras=cameras, batch=batch, embodiment=embodiment, seed=seed, compare_reference=compare_reference,
-        reference_mode=reference_mode, reference_iters=reference_iters, json_out=json_out, markdown_out=markdown,
+        reference_mode=reference_mode, reference_iters=reference_iters, allow_noisy=allow_noisy, json_out=json_out, markdown_out=markdown,
         plot_out=plot, model_only=model_only, checkpoint=checkpoint, precision=precision, device=device,
     )
     bar = lambda: Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),  # noqa: E731

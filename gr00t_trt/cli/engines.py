@@ -14,7 +14,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from .app import app, console, friendly
+from .app import app, console, flag, friendly
 
 
 @app.command()
@@ -26,9 +26,9 @@ def build(
     opt_level: Annotated[int, typer.Option(help="Builder optimisation level 0-5.")] = 3,
     timing_cache: Annotated[Path | None, typer.Option(help="Timing cache file (default: in the engine folder).")] = None,
     only: Annotated[list[str] | None, typer.Option(help="Build only this graph (repeatable).")] = None,
-    force: Annotated[bool, typer.Option(help="Rebuild even when a matching plan exists.")] = False,
-    dry_run: Annotated[bool, typer.Option(help="Write EXPORT/build.sh with the equivalent trtexec commands (no GPU needed).")] = False,
-    adopt: Annotated[bool, typer.Option(help="Verify plans built elsewhere (build.sh's trtexec) and write their sidecars.")] = False,
+    force: Annotated[bool, flag("--force", "Rebuild even when a matching plan exists.")] = False,
+    dry_run: Annotated[bool, flag("--dry-run", "Write EXPORT/build.sh with the equivalent trtexec commands and print its path (no GPU needed).")] = False,
+    adopt: Annotated[bool, flag("--adopt", "Verify plans built elsewhere (build.sh's trtexec) and write their sidecars.")] = False,
 ) -> None:
     """Build TensorRT engines for this GPU (strongly typed, audited, cached by GPU/TensorRT/precision/ONNX/profile)."""
     from ..engines.build import BuildOptions, build_engines

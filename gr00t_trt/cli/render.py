@@ -36,7 +36,8 @@ def render_inspect(console: Console, report) -> None:
 
 def render_actions(console: Console, actions: Mapping[str, np.ndarray]) -> None:
     table = _table("action chunk (physical units)")
-    table.add_column("key", overflow="fold")
+    # a key is copied from here into code: whole on one line, the first-step preview gives way instead
+    table.add_column("key", no_wrap=True, min_width=max(map(len, actions), default=3))
     table.add_column("shape", no_wrap=True)
     for col in ("min", "mean", "max"):
         table.add_column(col, justify="right", no_wrap=True)
@@ -71,12 +72,12 @@ def render_parity(console: Console, report) -> None:
     for case, rows in cases.items():
         table = _table(f"parity vs the PyTorch reference — {case}")
         table.add_column("check", overflow="fold")
-        for col in ("cosine", "rel L2"):  # mean and max abs error: in the JSON report
+        for col in ("cosine", "rel L2", "mean abs"):  # what "needs" names is measured here (max abs: the JSON)
             table.add_column(col, justify="right", no_wrap=True)
         table.add_column("needs", overflow="fold")
         table.add_column("", no_wrap=True)
         for stage, c in rows:
-            table.add_row(stage, f"{c.cosine:.6f}", f"{c.rel_l2:.1e}", c.threshold.describe(),
+            table.add_row(stage, f"{c.cosine:.6f}", f"{c.rel_l2:.1e}", f"{c.mean_abs:.1e}", c.threshold.describe(),
                           "[green]ok[/]" if c.passed else "[red]FAIL[/]")
         console.print(table)
     calibration = report.context.get("calibration")
@@ -88,11 +89,24 @@ def render_parity(console: Console, report) -> None:
                          "fp8 on a robot" if source == "synthetic" else ""), highlight=False)
     if report.context.get("note"):
         console.print(report.context["note"], style="dim", highlight=False)
-    console.print(
-        "thresholds: fp32 exports must match the reference to float rounding (rel L2 ≤ 1e-4); half-precision "
-        "ones by cosine similarity and mean error (backbone cosine ≥ 0.999, actions ≥ 0.99).",
-        style="dim", highlight=False,
-    )
+    console.print(threshold_note(report.context.get("precisions") or {}), style="dim", highlight=False)
+
+
+def threshold_note(precisions: Mapping[str, str]) -> str:
+    """The thresholds of the precisions this export has (bf16 is judged as fp16), and where they are explained."""
+    from ..parity import threshold_for
+
+    classes = dict.fromkeys("fp16" if p == "bf16" else p for p in precisions.values()) or {"fp32": None}
+    parts = []
+    for precision in sorted(classes, key=["fp32", "fp16", "fp8"].index):
+        if precision == "fp32":
+            parts.append(f"fp32 graphs match to float rounding ({threshold_for('backbone', 'fp32').describe()})")
+            continue
+        name = "fp16/bf16" if precision == "fp16" else precision
+        parts.append(f"{name}: backbone {threshold_for('backbone', precision).describe()}, actions "
+                     f"{threshold_for('normalised_action', precision).describe()}")
+    return ("thresholds — " + "; ".join(parts) + " (README \"Prove it matches the original\", "
+            "gr00t-trt verify --help)")
 
 
 def render_graphs(console: Console, manifest) -> None:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from .app import app, err_console, friendly
+from .app import app, err_console, flag, friendly
 from .commands import BACKEND_HELP
 
 
@@ -23,7 +23,7 @@ def serve(
                                                   help="Require this token in every request. Prefer the "
                                                   "GR00T_TRT_API_TOKEN environment variable: other users can read a "
                                                   "command-line token with `ps`.")] = None,
-    allow_kill: Annotated[bool, typer.Option(help="Let clients stop the server with the kill endpoint.")] = False,
+    allow_kill: Annotated[bool, flag("--allow-kill", "Let clients stop the server with the kill endpoint.")] = False,
     max_message_mb: Annotated[float, typer.Option(help="Largest request accepted, in MiB.")] = 64.0,
 ) -> None:
     """Serve a policy over Isaac-GR00T's ZeroMQ protocol (its PolicyClient works unchanged)."""

@@ -25,11 +25,10 @@ from ..errors import EmbodimentError, ExportError, Gr00tTrtError
 from ..files import read_json
 from ..graphs import dynamic_ranges
 from ..manifest import (
-    FORMAT_NAME,
-    MANIFEST_NAME,
     EmbodimentEntry,
     GraphEntry,
     Manifest,
+    is_export,
     sha256_file,
     write_manifest,
 )
@@ -52,7 +51,7 @@ class ExportOptions:
     steps: int | None = None  # None: config.num_inference_timesteps
     precision: str = "fp32"  # every graph, or "fp8": the §5 defaults (vision and small graphs fp16)
     graph_precision: str = ""  # per-graph overrides, e.g. "vision=fp16,dit=fp8"
-    device: str | None = None  # device class whose §5 defaults to use: thor | rtx | hopper | orin
+    device: str | None = None  # a bench.devices key whose precision defaults to use (thor, orin, rtx5090, ...)
     calib: str | None = None  # folder of recorded observations (.npz) to calibrate fp8 graphs on
     calib_count: int = 4  # synthetic calibration observations per embodiment when calib is None
     max_batch: int = 1
@@ -175,14 +174,6 @@ def check_options(options: ExportOptions, out_dir: Path) -> None:
                 "frame to multiples of 28 (e.g. 252x336 for 4:3 cameras)"
             )
     check_replaceable(out_dir, options.force, is_export, "gr00t-trt export", ExportError)
-
-
-def is_export(folder: Path) -> bool:
-    """True when ``folder`` holds a gr00t-trt export manifest (what ``--force`` may replace)."""
-    try:
-        return read_json(Path(folder) / MANIFEST_NAME, "export manifest", expect=dict).get("format") == FORMAT_NAME
-    except Gr00tTrtError:
-        return False
 
 
 def _select_embodiments(processor, requested: tuple[str, ...]) -> dict:

@@ -71,10 +71,14 @@ def _forget_rewriter_matches() -> None:
         from onnxscript.rewriter._matcher import SimplePatternMatcher
     except ImportError:  # another onnxscript layout: nothing known to drop
         return
-    for obj in gc.get_objects():
-        if isinstance(obj, SimplePatternMatcher) and hasattr(obj, "_init_match"):
-            obj._init_match(0)  # the match result and current node
-            obj._graph = obj._tracer = None  # the graph matched in
+    with warnings.catch_warnings():
+        # isinstance() on torch's deprecated `torch.distributed.reduce_op` object warns (once per export
+        # otherwise); only here, where every live object is looked at, and only that warning
+        warnings.filterwarnings("ignore", message=r"`torch\.distributed\.reduce_op` is deprecated", category=FutureWarning)
+        for obj in gc.get_objects():
+            if isinstance(obj, SimplePatternMatcher) and hasattr(obj, "_init_match"):
+                obj._init_match(0)  # the match result and current node
+                obj._graph = obj._tracer = None  # the graph matched in
 
 
 def check_onnx(path: Path) -> None:

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..bench.devices import DEVICES
 from ..errors import ExportError
 from ..fp8_plan import FP8_DEFAULTS
 from ..graphs import GRAPH_SPECS
@@ -47,14 +48,13 @@ ACTIVATION_DTYPES = ("float32", "float16")
 #: saturation bound of graphs computing in fp16: half the fp16 range, like the mask biases
 FP16_SATURATION = float(torch.finfo(torch.float16).max) / 2
 
-#: architecture §5 defaults per device class; Orin (Ampere, sm_87) has no fp8 tensor cores
+#: the fp8 defaults per device of ``bench.devices`` (one --device vocabulary for export and bench); a device
+#: without fp8 tensor cores (Orin, Ampere sm_87) gets fp16 everywhere
 DEVICE_DEFAULTS: dict[str, dict[str, str]] = {
-    "thor": dict(FP8_DEFAULTS),
-    "rtx": dict(FP8_DEFAULTS),  # RTX 40/50 (sm_89 / sm_120)
-    "hopper": dict(FP8_DEFAULTS),
-    "orin": {kind: "fp16" for kind in GRAPH_SPECS},
+    key: dict(FP8_DEFAULTS) if "fp8" in spec.tflops else dict.fromkeys(GRAPH_SPECS, "fp16")
+    for key, spec in DEVICES.items()
 }
-_NO_FP8 = {"orin": "Jetson Orin (Ampere, sm_87) has no fp8 tensor cores"}
+_NO_FP8 = {key: f"{spec.name} has no fp8 tensor cores" for key, spec in DEVICES.items() if "fp8" not in spec.tflops}
 
 
 @dataclass(frozen=True)
@@ -129,7 +129,7 @@ def plan_precision(
     if device is not None:
         if device not in DEVICE_DEFAULTS:
             raise ExportError(
-                f"device class {device!r} is unknown — expected one of: {', '.join(DEVICE_DEFAULTS)}"
+                f"device {device!r} is unknown — expected one of: {', '.join(DEVICE_DEFAULTS)}"
             )
         if precision != "fp32":
             raise ExportError(
@@ -421,41 +421,3 @@ def validate_graph(path: Path, name: str, kind: str, precision: str, module: nn.
                 f"{path.name} ({precision}): {check.stage} does not match the fp32 graph on {where} "
                 f"(rel L2 {check.rel_l2:.2e}, cosine {check.cosine:.6f}; expected {check.threshold.describe()})"
             )
-
-
-# ---------------------------------------------------------------------------------- sizes
-_ELEMENT_BYTES = {"FLOAT": 4, "FLOAT16": 2, "BFLOAT16": 2, "FLOAT8E4M3FN": 1, "INT64": 8, "INT32": 4, "INT8": 1,
-                  "UINT8": 1, "BOOL": 1, "DOUBLE": 8}
-
-
-@dataclass(frozen=True)
-class GraphSize:
-    """Bytes of one exported graph on disk (``.onnx`` + ``.onnx.data``) and the weight bytes a TensorRT
-    engine built from it is expected to hold (fp8-quantised weights at 1 byte, others at their stored
-    dtype; activation memory not included)."""
-
-    name: str
-    precision: str
-    on_disk: int
-    engine_weights: int
-
-
-def graph_sizes(folder: str | Path, manifest) -> list[GraphSize]:
-    """Size of every graph of an export directory at its recorded precision."""
-    import onnx
-
-    folder = Path(folder)
-    result = []
-    for name, entry in manifest.graphs.items():
-        path = folder / entry.file
-        data = path.with_name(path.name + ".data")
-        on_disk = path.stat().st_size + (data.stat().st_size if data.exists() else 0)
-        model = onnx.load(str(path), load_external_data=False)
-        quantised = {n.input[0] for n in model.graph.node if n.op_type == "QuantizeLinear"}
-        weights = 0
-        for init in model.graph.initializer:
-            count = int(np.prod(init.dims)) if init.dims else 1
-            dtype = onnx.TensorProto.DataType.Name(init.data_type)
-            weights += count * (1 if init.name in quantised else _ELEMENT_BYTES.get(dtype, 4))
-        result.append(GraphSize(name, entry.precision, on_disk, weights))
-    return result

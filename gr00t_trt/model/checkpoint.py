@@ -91,16 +91,51 @@ def resolve_checkpoint(checkpoint: str | Path, *, local_files_only: bool = False
             f"checkpoint folder not found: {text!r} — expected an existing folder or a Hugging Face id like "
             "'nvidia/GR00T-N1.6-3B'"
         )
+    return _hub_snapshot(text, HUB_ALLOW_PATTERNS, local_files_only)
+
+
+def hub_offline() -> bool:
+    """True when the Hub cannot be reached: HF_HUB_OFFLINE is set, or (no proxy configured) a TCP connection
+    to its host fails within 2 s. Without this check the Hub client spends 10 s and more on retries before
+    falling back to its cache or failing."""
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return True
+    if any(os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return False  # the proxy decides; a direct probe would say nothing
+    url = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname, url.port or 443), timeout=2.0).close()
+    except OSError:
+        return True
+    return False
+
+
+def _hub_snapshot(repo_id: str, patterns: list[str] | tuple[str, ...], local_files_only: bool = False) -> Path:
+    """The snapshot folder of ``repo_id`` (only ``patterns``), from the Hub or, offline, from the local cache."""
     from huggingface_hub import snapshot_download
 
+    offline = local_files_only or hub_offline()
     try:
-        folder = snapshot_download(text, allow_patterns=HUB_ALLOW_PATTERNS, local_files_only=local_files_only)
+        return Path(snapshot_download(repo_id, allow_patterns=list(patterns), local_files_only=offline))
     except Exception as exc:  # offline, unknown repo, gated, network: all end the same way for the user
-        raise CheckpointError(
-            f"could not download checkpoint {text!r} from the Hugging Face Hub ({type(exc).__name__}) — "
-            "check the id and your network, or pass a local checkpoint folder"
-        ) from None
-    return Path(folder)
+        raise CheckpointError(_hub_failure(repo_id, "download checkpoint", exc, offline)) from None
+
+
+def _hub_failure(repo_id: str, what: str, exc: Exception, offline: bool) -> str:
+    from huggingface_hub import constants
+
+    if offline:
+        return (f"could not {what} {repo_id!r}: the Hugging Face Hub is not reachable (or HF_HUB_OFFLINE is set) and "
+                f"it is not in the local cache ({constants.HF_HUB_CACHE}) — pass a local checkpoint folder, or "
+                "download it once where the Hub is reachable (the cache, or HF_HUB_CACHE, is then used offline)")
+    return (f"could not {what} {repo_id!r} from the Hugging Face Hub ({type(exc).__name__}) — check the id and "
+            "your network, or pass a local checkpoint folder (offline: HF_HUB_OFFLINE=1 uses the local cache)")
 
 
 def read_hub_tensor_index(repo_id: str) -> dict[str, StoredTensor]:
@@ -111,10 +146,7 @@ def read_hub_tensor_index(repo_id: str) -> dict[str, StoredTensor]:
     try:
         meta = get_safetensors_metadata(repo_id)
     except Exception as exc:
-        raise CheckpointError(
-            f"could not read the safetensors headers of {repo_id!r} from the Hugging Face Hub ({type(exc).__name__}) — "
-            "check the id and your network, or pass a local checkpoint folder"
-        ) from None
+        raise CheckpointError(_hub_failure(repo_id, "read the safetensors headers of", exc, False)) from None
     result: dict[str, StoredTensor] = {}
     for file_name, file_meta in meta.files_metadata.items():
         for key, info in file_meta.tensors.items():
@@ -130,15 +162,10 @@ def resolve_checkpoint_headers(checkpoint: str | Path) -> tuple[Path, dict[str, 
     if path.is_dir() or path.exists() or not _HUB_ID.match(str(checkpoint)):
         folder = resolve_checkpoint(checkpoint)
         return folder, read_tensor_index(folder)
-    from huggingface_hub import snapshot_download
-
-    try:
-        folder = Path(snapshot_download(str(checkpoint), allow_patterns=["*.json"]))
-    except Exception as exc:
-        raise CheckpointError(
-            f"could not download checkpoint {str(checkpoint)!r} from the Hugging Face Hub ({type(exc).__name__}) — "
-            "check the id and your network, or pass a local checkpoint folder"
-        ) from None
+    if hub_offline():  # the headers come by range requests: offline, only a fully cached checkpoint has them
+        folder = _hub_snapshot(str(checkpoint), HUB_ALLOW_PATTERNS, local_files_only=True)
+        return folder, read_tensor_index(folder)
+    folder = _hub_snapshot(str(checkpoint), ["*.json"])
     return folder, read_hub_tensor_index(str(checkpoint))
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import EmbodimentError, ObservationError
+from ..errors import BackendError, EmbodimentError, ObservationError
 from ..manifest import Manifest, load_manifest
 from .backend import Backend
 from .pipeline import Pipeline
@@ -37,6 +37,7 @@ class Policy:
         self.folder, self.manifest, self.pipeline, self.preprocessor = Path(folder), manifest, pipeline, preprocessor
         self.last_timings: dict[str, float] = {}
         self._lock = threading.Lock()
+        self._closed = False
 
     @classmethod
     def load(cls, folder: str | Path, backend: str | Backend = "auto", *, bucket: int = 32,
@@ -72,6 +73,9 @@ class Policy:
         """
         _check_seed(seed)
         with self._lock:
+            if self._closed:  # the backend's own message would name its activate(), which a Policy user never calls
+                raise BackendError(f"this Policy of {self.folder} was closed (close() or the end of its `with` "
+                                   "block) — load it again with Policy.load(folder) to keep calling get_action")
             start = time.perf_counter()
             tag = self.resolve_embodiment(embodiment)
             inputs = self.preprocessor(obs, tag)
@@ -115,20 +119,31 @@ class Policy:
 
     @property
     def metadata(self) -> dict[str, Any]:
+        """What the export serves. ``per_embodiment`` is what a caller gets back: each embodiment's action
+        horizon and action keys with their widths (``get_action`` answers ``{key: [B, horizon, width]}``);
+        the ``model_*`` sizes are the padded tensors inside the graphs, never seen by a caller."""
         m = self.manifest
+        per_embodiment = {}
+        for tag in sorted(m.embodiments):
+            spec = self.preprocessor.spec.embodiment(tag)
+            per_embodiment[tag] = {"action_horizon": spec.action_horizon, "actions": dict(spec.action_dims),
+                                   "cameras": list(spec.video_keys), "state": dict(spec.state_dims)}
         return {
             "embodiments": sorted(m.embodiments),
+            "per_embodiment": per_embodiment,
             "image_sizes": [list(size) for size in m.image_sizes],
-            "action_horizon": m.dims["H"],
-            "action_dim": m.dims["Da"],
-            "state_dim": m.dims["Ds"],
+            "model_action_horizon": m.dims["H"],
+            "model_action_dim": m.dims["Da"],
+            "model_state_dim": m.dims["Ds"],
             "steps": m.steps,
             "backend": self.pipeline.backend.name,
             "source": m.source,
         }
 
     def close(self) -> None:
+        """Free the backend's sessions and buffers; a closed policy refuses further calls."""
         with self._lock:
+            self._closed = True
             self.pipeline.close()
 
     def __enter__(self) -> Policy:

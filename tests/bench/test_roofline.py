@@ -8,9 +8,10 @@ import json
 import pytest
 
 from gr00t_trt.bench.devices import DEVICES, find_device
-from gr00t_trt.bench.model_only import onnx_weight_bytes, roofline_from_checkpoint, roofline_from_export
+from gr00t_trt.bench.model_only import roofline_from_checkpoint, roofline_from_export
 from gr00t_trt.bench.roofline import Roofline, check_stored_params, default_workload, stored_params
 from gr00t_trt.errors import CheckpointError, Gr00tTrtError
+from gr00t_trt.export_sizes import stored_weight_bytes
 from gr00t_trt.model.presets import preset_config
 
 C, E, OUT, FF = 1536, 2048, 1024, 6144
@@ -136,7 +137,7 @@ def test_export_roofline_against_onnx_initializers(tiny_export):
     manifest = load_manifest(tiny_export, verify_files=False)
     roof = roofline_from_export(tiny_export)
     assert set(roof.precisions.values()) == {"fp32"}
-    stored = onnx_weight_bytes(tiny_export, manifest.graphs)
+    stored = stored_weight_bytes(tiny_export, manifest.graphs)
     config, steps = roof.config, manifest.steps
     table_row = (config.dit.num_layers * 2 + 2) * config.input_embedding_dim
     for kind, extra_rows in (("dit", (steps - 1) * table_row), ("dit_context", 0)):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 
 import numpy as np
@@ -225,3 +226,184 @@ def test_run_record_saves_observations_for_calibration(tiny_export, tmp_path):
     assert len(files) == 2
     again = invoke("run", tiny_export, "--obs", files[0], "--embodiment", "unitree_g1")
     assert again.exit_code == 0, again.output
+
+
+# ------------------------------------------------------------------------------------------ first contact (issue 18)
+def test_export_default_folder_is_not_setuptools_build(tiny_checkpoint, tmp_path, monkeypatch):
+    """`pip install .` leaves a build/ folder: the default export folder must be another name, and a folder
+    that is not an export is named as such first, without suggesting a --force that would be refused."""
+    from gr00t_trt.cli.commands import DEFAULT_EXPORT
+
+    assert DEFAULT_EXPORT == "gr00t-export"
+    assert "[default: gr00t-export]" in help_of("export")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / DEFAULT_EXPORT / "lib").mkdir(parents=True)  # e.g. someone else's folder of that name
+    result = invoke("export", "--checkpoint", tiny_checkpoint)
+    one_line_error(result, "gr00t-export exists and is not a gr00t-trt export — choose another folder")
+    assert "pass --force" not in result.output
+    assert (tmp_path / DEFAULT_EXPORT / "lib").is_dir()
+
+
+def help_of(*command) -> str:
+    """A command's --help as one line of words (the panels' borders and wrapping removed)."""
+    result = invoke(*command, "--help")
+    assert result.exit_code == 0, result.output
+    return " ".join(result.output.replace("│", " ").split())
+
+
+COMMANDS = ("inspect", "make-checkpoint", "export", "run", "verify", "demo", "bench", "build", "doctor", "serve")
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_has_no_papercuts(command):
+    """Flags show no value type (`--synthetic true` is not a thing), no `[default: no-flag]`, and no help text
+    lost to rich markup (a bare `[plot]` used to vanish into "(needs )")."""
+    text = help_of(command)
+    assert "<bool>" not in text
+    assert "[default: no-" not in text
+    assert "(needs )" not in text and "()" not in text
+
+
+def test_help_texts_say_what_is_true():
+    bench_help = help_of("bench")
+    assert "gr00t-trt[plot]" in bench_help
+    assert "--synthetic Use a random observation (the default without --obs)." in bench_help
+    export_help = help_of("export")
+    from gr00t_trt.bench.devices import DEVICES
+
+    for name in DEVICES:  # one --device vocabulary: export takes every device bench knows
+        assert name in export_help and name in bench_help
+
+
+def test_make_checkpoint_help_quotes_the_full_size_it_writes():
+    from gr00t_trt.model.presets import preset_config
+    from gr00t_trt.model.synthetic import tensor_plan
+
+    total = sum(math.prod(shape) * dtype.itemsize for _, shape, dtype in tensor_plan(preset_config("full")))
+    help_text = help_of("make-checkpoint")
+    assert f"~{total / 1e9:.1f} GB" in help_text, help_text
+
+
+#: the modules of the `export` extra; the robot install has none of them
+EXPORT_ONLY = ("torch", "transformers", "safetensors", "onnx", "onnxscript", "huggingface_hub")
+
+
+def test_robot_commands_run_without_the_export_tooling(tiny_export, tmp_path):
+    """`inspect EXPORT`, `doctor`, `run` and `bench` on the base install: with every module of the export
+    extra blocked, each works and writes what it is asked to (sizes come from the .onnx files, read
+    without onnx). The real fresh-venv install runs them too (tests/serve/test_runtime_install.py)."""
+    import subprocess
+    import sys
+
+    block = f"import sys\nfor m in {EXPORT_ONLY!r}:\n    sys.modules[m] = None\n"
+    main = block + "from gr00t_trt.cli import app\napp(prog_name='gr00t-trt')\n"
+    bench_json = tmp_path / "bench.json"
+    for args in (["inspect", tiny_export, "--json", tmp_path / "sizes.json"], ["doctor", tiny_export],
+                 ["run", tiny_export, "--synthetic", "--embodiment", "unitree_g1", "--backend", "ort"],
+                 ["bench", tiny_export, "--embodiment", "unitree_g1", "--backend", "ort", "--iters", "2",
+                  "--warmup", "0", "--json", bench_json, "--markdown", tmp_path / "bench.md"]):
+        done = subprocess.run([sys.executable, "-c", main, *map(str, args)], capture_output=True, text=True,
+                              timeout=300, env={**os.environ, "COLUMNS": "100"})
+        assert done.returncode == 0, f"{args[0]}: {done.stdout[-2000:]}{done.stderr[-2000:]}"
+        assert "needs the Python module" not in done.stdout + done.stderr
+    sizes = json.loads((tmp_path / "sizes.json").read_text())
+    assert sizes["engine_weights_total"] > 0 and all(g["engine_weights"] > 0 for g in sizes["graphs"])
+    report = json.loads(bench_json.read_text())
+    assert report["end_to_end_ms"]["n"] == 2 and report["roofline"]["notes"]
+    assert (tmp_path / "bench.md").read_text().strip()
+
+
+def test_export_does_not_repeat_torchs_reduce_op_warning_and_keeps_the_filter_local():
+    """Each graph's export looks at every live object (to free onnxscript's matches); isinstance() on torch's
+    deprecated `torch.distributed.reduce_op` warned once per graph. Silenced there, and only there."""
+    import warnings
+
+    import torch.distributed
+
+    from gr00t_trt.export.onnx_io import _forget_rewriter_matches
+
+    def reduce_op_warnings(seen):
+        return [w for w in seen if "reduce_op" in str(w.message)]
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        isinstance(torch.distributed.reduce_op, int)
+        if not reduce_op_warnings(seen):
+            pytest.skip("this torch no longer warns about torch.distributed.reduce_op")
+        seen.clear()
+        _forget_rewriter_matches()
+        assert reduce_op_warnings(seen) == []
+        isinstance(torch.distributed.reduce_op, int)  # outside the export's filter torch still warns
+        assert len(reduce_op_warnings(seen)) == 1
+
+
+def test_run_labels_the_first_call_and_keeps_keys_whole_at_80_columns(tiny_export, tiny_checkpoint, tmp_path):
+    spec = load_processor_spec(tiny_checkpoint)
+    path = tmp_path / "obs.npz"
+    save_observation(path, synthetic_observation(spec, "libero_panda", seed=4))  # flat: keys "action.<key>"
+    once = invoke("run", tiny_export, "--obs", path, "--embodiment", "libero_panda")
+    assert once.exit_code == 0, once.output
+    lines = once.output.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    for key in ("action.eef_pose", "action.gripper"):  # never split over two lines
+        assert any(key in line for line in lines), once.output
+    assert "first call, warm-up included" in " ".join(once.output.split())
+    steady = invoke("run", tiny_export, "--obs", path, "--embodiment", "libero_panda", "--repeat", "2")
+    assert steady.exit_code == 0 and "timings of step 2" in steady.output and "first call" not in steady.output
+
+
+def test_verify_table_shows_the_measured_mean_abs_and_the_runs_own_thresholds():
+    """The "needs" column names a mean abs bound: the measured mean abs stands next to it; an fp8 export's
+    footer quotes the fp8 thresholds, not fp16's; both point to what a user has, never a spec section."""
+    from rich.console import Console
+
+    from gr00t_trt.cli.render import render_parity
+    from gr00t_trt.parity import ParityReport, StageComparison, threshold_for
+
+    fp8 = threshold_for("backbone", "fp8")
+    report = ParityReport([StageComparison("seed0 backbone features", 0.9951, 0.0421, 0.9, 0.08, fp8, True, (1, 4))],
+                          {"precisions": {"vision": "fp16", "backbone": "fp8", "dit": "fp8"}})
+    console = Console(width=80, record=True, force_terminal=False)
+    render_parity(console, report)
+    text = " ".join(console.export_text().split())
+    assert "mean abs" in text and "4.2e-02" in text and "mean abs ≤ 0.05" in text
+    assert f"fp8: backbone {fp8.describe()}, actions {threshold_for('normalised_action', 'fp8').describe()}" in text
+    assert "fp16/bf16: backbone cosine ≥ 0.999" in text  # the vision graph is fp16
+    assert "§" not in text and "gr00t-trt verify --help" in text
+    only_fp32 = Console(width=80, record=True, force_terminal=False)
+    render_parity(only_fp32, ParityReport([], {"precisions": {"dit": "fp32"}}))
+    assert "fp8" not in only_fp32.export_text() and "fp16" not in only_fp32.export_text()
+
+
+def test_verify_help_quotes_every_threshold_it_enforces():
+    from gr00t_trt.parity import threshold_for
+
+    text = help_of("verify")
+    for precision in ("fp16", "fp8"):
+        for check in ("backbone", "normalised_action"):
+            bound = threshold_for(check, precision)
+            assert f"≥ {bound.min_cosine:g}" in text and f"≤ {bound.max_mean_abs:g}" in text, (check, precision)
+
+
+def test_no_message_or_readme_cites_documents_users_do_not_have():
+    """"§7" and "architecture §5" are sections of design notes that are not shipped: README, help texts and
+    every non-docstring string of the package must not cite them."""
+    import ast
+    from pathlib import Path
+
+    import gr00t_trt
+
+    root = Path(gr00t_trt.__file__).parent
+    assert "§" not in (root.parent / "README.md").read_text()
+    cited = []
+    for path in root.rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                      if isinstance(node, ast.Module | ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
+                      and node.body and isinstance(node.body[0], ast.Expr)
+                      and isinstance(node.body[0].value, ast.Constant)}
+        cited += [f"{path.name}:{node.lineno}" for node in ast.walk(tree) if isinstance(node, ast.Constant)
+                  and isinstance(node.value, str) and "§" in node.value and id(node) not in docstrings]
+    assert cited == []
+    for command in COMMANDS:
+        assert "§" not in help_of(command), command

@@ -145,7 +145,7 @@ def test_small_preset_against_architecture_thresholds(small_checkpoint, tmp_path
 
 
 def test_sizes_count_fp8_weights_at_one_byte(mixed_export, tiny_export):
-    from gr00t_trt.export.precision import graph_sizes
+    from gr00t_trt.export_sizes import graph_sizes
 
     mixed = {s.name: s for s in graph_sizes(mixed_export, load_manifest(mixed_export))}
     fp32 = {s.name: s for s in graph_sizes(tiny_export, load_manifest(tiny_export))}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from gr00t_trt.bench.devices import DEVICES
 from gr00t_trt.errors import ExportError
 from gr00t_trt.export.precision import (
     DEVICE_DEFAULTS,
@@ -38,8 +39,9 @@ def test_fp8_means_the_architecture_defaults():
 def test_device_defaults_and_orin_has_no_fp8():
     assert plan_precision(device="thor").graphs == plan_precision("fp8").graphs
     assert set(plan_precision(device="orin").graphs.values()) == {"fp16"}
-    assert set(DEVICE_DEFAULTS) == {"thor", "rtx", "hopper", "orin"}
-    with pytest.raises(ExportError, match="dit at fp8 for --device orin — Jetson Orin .* has no fp8 tensor cores"):
+    assert set(DEVICE_DEFAULTS) == set(DEVICES)  # one --device vocabulary for export and bench
+    assert plan_precision(device="rtx5090").graphs == plan_precision("fp8").graphs
+    with pytest.raises(ExportError, match="dit at fp8 for --device orin — Jetson AGX Orin .* has no fp8 tensor cores"):
         plan_precision(overrides="dit=fp8", device="orin")
 
 
@@ -68,7 +70,7 @@ def test_activation_dtype_is_float16_only_when_every_graph_is_fp16():
         ({"overrides": "dit=fp4"}, r"--graph-precision dit 'fp4' — expected one of"),
         ({"overrides": "dit=fp8,dit=fp16"}, r"--graph-precision gives dit twice \(fp8 and fp16\)"),
         ({"overrides": "action_decoder=fp8"}, r"action_decoder at fp8 — expected fp32, fp16 or bf16"),
-        ({"device": "jetson"}, r"device class 'jetson' is unknown — expected one of: thor, rtx, hopper, orin"),
+        ({"device": "jetson"}, r"device 'jetson' is unknown — expected one of: thor, orin, rtx4090, rtx5090, h100, spark"),
         ({"precision": "fp16", "device": "thor"}, r"--precision fp16 and --device thor both choose"),
     ],
 )

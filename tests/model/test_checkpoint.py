@@ -18,12 +18,14 @@ from gr00t_trt.model.checkpoint import (
     INDEX_FILE,
     check_layout,
     expected_layout,
+    hub_offline,
     is_known_unused,
     known_unused_layout,
     load_model,
     model_layout,
     read_tensor_index,
     resolve_checkpoint,
+    resolve_checkpoint_headers,
 )
 from gr00t_trt.model.presets import preset_config
 from gr00t_trt.model.synthetic import make_header_only_checkpoint, synthetic_tensor
@@ -289,10 +291,47 @@ def test_hub_id_that_cannot_be_downloaded_is_one_clear_error(tmp_path, monkeypat
         raise OSError("network is unreachable")
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+    monkeypatch.setattr("gr00t_trt.model.checkpoint.hub_offline", lambda: False)  # the Hub answers, with an error
     with pytest.raises(
         CheckpointError, match=r"could not download checkpoint 'someone/some-model' .*\(OSError\)"
     ):
         load_model("someone/some-model")
+
+
+def test_an_unreachable_hub_fails_fast_and_names_the_offline_cache(tmp_path, monkeypatch):
+    """Where the network times out, the Hub client retries for 10 s and more before giving up: a 2 s probe
+    of the Hub's host comes first, and the message says how to work offline."""
+    import socket
+    import time
+
+    import huggingface_hub
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hub"))
+    for proxy in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(proxy, raising=False)
+
+    def no_route(address, timeout=None):
+        assert timeout is not None and timeout <= 2.0  # the probe is bounded
+        raise TimeoutError("timed out")
+
+    def slow_hub(*args, local_files_only=False, **kwargs):
+        if not local_files_only:
+            time.sleep(10)  # what the Hub client spends on an unreachable network
+        raise huggingface_hub.errors.LocalEntryNotFoundError("not in the cache")
+
+    monkeypatch.setattr(socket, "create_connection", no_route)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", slow_hub)
+    for resolve in (resolve_checkpoint, resolve_checkpoint_headers):
+        start = time.perf_counter()
+        with pytest.raises(CheckpointError, match=r"not reachable \(or HF_HUB_OFFLINE is set\) and it is not in the "
+                           r"local cache \(.*hub\)") as caught:
+            resolve("nvidia/GR00T-N1.6-3B")
+        assert time.perf_counter() - start < 3, resolve.__name__
+        assert "pass a local checkpoint folder" in str(caught.value)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)  # said so: no probe at all
+    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: pytest.fail("probed although offline"))
+    assert hub_offline()
 
 
 def test_hub_id_downloads_json_weights_and_tokenizer(tiny_checkpoint, monkeypatch):

@@ -104,9 +104,9 @@ def test_existing_folder_is_not_overwritten_silently(tmp_path):
     out = tmp_path / "ckpt"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    with pytest.raises(CheckpointError, match="already exists — pass --force"):
+    with pytest.raises(CheckpointError, match="is not a synthetic checkpoint .* — choose another folder"):
         make_header_only_checkpoint(out, preset_config("tiny"))
-    with pytest.raises(CheckpointError, match="is not a synthetic checkpoint .* refusing to replace it"):
+    with pytest.raises(CheckpointError, match="is not a synthetic checkpoint .* — choose another folder"):
         make_header_only_checkpoint(out, preset_config("tiny"), overwrite=True)  # not ours: never deleted
     assert (out / "keep.txt").read_text() == "mine" and not (out / INDEX_FILE).exists()
 

@@ -78,9 +78,23 @@ def test_timings_and_metadata(policy):
     assert all(v >= 0 for v in timings.values()) and timings["total"] >= timings["pipeline"]
     meta = policy.metadata
     assert meta["embodiments"] == ["new_embodiment", "unitree_g1"]
-    assert meta["image_sizes"] == [list(SIZE)] and meta["action_horizon"] == 16 and meta["backend"] == policy.pipeline.backend.name
+    assert meta["image_sizes"] == [list(SIZE)] and meta["backend"] == policy.pipeline.backend.name
+    # per embodiment, what get_action really answers: its horizon and its action keys with their widths
+    actions = policy.get_action(observation(), embodiment="new_embodiment", seed=0)
+    answer = meta["per_embodiment"]["new_embodiment"]
+    assert {k: list(v.shape[1:]) for k, v in actions.items()} == {
+        k: [answer["action_horizon"], width] for k, width in answer["actions"].items()}
+    assert set(meta["per_embodiment"]) == set(meta["embodiments"]) and meta["model_action_horizon"] == 16
     policy.reset()
     assert policy.last_timings == {}
+
+
+def test_a_closed_policy_says_what_a_policy_user_does(policy_export, new_backend):
+    with Policy.load(policy_export.folder, backend=new_backend(policy_export.folder)) as closed:
+        closed.get_action(observation(), embodiment="new_embodiment", seed=0)
+    with pytest.raises(BackendError, match=r"this Policy .* was closed .* load it again with Policy.load\(folder\)") as caught:
+        closed.get_action(observation(), embodiment="new_embodiment", seed=0)
+    assert "activate()" not in str(caught.value)  # a backend's verb, not a Policy's
 
 
 def test_detailed_timings_split_the_action_head_per_denoising_step(policy_export, new_backend):

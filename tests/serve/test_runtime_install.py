@@ -1,9 +1,14 @@
-"""The robot-side install: `pip install gr00t-trt` (no extras) into a fresh venv, resolved from the package
-registry, then `run`, `serve` and the light client on an export — with torch absent."""
+"""The robot-side install exactly as README.md's Install section says it (the source folder, and a wheel built
+on the "workstation" and installed from the folder it was copied to), into a fresh venv resolved from the
+package registry; then `run`, `inspect EXPORT`, `doctor`, `bench`, `serve` and the light client on an
+export — with torch and onnx absent."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -25,18 +30,49 @@ def sh(*args, timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=timeout, **kwargs)
 
 
+def readme_install_commands() -> dict[str, str]:
+    """The pip commands of README.md's Install section, by role: 'source' (install from the source folder),
+    'wheel' (build the wheel on the workstation) and 'robot' (install the copied wheel)."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Install"):text.index("\n## ", text.index("## Install") + 1)]
+    lines = [line.split("#")[0].strip() for block in re.findall(r"```bash\n(.*?)```", section, re.S)
+             for line in block.splitlines()]
+    roles = {"source": [c for c in lines if re.fullmatch(r"python -m pip install \.", c)],
+             "wheel": [c for c in lines if c.startswith("python -m pip wheel")],
+             "robot": [c for c in lines if c.startswith("python -m pip install") and c.endswith(".whl")]}
+    assert all(len(found) == 1 for found in roles.values()), roles  # the README names each way once
+    return {role: found[0] for role, found in roles.items()}
+
+
+def run_as_readme(command: str, venv: Path, cwd: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"  # `python` is the venv's, as when activated
+    done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=900, env=env, cwd=cwd)
+    assert done.returncode == 0, f"{command} (in {cwd}):\n{done.stdout[-2000:]}{done.stderr[-3000:]}"
+
+
 @pytest.fixture(scope="module")
 def runtime_venv(tmp_path_factory) -> Path:
-    venv = tmp_path_factory.mktemp("robot") / "venv"
+    commands = readme_install_commands()
+    base = tmp_path_factory.mktemp("robot")
+    venv = base / "venv"
     made = sh(sys.executable, "-m", "venv", venv)
     assert made.returncode == 0, made.stderr
     python = venv / "bin" / "python"
     probe = sh(python, "-m", "pip", "download", "--no-deps", "--quiet", "-d", venv / "probe", "msgpack", timeout=120)
     if probe.returncode != 0:
         pytest.skip(f"pip cannot reach the package registry: {probe.stderr.strip().splitlines()[-1:]}")
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    installed = sh(python, "-m", "pip", "install", "--quiet", ROOT, timeout=900, env=env)
-    assert installed.returncode == 0, installed.stderr[-3000:]
+    source = base / "gr00t-trt"  # a copy of the source folder as it would be handed over (no build leftovers)
+    shutil.copytree(ROOT / "gr00t_trt", source / "gr00t_trt", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    run_as_readme(commands["source"], venv, source)  # way 1: the source folder on the robot
+    run_as_readme(commands["wheel"], venv, source)  # way 2: a wheel built on the workstation ...
+    robot = base / "copied"
+    robot.mkdir()
+    for wheel in (source / "dist").glob("*.whl"):
+        shutil.copy(wheel, robot)
+    run_as_readme(commands["robot"], venv, robot)  # ... installed on the robot from where it was copied
     return venv
 
 
@@ -54,6 +90,17 @@ def test_runtime_profile_runs_and_serves_without_torch(runtime_venv, tiny_export
     ran = sh(cli, "run", tiny_export, "--synthetic", "--embodiment", EMBODIMENT, "--backend", "ort", env=env, cwd=tmp_path)
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert "action chunk" in ran.stdout
+
+    # the robot is where people benchmark and look at what they copied there: no onnx, no torch needed
+    inspected = sh(cli, "inspect", tiny_export, "--json", tmp_path / "sizes.json", env=env, cwd=tmp_path)
+    assert inspected.returncode == 0, inspected.stdout + inspected.stderr
+    assert json.loads((tmp_path / "sizes.json").read_text())["engine_weights_total"] > 0
+    doctor = sh(cli, "doctor", tiny_export, env=env, cwd=tmp_path)
+    assert doctor.returncode == 0 and "onnxruntime" in doctor.stdout.lower(), doctor.stdout + doctor.stderr
+    bench = sh(cli, "bench", tiny_export, "--embodiment", EMBODIMENT, "--backend", "ort", "--iters", "3", "--warmup",
+               "1", "--json", tmp_path / "bench.json", env=env, cwd=tmp_path, timeout=300)
+    assert bench.returncode == 0, bench.stdout + bench.stderr
+    assert json.loads((tmp_path / "bench.json").read_text())["end_to_end_ms"]["n"] == 3
 
     refused = sh(cli, "export", "--checkpoint", tmp_path / "none", "--out", tmp_path / "x", env=env, cwd=tmp_path)
     assert refused.returncode == 1 and "pip install 'gr00t-trt[export]'" in " ".join(refused.stderr.split())
