@@ -43,6 +43,7 @@ from ..errors import EmbodimentError, Gr00tTrtError, ManifestError, ObservationE
 from ..graphs import TensorSpec
 from ..manifest import GraphEntry, Manifest
 from ..processing.position_grid import PositionGrids, load_table
+from ..served import served_sizes
 from .backend import Backend, Buffer, Copy, Program, numpy_dtype
 from .buffers import BucketKey, fill_image_index, pad_right, padded_length, row_runs
 
@@ -531,16 +532,6 @@ def _check_group(size: tuple[int, int], count: int, limit: list[int] | None) -> 
             f"{count} images of size {size[0]}x{size[1]} exceed the export's maximum of "
             f"{limit[-1]} per vision call — re-export with a larger --max-batch"
         )
-
-
-def served_sizes(manifest: Manifest) -> str:
-    """``"HxW images, H and W multiples of 28, H in 252..588, W in 252..588 (token grid up to 21x21)"``."""
-    dyn, side = manifest.dynamic_dims, manifest.dims.get("R")
-    if side is None or "r" not in dyn or "c" not in dyn:
-        return "no image sizes"
-    r, c = dyn["r"], dyn["c"]
-    return (f"HxW images with H and W multiples of {side}, H in {r[0] * side}..{r[-1] * side}, "
-            f"W in {c[0] * side}..{c[-1] * side}")
 
 
 def _refuse_per_size_vision(manifest: Manifest) -> None:
