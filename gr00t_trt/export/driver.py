@@ -34,7 +34,7 @@ from ..manifest import (
     sha256_file,
     write_manifest,
 )
-from ..processing.position_grid import TABLE_FILE, table_bytes
+from ..processing.position_grid import TABLE_FILE, table_bytes, vision_declaration
 from .examples import ExampleStep, example_step
 from .graph_modules import release_memory, segment_modules, static_dims
 from .precision import PRECISIONS as PRECISIONS
@@ -241,14 +241,6 @@ def write_export_manifest(work: Path, config, graphs: dict[str, GraphEntry], *, 
     )
     write_manifest(work, manifest)
     return manifest
-
-
-def vision_declaration() -> dict[str, str]:
-    """The manifest's ``vision`` section: the one vision graph takes, besides the images, a position grid
-    per image size that the host resamples from the shipped table (``processing.position_grid``); the
-    sizes it serves are the dynamic dims r, c (token rows and columns) times dims.R pixels."""
-    return {"graph": "vision", "grid_input": "position_grid", "position_table": TABLE_FILE,
-            "resize": "bilinear, align_corners=False, antialias=True, float32 (PyTorch)"}
 
 
 #: weight bytes sampled per shard by ``fingerprint``: blocks x block size (64 KB however big the shard)

@@ -64,6 +64,14 @@ def resample_grid(table: np.ndarray, rows: int, cols: int) -> np.ndarray:
     return np.ascontiguousarray(_resample_axis(grid, 0, rows))
 
 
+def vision_declaration() -> dict[str, str]:
+    """The manifest's ``vision`` section: the one vision graph takes, besides the images, a position grid
+    per image size that the host resamples from the shipped table; the sizes it serves are the dynamic
+    dims r, c (token rows and columns) times dims.R pixels (``served.py``)."""
+    return {"graph": "vision", "grid_input": "position_grid", "position_table": TABLE_FILE,
+            "resize": "bilinear, align_corners=False, antialias=True, float32 (PyTorch)"}
+
+
 def table_bytes(table: np.ndarray) -> bytes:
     """``.npy`` bytes of a learned table [G, G, D] as float32 (what the export writes atomically)."""
     buffer = io.BytesIO()
