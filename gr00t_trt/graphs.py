@@ -233,12 +233,6 @@ def graph_name(kind: str) -> str:
     return kind
 
 
-def legacy_vision_graph_name(height: int, width: int) -> str:
-    """The per-size vision graph of exports before the single dynamic one (``vision_252x336``): what the
-    runtime recognises to refuse such an export with a re-export hint."""
-    return f"vision_{int(height)}x{int(width)}"
-
-
 def parse_image_size(text: str) -> tuple[int, int]:
     """``"252x336"`` → (252, 336); raises ValueError with the expected form."""
     parts = text.lower().replace("×", "x").split("x")
