@@ -40,7 +40,8 @@ def test_manifest_records_plan_activation_dtype_and_calibration(mixed_export):
     calibration = section["calibration"]
     assert calibration["source"] == "synthetic" and calibration["observations"] == 1
     assert len(calibration["fingerprint"]) == 64
-    assert calibration["samples"] == {"vision": 1, "dit_context": 1, "dit": manifest.steps}
+    # one observation whose two cameras differ in size (the named sizes rotate): one vision call per size
+    assert calibration["samples"] == {"vision": 2, "dit_context": 1, "dit": manifest.steps}
     assert json.loads((mixed_export / "manifest.json").read_text())["precision"] == section
 
 
