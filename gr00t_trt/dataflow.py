@@ -10,6 +10,8 @@ An input's source is one of:
   ``STEP``   the step table: the denoising step's index k;
   ``CARRY``  the actions entering denoising step k: the initial noise at k = 0, then the previous step's
              ``next_actions``;
+  ``GRID``   a table of one image size that the host computes once per size and keeps (the vision
+             graph's position grid), so one graph serves every camera size;
   a kind     the same-named output of that stage's graph (vision outputs are first assembled into the
              backbone's image rows in LLM order).
 
@@ -26,7 +28,7 @@ import numpy as np
 
 from .graphs import GRAPH_SPECS, graph_name
 
-OBS, STEP, CARRY = "obs", "step", "carry"
+OBS, STEP, CARRY, GRID = "obs", "step", "carry", "grid"
 #: the carried value: its name at the encoder/decoder inputs, its start, and what replaces it each step
 CARRIED_INPUT, CARRY_START, CARRY_OUTPUT = "actions", "noise", ("action_decoder", "next_actions")
 
@@ -34,7 +36,8 @@ CARRIED_INPUT, CARRY_START, CARRY_OUTPUT = "actions", "noise", ("action_decoder"
 @dataclass(frozen=True)
 class Stage:
     """One graph of the control step. ``program`` groups stages launched, captured and timed together;
-    ``per_step`` stages run once per denoising step; ``per_image_size`` runs one graph per image size."""
+    ``per_step`` stages run once per denoising step; ``per_image_size`` runs its graph once per image size
+    (the images of one size form one call)."""
 
     kind: str
     feeds: Mapping[str, str]
@@ -44,7 +47,7 @@ class Stage:
 
 
 CONTROL_STEP: tuple[Stage, ...] = (
-    Stage("vision", {"images": OBS}, "vision", per_image_size=True),
+    Stage("vision", {"images": OBS, "position_grid": GRID}, "vision", per_image_size=True),
     Stage("backbone", {"input_ids": OBS, "image_embeds": "vision", "image_index": OBS, "attention_mask": OBS},
           "backbone"),
     Stage("dit_context", {"backbone_features": "backbone", "image_mask": OBS, "attention_mask": OBS}, "dit_context"),
@@ -100,7 +103,7 @@ def external_inputs(start: str = "vision") -> tuple[str, ...]:
     """Names of the values the caller provides for a sub-chain (besides the step table and the noise)."""
     run = {s.kind for s in chain(start)}
     names = [name for s in chain(start) for name, src in s.feeds.items()
-             if src == OBS or (src not in (STEP, CARRY) and src not in run)]
+             if src == OBS or (src not in (STEP, CARRY, GRID) and src not in run)]
     return tuple(dict.fromkeys(names))
 
 
@@ -112,7 +115,7 @@ def check_dataflow() -> None:
         if set(stage.feeds) != set(spec.input_names):
             raise AssertionError(f"stage {stage.kind}: feeds {sorted(stage.feeds)} != inputs {spec.input_names}")
         for name, src in stage.feeds.items():
-            if src in (OBS, STEP, CARRY):
+            if src in (OBS, STEP, CARRY, GRID):
                 continue
             if src not in seen:
                 raise AssertionError(f"stage {stage.kind}: input {name!r} comes from {src!r}, which runs later")
@@ -130,6 +133,8 @@ check_dataflow()
 # ------------------------------------------------------------------------------------------ slow interpreter
 #: run(kind, graph name, feeds) -> outputs: one graph on host arrays (ORT session, torch module, ...)
 GraphRunner = Callable[[str, str, dict[str, np.ndarray]], Mapping[str, np.ndarray]]
+#: grids(input name, h, w) -> the ``GRID`` input of that name for h x w images
+GridSource = Callable[[str, int, int], np.ndarray]
 
 
 def image_groups(sizes: Sequence[tuple[int, int]]) -> dict[tuple[int, int], list[int]]:
@@ -141,13 +146,14 @@ def image_groups(sizes: Sequence[tuple[int, int]]) -> dict[tuple[int, int], list
 
 
 def evaluate(run: GraphRunner, values: Mapping[str, Any], *, steps: int, start: str = "vision",
-             stop: str | None = None, no_image_rows: Callable[[], np.ndarray] | None = None) -> dict[str, Any]:
+             stop: str | None = None, no_image_rows: Callable[[], np.ndarray] | None = None,
+             grids: GridSource | None = None) -> dict[str, Any]:
     """Every value of one control step, graph by graph on fresh host arrays (the slow, debuggable path).
 
     ``values`` holds the external inputs of the sub-chain (``external_inputs(start)``; ``images`` is a list
     of [h, w, 3] arrays in LLM order) and ``noise``. Returns them plus every graph output; ``actions`` is the
     list of the N steps' ``next_actions``. ``no_image_rows`` gives the backbone's image rows when there are
-    no images (a graph needs T ≥ 1). ``stop``: run only up to that ``segments`` piece; a later call with
+    no images (a graph needs T ≥ 1); ``grids`` the vision graph's per-size tables. ``stop``: run only up to that ``segments`` piece; a later call with
     ``start=stop`` on the returned values continues the same control step."""
     out: dict[str, Any] = dict(values)
     stages = _between(start, stop)
@@ -155,7 +161,7 @@ def evaluate(run: GraphRunner, values: Mapping[str, Any], *, steps: int, start: 
         if stage.per_step:
             continue
         if stage.per_image_size:
-            out["image_embeds"] = _run_vision(run, out["images"], no_image_rows)
+            out["image_embeds"] = _run_vision(run, stage, out["images"], no_image_rows, grids)
             continue
         feeds = {name: out[name] for name in stage.feeds}
         out.update(run(stage.kind, graph_name(stage.kind), feeds))
@@ -183,12 +189,19 @@ def denoise_step(run: GraphRunner, k: int, values: Mapping[str, Any], actions: n
     return local[CARRY_OUTPUT[1]]
 
 
-def _run_vision(run: GraphRunner, images: Sequence[np.ndarray], no_image_rows) -> np.ndarray:
+def _run_vision(run: GraphRunner, stage: Stage, images: Sequence[np.ndarray], no_image_rows,
+                grids: GridSource | None) -> np.ndarray:
     """One vision call per image size, rows placed in LLM order: image_embeds [T, E]."""
     rows: list[np.ndarray | None] = [None] * len(images)
     for (h, w), positions in image_groups([im.shape[:2] for im in images]).items():
-        batch = np.stack([images[p] for p in positions])  # [n, h, w, 3]
-        embeds = run("vision", graph_name("vision", {"h": h, "w": w}), {"images": batch})["image_embeds"]
+        feeds: dict[str, np.ndarray] = {}
+        for name, src in stage.feeds.items():
+            if src == GRID:
+                if grids is None:
+                    raise ValueError(f"vision input {name!r} is computed per image size — pass grids= to evaluate")
+                feeds[name] = grids(name, h, w)
+        feeds["images"] = np.stack([images[p] for p in positions])  # [n, h, w, 3]
+        embeds = run(stage.kind, graph_name(stage.kind), feeds)["image_embeds"]
         for j, p in enumerate(positions):
             rows[p] = embeds[j]  # [t, E]
     if not rows:

@@ -7,7 +7,10 @@ feed each other in a control step is declared next door in ``dataflow.py``.
 Dimension names (``DIMS`` says which are dynamic and how each is bounded and traced):
   B  batch                 S  backbone sequence length (padded to a bucket by the runtime)
   n  images in one vision call       T  image-embedding rows given to the backbone (Σ tokens)
-  h, w, t  a vision graph's image height/width and tokens per image (fixed per vision graph)
+  r, c  an image's token-grid rows and columns (one vision graph serves every r x c in the export's range)
+  h, w, gh, gw, t  derived: image height/width (r·R, c·R), position-grid rows/columns (r·U, c·U) and
+     tokens per image (r·c), where R = pixels per token side (28) and U = patches per token side (2)
+  Dv vision width (1152)
   E  LLM width (2048)      H  action horizon (50)   Ds state dim (128)  Da action dim (128)
   C  DiT width (1536)      L  cross-attention blocks (16)  Hc heads (32)  Dh head dim (48)
   O  DiT output width (1024)
@@ -35,8 +38,22 @@ class TensorSpec:
     dims: tuple[str | int, ...]
 
     def shape(self, sizes: Mapping[str, int]) -> tuple[int, ...]:
-        """Concrete shape given the size of every named dim (KeyError names a missing one)."""
-        return tuple(d if isinstance(d, int) else int(sizes[d]) for d in self.dims)
+        """Concrete shape given the size of every named dim, derived ones (``DimSpec.product``) computed
+        unless given (KeyError names a missing one)."""
+        return tuple(d if isinstance(d, int) else dim_size(d, sizes) for d in self.dims)
+
+
+def dim_size(name: str, sizes: Mapping[str, int]) -> int:
+    """Size of dim ``name``: from ``sizes``, or the product of its factors for a derived dim."""
+    if name in sizes:
+        return int(sizes[name])
+    spec = DIMS.get(name)
+    if spec is None or not spec.product:
+        raise KeyError(name)
+    size = 1
+    for factor in spec.product:
+        size *= dim_size(factor, sizes)
+    return size
 
 
 @dataclass(frozen=True)
@@ -50,6 +67,8 @@ class DimSpec:
     dynamic: bool = False
     example: int | None = None
     trace_max: int | None = None  # generous symbolic bound for torch.export; profiles use the manifest's
+    #: a derived dim is the product of these dims (h = r·R): never bounded or traced on its own
+    product: tuple[str, ...] = ()
 
 
 DIMS: dict[str, DimSpec] = {
@@ -61,9 +80,18 @@ DIMS: dict[str, DimSpec] = {
         DimSpec("T", "image-embedding rows given to the backbone (Σ tokens of all images)", dynamic=True,
                 trace_max=65536),
         DimSpec("n", "images in one vision call", dynamic=True, example=3, trace_max=1024),
-        DimSpec("h", "image height of a vision graph"),
-        DimSpec("w", "image width of a vision graph"),
-        DimSpec("t", "tokens per image of a vision graph"),
+        # example r ≠ c, both distinct from every other example and static size, so both stay symbolic
+        DimSpec("r", "token-grid rows of the images of one vision call", dynamic=True, example=5, trace_max=256),
+        DimSpec("c", "token-grid columns of the images of one vision call", dynamic=True, example=7,
+                trace_max=256),
+        DimSpec("h", "image height (token rows x pixels per token side)", product=("r", "R")),
+        DimSpec("w", "image width", product=("c", "R")),
+        DimSpec("gh", "position-grid rows (token rows x patches per token side)", product=("r", "U")),
+        DimSpec("gw", "position-grid columns", product=("c", "U")),
+        DimSpec("t", "tokens per image", product=("r", "c")),
+        DimSpec("R", "pixels per token side (patch x unshuffle factor)"),
+        DimSpec("U", "patches per token side (unshuffle factor)"),
+        DimSpec("Dv", "vision width"),
         DimSpec("E", "LLM width"),
         DimSpec("H", "action horizon"),
         DimSpec("Ds", "padded state dim"),
@@ -113,9 +141,10 @@ def _t(name: str, dtype: str, *dims: str | int) -> TensorSpec:
 
 VISION = GraphSpec(
     kind="vision",
-    inputs=(_t("images", "uint8", "n", "h", "w", 3),),
+    inputs=(_t("images", "uint8", "n", "h", "w", 3), _t("position_grid", FLOAT, "gh", "gw", "Dv")),
     outputs=(_t("image_embeds", FLOAT, "n", "t", "E"),),
-    doc="scale to [-1, 1], patchify, SigLIP2 (pos-emb pre-resized to this grid), pixel-unshuffle, mlp1",
+    doc="scale to [-1, 1], patchify, SigLIP2 + the position table resampled to this grid (a per-size "
+        "input the host computes once), pixel-unshuffle, mlp1; one graph for every image size",
 )
 
 BACKBONE = GraphSpec(
@@ -199,18 +228,9 @@ GRAPH_SPECS: dict[str, GraphSpec] = {
 ACTION_HEAD_KINDS = ("dit_context", "state_encoder", "action_encoder", "dit", "action_decoder")
 
 
-def graph_name(kind: str, dims: Mapping[str, int] | None = None) -> str:
-    """File stem of a graph: the kind, except vision graphs, one per image size (``vision_252x336``)."""
-    if kind == "vision":
-        if not dims or "h" not in dims or "w" not in dims:
-            raise KeyError("a vision graph's name needs its image size: dims h and w")
-        return f"vision_{int(dims['h'])}x{int(dims['w'])}"
+def graph_name(kind: str) -> str:
+    """File stem of a graph: its kind (one graph per kind; the vision graph serves every image size)."""
     return kind
-
-
-def vision_graph_name(height: int, width: int) -> str:
-    """File stem of the vision graph for one preprocessed image size, e.g. ``vision_252x336``."""
-    return graph_name("vision", {"h": height, "w": width})
 
 
 def parse_image_size(text: str) -> tuple[int, int]:
@@ -221,16 +241,26 @@ def parse_image_size(text: str) -> tuple[int, int]:
     return int(parts[0]), int(parts[1])
 
 
-def dynamic_ranges(*, max_batch: int, max_seq_len: int, tokens_per_image: list[int],
+def dynamic_ranges(*, max_batch: int, max_seq_len: int, token_grids: list[tuple[int, int]],
                    max_images_per_sample: int = 4) -> dict[str, list[int]]:
     """[min, opt, max] of every dynamic dim from the export options: what TensorRT profiles, the runtime's
-    input checks and bench feeds plan for (recorded in the manifest)."""
+    input checks and bench feeds plan for (recorded in the manifest).
+
+    ``token_grids``: (rows, columns) of the token grid of every image size the export names, the first
+    one the most common (the profiles' opt). Rows and columns are each bounded by the extremes of all of
+    them, so a portrait and a landscape size make one range that serves both and everything between."""
     max_images = max_images_per_sample * max_batch
+    grids = token_grids or [(1, 1)]
+    rows, cols = [g[0] for g in grids], [g[1] for g in grids]
+    r = [min(rows), grids[0][0], max(rows)]
+    c = [min(cols), grids[0][1], max(cols)]
     ranges = {
         "B": [1, 1, max_batch],
         "S": [1, min(256, max_seq_len), max_seq_len],
         "n": [1, 1, max_images],
-        "T": [min(tokens_per_image), max(tokens_per_image), max_images * max(tokens_per_image)],
+        "T": [r[0] * c[0], r[1] * c[1], max_images * r[2] * c[2]],
+        "r": r,
+        "c": c,
     }
     assert set(ranges) == set(DYNAMIC_DIMS), "every dynamic dim needs a range"
     return ranges

@@ -71,6 +71,9 @@ class Manifest:
     #: precision plan (per-graph precisions, device class, activation_dtype of the float tensors between
     #: graphs) and, for fp8 graphs, the calibration set (source, size, fingerprint); empty in old exports
     precision: dict[str, Any] = field(default_factory=dict)
+    #: the vision graph's declaration (export.driver.vision_declaration): its per-size grid input and
+    #: the position table file the host resamples; empty in exports with one vision graph per size
+    vision: dict[str, Any] = field(default_factory=dict)
     format: str = FORMAT_NAME
     format_version: int = FORMAT_VERSION
 
@@ -141,6 +144,7 @@ class Manifest:
                 pixels_per_token=int(data["pixels_per_token"]),
                 exporter=dict(data["exporter"]),
                 precision=dict(data.get("precision", {})),
+                vision=dict(data.get("vision", {})),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ManifestError(f"{source} is malformed: {type(exc).__name__} {exc}") from None

@@ -92,6 +92,9 @@ def validate_manifest_data(data: Any, source: str) -> None:
     _check_graphs(data["graphs"], source)
     _check_tensor_sizes(data["graphs"], data["dims"], source)
     _check_embodiments(data["embodiments"], data["model"], source)
+    vision = check_type(data.get("vision", {}), dict, source, "vision", "an object")
+    if "position_table" in vision:
+        check_relative_path(vision["position_table"], source, "vision.position_table")
 
 
 def _check_dims(dims: Any, source: str) -> None:

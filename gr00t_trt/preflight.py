@@ -36,7 +36,7 @@ def candidate_runner(folder: Path, manifest, model, config, slots):
     sessions, bf16 = {}, {}
     bf16_names = [name for name, g in manifest.graphs.items() if g.precision == "bf16"]
     if bf16_names:
-        fresh = graph_modules(model, config, manifest.image_sizes, slots)
+        fresh = graph_modules(model, config, slots)
         for name in bf16_names:
             kind, module, dims = fresh[name]
             bf16[name] = (kind, precision_module(kind, module, "bf16", activation), dims)
@@ -71,6 +71,7 @@ def preflight_export(
     from .export.calibration import chain_graphs, torch_runner
     from .export.graph_modules import graph_modules
     from .export.precision import io_value, least_precise
+    from .export.vision import reference_grids
     from .manifest import load_manifest
     from .model.reference import load_reference
     from .observations import synthetic_observation
@@ -92,7 +93,9 @@ def preflight_export(
             for e in entries
         ]
     activation = np.dtype(manifest.precision.get("activation_dtype", _io_dtype(manifest))).type
-    reference = torch_runner(graph_modules(model, config, manifest.image_sizes, slots))
+    modules = graph_modules(model, config, slots)
+    reference = torch_runner(modules)
+    grids = reference_grids(modules)  # both chains get the reference's per-size tables
     candidate = candidate_runner(folder, manifest, model, config, slots)
     precisions = {name: g.precision for name, g in manifest.graphs.items()}
     report = ParityReport(context={
@@ -109,7 +112,7 @@ def preflight_export(
         inputs = preprocessor(obs, tag)
         noise = rng.standard_normal((len(inputs.embodiment_id), config.action_horizon, config.max_action_dim))
         noise = noise.astype(np.float32)
-        ref = chain_graphs(reference, inputs, steps=manifest.steps, slot_of=slot_of, noise=noise)
+        ref = chain_graphs(reference, inputs, steps=manifest.steps, slot_of=slot_of, noise=noise, grids=grids)
         label = f"obs {n} ({tag})"
         # each graph alone on the reference's inputs (first call per graph, and every denoising step)
         for name, calls in ref.inputs.items():
@@ -123,7 +126,7 @@ def preflight_export(
                     report.add(check)
         # end to end, every graph at its precision
         got = chain_graphs(candidate, inputs, steps=manifest.steps, slot_of=slot_of, noise=noise,
-                           activation=activation)
+                           activation=activation, grids=grids)
         features = "backbone_features"
         report.add(compare(f"{label} end-to-end: backbone features", ref.outputs["backbone"][0][features],
                            got.outputs["backbone"][0][features].astype(np.float32),

@@ -105,7 +105,7 @@ def _cases(policy, manifest, obs_path, embodiments, seeds, observations):
     for tag in tags:
         policy.resolve_embodiment(tag)
         for seed in range(seeds):
-            # rotate which exported image size each camera gets, so every vision graph is exercised
+            # rotate which named image size each camera gets, so every one of them is exercised
             rotated = sizes[seed % len(sizes) :] + sizes[: seed % len(sizes)]
             obs = synthetic_observation(policy.preprocessor.spec, tag, seed=seed, image_sizes=rotated)
             yield f"{tag}/seed{seed}", tag, obs, seed
@@ -135,13 +135,15 @@ def _verify_case(report: ParityReport, label: str, model, policy, tag: str, obs:
     host = pipeline.host_values(inputs, noise, padded=False)
     row = 0
     embeds_ref = ref.image_embeds.numpy()
+    entry = pipeline.entry("vision")
+    (embeds,) = entry.outputs
     for image in inputs.images:
-        entry = pipeline.entry("vision", image.shape[:2])
-        (images,), (embeds,) = entry.inputs, entry.outputs
-        got = run("vision", entry.name, {images.name: image[None]})[embeds.name][0]
+        h, w = image.shape[:2]
+        got = run("vision", entry.name, {"images": image[None],
+                                         "position_grid": pipeline.grid_feed("position_grid", h, w)})[embeds.name][0]
         want = embeds_ref[row : row + got.shape[0]]
         row += got.shape[0]
-        report.add(compare(f"{label} {entry.name} alone: {embeds.name}", want, got,
+        report.add(compare(f"{label} {entry.name} {h}x{w} alone: {embeds.name}", want, got,
                            threshold_for("backbone", entry.precision)))
     backbone = pipeline.graphs["backbone"]
     feeds = {name: embeds_ref if source == "vision" else host[name]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from gr00t_trt import dataflow
-from gr00t_trt.dataflow import CARRY, OBS, STEP
+from gr00t_trt.dataflow import CARRY, GRID, OBS, STEP
 from gr00t_trt.graphs import GRAPH_SPECS
 
 
@@ -60,6 +60,28 @@ def test_evaluate_follows_the_table_with_steps_and_carry():
     assert [a[0, 0] for a in out["actions"]] == [1, 2, 3]
 
 
-def test_sources_are_the_four_kinds():
+def test_sources_are_the_five_kinds():
     sources = {src for s in dataflow.CONTROL_STEP for src in s.feeds.values()}
-    assert sources - set(GRAPH_SPECS) == {OBS, STEP, CARRY}
+    assert sources - set(GRAPH_SPECS) == {OBS, STEP, CARRY, GRID}
+
+
+def test_one_vision_graph_runs_once_per_image_size_with_that_size_s_grid():
+    """Images of three sizes in LLM order → one call of the one vision graph per size, each given the grid
+    of its size, rows reassembled in LLM order."""
+    calls = []
+
+    def run(kind, name, feeds):
+        calls.append((name, feeds["images"].shape, feeds["position_grid"]))
+        n, h, w, _ = feeds["images"].shape
+        return {"image_embeds": feeds["images"][:, :1, :1, 0].reshape(n, 1, 1).repeat(2, axis=1).astype(np.float32)}
+
+    sizes = [(252, 448), (448, 252), (252, 448), (252, 252)]
+    images = [np.full((h, w, 3), i, np.uint8) for i, (h, w) in enumerate(sizes)]
+    out = dataflow.evaluate(run, {"images": images}, steps=0, stop="backbone",
+                            grids=lambda name, h, w: f"{name} {h}x{w}")
+    assert [(name, shape, grid) for name, shape, grid in calls] == [
+        ("vision", (2, 252, 448, 3), "position_grid 252x448"), ("vision", (1, 448, 252, 3), "position_grid 448x252"),
+        ("vision", (1, 252, 252, 3), "position_grid 252x252")]
+    assert out["image_embeds"][:, 0].tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
+    with pytest.raises(ValueError, match="pass grids= to evaluate"):
+        dataflow.evaluate(run, {"images": images}, steps=0, stop="backbone")

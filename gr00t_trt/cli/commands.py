@@ -80,7 +80,16 @@ def _inspect_export(folder: Path) -> dict:
     render_graph_sizes(console, sizes)
     return {"export": str(folder), "precision": manifest.precision,
             "graphs": [dataclasses.asdict(s) for s in sizes],
-            "engine_weights_total": sum(s.engine_weights for s in sizes)}
+            "engine_weights_total": sum(s.engine_weights for s in sizes), "serves": _inspect_serving(manifest)}
+
+
+def _inspect_serving(manifest) -> dict:
+    """Print which image sizes and batches the export serves; returns them for --json."""
+    from ..served import serving, serving_lines
+
+    for line in serving_lines(manifest):
+        console.print(line, soft_wrap=True)
+    return serving(manifest)
 
 
 # ------------------------------------------------------------------------------------------ make-checkpoint
@@ -126,9 +135,11 @@ def export(
     ] = None,
     image_size: Annotated[
         list[str] | None,
-        typer.Option(help="Preprocessed image size HxW to export a vision graph for (repeatable; default "
-                     "252x336 for 4:3 cameras and 252x252 for square ones). Frames are resized to multiples "
-                     "of 28 first: a 720x1280 camera needs 252x448."),
+        typer.Option(help="Preprocessed image size HxW the export must also serve (repeatable; the first "
+                     "is the engines' optimisation size). One vision graph serves every size between the "
+                     "ones named; by default 4:3, 1:1, 16:9, 21:9 cameras and their portrait twins "
+                     "(252x252 up to 252x588 and 588x252). Frames are resized to multiples of 28 first: "
+                     "a 32:9 3840x1080 camera needs 252x896."),
     ] = None,
     steps: Annotated[int | None, typer.Option(help="Denoising steps (default: the checkpoint's, 4).")] = None,
     precision: Annotated[str, typer.Option(
@@ -143,7 +154,7 @@ def export(
              "graphs on. Default: synthetic observations (said in the manifest).")] = None,
     calib_count: Annotated[int, typer.Option(
         help="Synthetic calibration observations per embodiment when --calib is not given.")] = 4,
-    max_batch: Annotated[int, typer.Option(help="Largest batch the engines will be built for.")] = 1,
+    max_batch: Annotated[int, typer.Option(help="Largest batch the engines will be built for.")] = 4,
     tokenizer: Annotated[str | None, typer.Option(help="Tokenizer folder or HF id (default: from the checkpoint).")] = None,
     force: Annotated[bool, flag("--force", "Replace an existing export directory (never another folder).")] = False,
 ) -> None:

@@ -1,8 +1,9 @@
 """One TensorRT optimisation profile per graph, from the graph declarations and the manifest's ranges.
 
-A dim of a graph input is a literal size, a static dim (the graph's own ``dims`` — vision h, w, t — or
-the export's ``dims`` — E, H, C, ...) or a dynamic one bounded by the manifest's ``dynamic_dims``
-[min, opt, max] (B, S, T, n); ``graphs.shape_ranges`` resolves them. Anything else is a manifest the
+A dim of a graph input is a literal size, a static dim (the graph's own ``dims`` or the export's — E, H,
+C, R, ...), a dynamic one bounded by the manifest's ``dynamic_dims`` [min, opt, max] (B, S, T, n, r, c) or
+one derived from them (the vision graph's h = r·R, gh = r·U: its min/opt/max follow r's, so the images and
+the position grid agree at each of the three shapes); ``graphs.shape_ranges`` resolves them. Anything else is a manifest the
 engines cannot be built for, said in one line.
 """
 
@@ -50,14 +51,12 @@ def graph_profile(manifest: Manifest, entry: GraphEntry) -> GraphProfile:
     """The profile TensorRT builds ``entry`` for (one per graph: the runtime pads into it), from the
     graph declarations' ``shape_ranges``: static dims from the graph and the export, dynamic ones from the
     manifest's [min, opt, max]."""
+    for dim, (low, opt, high) in manifest.dynamic_dims.items():  # derived dims (h = r·R) inherit the order
+        if not low <= opt <= high:
+            raise EngineError(f"dynamic dim {dim!r} of the manifest has min/opt/max {low}/{opt}/{high} — "
+                              "expected min ≤ opt ≤ max")
     inputs = []
     for tensor in entry.inputs:
-        for dim in tensor.dims:
-            if dim in manifest.dynamic_dims:
-                low, opt, high = manifest.dynamic_dims[dim]
-                if not low <= opt <= high:
-                    raise EngineError(f"dynamic dim {dim!r} of the manifest has min/opt/max {low}/{opt}/{high} — "
-                                      "expected min ≤ opt ≤ max")
         try:
             low, opt, high = shape_ranges(tensor, manifest.sizes(entry), manifest.dynamic_dims)
         except KeyError as exc:

@@ -169,32 +169,27 @@ def recording(run, records: GraphRecords, activation=np.float32, names=None, out
 
 def chain_graphs(
     run, inputs, *, steps: int, slot_of: dict[int, int], noise: np.ndarray, activation=np.float32,
-    records: GraphRecords | None = None,
+    records: GraphRecords | None = None, grids=None,
 ) -> GraphRecords:
     """One control step through every graph along the dataflow with ``run(name, kind, feeds)``, recording
     each graph's feeds and outputs. ``inputs`` is a preprocessed ``ModelInputs``; float feeds are given to
-    each graph in ``activation`` dtype (the export's inter-graph dtype)."""
+    each graph in ``activation`` dtype (the export's inter-graph dtype); ``grids``: the vision graph's
+    per-size tables (``dataflow.evaluate``)."""
     records = records if records is not None else GraphRecords()
     values = chain_values(inputs, slot_of=slot_of, noise=noise)
-    evaluate(recording(run, records, activation), values, steps=steps)
+    evaluate(recording(run, records, activation), values, steps=steps, grids=grids)
     return records
 
 
 def calibration_chains(
-    calibration: CalibrationSet, preprocessor, config, slot_of: dict[int, int], image_sizes, seed: int = 0
+    calibration: CalibrationSet, preprocessor, config, slot_of: dict[int, int], seed: int = 0
 ) -> list[dict]:
     """The external values of every calibration observation's control step (one noise draw each), for
     ``evaluate`` to run through the fp32 graphs piece by piece."""
     rng = np.random.default_rng(seed)
     chains = []
     for tag, obs in calibration.observations:
-        inputs = preprocessor(obs, tag)
-        missing = {tuple(im.shape[:2]) for im in inputs.images} - {(int(h), int(w)) for h, w in image_sizes}
-        if missing:
-            raise ExportError(
-                f"a {calibration.source} calibration observation of {tag} has images of size "
-                f"{sorted(missing)[0]} that are not exported — expected the exported --image-size values"
-            )
+        inputs = preprocessor(obs, tag)  # any camera size: the vision graph serves every size
         noise = rng.standard_normal((len(inputs.embodiment_id), config.action_horizon, config.max_action_dim))
         chains.append(chain_values(inputs, slot_of=slot_of, noise=noise.astype(np.float32)))
     return chains
@@ -204,9 +199,10 @@ def calibration_records(
     modules: dict, calibration: CalibrationSet, preprocessor, config, slot_of: dict[int, int], seed: int = 0
 ) -> GraphRecords:
     """Every graph's fp32 inputs and outputs over the calibration set (one noise draw per observation)."""
+    from .vision import reference_grids
+
     records = GraphRecords()
-    sizes = [(d["h"], d["w"]) for kind, _, d in modules.values() if kind == "vision"]
     run = recording(torch_runner(modules), records)
-    for values in calibration_chains(calibration, preprocessor, config, slot_of, sizes, seed):
-        evaluate(run, values, steps=config.num_inference_timesteps)
+    for values in calibration_chains(calibration, preprocessor, config, slot_of, seed):
+        evaluate(run, values, steps=config.num_inference_timesteps, grids=reference_grids(modules))
     return records

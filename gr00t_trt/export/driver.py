@@ -21,8 +21,8 @@ import torch
 from .. import __version__
 from ..artifacts import StagingFolder, check_replaceable
 from ..dataflow import segments
-from ..errors import EmbodimentError, ExportError, Gr00tTrtError
-from ..files import read_json
+from ..errors import EmbodimentError, ExportError
+from ..files import write_atomic
 from ..graphs import dynamic_ranges
 from ..manifest import (
     EmbodimentEntry,
@@ -32,13 +32,16 @@ from ..manifest import (
     sha256_file,
     write_manifest,
 )
+from ..processing.position_grid import TABLE_FILE, table_bytes, vision_declaration
 from .examples import ExampleStep, example_step
-from .graph_modules import release_memory, segment_modules
+from .graph_modules import release_memory, segment_modules, static_dims
 from .precision import PRECISIONS as PRECISIONS
 from .precision import ExportPrecision, check_precision_options
 
-#: camera frames whose processed sizes are exported by default: one 4:3 and one 1:1 camera
-DEFAULT_CAMERA_FRAMES = ((480, 640), (256, 256))
+#: camera frames whose processed sizes the default export names (the first is the engines' opt size):
+#: 4:3, 1:1, 16:9, 21:9 and their portrait twins — the one vision graph serves every size between them
+LANDSCAPE_FRAMES = ((480, 640), (256, 256), (720, 1280), (1080, 2520))
+DEFAULT_CAMERA_FRAMES = LANDSCAPE_FRAMES + tuple((w, h) for h, w in LANDSCAPE_FRAMES if h != w)
 COPIED_FILES = ("processor_config.json", "statistics.json", "embodiment_id.json")
 
 Progress = Callable[[str, str], None]  # (graph name, status) -> None
@@ -47,14 +50,16 @@ Progress = Callable[[str, str], None]  # (graph name, status) -> None
 @dataclass(frozen=True)
 class ExportOptions:
     embodiments: tuple[str, ...] = ()  # empty: every embodiment the checkpoint has
-    image_sizes: tuple[tuple[int, int], ...] = ()  # empty: DEFAULT_CAMERA_FRAMES after preprocessing
+    #: sizes the export must serve besides the defaults (the first: the engines' opt size); the vision
+    #: graph serves every size whose token rows and columns lie within those of all of them
+    image_sizes: tuple[tuple[int, int], ...] = ()
     steps: int | None = None  # None: config.num_inference_timesteps
     precision: str = "fp32"  # every graph, or "fp8": the §5 defaults (vision and small graphs fp16)
     graph_precision: str = ""  # per-graph overrides, e.g. "vision=fp16,dit=fp8"
     device: str | None = None  # a bench.devices key whose precision defaults to use (thor, orin, rtx5090, ...)
     calib: str | None = None  # folder of recorded observations (.npz) to calibrate fp8 graphs on
     calib_count: int = 4  # synthetic calibration observations per embodiment when calib is None
-    max_batch: int = 1
+    max_batch: int = 4
     max_seq_len: int = 512
     tokenizer: str | None = None
     force: bool = False
@@ -81,7 +86,7 @@ def export_checkpoint(
     processor = load_processor_spec(folder)
     embodiments = _select_embodiments(processor, options.embodiments)
     slots = [embodiments[tag].id for tag in embodiments] if len(embodiments) == 1 else None
-    image_sizes = options.image_sizes or _default_image_sizes(processor)
+    image_sizes = tuple(dict.fromkeys((*options.image_sizes, *_default_image_sizes(processor))))
     tokenizer = resolve_tokenizer(
         folder, options.tokenizer, config.backbone.image_token_index, config.backbone.text.vocab_size
     )
@@ -122,7 +127,7 @@ def _export_graphs(model, config, image_sizes, slots, options, work: Path, progr
     """``model``: the checkpoint's ``LazyModel``; each piece's weights are read when it is built."""
 
     def build(kinds: list[str]) -> dict:
-        return segment_modules(model, config, kinds, image_sizes, slots)
+        return segment_modules(model, config, kinds, slots)
 
     return export_graphs(build, config, image_sizes, slots, precision, work, progress)
 
@@ -137,13 +142,15 @@ def export_graphs(build: Callable[[list[str]], dict], config, image_sizes, slots
     observations' control steps (whose activations are kept for the next pieces), then each is cast in
     place, exported, quantised and validated, and freed. ``start``: dit_context for the action head
     alone (the example step starts from example backbone features)."""
-    example: ExampleStep = example_step(config, image_sizes, slots, start=start)
+    example: ExampleStep = example_step(config, slots, start=start)
     pieces = segments(start)
     graphs: dict[str, GraphEntry] = {}
     for i, piece in enumerate(pieces):
         kinds = [stage.kind for stage in piece]
         stop = pieces[i + 1][0].kind if i + 1 < len(pieces) else None
         modules = build(kinds)
+        if "vision" in modules:  # the learned position table the host resamples per image size
+            write_atomic(work / TABLE_FILE, table_bytes(modules["vision"][1].table_grid()))
         example.run(modules, kinds[0], stop)
         precision.calibrate(modules, kinds[0], stop, {s.kind for p in pieces[i + 1:] for s in p}, progress)
         for name in list(modules):  # names only: a list of the items would keep every module alive
@@ -195,30 +202,17 @@ def _default_image_sizes(processor) -> tuple[tuple[int, int], ...]:
     return tuple(dict.fromkeys(sizes))
 
 
-def _static_dims(config) -> dict[str, int]:
-    return {
-        "E": config.backbone_embedding_dim,
-        "H": config.action_horizon,
-        "Ds": config.max_state_dim,
-        "Da": config.max_action_dim,
-        "C": config.input_embedding_dim,
-        "L": config.dit.num_layers // 2,
-        "Hc": config.dit.num_attention_heads,
-        "Dh": config.dit.attention_head_dim,
-        "O": config.hidden_size,
-    }
-
-
 def write_export_manifest(work: Path, config, graphs: dict[str, GraphEntry], *, source: dict, embodiments: dict,
                           image_sizes: tuple, pad_token_id: int, max_batch: int, max_seq_len: int,
                           precision: dict | None = None) -> Manifest:
     """The manifest of a finished export folder (every file in it hashed), written into it."""
-    tokens = [(h * w) // config.patch_tokens_per_image_pixel for h, w in image_sizes] or [1]
+    dims = static_dims(config)
+    grids = [(h // dims["R"], w // dims["R"]) for h, w in image_sizes]
     manifest = Manifest(
         source=source,
         model=config.to_dict(),
-        dims=_static_dims(config),
-        dynamic_dims=dynamic_ranges(max_batch=max_batch, max_seq_len=max_seq_len, tokens_per_image=tokens),
+        dims=dims,
+        dynamic_dims=dynamic_ranges(max_batch=max_batch, max_seq_len=max_seq_len, token_grids=grids),
         steps=config.num_inference_timesteps,
         image_sizes=tuple(image_sizes),
         embodiments=embodiments,
@@ -233,6 +227,7 @@ def write_export_manifest(work: Path, config, graphs: dict[str, GraphEntry], *, 
         pixels_per_token=config.patch_tokens_per_image_pixel,
         exporter=_versions(),
         precision=precision or {},
+        vision=vision_declaration() if any(g.kind == "vision" for g in graphs.values()) else {},
     )
     write_manifest(work, manifest)
     return manifest

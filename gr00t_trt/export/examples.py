@@ -21,6 +21,7 @@ from ..graphs import DIMS, GRAPH_SPECS, graph_name
 
 EXAMPLE_BATCH = DIMS["B"].example  # samples
 EXAMPLE_IMAGES = DIMS["n"].example  # images in the example vision call
+EXAMPLE_ROWS, EXAMPLE_COLS = DIMS["r"].example, DIMS["c"].example  # their token grid (140x196 pixels)
 EXAMPLE_TEXT = 23  # text tokens per sample besides the image tokens (S = text + tokens of one image)
 RIGHT_PAD = 5  # padded positions at the end of the second sample
 
@@ -33,9 +34,8 @@ class ExampleStep:
     inputs: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     outputs: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     values: dict[str, Any] = field(default_factory=dict)
-    images: dict[str, np.ndarray] = field(default_factory=dict)  # vision graph name -> its example batch
+    images: np.ndarray | None = None  # the vision graph's example batch [n, h, w, 3]
     steps: int = 1
-    first_size: tuple[int, int] | None = None  # the image size whose embeddings feed the backbone
     image_token: int = -1  # <IMG_CONTEXT> id
 
     def run(self, modules: dict, start: str, stop: str | None) -> None:
@@ -53,15 +53,18 @@ class ExampleStep:
         if start != "vision":
             self.values = evaluate(run, self.values, steps=self.steps, start=start, stop=stop)
             return
-        # vision: every vision graph on a batch of its own size; each sample of the rest of the chain
-        # holds one image of the first size
-        for name, (kind, _, _) in modules.items():
-            run(kind, name, {"images": self.images[name]})
-        first = self.outputs[graph_name("vision", dict(zip("hw", self.first_size, strict=True)))]["image_embeds"]
-        if first.shape[1] != int((self.values["input_ids"] == self.image_token).sum(axis=1)[0]):
-            raise ExportError(f"vision graph {self.first_size}: {first.shape[1]} tokens per image — "
+        # vision: one call on the example batch (a size distinct from every static dim, so the image size
+        # stays symbolic); each sample of the rest of the chain holds one of its images
+        from .vision import reference_grids
+
+        kind, _, _ = modules[graph_name("vision")]
+        h, w = self.images.shape[1:3]
+        grid = reference_grids(modules)("position_grid", h, w)
+        embeds = run(kind, graph_name("vision"), {"images": self.images, "position_grid": grid})["image_embeds"]
+        if embeds.shape[1] != int((self.values["input_ids"] == self.image_token).sum(axis=1)[0]):
+            raise ExportError(f"vision graph: {embeds.shape[1]} tokens per {h}x{w} image — "
                               "expected patch_tokens_per_image_pixel to give the same count")
-        self.values["image_embeds"] = first[:EXAMPLE_BATCH].reshape(-1, first.shape[-1])  # [T = B·t, E]
+        self.values["image_embeds"] = embeds[:EXAMPLE_BATCH].reshape(-1, embeds.shape[-1])  # [T = B·t, E]
 
 
 def run_torch_graph(module: torch.nn.Module, kind: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -75,15 +78,15 @@ def run_torch_graph(module: torch.nn.Module, kind: str, feeds: dict[str, np.ndar
     return {t.name: r.detach().float().numpy() for t, r in zip(spec.outputs, result, strict=True)}
 
 
-def example_step(config, image_sizes, slots: list[int] | None, *, start: str = "vision", seed: int = 0) -> ExampleStep:
+def example_step(config, slots: list[int] | None, *, start: str = "vision", seed: int = 0) -> ExampleStep:
     """The inputs of one example control step from ``start`` (vision, or dit_context: the action head alone
     on example backbone features); ``ExampleStep.run`` then runs it through the graphs piece by piece."""
     rng = np.random.default_rng(seed)
     step = ExampleStep(steps=config.num_inference_timesteps, image_token=config.backbone.image_token_index)
+    side = config.backbone.vision.patch_size * config.backbone.unshuffle_factor  # pixels per token side
+    size = (EXAMPLE_ROWS * side, EXAMPLE_COLS * side)
     if start == "vision":
-        for h, w in image_sizes:
-            name = graph_name("vision", {"h": h, "w": w})
-            step.images[name] = rng.integers(0, 256, size=(EXAMPLE_IMAGES, h, w, 3), dtype=np.uint8)
+        step.images = rng.integers(0, 256, size=(EXAMPLE_IMAGES, *size, 3), dtype=np.uint8)
     elif start != "dit_context":
         raise ExportError(f"an example step starts at vision or dit_context, not {start!r}")
 
@@ -103,9 +106,8 @@ def example_step(config, image_sizes, slots: list[int] | None, *, start: str = "
                        **head_values}
         return step
 
-    # the rest of the chain: each sample holds one image of the first size amid text, sample 2 right-padded
-    step.first_size = (int(image_sizes[0][0]), int(image_sizes[0][1]))
-    tokens_per_image = (step.first_size[0] * step.first_size[1]) // config.patch_tokens_per_image_pixel
+    # the rest of the chain: each sample holds one example image amid text, sample 2 right-padded
+    tokens_per_image = EXAMPLE_ROWS * EXAMPLE_COLS
     seq = EXAMPLE_TEXT + tokens_per_image
     image_token = config.backbone.image_token_index
     input_ids = rng.integers(0, image_token, size=(EXAMPLE_BATCH, seq), dtype=np.int64)

@@ -27,7 +27,25 @@ GRAPH_WEIGHTS: dict[str, tuple[str, ...]] = {
 }
 
 
-def graph_modules(model, config, image_sizes, slots, kinds=None) -> dict[str, tuple[str, torch.nn.Module, dict[str, int]]]:
+def static_dims(config) -> dict[str, int]:
+    """The export's static dim sizes (``graphs.DIMS``), shared by every graph."""
+    return {
+        "E": config.backbone_embedding_dim,
+        "H": config.action_horizon,
+        "Ds": config.max_state_dim,
+        "Da": config.max_action_dim,
+        "C": config.input_embedding_dim,
+        "L": config.dit.num_layers // 2,
+        "Hc": config.dit.num_attention_heads,
+        "Dh": config.dit.attention_head_dim,
+        "O": config.hidden_size,
+        "R": config.backbone.vision.patch_size * config.backbone.unshuffle_factor,
+        "U": config.backbone.unshuffle_factor,
+        "Dv": config.backbone.vision.hidden_size,
+    }
+
+
+def graph_modules(model, config, slots, kinds=None) -> dict[str, tuple[str, torch.nn.Module, dict[str, int]]]:
     """graph name → (kind, wrapper module, the graph's own dim sizes) for every graph of a full model, or
     only those of ``kinds``, in dataflow order."""
     from .action_head_graphs import action_head_graph_modules
@@ -36,12 +54,8 @@ def graph_modules(model, config, image_sizes, slots, kinds=None) -> dict[str, tu
 
     wanted = set(kinds) if kinds is not None else None
     modules: dict[str, tuple[str, torch.nn.Module, dict[str, int]]] = {}
-    if wanted is None or "vision" in wanted:
-        for h, w in image_sizes:
-            vision = VisionGraph(model.backbone, h, w)
-            tokens = (h * w) // config.patch_tokens_per_image_pixel
-            dims = {"h": h, "w": w, "t": tokens}
-            modules[graph_name("vision", dims)] = ("vision", vision, dims)
+    if wanted is None or "vision" in wanted:  # one graph for every image size
+        modules[graph_name("vision")] = ("vision", VisionGraph(model.backbone), {})
     if wanted is None or "backbone" in wanted:
         modules["backbone"] = ("backbone", BackboneGraph(model.backbone), {})
     for kind, module in action_head_graph_modules(model.action_head, slots, kinds=kinds).items():
@@ -60,12 +74,12 @@ def graph_weights(kind: str, config, keys) -> list[str]:
     return [k for k in chosen if not k.startswith(cross_kv)] if kind == "dit" else chosen
 
 
-def segment_modules(lazy, config, kinds, image_sizes, slots) -> dict[str, tuple[str, torch.nn.Module, dict[str, int]]]:
+def segment_modules(lazy, config, kinds, slots) -> dict[str, tuple[str, torch.nn.Module, dict[str, int]]]:
     """The wrappers of ``kinds`` (one ``dataflow.segments`` piece) with just their weights read from the
     checkpoint of ``lazy`` (a ``model.checkpoint.LazyModel``); the model is back on meta on return."""
     keys = list(dict.fromkeys(k for kind in kinds for k in graph_weights(kind, config, lazy.keys)))
     with lazy.loaded(keys) as model:
-        modules = graph_modules(model, config, image_sizes, slots, kinds)
+        modules = graph_modules(model, config, slots, kinds)
     for name, (_, module, _) in modules.items():
         on_meta = [n for n, t in (*module.named_parameters(), *module.named_buffers()) if t.is_meta]
         if on_meta:  # GRAPH_WEIGHTS misses a tensor this wrapper reads

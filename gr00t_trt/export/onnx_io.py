@@ -9,6 +9,7 @@ on data, and reads back the concrete I/O for the manifest.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -16,26 +17,40 @@ import onnx
 import torch
 
 from ..errors import ExportError
-from ..graphs import DIMS, DYNAMIC_DIMS, GraphSpec, TensorSpec
+from ..graphs import DIMS, DYNAMIC_DIMS, GraphSpec, TensorSpec, dim_size
 
 OPSET = 21
 #: ops we never ship: data-dependent output shapes, or opset-23 ops TensorRT 10.13 cannot parse
 FORBIDDEN_OPS = frozenset({"NonZero", "Attention", "RMSNormalization", "RotaryEmbedding"})
 
 
-def dynamic_shapes_for(spec: GraphSpec) -> dict[str, dict[int, torch.export.Dim]]:
+def dynamic_shapes_for(spec: GraphSpec, sizes: Mapping[str, int] | None = None) -> dict[str, dict[int, torch.export.Dim]]:
     """torch.export dynamic_shapes keyed by forward-argument (= input) name; one Dim object per name so
-    equal names are tied across inputs."""
+    equal names are tied across inputs. A derived dim of one dynamic factor and static ones (``sizes``),
+    e.g. the image height h = r·R, becomes that multiple of the dynamic Dim."""
     dims = {name: torch.export.Dim(name, min=1, max=DIMS[name].trace_max) for name in DYNAMIC_DIMS}
+    sizes = sizes or {}
     shapes: dict[str, dict[int, torch.export.Dim]] = {}
     for tensor in spec.inputs:
-        axes = {i: dims[d] for i, d in enumerate(tensor.dims) if d in DYNAMIC_DIMS}
+        axes = {}
+        for i, d in enumerate(tensor.dims):
+            if d in DYNAMIC_DIMS:
+                axes[i] = dims[d]
+            elif isinstance(d, str) and d in DIMS and DIMS[d].product and d not in sizes:
+                root = [f for f in DIMS[d].product if f in DYNAMIC_DIMS]
+                if len(root) != 1:
+                    raise ExportError(f"input {tensor.name!r} dim {d!r} is a product of {len(root)} dynamic dims — "
+                                      "expected one (times static sizes)")
+                factor = dim_size(d, {**sizes, root[0]: 1})
+                axes[i] = dims[root[0]] * factor
         shapes[tensor.name] = axes
     return shapes
 
 
-def export_onnx(module: torch.nn.Module, args: tuple, spec: GraphSpec, path: Path) -> None:
-    """Export ``module`` (forward args in the spec's input order) to ``path`` + ``path.data``."""
+def export_onnx(module: torch.nn.Module, args: tuple, spec: GraphSpec, path: Path,
+                sizes: Mapping[str, int] | None = None) -> None:
+    """Export ``module`` (forward args in the spec's input order) to ``path`` + ``path.data``; ``sizes``:
+    the export's static dims (what derived dynamic dims are multiples of)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     module.eval()
     try:
@@ -49,7 +64,7 @@ def export_onnx(module: torch.nn.Module, args: tuple, spec: GraphSpec, path: Pat
                 opset_version=OPSET,
                 input_names=spec.input_names,
                 output_names=spec.output_names,
-                dynamic_shapes=dynamic_shapes_for(spec),
+                dynamic_shapes=dynamic_shapes_for(spec, sizes),
                 external_data=True,
                 verbose=False,
             )

@@ -284,7 +284,7 @@ class ExportPrecision:
     calibration: Any = None  # calibration.CalibrationSet, when some graph is fp8
     preprocessor: Any = None  # processing.Preprocessor for the calibration observations
     slot_of: dict[int, int] = field(default_factory=dict)
-    image_sizes: tuple = ()  # the exported image sizes (calibration observations must have only these)
+    image_sizes: tuple = ()  # the export's named image sizes (synthetic calibration cameras cycle through them)
     records: Any = None  # calibration.GraphRecords: the fp8 graphs' feeds, until each is quantised
     chains: list | None = None  # the calibration observations' dataflow values so far (calibrate())
     samples: dict[str, int] = field(default_factory=dict)  # fp8 graph -> calibration feeds it was quantised on
@@ -318,20 +318,22 @@ class ExportPrecision:
         the inputs of its fp8 graphs; ``later``: the kinds still to come (none fp8: nothing more to run)."""
         from ..dataflow import evaluate
         from .calibration import GraphRecords, calibration_chains, recording, torch_runner
+        from .vision import reference_grids
 
         kinds = {kind for kind, _, _ in modules.values()} | set(later)
         if self.calibration is None or not any(self.plan.of(kind) == "fp8" for kind in kinds):
             self.chains = None
             return
         if self.chains is None:
-            self.chains = calibration_chains(self.calibration, self.preprocessor, self.config, self.slot_of,
-                                             self.image_sizes)
+            self.chains = calibration_chains(self.calibration, self.preprocessor, self.config, self.slot_of)
         self.records = self.records or GraphRecords()
         fp8 = {name for name, (kind, _, _) in modules.items() if self.plan.of(kind) == "fp8"}
         progress("calibration", f"running {', '.join(modules)} (fp32) on the calibration observations")
         run = recording(torch_runner(modules), self.records, names=fp8, outputs=False)
         steps = self.config.num_inference_timesteps
-        self.chains = [evaluate(run, values, steps=steps, start=start, stop=stop) for values in self.chains]
+        grids = reference_grids(modules)
+        self.chains = [evaluate(run, values, steps=steps, start=start, stop=stop, grids=grids)
+                       for values in self.chains]
 
     def export_graph(self, name: str, modules: dict, example, work: Path):
         """Export graph ``name`` at its planned precision into ``work``, validate it → GraphEntry.
@@ -342,7 +344,7 @@ class ExportPrecision:
         are validated in PyTorch."""
         from ..graphs import GRAPH_SPECS as SPECS
         from ..manifest import GraphEntry
-        from .graph_modules import release_memory
+        from .graph_modules import release_memory, static_dims
         from .onnx_io import export_onnx, read_io
         from .quantize import quantize_graph
 
@@ -354,7 +356,7 @@ class ExportPrecision:
         del module
         feeds = {t.name: io_value(example.inputs[name][t.name], activation) for t in spec.inputs}
         args = tuple(torch.from_numpy(np.ascontiguousarray(feeds[t.name])) for t in spec.inputs)
-        export_onnx(wrapped, args, spec, path)
+        export_onnx(wrapped, args, spec, path, static_dims(self.config))
         if precision != "bf16":
             wrapped = None
             release_memory()
@@ -363,7 +365,7 @@ class ExportPrecision:
             if not calls:
                 raise ExportError(
                     f"{name}: no calibration sample reached this graph — expected calibration observations "
-                    f"with images of size {dims.get('h')}x{dims.get('w')}"
+                    "with images"
                 )
             self.quantized[name] = quantize_graph(path, kind, calls, head_dim=head_dim(kind, self.config))
             self.samples[name] = len(calls)

@@ -1,19 +1,23 @@
-"""``vision_<h>x<w>`` graph: uint8 images of one size → LLM image embeddings (graphs.VISION).
+"""``vision`` graph: uint8 images of any size → LLM image embeddings (graphs.VISION).
 
-Same function as ``EagleBackbone.encode_images`` for a fixed (h, w), written so the ONNX graph is
-static apart from the image count n: the position table is resized once here (bilinear + antialias in
-fp32, exactly as the reference does per call) and stored as a constant, so no Resize op with
-antialias is exported; patchify and pixel-unshuffle are plain reshapes/transposes; every image is its
-own attention sequence (batch dim n), so images never attend to each other.
+Same function as ``EagleBackbone.encode_images``, with the image size symbolic: the token grid r x c is
+read from the ``position_grid`` input ([r·U, c·U, Dv], the learned table resized to this patch grid, which
+the host computes once per size — ``processing.position_grid`` — and the export ships the table for),
+so one graph and one TensorRT engine serve every camera size and no Resize op with antialias is exported.
+Patchify and pixel-unshuffle are plain reshapes/transposes; every image is its own attention sequence
+(batch dim n), so images never attend to each other.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import numpy as np
 import torch
 from torch import nn
 
 from ..errors import ExportError
-from ..model.backbone import EagleBackbone
+from ..model.backbone import EagleBackbone, resize_position_table
 from ..model.checkpoint import parameters_on_meta
 
 
@@ -29,46 +33,62 @@ def detached_backbone(backbone: EagleBackbone, dtype: torch.dtype | None = None)
 
 
 class VisionGraph(nn.Module):
-    """images uint8 [n, h, w, 3] → image_embeds [n, t, E] for one image size (h, w)."""
+    """images uint8 [n, h, w, 3], position_grid [gh, gw, Dv] → image_embeds [n, t, E] for any size
+    h x w = (gh·p) x (gw·p) with gh, gw multiples of the unshuffle factor."""
 
-    def __init__(self, backbone: EagleBackbone, height: int, width: int, dtype: torch.dtype | None = None):
+    def __init__(self, backbone: EagleBackbone, dtype: torch.dtype | None = None):
         super().__init__()
         config = backbone.config
-        vc = config.backbone.vision
-        self.patch = vc.patch_size
+        self.patch = config.backbone.vision.patch_size
         self.factor = config.backbone.unshuffle_factor
+        parts = detached_backbone(backbone, dtype)
+        self.patch_embedding = parts.vision.embeddings.patch_embedding
+        self.encoder_layers = parts.vision.encoder.layers
+        self.post_layernorm = parts.vision.post_layernorm
+        self.mlp1 = parts.projector
+        # the learned table in fp32, a plain attribute: read by position_grid (the host's job), not exported
+        self.side = config.backbone.vision.grid_side
+        self.table = parts.vision.embeddings.position_embedding.weight.detach().float().clone()
+
+    def position_grid(self, height: int, width: int) -> np.ndarray:
+        """The reference's position grid for an h x w image: [h/p, w/p, Dv] float32 (PyTorch resize)."""
         step = self.patch * self.factor
         if height <= 0 or width <= 0 or height % step or width % step:
-            raise ExportError(f"vision graph size {height}x{width} — expected positive multiples of {step}")
-        self.height, self.width = height, width
-        self.grid_h, self.grid_w = height // self.patch, width // self.patch
-        parts = detached_backbone(backbone, dtype)
-        vision = parts.vision
-        self.patch_embedding = vision.embeddings.patch_embedding
-        self.encoder_layers = vision.encoder.layers
-        self.post_layernorm = vision.post_layernorm
-        self.mlp1 = parts.projector
+            raise ExportError(f"vision image size {height}x{width} — expected positive multiples of {step}")
+        gh, gw = height // self.patch, width // self.patch
         with torch.no_grad():
-            pos = parts.position_embedding(self.grid_h, self.grid_w)  # [P, D], resized in fp32 then cast
-        self.register_buffer("position_embedding", pos.clone(), persistent=True)
+            return resize_position_table(self.table, self.side, gh, gw).reshape(gh, gw, -1).numpy()
 
-    @property
-    def tokens_per_image(self) -> int:
-        return (self.grid_h // self.factor) * (self.grid_w // self.factor)
+    def table_grid(self) -> np.ndarray:
+        """The learned table as the square grid [side, side, Dv] float32 the export ships for the host."""
+        return self.table.reshape(self.side, self.side, -1).numpy()
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        p, f, gh, gw = self.patch, self.factor, self.grid_h, self.grid_w
+    def forward(self, images: torch.Tensor, position_grid: torch.Tensor) -> torch.Tensor:
+        p, f = self.patch, self.factor
+        gh, gw, d = position_grid.shape
         dtype = self.patch_embedding.weight.dtype
         x = (images.to(torch.float32) - 127.5) / 127.5  # [n, h, w, 3] in [-1, 1]
         x = x.reshape(-1, gh, p, gw, p, 3)  # [n, gh, pr, gw, pc, 3]
         x = x.permute(0, 1, 3, 2, 4, 5).reshape(-1, gh * gw, p * p * 3)  # [n, P, (pr, pc, ch)]
-        x = self.patch_embedding(x.to(dtype)) + self.position_embedding  # [n, P, D]
+        x = self.patch_embedding(x.to(dtype)) + position_grid.to(dtype).reshape(gh * gw, d)  # [n, P, D]
         for layer in self.encoder_layers:
             x = layer(x, None)
         x = self.post_layernorm(x)  # [n, P, D]
-        d = x.shape[-1]
         # pixel-unshuffle: token (r, s), channel c·f² + f·i + j ← patch (f·r + i, f·s + j), channel c
         x = x.reshape(-1, gh // f, f, gw // f, f, d)  # [n, r, i, s, j, D]
         x = x.permute(0, 1, 3, 5, 2, 4)  # [n, r, s, D, i, j]
         x = x.reshape(-1, (gh // f) * (gw // f), d * f * f)  # [n, t, D·f²]
         return self.mlp1(x)  # [n, t, E]
+
+
+def reference_grids(modules: dict) -> Callable[[str, int, int], np.ndarray]:
+    """``evaluate``'s per-size tables from the vision wrapper among ``modules`` (name → (kind, module,
+    dims)): the PyTorch reference resize, for the export's example and calibration steps."""
+
+    def grids(name: str, height: int, width: int) -> np.ndarray:
+        found = [m for kind, m, _ in modules.values() if kind == "vision"]
+        if name != "position_grid" or not found:
+            raise ExportError(f"no per-size table {name!r} for a {height}x{width} image — expected the vision graph")
+        return found[0].position_grid(height, width)
+
+    return grids

@@ -97,6 +97,14 @@ def causal_padding_bias(attention_mask: torch.Tensor, dtype: torch.dtype) -> tor
     return torch.where(allowed, zero, blocked)[:, None]  # [B, 1, S, S]
 
 
+def resize_position_table(table: torch.Tensor, side: int, grid_h: int, grid_w: int) -> torch.Tensor:
+    """A learned [side·side, D] position table resized to a (grid_h, grid_w) patch grid → [grid_h·grid_w, D]
+    in the table's dtype: bilinear, align_corners False, antialias True, computed in fp32."""
+    grid = table.float().reshape(side, side, -1).permute(2, 0, 1)[None]  # [1, D, side, side]
+    resized = F.interpolate(grid, size=(grid_h, grid_w), mode="bilinear", align_corners=False, antialias=True)
+    return resized[0].flatten(1).transpose(0, 1).to(table.dtype)  # [grid_h·grid_w, D], row-major
+
+
 class EagleBackbone(nn.Module):
     """Vision tower + projector + truncated Qwen3; ``state_dict()`` keys equal the checkpoint's
     ``backbone.*`` keys without the prefix."""
@@ -167,12 +175,7 @@ class EagleBackbone(nn.Module):
         cast back; for a grid equal to the table's it is the identity.
         """
         table = self.vision.embeddings.position_embedding.weight
-        side = self.config.backbone.vision.grid_side
-        grid = table.float().reshape(side, side, -1).permute(2, 0, 1)[None]  # [1, D, side, side]
-        resized = F.interpolate(
-            grid, size=(grid_h, grid_w), mode="bilinear", align_corners=False, antialias=True
-        )
-        return resized[0].flatten(1).transpose(0, 1).to(table.dtype)  # [grid_h·grid_w, D], row-major
+        return resize_position_table(table, self.config.backbone.vision.grid_side, grid_h, grid_w)
 
     def patchify(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 [n, h, w, 3] → pixels in [-1, 1] as patch vectors [n, (h/p)(w/p), p·p·3].

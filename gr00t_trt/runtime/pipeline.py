@@ -1,7 +1,8 @@
 """Chains the exported graphs of one control step over preallocated, backend-owned buffers.
 
 The chain itself is ``gr00t_trt.CONTROL_STEP``; this module turns it, once per shape bucket, into
-buffers, bindings and programs: write the host inputs → vision (one call per image size) → image rows
+buffers, bindings and programs: write the host inputs → vision (one call of the one vision graph per
+image size, with that size's position grid, computed once and kept) → image rows
 assembled in LLM order → backbone → dit_context → the action unit (state encoder + N × (action encoder →
 DiT → action decoder)), recorded as one program a backend may capture → download the actions → one
 synchronisation. Values flow between graphs in the dtype both sides declare; nothing converts on the way.
@@ -27,6 +28,7 @@ from ..dataflow import (
     CARRY_OUTPUT,
     CARRY_START,
     CONTROL_STEP,
+    GRID,
     OBS,
     PROGRAMS,
     STEP,
@@ -38,8 +40,10 @@ from ..dataflow import (
     image_groups,
 )
 from ..errors import EmbodimentError, Gr00tTrtError, ManifestError, ObservationError
-from ..graphs import TensorSpec, graph_name
+from ..graphs import TensorSpec
 from ..manifest import GraphEntry, Manifest
+from ..processing.position_grid import PositionGrids, load_table
+from ..served import served_sizes
 from .backend import Backend, Buffer, Copy, Program, numpy_dtype
 from .buffers import BucketKey, fill_image_index, pad_right, padded_length, row_runs
 
@@ -88,11 +92,10 @@ class Pipeline:
             raise Gr00tTrtError(f"max_buckets must be a positive integer, got {max_buckets!r}")
         self.manifest, self.folder, self.backend = manifest, Path(folder), backend
         self.bucket, self.max_buckets, self.detailed_timings = bucket, max_buckets, detailed_timings
-        self.graphs = {s.kind: entry for s in CONTROL_STEP if not s.per_image_size
+        _refuse_per_size_vision(manifest)
+        self.graphs = {s.kind: entry for s in CONTROL_STEP
                        for entry in [self._single(s.kind)] if entry is not None}
-        self.vision: dict[tuple[int, int], GraphEntry] = {
-            (int(g.dims["h"]), int(g.dims["w"])): g for g in manifest.graphs_of_kind("vision")
-        }
+        self.grids = _position_grids(manifest, self.folder, self.graphs.get("vision"))
         self._owns_activation = not backend.is_active
         if self._owns_activation:
             backend.activate()
@@ -114,7 +117,7 @@ class Pipeline:
         return found[0] if found else None
 
     def _check_chain(self, start: str) -> None:
-        missing = [s.kind for s in chain(start) if not s.per_image_size and s.kind not in self.graphs]
+        missing = [s.kind for s in chain(start) if s.kind not in self.graphs]
         if missing:
             raise ManifestError(f"the export has no {', '.join(missing)} graph — it cannot run a control step from "
                                 f"{start!r}; re-export all graphs")
@@ -123,9 +126,20 @@ class Pipeline:
     def dims(self) -> dict[str, int]:
         return self.manifest.dims
 
-    def entry(self, kind: str, size: tuple[int, int] | None = None) -> GraphEntry:
-        """The manifest entry of a graph kind (vision: of one image size)."""
-        return self.vision[size] if kind == "vision" and size is not None else self.graphs[kind]
+    def entry(self, kind: str) -> GraphEntry:
+        """The manifest entry of a graph kind."""
+        return self.graphs[kind]
+
+    def token_grid(self, height: int, width: int) -> tuple[int, int]:
+        """(rows, columns) of the token grid of an h x w image (h, w multiples of dims R)."""
+        side = self.dims["R"]
+        return height // side, width // side
+
+    def grid_feed(self, name: str, height: int, width: int) -> np.ndarray:
+        """The vision graph's per-size input ``name`` for h x w images (``dataflow.GridSource``)."""
+        if name != "position_grid" or self.grids is None:
+            raise ManifestError(f"the export has no per-image-size input {name!r} — re-export")
+        return self.grids(*self.token_grid(height, width))
 
     def close(self) -> None:
         """Free every bucket's buffers (and deactivate the backend if this Pipeline activated it)."""
@@ -211,21 +225,21 @@ class Pipeline:
         return batch, seq
 
     def _check_images(self, inputs: ModelInputsLike) -> None:
-        tokens, counts = 0, dict.fromkeys(self.vision, 0)
+        tokens, counts = 0, {}
         for i, image in enumerate(inputs.images):
             if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
                 raise ObservationError(f"image {i} must be uint8 [h, w, 3], got {_describe(image)}")
             size = image.shape[:2]
-            if size not in self.vision:
-                exported = ", ".join(f"{a}x{b}" for a, b in sorted(self.vision)) or "none"
+            if not self.serves(*size):
                 raise ObservationError(
-                    f"image {i} is {size[0]}x{size[1]} but the export has vision graphs for {exported} only — "
+                    f"image {i} is {size[0]}x{size[1]} but the export serves {self.served_sizes()} — "
                     f"re-export with --image-size {size[0]}x{size[1]}"
                 )
-            tokens += self.vision[size].dims["t"]
-            counts[size] += 1
+            rows, cols = self.token_grid(*size)
+            tokens += rows * cols
+            counts[size] = counts.get(size, 0) + 1
         for size, count in counts.items():
-            _check_group(self.vision[size], count, self.manifest.dynamic_dims.get("n"))
+            _check_group(size, count, self.manifest.dynamic_dims.get("n"))
         marked = int(np.count_nonzero(inputs.image_mask))
         if marked != tokens:
             raise ObservationError(
@@ -233,6 +247,20 @@ class Pipeline:
                 "expected one image token per vision embedding row"
             )
         _check_range("image rows T", max(tokens, 1), self.manifest.dynamic_dims.get("T"), "use fewer or smaller images")
+
+    def serves(self, height: int, width: int) -> bool:
+        """Whether the vision graph takes h x w images: multiples of R pixels, rows and columns of tokens
+        within the export's ranges (r, c)."""
+        if "vision" not in self.graphs or "R" not in self.dims:
+            return False
+        side, dyn = self.dims["R"], self.manifest.dynamic_dims
+        rows, cols = self.token_grid(height, width)
+        return (height % side == 0 and width % side == 0 and dyn["r"][0] <= rows <= dyn["r"][-1]
+                and dyn["c"][0] <= cols <= dyn["c"][-1])
+
+    def served_sizes(self) -> str:
+        """The image sizes the export serves, in one phrase (``inspect`` and error messages)."""
+        return served_sizes(self.manifest)
 
     def _padded(self, seq: int) -> int:
         return padded_length(seq, self.bucket, self.manifest.dynamic_dims.get("S"))
@@ -306,7 +334,7 @@ class Pipeline:
         values = self.host_values(inputs, noise)
         embeds = self.graphs["backbone"].tensor("image_embeds")
         out = evaluate(self.graph_runner(), values, steps=self.manifest.steps, no_image_rows=lambda: np.zeros(
-            embeds.shape({**self.dims, "T": 1}), numpy_dtype(embeds.dtype)))
+            embeds.shape({**self.dims, "T": 1}), numpy_dtype(embeds.dtype)), grids=self.grid_feed)
         per_step = out[CARRIED_INPUT]
         out["backbone_features"] = out["backbone_features"][:, :seq]
         out["action_pred"] = per_step[-1].astype(np.float32) if per_step else noise.copy()
@@ -335,13 +363,13 @@ class _Plan:
         m, be = pipe.manifest, pipe.backend
         stages = chain(key.start)
         self._run = {s.kind for s in stages}
-        tokens = {size: int(pipe.vision[size].dims["t"]) for size in set(key.image_sizes)}
+        tokens = {size: int(np.prod(pipe.token_grid(*size))) for size in set(key.image_sizes)}
         self.total = sum(tokens[s] for s in key.image_sizes)
         self.sizes = {**m.dims, "B": key.batch, "S": key.seq, "T": max(self.total, 1)}
         programs: dict[str, list] = {}
         for stage in stages:
             if stage.per_image_size:
-                self._wire_vision(programs.setdefault(stage.program, []), tokens)
+                self._wire_vision(stage, programs.setdefault(stage.program, []), tokens)
             elif not stage.per_step:
                 label = "state_encoder" if pipe.detailed_timings and stage.program == "action_head" else stage.program
                 self._wire(stage, pipe.graphs[stage.kind], programs.setdefault(label, []))
@@ -378,26 +406,37 @@ class _Plan:
             bound[tensor.name] = self._produce(value, tensor, entry, sizes, host=final)
         steps.append(self.pipe.backend.bind(entry.name, bound))
 
-    def _wire_vision(self, steps: list, tokens: dict[tuple[int, int], int]) -> None:
-        """One vision call per image size, then its rows copied into image_embeds [T, E] in LLM order."""
-        backbone = self.pipe.graphs["backbone"]
+    def _wire_vision(self, stage: Stage, steps: list, tokens: dict[tuple[int, int], int]) -> None:
+        """One call of the vision graph per image size (its position grid a constant of the bucket), then
+        its rows copied into image_embeds [T, E] in LLM order."""
+        pipe = self.pipe
+        backbone, entry = pipe.graphs["backbone"], pipe.graphs[stage.kind]
         embeds = backbone.tensor("image_embeds")
-        groups = image_groups(self.key.image_sizes)
         self._image_groups = []
-        for size, positions in groups.items():
-            entry = self.pipe.vision[size]
-            sizes = {**self.sizes, **entry.dims, "n": len(positions)}
-            (images,) = entry.inputs
-            (output,) = entry.outputs
-            buffer = self._consume(f"{entry.name}.{images.name}", images, entry, sizes, host=True)
-            self._image_groups.append((buffer.host, tuple(positions)))
-            out = self._produce(f"{entry.name}.{output.name}", output, entry, sizes)
-            steps.append(self.pipe.backend.bind(entry.name, {images.name: buffer, output.name: out}))
+        for (h, w), positions in image_groups(self.key.image_sizes).items():
+            rows, cols = pipe.token_grid(h, w)
+            sizes = {**self.sizes, **entry.dims, "n": len(positions), "r": rows, "c": cols}
+            bound: dict[str, Buffer] = {}
+            for tensor in entry.inputs:
+                value = f"{tensor.name}_{h}x{w}"
+                if stage.feeds[tensor.name] == GRID:
+                    grid = pipe.grid_feed(tensor.name, h, w)
+                    buf = self._new(value, tensor.shape(sizes), numpy_dtype(tensor.dtype), host=True,
+                                    producer="the host (once per image size)")
+                    np.copyto(buf.host, grid, casting="unsafe")
+                    self._constants.append(buf)
+                else:
+                    buf = self._consume(value, tensor, entry, sizes, host=True)
+                    self._image_groups.append((buf.host, tuple(positions)))
+                bound[tensor.name] = buf
+            for tensor in entry.outputs:
+                bound[tensor.name] = self._produce(f"{tensor.name}_{h}x{w}", tensor, entry, sizes)
+            steps.append(pipe.backend.bind(entry.name, bound))
         width = self.sizes["E"]
         if self.total:
             target = self._produce(embeds.name, embeds, backbone, self.sizes)
-            for size, src_row, dst_row, rows in row_runs(self.key.image_sizes, tokens):
-                source = self.values[f"{graph_name('vision', {'h': size[0], 'w': size[1]})}.image_embeds"]
+            for (h, w), src_row, dst_row, rows in row_runs(self.key.image_sizes, tokens):
+                source = self.values[f"image_embeds_{h}x{w}"]
                 steps.append(Copy(source, target, src_row * width, dst_row * width, rows * width))
         else:  # no images: one unused zero row keeps T >= 1
             zero = self._new(embeds.name, embeds.shape(self.sizes), numpy_dtype(embeds.dtype), host=True, producer="constant")
@@ -477,7 +516,7 @@ def _writer(value: str, pipe: Pipeline) -> Callable[..., None]:
         return lambda dst, x, noise, plan: pipe.slots(x.embodiment_id, dst)
     if value == "actions_0":
         return lambda dst, x, noise, plan: np.copyto(dst, noise, casting="unsafe")
-    if value.startswith("vision_") and value.endswith(".images"):
+    if value.startswith("images_"):
         def images(dst, x, noise, plan):
             for host, positions in plan._image_groups:
                 if host is dst:
@@ -487,12 +526,34 @@ def _writer(value: str, pipe: Pipeline) -> Callable[..., None]:
     raise ManifestError(f"the runtime does not know how to fill host input {value!r} — update the Pipeline's writers")
 
 
-def _check_group(entry: GraphEntry, count: int, limit: list[int] | None) -> None:
+def _check_group(size: tuple[int, int], count: int, limit: list[int] | None) -> None:
     if limit is not None and count > limit[-1]:
         raise ObservationError(
-            f"{count} images of size {entry.dims['h']}x{entry.dims['w']} exceed the export's maximum of "
-            f"{limit[-1]} per vision call — re-export with a larger image count"
+            f"{count} images of size {size[0]}x{size[1]} exceed the export's maximum of "
+            f"{limit[-1]} per vision call — re-export with a larger --max-batch"
         )
+
+
+def _refuse_per_size_vision(manifest: Manifest) -> None:
+    """Exports of one vision graph per image size (before the one dynamic graph) are refused in one line."""
+    legacy = sorted(g.name for g in manifest.graphs_of_kind("vision") if g.name != "vision" or "h" in g.dims)
+    if legacy:
+        raise ManifestError(
+            f"the export has one vision graph per image size ({', '.join(legacy)}), made by an older gr00t-trt — "
+            "re-export it with `gr00t-trt export` to get one vision graph serving every camera size"
+        )
+
+
+def _position_grids(manifest: Manifest, folder: Path, entry: GraphEntry | None) -> PositionGrids | None:
+    """The host's per-size position grids of the vision graph, from the table the export ships."""
+    if entry is None:
+        return None
+    table_file = manifest.vision.get("position_table")
+    if not table_file:
+        raise ManifestError(f"{folder}: the manifest declares no vision position table — re-export")
+    grid = entry.tensor("position_grid")
+    table = load_table(folder / table_file, manifest.dims["Dv"])
+    return PositionGrids(table, manifest.dims["U"], numpy_dtype(grid.dtype))
 
 
 def _check_range(what: str, value: int, limit: list[int] | None, hint: str) -> None:

@@ -122,7 +122,7 @@ def test_export_command_writes_a_runnable_directory(tiny_checkpoint, tmp_path):
     assert result.exit_code == 0, result.output
     assert "252x448" in result.output
     summary = " ".join(result.output.split())  # the console wraps long lines
-    assert ("graphs (fp32: vision_252x448, backbone, dit_context, state_encoder, action_encoder, action_decoder; "
+    assert ("graphs (fp32: vision, backbone, dit_context, state_encoder, action_encoder, action_decoder; "
             "fp16: dit)") in summary
     result = invoke("run", out, "--synthetic")
     assert result.exit_code == 0, result.output

@@ -16,10 +16,10 @@ from gr00t_trt.manifest import load_manifest, sha256_file
 def test_export_directory_holds_everything_the_runtime_needs(tiny_export):
     manifest = load_manifest(tiny_export)
     assert sorted(manifest.graphs) == sorted(
-        ["vision_252x336", "vision_252x252", "backbone", "dit_context", "state_encoder", "action_encoder", "dit",
-         "action_decoder"]
+        ["vision", "backbone", "dit_context", "state_encoder", "action_encoder", "dit", "action_decoder"]
     )
-    assert manifest.image_sizes == ((252, 336), (252, 252))
+    # the default names 4:3 (the engines' opt), 1:1, 16:9, 21:9 cameras and their portrait twins
+    assert manifest.image_sizes == ((252, 336), (252, 252), (252, 448), (252, 588), (336, 252), (448, 252), (588, 252))
     assert manifest.steps == 4
     for name, graph in manifest.graphs.items():
         spec = GRAPH_SPECS[graph.kind]
@@ -32,8 +32,12 @@ def test_export_directory_holds_everything_the_runtime_needs(tiny_export):
     # every exported embodiment keeps its real id as the slot when the weights are not sliced
     assert {tag: (e.id, e.slot) for tag, e in manifest.embodiments.items()} == {
         "libero_panda": (2, 2), "unitree_g1": (8, 8), "new_embodiment": (10, 10)}
-    assert manifest.dynamic_dims["B"] == [1, 1, 2]
-    assert manifest.graphs["vision_252x336"].dims == {"h": 252, "w": 336, "t": 108}
+    assert manifest.dynamic_dims["B"] == [1, 1, 4]  # batch 1..4 by default
+    # one vision graph: token rows and columns 9..21 (252..588 pixels), opt 9 x 12 (252x336)
+    assert manifest.dynamic_dims["r"] == [9, 9, 21] and manifest.dynamic_dims["c"] == [9, 12, 21]
+    assert manifest.dims["R"] == 28 and manifest.graphs["vision"].dims == {}
+    assert manifest.vision["position_table"] == "vision_positions.npy"
+    assert manifest.files["vision_positions.npy"] == sha256_file(tiny_export / "vision_positions.npy")
 
 
 def test_manifest_round_trips_through_json(tiny_export):
@@ -76,11 +80,11 @@ def test_interrupted_export_leaves_nothing_that_looks_complete(tiny_checkpoint, 
     calls = []
     real = onnx_io.export_onnx  # looked up per graph by the export (precision.ExportPrecision.export_graph)
 
-    def fail_on_third(module, args, spec, path):
+    def fail_on_third(module, args, spec, path, *rest):
         calls.append(path.name)
         if len(calls) == 3:
             raise KeyboardInterrupt
-        real(module, args, spec, path)
+        real(module, args, spec, path, *rest)
 
     monkeypatch.setattr(onnx_io, "export_onnx", fail_on_third)
     with pytest.raises(KeyboardInterrupt):
@@ -95,7 +99,8 @@ def test_single_embodiment_slices_category_weights(tiny_checkpoint, tiny_export,
         tiny_checkpoint, out, ExportOptions(embodiments=("unitree_g1",), image_sizes=((252, 252),), steps=2)
     )
     assert {t: (e.id, e.slot) for t, e in manifest.embodiments.items()} == {"unitree_g1": (8, 0)}
-    assert manifest.steps == 2 and sorted(manifest.image_sizes) == [(252, 252)]
+    assert manifest.steps == 2 and manifest.image_sizes[0] == (252, 252)  # named first: the opt size
+    assert manifest.dynamic_dims["r"] == [9, 9, 21] and manifest.dynamic_dims["c"] == [9, 9, 21]  # + the defaults
     for kind in ("state_encoder", "action_encoder", "action_decoder"):
         sliced = (out / f"{kind}.onnx.data").stat().st_size
         full = (tiny_export / f"{kind}.onnx.data").stat().st_size

@@ -10,6 +10,7 @@ from gr00t_trt.errors import VerificationError
 from gr00t_trt.export.driver import ExportOptions, export_checkpoint
 from gr00t_trt.model.synthetic import make_checkpoint
 from gr00t_trt.observations import INSTRUCTIONS, synthetic_observation
+from gr00t_trt.processing.images import processed_image_size
 from gr00t_trt.processing.modality import load_processor_spec
 from gr00t_trt.runtime.pipeline import Pipeline
 from gr00t_trt.verify import verify_export
@@ -41,7 +42,33 @@ def test_tiny_fp32_export_matches_reference_across_cameras_sizes_prompts_and_emb
     report = verify_export(tiny_export, tiny_checkpoint, backend="ort", observations=_observation_matrix(tiny_checkpoint))
     _assert_fp32_parity(report)
     stages = " ".join(c.stage for c in report.comparisons)
-    assert "vision_252x336" in stages and "vision_252x252" in stages
+    assert "vision 252x336 alone" in stages and "vision 252x252 alone" in stages
+
+
+def test_default_export_serves_16_9_portrait_square_and_batch_2_at_fp32_parity(tiny_export, tiny_checkpoint):
+    """Issue 18.3: the default export, never re-exported, takes a 720p (16:9) camera, a portrait and a square
+    one, a 21:9 one and a batch of 2 — each vision call at its own size through the one vision graph — at
+    fp32 parity with the PyTorch reference at every level (graph alone, lock-step, end to end)."""
+    spec = load_processor_spec(tiny_checkpoint)
+    rng = np.random.default_rng(0)
+
+    def cameras(tag, seed, frames, batch=1):
+        """An observation whose cameras send real frames of these sizes (720p, portrait, ...)."""
+        obs = synthetic_observation(spec, tag, seed=seed, batch=batch)
+        for key, (h, w) in zip(obs["video"], frames, strict=True):
+            obs["video"][key] = rng.integers(0, 256, (batch, 1, h, w, 3), dtype=np.uint8)
+        return tag, obs
+
+    cases = [cameras("libero_panda", 11, [(720, 1280), (1280, 720)]),  # 16:9 and 9:16 portrait
+             cameras("libero_panda", 12, [(256, 256), (720, 1280)], batch=2),  # square + 16:9, batch 2
+             cameras("unitree_g1", 13, [(1080, 2520)])]  # 21:9
+    assert [processed_image_size(*f) for f in ((720, 1280), (1280, 720), (256, 256), (1080, 2520))] == [
+        (252, 448), (448, 252), (252, 252), (252, 588)]
+    report = verify_export(tiny_export, tiny_checkpoint, backend="ort", observations=cases)
+    _assert_fp32_parity(report)
+    stages = " ".join(c.stage for c in report.comparisons)
+    for size in ("252x448", "448x252", "252x252", "252x588"):
+        assert f"vision {size} alone" in stages, size
 
 
 def test_random_observation_mode_covers_every_exported_embodiment(tiny_export, tiny_checkpoint, monkeypatch):

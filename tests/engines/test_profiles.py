@@ -19,9 +19,11 @@ def test_profiles_of_every_graph(tiny_export):
     L, Hc, Dh = manifest.dims["L"], manifest.dims["Hc"], manifest.dims["Dh"]
     assert cross_k.min == (L, B[0], Hc, S[0], Dh) and cross_k.opt == (L, B[1], Hc, S[1], Dh)
     assert cross_k.max == (L, B[2], Hc, S[2], Dh)
-    vision = next(g for g in manifest.graphs.values() if g.kind == "vision")
-    images = graph_profile(manifest, vision).input("images")
-    assert images.min == (n[0], vision.dims["h"], vision.dims["w"], 3) and images.max[0] == n[2]
+    # the one vision graph: a dynamic patch count, images and position grid agreeing at min, opt and max
+    vision = graph_profile(manifest, manifest.graph("vision"))
+    images, grid, dv = vision.input("images"), vision.input("position_grid"), manifest.dims["Dv"]
+    assert (images.min, images.opt, images.max) == ((n[0], 252, 252, 3), (n[1], 252, 336, 3), (n[2], 588, 588, 3))
+    assert (grid.min, grid.opt, grid.max) == ((18, 18, dv), (18, 24, dv), (42, 42, dv))
     assert graph_profile(manifest, manifest.graph("backbone")).input("image_embeds").max == (T[2], manifest.dims["E"])
     for entry in manifest.graphs.values():
         assert [p.name for p in graph_profile(manifest, entry).inputs] == [t.name for t in entry.inputs]

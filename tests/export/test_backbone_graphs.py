@@ -50,11 +50,11 @@ def token_inputs(config, lengths, tokens_per_image, seed=0):
     return ids, index, mask
 
 
-def export_and_session(module, args, spec, path):
+def export_and_session(module, args, spec, path, sizes=None):
     """Export through the project's exporter (dynamo, opset 21, dynamic dims from the spec) + ORT."""
     import onnxruntime as ort
 
-    export_onnx(module, args, spec, path)
+    export_onnx(module, args, spec, path, sizes)
     model = onnx.load(str(path), load_external_data=False)
     assert {o.version for o in model.opset_import if o.domain in ("", "ai.onnx")} == {21}
     assert not {n.op_type for n in model.graph.node} & (FORBIDDEN_OPS | {"Resize"})
@@ -64,13 +64,17 @@ def export_and_session(module, args, spec, path):
 
 
 # ------------------------------------------------------------------------------------------ torch parity
+def vision_feeds(graph, x):
+    """The vision graph's inputs for images ``x``: them and the reference's position grid of their size."""
+    return x, torch.from_numpy(graph.position_grid(x.shape[1], x.shape[2]))
+
+
 @pytest.mark.parametrize("size", SIZES + [(56, 56)])
 @torch.no_grad()
 def test_vision_graph_equals_reference(backbone, size):
-    graph = VisionGraph(backbone, *size)
+    graph = VisionGraph(backbone)  # one wrapper, any size
     x = images(3, *size)
-    torch.testing.assert_close(graph(x), backbone.encode_images(x), rtol=1e-5, atol=1e-5)
-    assert graph(x).shape[1] == graph.tokens_per_image
+    torch.testing.assert_close(graph(*vision_feeds(graph, x)), backbone.encode_images(x), rtol=1e-5, atol=1e-5)
 
 
 @torch.no_grad()
@@ -88,21 +92,29 @@ def test_backbone_graph_equals_reference(backbone):
 def test_wrappers_do_not_touch_the_model(backbone):
     before = backbone.llm.layers[0].mlp.up_proj.weight.clone()
     graph = BackboneGraph(backbone).to(torch.float16)
-    VisionGraph(backbone, 56, 56).to(torch.float16)
+    vision = VisionGraph(backbone).to(torch.float16)
+    assert vision.table.dtype == torch.float32  # the host's position table keeps the checkpoint's fp32
     assert backbone.dtype == torch.float32 and torch.equal(backbone.llm.layers[0].mlp.up_proj.weight, before)
     assert graph.inv_freq.dtype == torch.float32  # rotary frequencies are never rounded to fp16
 
 
 # ------------------------------------------------------------------------------------------ ONNX Runtime
-@pytest.mark.parametrize("size", SIZES)
-def test_vision_graph_onnx_matches_reference(backbone, size, tmp_path):
-    graph = VisionGraph(backbone, *size)
-    session = export_and_session(graph, (images(2, *size),), VISION, tmp_path / "vision.onnx")
-    for n, seed in [(1, 5), (3, 6)]:  # dynamic image count
+def test_one_vision_onnx_graph_serves_every_size(backbone, tmp_path):
+    """Traced once at 140x196, the graph runs portrait, landscape, square and 21:9-like sizes and 1 or 3
+    images at fp32 parity: its patch count is dynamic, fed by the position grid of each size."""
+    from gr00t_trt.export.graph_modules import static_dims
+
+    graph = VisionGraph(backbone)
+    session = export_and_session(graph, vision_feeds(graph, images(3, 140, 196)), VISION, tmp_path / "vision.onnx",
+                                 sizes=static_dims(backbone.config))
+    names = [[d.dim_param for d in i.type.tensor_type.shape.dim] for i in
+             onnx.load(str(tmp_path / "vision.onnx"), load_external_data=False).graph.input]
+    assert names == [["n", "28*r", "28*c", ""], ["2*r", "2*c", ""]]  # sizes tied to one token grid r x c
+    for n, size, seed in [(1, (56, 84), 5), (3, (84, 56), 6), (2, (56, 56), 7), (1, (56, 140), 8)]:
         x = images(n, *size, seed=seed)
         with torch.no_grad():
             expected = backbone.encode_images(x).numpy()
-        (got,) = session.run(None, {"images": x.numpy()})
+        (got,) = session.run(None, {"images": x.numpy(), "position_grid": graph.position_grid(*size)})
         assert got.shape == expected.shape
         assert rel_l2(got, expected) <= 1e-4
 

@@ -18,6 +18,8 @@ from safetensors.torch import load_file
 from transformers import Qwen3Config, Qwen3Model, Siglip2VisionConfig, Siglip2VisionModel
 from transformers.models.siglip2.image_processing_pil_siglip2 import convert_image_to_patches
 
+from gr00t_trt.processing.position_grid import TABLE_FILE, load_table, resample_grid
+
 VISION = "backbone.model.vision_model.vision_model."
 MLP1 = "backbone.model.mlp1."
 LLM = "backbone.model.language_model.model."
@@ -51,13 +53,16 @@ def test_vision_graph_matches_transformers_siglip2_unshuffle_and_mlp1(raw, tiny_
     tower.load_state_dict(strip(weights, VISION, drop="head."), strict=True)
     p = vc["patch_size"]
 
-    images = np.random.default_rng(4).integers(0, 256, size=(2, 252, 252, 3), dtype=np.uint8)
-    (got,) = session(tiny_export, "vision_252x252").run(None, {"images": images})
+    # a 16:9 camera through the one vision graph, its position grid resampled on the host (numpy) from the
+    # table the export ships; transformers resizes the checkpoint's table itself
+    images = np.random.default_rng(4).integers(0, 256, size=(2, 252, 448, 3), dtype=np.uint8)
+    grid = resample_grid(load_table(tiny_export / TABLE_FILE, vc["hidden_size"]), 252 // p, 448 // p)
+    (got,) = session(tiny_export, "vision").run(None, {"images": images, "position_grid": grid})
 
     # §5.1 scaling to [-1, 1] and transformers' own patch order
     pixels = (images.astype(np.float32) / 255.0 - 0.5) / 0.5
     patches = np.stack([convert_image_to_patches(x.transpose(2, 0, 1), p) for x in pixels])  # [n, P, 3p²]
-    gh = gw = 252 // p
+    gh, gw = 252 // p, 448 // p
     with torch.no_grad():
         feats = tower(pixel_values=torch.from_numpy(patches),
                       pixel_attention_mask=torch.ones(2, gh * gw, dtype=torch.long),
@@ -74,7 +79,7 @@ def test_vision_graph_matches_transformers_siglip2_unshuffle_and_mlp1(raw, tiny_
         return (F.gelu(x @ w["1.weight"].T + w["1.bias"]) @ w["3.weight"].T + w["3.bias"]).numpy()
 
     want = mlp1(tokens)
-    assert got.shape == want.shape == (2, 81, config["backbone_embedding_dim"])
+    assert got.shape == want.shape == (2, 144, config["backbone_embedding_dim"])
     assert rel_l2(got, want) <= 1e-4
     # the channel order matters: offset-major channels ((2i + j)·D + c) would be far off
     offset_major = grid.transpose(0, 1, 3, 2, 4, 5).reshape(tokens.shape)

@@ -48,7 +48,7 @@ def test_the_pipeline_runs_the_exported_head_like_the_reference(head_export):
         got = pipe.run(HeadInputs(features, attention, image_mask, state, np.array([5])), noise, start="dit_context")
         rel = np.linalg.norm(got - want) / np.linalg.norm(want)
         assert rel < 1e-5, rel
-        with pytest.raises(ManifestError, match="the export has no backbone graph — it cannot run a control step from "
+        with pytest.raises(ManifestError, match="the export has no vision, backbone graph — it cannot run a control step from "
                                                 "'vision'"):
             pipe.check(HeadInputs(features, attention, image_mask, state, np.array([5])), noise, start="vision")
 

@@ -40,7 +40,8 @@ def test_manifest_records_plan_activation_dtype_and_calibration(mixed_export):
     calibration = section["calibration"]
     assert calibration["source"] == "synthetic" and calibration["observations"] == 1
     assert len(calibration["fingerprint"]) == 64
-    assert calibration["samples"] == {"vision_252x252": 1, "dit_context": 1, "dit": manifest.steps}
+    # one observation whose two cameras differ in size (the named sizes rotate): one vision call per size
+    assert calibration["samples"] == {"vision": 2, "dit_context": 1, "dit": manifest.steps}
     assert json.loads((mixed_export / "manifest.json").read_text())["precision"] == section
 
 
@@ -58,7 +59,7 @@ def test_half_graphs_hold_half_weights_and_fp8_graphs_fp8_zero_points(mixed_expo
 def test_mixed_export_graphs_pass_their_thresholds_on_the_cpu(mixed_preflight):
     per_graph = [c for c in mixed_preflight.comparisons if "end-to-end" not in c.stage]
     assert {c.stage.split(" [")[0].split("graph ")[1] for c in per_graph} == {
-        "vision_252x252", "backbone", "dit_context", "state_encoder", "action_encoder", "dit", "action_decoder"}
+        "vision", "backbone", "dit_context", "state_encoder", "action_encoder", "dit", "action_decoder"}
     failures = [c.stage for c in per_graph if not c.passed]
     assert not failures
     assert any("[bf16]" in c.stage for c in per_graph) and any("[fp8]" in c.stage for c in per_graph)
@@ -92,7 +93,7 @@ def test_verify_checks_bf16_exports_through_the_cpu_preflight(mixed_export, tiny
     assert report.context["backend"] is None and "CPU preflight" in report.context["note"]
     assert report.context["calibration"]["source"] == "synthetic"  # said plainly, and rendered in yellow
     graphs = {c.stage.split(" graph ")[1].split(" [")[0] for c in report.comparisons if " graph " in c.stage}
-    assert graphs == {"vision_252x252", "backbone", "dit_context", "state_encoder", "action_encoder", "dit",
+    assert graphs == {"vision", "backbone", "dit_context", "state_encoder", "action_encoder", "dit",
                       "action_decoder"}
     assert any("end-to-end" in c.stage for c in report.comparisons)
 

@@ -33,7 +33,7 @@ EXPECTED_ROLES = {
 NEVER = ("patch_embedding", "proj_out_2")
 
 
-@pytest.mark.parametrize("name", ["vision_252x252", "dit_context", "dit"])
+@pytest.mark.parametrize("name", ["vision", "dit_context", "dit"])
 def test_quantised_gemms_are_exactly_the_plan(mixed_export, name):
     from gr00t_trt.manifest import load_manifest
 
@@ -63,7 +63,7 @@ def test_plan_reads_roles_from_the_fp32_graph(tiny_export):
     planned = planned_nodes("dit", model, head_dim=64)
     assert {g.role for g in planned} == EXPECTED_ROLES["dit"] | {"attention"}
     assert {g.role for g in planned_nodes("dit", model, head_dim=8)} == EXPECTED_ROLES["dit"]
-    vision = onnx.load(str(tiny_export / "vision_252x252.onnx"), load_external_data=False)
+    vision = onnx.load(str(tiny_export / "vision.onnx"), load_external_data=False)
     assert "patch_embedding" in {g.role for g in gemm_nodes(vision)}
     assert "patch_embedding" not in {g.role for g in planned_nodes("vision", vision)}
     backbone = onnx.load(str(tiny_export / "backbone.onnx"), load_external_data=False)
@@ -102,7 +102,7 @@ def records(tiny_export, tiny_checkpoint, tmp_path_factory):
     calibration = recorded_calibration_set(folder, preprocessor.spec, list(manifest.embodiments))
     assert calibration.source == "recorded" and calibration.size == 2
     assert "recorded calibration: 2 observations" in calibration.describe()
-    modules = graph_modules(model, config, manifest.image_sizes, None)
+    modules = graph_modules(model, config, None)
     slot_of = {e.id: e.slot for e in manifest.embodiments.values()}
     return calibration_records(modules, calibration, preprocessor, config, slot_of)
 

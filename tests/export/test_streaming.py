@@ -20,10 +20,10 @@ def test_the_export_holds_one_dataflow_piece_of_weights_at_a_time(tiny_checkpoin
 
     build = driver.segment_modules
 
-    def tracked_build(lazy, config, kinds, image_sizes, slots):
+    def tracked_build(lazy, config, kinds, slots):
         assert not alive(tensors), f"{alive(tensors)} still hold weights when {kinds} are built"
         assert not [n for n, p in lazy.model.named_parameters() if not p.is_meta]  # the model holds none
-        modules = build(lazy, config, kinds, image_sizes, slots)
+        modules = build(lazy, config, kinds, slots)
         assert not [n for n, p in lazy.model.named_parameters() if not p.is_meta]
         for name, (_, module, _) in modules.items():
             tensors[name] = [weakref.ref(t) for t in (*module.parameters(), *module.buffers())]

@@ -17,10 +17,13 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 from onnx.external_data_helper import convert_model_to_external_data
 
-from gr00t_trt.graphs import GRAPH_SPECS, TensorSpec, vision_graph_name
+from gr00t_trt.graphs import GRAPH_SPECS, TensorSpec
 from gr00t_trt.manifest import EmbodimentEntry, GraphEntry, Manifest, sha256_file, write_manifest
+from gr00t_trt.processing.position_grid import TABLE_FILE, resample_grid, table_bytes, vision_declaration
 
-DIMS = {"E": 8, "H": 4, "Ds": 5, "Da": 3, "C": 6, "L": 2, "Hc": 2, "Dh": 3, "O": 7}
+# R pixels per token side, U = 1 patch per token (position grid = token grid), Dv vision width
+DIMS = {"E": 8, "H": 4, "Ds": 5, "Da": 3, "C": 6, "L": 2, "Hc": 2, "Dh": 3, "O": 7, "R": 2, "U": 1, "Dv": 4}
+TABLE_SIDE = 3  # the learned position table is TABLE_SIDE x TABLE_SIDE, resampled per image size
 STEPS = 3
 IMG = 30  # image_token_index
 NEG = -30000.0  # additive mask value (fits fp16)
@@ -31,12 +34,13 @@ class FakeSpec:
     """Sizes of a fake export; the defaults are tiny, ``policy_spec`` matches the tiny preset's processor."""
 
     dims: dict = field(default_factory=lambda: dict(DIMS))
-    dynamic: dict = field(default_factory=lambda: {"B": [1, 1, 4], "S": [1, 32, 96], "T": [1, 16, 64], "n": [1, 2, 8]})
+    dynamic: dict = field(default_factory=lambda: {"B": [1, 1, 4], "S": [1, 32, 96], "T": [1, 16, 64], "n": [1, 2, 8],
+                                                   "r": [2, 2, 4], "c": [2, 3, 3]})
     steps: int = STEPS
     vocab: int = 40
     img: int = IMG  # image_token_index
     pad: int = 39
-    sizes: dict = field(default_factory=lambda: {(4, 6): 2, (8, 4): 4})  # vision size -> tokens per image
+    sizes: dict = field(default_factory=lambda: {(4, 6): 6, (8, 4): 8})  # named size -> tokens (h/R)·(w/R)
     embodiments: dict = field(default_factory=lambda: {"robot_a": (3, 0), "robot_b": (7, 1)})  # tag -> (id, slot)
 
     @property
@@ -94,12 +98,12 @@ class _Builder:
 class Weights:
     rng: np.random.Generator
     spec: FakeSpec = DEFAULT
-    vision: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         r, d, spec = self.rng, self.spec.dims, self.spec
-        for (h, w), t in spec.sizes.items():
-            self.vision[(h, w)] = r.standard_normal((h * w * 3 // t, d["E"])).astype(np.float32) * 0.1
+        self.patch = r.standard_normal((d["R"] * d["R"] * 3, d["Dv"])).astype(np.float32) * 0.1
+        self.table = r.standard_normal((TABLE_SIDE, TABLE_SIDE, d["Dv"])).astype(np.float32)
+        self.project = r.standard_normal((d["Dv"], d["E"])).astype(np.float32) * 0.5
         self.embed = r.standard_normal((spec.vocab, d["E"])).astype(np.float32) * 0.5
         self.wb = r.standard_normal((d["E"], d["E"])).astype(np.float32) * 0.3
         kv = d["L"] * d["Hc"] * d["Dh"]
@@ -117,14 +121,18 @@ class Weights:
 
 
 # ----------------------------------------------------------------------------- graphs
-def _vision(w: Weights, size, p) -> onnx.ModelProto:
-    (h, wd), t = size, w.spec.sizes[size]
-    g = _Builder(vision_graph_name(h, wd), p)
-    x = g.op("Cast", "images", to=_ONNX[g.ft])
-    x = g.op("Mul", x, g.const(np.float32(1 / 255)))
-    x = g.op("Reshape", x, g.const(np.array([-1, t, h * wd * 3 // t], np.int64)))  # [n, t, P]
-    g.op("MatMul", x, g.const(w.vision[size]), out="image_embeds")  # [n, t, E]
-    return g.model("vision", {**w.spec.dims, "h": h, "w": wd, "t": t})
+def _vision(w: Weights, p) -> onnx.ModelProto:
+    """One graph for every image size: patches (SpaceToDepth order) @ patch weights + the position grid
+    input of the image's size, @ projection."""
+    g = _Builder("vision", p)
+    d = w.spec.dims
+    x = g.op("Mul", g.op("Cast", "images", to=_ONNX[g.ft]), g.const(np.float32(1 / 255)))
+    x = g.op("SpaceToDepth", g.op("Transpose", x, perm=[0, 3, 1, 2]), blocksize=d["R"])  # [n, R·R·3, r, c]
+    x = g.op("Transpose", g.op("Reshape", x, g.const(np.array([0, 0, -1], np.int64))), perm=[0, 2, 1])  # [n, t, R·R·3]
+    x = g.op("MatMul", x, g.const(w.patch))
+    x = g.op("Add", x, g.op("Reshape", "position_grid", g.const(np.array([-1, d["Dv"]], np.int64))))  # [n, t, Dv]
+    g.op("MatMul", x, g.const(w.project), out="image_embeds")  # [n, t, E]
+    return g.model("vision", w.spec.dims)
 
 
 def _backbone(w: Weights, p) -> onnx.ModelProto:
@@ -229,10 +237,13 @@ class FakeExport:
 
     def vision(self, image: np.ndarray) -> np.ndarray:
         """[t, E] rows of one image."""
-        size = image.shape[:2]
-        t = self.spec.sizes[size]
-        x = image.astype(np.float32).reshape(t, -1) / 255
-        return _round(x @ self.weights.vision[size], self.p("vision"))
+        d, w = self.spec.dims, self.weights
+        side = d["R"]
+        rows, cols = image.shape[0] // side, image.shape[1] // side
+        x = image.astype(np.float32).transpose(2, 0, 1) / 255  # [3, h, w]
+        x = x.reshape(3, rows, side, cols, side).transpose(2, 4, 0, 1, 3).reshape(side * side * 3, rows * cols)
+        grid = _round(resample_grid(w.table, rows * d["U"], cols * d["U"]), self.p("vision"))
+        return _round((x.T @ w.patch + grid.reshape(-1, d["Dv"])) @ w.project, self.p("vision"))
 
     def reference(self, inputs, noise: np.ndarray, steps=None) -> dict:
         """The expected results, unpadded, straight from the math (image rows in LLM order)."""
@@ -317,10 +328,8 @@ def write_fake_export(folder: Path, precisions: dict[str, str] | None = None, se
     io = np.dtype(np.float32) if mixed and cast_io else None
     folder.mkdir(parents=True, exist_ok=True)
     weights = Weights(np.random.default_rng(seed), fake)
-    models: dict[str, tuple[str, onnx.ModelProto, dict]] = {}
-    for size, t in fake.sizes.items():
-        name = vision_graph_name(*size)
-        models[name] = ("vision", _vision(weights, size, precisions.get("vision", "fp32")), {"h": size[0], "w": size[1], "t": t})
+    (folder / TABLE_FILE).write_bytes(table_bytes(weights.table))
+    models: dict[str, tuple[str, onnx.ModelProto, dict]] = {"vision": ("vision", _vision(weights, precisions.get("vision", "fp32")), {})}
     for kind, build in _BUILDERS.items():
         models[kind] = (kind, build(weights, precisions.get(kind, "fp32")), {})
     graphs, files = {}, {}
@@ -347,7 +356,7 @@ def write_fake_export(folder: Path, precisions: dict[str, str] | None = None, se
         embodiments={tag: EmbodimentEntry(tag, i, s) for tag, (i, s) in fake.embodiments.items()},
         tokens={"image_token_index": fake.img, "image_start_token_id": fake.img + 1,
                 "image_end_token_id": fake.img + 2, "pad_token_id": fake.pad},
-        pixels_per_token=pixels_per_token, exporter={"fake": "1"},
+        pixels_per_token=pixels_per_token, exporter={"fake": "1"}, vision=vision_declaration(),
     )
     write_manifest(folder, manifest)
     return FakeExport(folder, weights, precisions)
@@ -375,7 +384,8 @@ def make_inputs(layout: list[list[tuple[int, int]]], *, text: int = 3, ids: tupl
     for sizes in layout:
         tokens = list(rng.integers(1, fake.img, text + len(prompts)))  # samples differ in length
         for size in sizes:
-            tokens += [fake.img] * fake.sizes[size] + list(rng.integers(1, fake.img, 2))
+            rows, cols = size[0] // fake.dims["R"], size[1] // fake.dims["R"]
+            tokens += [fake.img] * (rows * cols) + list(rng.integers(1, fake.img, 2))
             images.append(rng.integers(0, 256, (*size, 3), dtype=np.uint8))
         prompts.append(tokens)
     batch, seq = len(prompts), max(map(len, prompts))

@@ -72,10 +72,10 @@ def test_graphs_that_disagree_on_a_dtype_are_refused(tmp_path, new_backend):
 
 def test_padding_is_exact_whatever_the_bucket(fake_export, new_backend):
     inputs, noise = make_inputs(LAYOUT), make_noise(2)
-    assert inputs.input_ids.shape[1] == 17
+    assert inputs.input_ids.shape[1] == 29
     results = []
-    # 17 tokens rounded up to each bucket (the export allows S in 1..96): padding really happens
-    for bucket, padded in ((1, 17), (7, 21), (32, 32), (64, 64)):
+    # 29 tokens rounded up to each bucket (the export allows S in 1..96): padding really happens
+    for bucket, padded in ((1, 29), (7, 35), (32, 32), (64, 64)):
         with open_pipeline(fake_export, new_backend, bucket=bucket) as p:
             results.append(p.run(inputs, noise).copy())
             (plan,) = p._plans.values()
@@ -105,7 +105,7 @@ def test_run_graph_runs_one_graph_alone(pipe, fake_export):
     np.testing.assert_allclose(out["state_features"][0], np.tanh(np.ones((1, DIMS["Ds"])) @ fake_export.weights.ws[1]),
                                rtol=1e-6)
     with pytest.raises(ManifestError, match="no graph 'vision_1x1'"):
-        pipe.run_graph("vision_1x1", {})
+        pipe.run_graph("vision_1x1", {})  # one "vision" graph serves every size
 
 
 def test_single_image_size(pipe, fake_export):
@@ -171,12 +171,44 @@ def test_new_shapes_get_their_own_bucket(fake_export, new_backend):
 
 
 # ----------------------------------------------------------------------------- bad input
-def test_missing_vision_size_is_one_clear_line(pipe):
+@pytest.mark.parametrize(("size", "why"), [((5, 4), "not a multiple of R = 2"), ((10, 4), "5 token rows > 4"),
+                                           ((4, 8), "4 token columns > 3"), ((2, 4), "1 token row < 2")])
+def test_image_size_outside_the_served_range_is_one_clear_line(pipe, size, why):
     inputs = make_inputs([[A]])
-    inputs.images[0] = np.zeros((5, 5, 3), np.uint8)
-    with pytest.raises(ObservationError, match=r"image 0 is 5x5 but the export has vision graphs for 4x6, 8x4 only "
-                                                r"— re-export with --image-size 5x5"):
+    inputs.images[0] = np.zeros((*size, 3), np.uint8)
+    h, w = size
+    with pytest.raises(ObservationError, match=rf"image 0 is {h}x{w} but the export serves HxW images with H and W "
+                                                rf"multiples of 2, H in 4..8, W in 4..6 — re-export with --image-size {h}x{w}"):
         pipe.run(inputs, make_noise(1))
+
+
+def test_sizes_never_named_at_export_are_served_by_the_one_vision_graph(pipe, fake_export):
+    """4x4 and 6x4 were not named by the fake export: within the r, c ranges they run, each with its own grid."""
+    inputs, noise = make_inputs([[A, (4, 4)], [(6, 4), B]]), make_noise(2)
+    np.testing.assert_allclose(pipe.run(inputs, noise), fake_export.reference(inputs, noise)["action_pred"],
+                               rtol=1e-5, atol=1e-5)
+    (plan,) = [p for p in pipe._plans.values() if (4, 4) in p.key.image_sizes]
+    assert [b.graph for b in plan.programs[0].steps if hasattr(b, "graph")] == ["vision"] * 4  # one call per size
+
+
+def test_per_size_vision_exports_are_refused_with_a_re_export_hint(fake_export, tmp_path):
+    import dataclasses
+
+    from gr00t_trt.manifest import write_manifest
+    from gr00t_trt.runtime import OrtBackend
+
+    folder = shutil.copytree(fake_export.folder, tmp_path / "old")
+    manifest = load_manifest(folder)
+    # as an older export wrote it: vision_<h>x<w> graphs of images only, no grid dims, no vision section
+    vision = manifest.graphs["vision"]
+    old = dataclasses.replace(vision, name="vision_4x6", inputs=vision.inputs[:1], dims={"h": 4, "w": 6, "t": 6})
+    graphs = {"vision_4x6": old, **{k: g for k, g in manifest.graphs.items() if k != "vision"}}
+    write_manifest(folder, dataclasses.replace(
+        manifest, graphs=graphs, vision={}, dims={k: v for k, v in manifest.dims.items() if k not in ("R", "U", "Dv")},
+        dynamic_dims={k: v for k, v in manifest.dynamic_dims.items() if k not in ("r", "c")}))
+    with pytest.raises(ManifestError, match=r"^the export has one vision graph per image size \(vision_4x6\), made by "
+                                            r"an older gr00t-trt — re-export it with `gr00t-trt export`"):
+        Pipeline(load_manifest(folder), folder, OrtBackend(device="cpu"))
 
 
 @pytest.mark.parametrize(("noise", "match"), [
@@ -197,7 +229,7 @@ def test_unknown_embodiment_id(pipe):
 def test_image_tokens_must_match_images(pipe):
     inputs = make_inputs([[A, B]])
     inputs.images.pop()
-    with pytest.raises(ObservationError, match="the prompt has 6 image tokens but the 1 images give 2"):
+    with pytest.raises(ObservationError, match="the prompt has 14 image tokens but the 1 images give 6"):
         pipe.run(inputs, make_noise(1))
 
 

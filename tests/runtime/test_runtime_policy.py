@@ -27,15 +27,17 @@ def policy_export(tmp_path_factory):
     folder.mkdir()
     write_processor_files(folder, config, seed=0)
     write_synthetic_tokenizer(folder, config)
+    patch = config.backbone.vision.patch_size * config.backbone.unshuffle_factor
+    rows, cols = SIZE[0] // patch, SIZE[1] // patch
     fake = FakeSpec(
         dims={"E": 8, "H": config.action_horizon, "Ds": config.max_state_dim, "Da": config.max_action_dim,
-              "C": 6, "L": 2, "Hc": 2, "Dh": 3, "O": 7},
-        dynamic={"B": [1, 1, 2], "S": [1, 160, 320], "T": [1, TOKENS, 2 * TOKENS], "n": [1, 1, 2]},
+              "C": 6, "L": 2, "Hc": 2, "Dh": 3, "O": 7, "R": patch, "U": 1, "Dv": 4},
+        dynamic={"B": [1, 1, 2], "S": [1, 160, 320], "T": [1, TOKENS, 2 * TOKENS], "n": [1, 1, 2],
+                 "r": [rows] * 3, "c": [cols] * 3},  # serves SIZE only
         vocab=config.backbone.text.vocab_size, img=config.backbone.image_token_index,
         pad=load_tokenizer(folder).pad_token_id, sizes={SIZE: TOKENS},
         embodiments={"unitree_g1": (8, 0), "new_embodiment": (10, 1)},  # sliced: slots differ from ids
     )
-    patch = config.backbone.vision.patch_size * config.backbone.unshuffle_factor
     return write_fake_export(folder, fake=fake, pixels_per_token=patch * patch)
 
 
@@ -143,9 +145,10 @@ def test_bad_noise_is_one_line(policy):
         policy.get_action(observation(), embodiment="new_embodiment", noise=np.zeros((1, 16, 8), np.float32))
 
 
-def test_image_size_without_vision_graph(policy):
-    with pytest.raises(ObservationError, match=r"but the export has vision graphs for 252x336 only — "
-                                                r"re-export with --image-size \d+x\d+"):
+def test_image_size_outside_the_served_range(policy):
+    with pytest.raises(ObservationError, match=r"image 0 is 252x252 but the export serves HxW images with H and W "
+                                                r"multiples of 28, H in 252..252, W in 336..336 — "
+                                                r"re-export with --image-size 252x252"):
         policy.get_action(observation(size=(160, 160)), embodiment="new_embodiment")
 
 

@@ -83,6 +83,8 @@ class ExecutionContextAllocationStrategy(IntEnum):
 
 _NUMPY = {"float32": DataType.FLOAT, "float16": DataType.HALF, "int8": DataType.INT8, "int32": DataType.INT32,
           "bool": DataType.BOOL, "uint8": DataType.UINT8, "int64": DataType.INT64, "bfloat16": DataType.BF16}
+_NUMPY_OF_ORT = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(uint8)": np.uint8,
+                 "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(bool)": np.bool_}
 _ONNX_TO_NUMPY = {1: "float32", 10: "float16", 3: "int8", 6: "int32", 9: "bool", 2: "uint8", 7: "int64", 16: "bfloat16"}
 _PRECISION_FORMAT = {"fp32": "Row major linear FP32", "fp16": "Row major linear FP16 format",
                      "bf16": "Row major linear BF16 format", "fp8": "Row major linear FP8 format",
@@ -558,7 +560,22 @@ class IExecutionContext:
         if mode == TensorIOMode.INPUT:
             return Dims(self._shapes.get(name, shape))
         values = self._dim_values()
-        return Dims(values.get(d, -1) if isinstance(d, str) else d for d in self._outputs_dims[name])
+        dims = tuple(values.get(d, -1) if isinstance(d, str) else d for d in self._outputs_dims[name])
+        if -1 in dims and not self.infer_shapes():
+            # a dim the exporter named by an expression of its own (the vision graph's 's58*s9' tokens):
+            # TensorRT computes it from the input shapes; here ONNX Runtime does, on zeros of those shapes
+            dims = self._computed_output_shapes()[name]
+        return Dims(dims)
+
+    def _computed_output_shapes(self) -> dict[str, tuple[int, ...]]:
+        key = tuple(sorted(self._shapes.items()))
+        cache = self.engine.__dict__.setdefault("_computed_shapes", {})
+        if key not in cache:
+            session = self.engine._session()
+            feeds = {i.name: np.zeros(self._shapes[i.name], _NUMPY_OF_ORT[i.type]) for i in session.get_inputs()}
+            outputs = session.run(None, feeds)
+            cache[key] = {o.name: tuple(v.shape) for o, v in zip(session.get_outputs(), outputs, strict=True)}
+        return cache[key]
 
     def infer_shapes(self) -> list[str]:
         return [n for n, _d, _s, m in self.engine._io if m == TensorIOMode.INPUT and n not in self._shapes]
