@@ -199,8 +199,8 @@ def _verify(folder: Path, checkpoint: Path) -> str:
     if not report.passed:
         worst = "; ".join(f"{c.stage}: cosine {c.cosine:.5f}, mean abs {c.mean_abs:.3g} ({c.threshold.describe()})"
                           for c in report.failures[:3])
-        raise AssertionError(f"{len(report.failures)} of {len(report.comparisons)} comparisons fail §7: {worst}")
-    return f"{len(report.comparisons)} comparisons within §7 thresholds"
+        raise AssertionError(f"{len(report.failures)} of {len(report.comparisons)} comparisons fail the verify thresholds: {worst}")
+    return f"{len(report.comparisons)} comparisons within the verify thresholds"
 
 
 def _graphs_on_off(folder: Path) -> str:
@@ -264,7 +264,7 @@ def _one_export(run: _Run, preset: str, precision: str, checkpoint: Path, folder
     run.check(preset, precision, "plans reused from cache", _reuse, folder)
     if precision == "fp32":
         run.check(preset, precision, "TensorRT = ONNX Runtime", _trt_vs_ort, folder)
-    run.check(preset, precision, "verify vs PyTorch (§7)", _verify, folder, checkpoint)
+    run.check(preset, precision, "verify vs PyTorch", _verify, folder, checkpoint)
     run.check(preset, precision, "CUDA graphs on = off", _graphs_on_off, folder)
     run.check(preset, precision, "no allocation per step", _steady_state, folder)
     run.check(preset, precision, "bench", _bench, folder, run.report.bench, f"{preset}-{precision}")
