@@ -151,6 +151,9 @@ def test_hub_id_reads_headers_remotely(tiny_checkpoint, monkeypatch):
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_download)
     monkeypatch.setattr(huggingface_hub, "get_safetensors_metadata", fake_metadata)
+    import gr00t_trt.model.checkpoint as checkpoint_module
+
+    monkeypatch.setattr(checkpoint_module, "hub_offline", lambda: False)  # this sandbox cannot reach the Hub
     report = inspect_checkpoint("nvidia/GR00T-N1.6-3B")
     assert patterns["value"] == ["*.json"]
     assert report.layout.ok and report.total_params == sum(i.numel for i in local.values())

@@ -273,7 +273,7 @@ def test_a_modified_onnx_file_is_refused_at_load_even_with_engines(trt_export, t
     folder, _state = trt_export
     copy = shutil.copytree(folder, tmp_path / "export")
     onnx_file = next(f for f in sorted(copy.glob("*.onnx")))
-    onnx_file.write_bytes(onnx_file.read_bytes() + b" ")
+    onnx_file.write_bytes(onnx_file.read_bytes() + b"\x32\x01x")  # a valid protobuf field (doc_string)
     with pytest.raises(ManifestError, match=rf"{onnx_file.name} does not match the manifest"):
         Policy.load(copy, backend="trt")
 
