@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -118,14 +118,7 @@ class Preprocessor:
         parsed = _parse_observation(obs, spec, self.max_batch)
         for text in parsed.language:
             self._check_instruction_length(text)
-        images = [
-            self.image_transform(parsed.video[view][b, t])
-            for b in range(parsed.batch)
-            for t in range(spec.num_frames)
-            for view in spec.video_keys
-        ]
-        per_sample = len(images) // parsed.batch
-        sizes = tuple(img.shape[:2] for img in images[:per_sample])
+        images, sizes = transform_images(parsed, spec, self.image_transform)
         ids, mask = self.tokenizer.batch([self.prompt_ids(text, sizes) for text in parsed.language])
         raw_state = {k: np.asarray(parsed.state[k], dtype=np.float32) for k in spec.state_keys}
         check_reference_rotations(raw_state, spec, parsed.flat)
@@ -295,6 +288,21 @@ def _check_video(video: Mapping[str, Any], spec: EmbodimentSpec, flat: bool) -> 
             raise ObservationError(f"batch mismatch: {name} has batch {arr.shape[0]}, other inputs have {batch}")
         batch = arr.shape[0]
     return batch
+
+
+def transform_images(
+    parsed: _Parsed, spec: EmbodimentSpec, transform: Callable[[np.ndarray], np.ndarray]
+) -> tuple[list[np.ndarray], tuple[tuple[int, int], ...]]:
+    """Every frame through the image chain in the model's order (sample, frame, view), and the sizes of one
+    sample's images (the same for every sample: one prompt shape per batch)."""
+    images = [
+        transform(parsed.video[view][b, t])
+        for b in range(parsed.batch)
+        for t in range(spec.num_frames)
+        for view in spec.video_keys
+    ]
+    per_sample = len(images) // parsed.batch
+    return images, tuple(img.shape[:2] for img in images[:per_sample])
 
 
 def _parse_observation(obs: Mapping[str, Any], spec: EmbodimentSpec, max_batch: int | None = None) -> _Parsed:

@@ -56,14 +56,9 @@ DEFAULT_PAD_TOKEN = "<|endoftext|>"
 DEFAULT_EOS_TOKEN = "<|im_end|>"
 
 
-@dataclass(frozen=True, eq=False)
-class EagleTokenizer:
-    """A ``tokenizers.Tokenizer`` plus the chat template and the ids GR00T's prompt needs."""
-
-    tokenizer: Tokenizer
-    chat_template: str = EAGLE_CHAT_TEMPLATE
-    pad_token: str = DEFAULT_PAD_TOKEN
-    eos_token: str = DEFAULT_EOS_TOKEN
+class TokenLookup:
+    """What each of our tokenizer wrappers answers from its ``tokenizer`` (a ``tokenizers.Tokenizer``): its
+    size with the added tokens, and a token's id or a TokenizerError naming the token."""
 
     def __len__(self) -> int:
         return self.tokenizer.get_vocab_size(with_added_tokens=True)
@@ -74,6 +69,16 @@ class EagleTokenizer:
         if tid is None:
             raise TokenizerError(f"the tokenizer has no token {token!r}")
         return tid
+
+
+@dataclass(frozen=True, eq=False)
+class EagleTokenizer(TokenLookup):
+    """A ``tokenizers.Tokenizer`` plus the chat template and the ids GR00T's prompt needs."""
+
+    tokenizer: Tokenizer
+    chat_template: str = EAGLE_CHAT_TEMPLATE
+    pad_token: str = DEFAULT_PAD_TOKEN
+    eos_token: str = DEFAULT_EOS_TOKEN
 
     @property
     def pad_token_id(self) -> int:

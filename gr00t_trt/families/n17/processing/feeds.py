@@ -19,7 +19,7 @@ import numpy as np
 
 from ....errors import ObservationError
 from ....processing.modality import ProcessorSpec
-from ....processing.preprocess import _parse_observation
+from ....processing.preprocess import _parse_observation, transform_images
 from ....processing.state import normalize_state
 from .images import N17ImageTransform, grid_thw, normalize_patches, patch_rows
 from .modality import load_n17_processor_spec, read_letter_box
@@ -87,14 +87,7 @@ class N17HostProcessor:
         """Host feeds of one observation; ``seq_len`` left-pads further to a runtime bucket length."""
         spec = self.spec.embodiment(embodiment)
         parsed = _parse_observation(obs, spec)
-        images = [
-            self.image_transform(parsed.video[view][b, t])
-            for b in range(parsed.batch)
-            for t in range(spec.num_frames)
-            for view in spec.video_keys
-        ]
-        per_sample = len(images) // parsed.batch
-        sizes = tuple(img.shape[:2] for img in images[:per_sample])
+        images, sizes = transform_images(parsed, spec, self.image_transform)
         prompts = [self.prompt(text, sizes) for text in parsed.language]
         longest = max(len(ids) for ids, _ in prompts)
         length = longest if seq_len is None else seq_len

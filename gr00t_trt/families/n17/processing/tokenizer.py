@@ -23,6 +23,7 @@ from ....files import write_atomic
 from ....processing.tokenizer import (
     QWEN_ADDED_TOKENS,
     TOKENIZER_FILE,
+    TokenLookup,
     add_tokens_in_order,
     left_pad,
     qwen2_tokenizer,
@@ -55,19 +56,10 @@ EXPECTED_IDS = {
 
 
 @dataclass(frozen=True, eq=False)
-class Qwen3VLTokenizer:
+class Qwen3VLTokenizer(TokenLookup):
     """A ``tokenizers.Tokenizer`` with the ids N1.7's prompt needs; encodes without BOS/EOS."""
 
     tokenizer: Tokenizer
-
-    def __len__(self) -> int:
-        return self.tokenizer.get_vocab_size(with_added_tokens=True)
-
-    def token_id(self, token: str) -> int:
-        tid = self.tokenizer.token_to_id(token)
-        if tid is None:
-            raise TokenizerError(f"the tokenizer has no token {token!r}")
-        return tid
 
     @property
     def pad_token_id(self) -> int:
