@@ -45,14 +45,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gr00t_trt import dataflow
 from gr00t_trt.bench.machine import CpuMeter, rss_bytes
 from gr00t_trt.bench.machine import load_average as package_load_average
 from gr00t_trt.bench.machine import machine_info as package_machine_info
+from gr00t_trt.contract import dataflow
+from gr00t_trt.contract.graphs import ACTION_HEAD_KINDS, GRAPH_SPECS
+from gr00t_trt.contract.manifest import load_manifest
 from gr00t_trt.export.action_head_graphs import action_head_graph_modules
 from gr00t_trt.export.head_only import export_action_head
-from gr00t_trt.graphs import ACTION_HEAD_KINDS, GRAPH_SPECS
-from gr00t_trt.manifest import load_manifest
 from gr00t_trt.model.action_head import Gr00tActionHead, dit_block_kinds
 from gr00t_trt.model.presets import preset_config
 from gr00t_trt.model.synthetic import init_synthetic_

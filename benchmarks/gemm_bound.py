@@ -30,10 +30,10 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from gr00t_trt.base.files import write_atomic, write_json
 from gr00t_trt.bench.cpu_limits import best_seconds, measure_cpu_limits
 from gr00t_trt.bench.machine import CpuMeter, machine_info
-from gr00t_trt.files import write_atomic, write_json
-from gr00t_trt.manifest import load_manifest
+from gr00t_trt.contract.manifest import load_manifest
 from gr00t_trt.runtime.ort_backend import OrtBackend, cpu_session
 
 REPO = Path(__file__).resolve().parents[1]

@@ -26,8 +26,8 @@ def gpu_unusable_reason() -> str | None:
         import tensorrt  # noqa: F401
     except ImportError:
         return "tensorrt is not installed"
-    from gr00t_trt.cuda_python import ask, load_cudart
-    from gr00t_trt.errors import Gr00tTrtError
+    from gr00t_trt.base.errors import Gr00tTrtError
+    from gr00t_trt.runtime.cuda_python import ask, load_cudart
 
     try:
         cudart = load_cudart()  # either layout (cuda-python 12.6.0 has only cuda.cudart)

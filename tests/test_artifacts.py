@@ -12,9 +12,9 @@ import time
 import pytest
 from typer.testing import CliRunner
 
-from gr00t_trt.artifacts import StagingFolder, check_replaceable, current_umask, remove_stale_partials
+from gr00t_trt.base.artifacts import StagingFolder, check_replaceable, current_umask, remove_stale_partials
+from gr00t_trt.base.errors import CheckpointError, ExportError
 from gr00t_trt.cli import app
-from gr00t_trt.errors import CheckpointError, ExportError
 from gr00t_trt.export import driver
 from gr00t_trt.export.driver import ExportOptions, export_checkpoint, is_export
 from gr00t_trt.model.presets import preset_config
@@ -197,7 +197,7 @@ def test_sigterm_while_staging_cleans_up_like_sigint(tmp_path):
     code = textwrap.dedent(f"""
         import os, signal, time
         from pathlib import Path
-        from gr00t_trt.artifacts import StagingFolder
+        from gr00t_trt.base.artifacts import StagingFolder
         staging = StagingFolder(Path({str(tmp_path / "out")!r}))
         try:
             (staging.path / "graph.onnx").write_text("half")

@@ -7,9 +7,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-from gr00t_trt import dataflow
-from gr00t_trt.dataflow import CARRY, GRID, OBS, STEP
-from gr00t_trt.graphs import GRAPH_SPECS
+from gr00t_trt.contract import dataflow
+from gr00t_trt.contract.dataflow import CARRY, GRID, OBS, STEP
+from gr00t_trt.contract.graphs import GRAPH_SPECS
 
 
 def test_every_graph_kind_runs_once_in_the_table_and_every_input_has_a_source():

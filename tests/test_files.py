@@ -8,8 +8,8 @@ import stat
 
 import pytest
 
-from gr00t_trt.errors import Gr00tTrtError, ManifestError
-from gr00t_trt.files import check_output, check_output_folder, read_json, write_atomic, write_json
+from gr00t_trt.base.errors import Gr00tTrtError, ManifestError
+from gr00t_trt.base.files import check_output, check_output_folder, read_json, write_atomic, write_json
 
 
 def test_atomic_write_replaces_whole_files_with_umask_permissions(tmp_path):

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from gr00t_trt.graphs import DIMS, DYNAMIC_DIMS, GRAPH_SPECS, dynamic_ranges, graph_name, shape_ranges
+from gr00t_trt.contract.graphs import (
+    DIMS,
+    DYNAMIC_DIMS,
+    GRAPH_SPECS,
+    dynamic_ranges,
+    graph_name,
+    shape_ranges,
+)
 
 
 def test_every_dim_a_tensor_names_is_declared():

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from gr00t_trt.errors import EmbodimentError, ManifestError
-from gr00t_trt.graphs import GRAPH_SPECS, TensorSpec
-from gr00t_trt.manifest import EmbodimentEntry, GraphEntry, Manifest
+from gr00t_trt.base.errors import EmbodimentError, ManifestError
+from gr00t_trt.contract.graphs import GRAPH_SPECS, TensorSpec
+from gr00t_trt.contract.manifest import EmbodimentEntry, GraphEntry, Manifest
 
 
 def _manifest() -> Manifest:

@@ -9,8 +9,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from gr00t_trt.errors import ObservationError
-from gr00t_trt.observations import load_observation, save_observation
+from gr00t_trt.base.errors import ObservationError
+from gr00t_trt.processing.observations import load_observation, save_observation
 
 
 def _pickle(path):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gr00t_trt.parity import Threshold, compare, threshold_for
+from gr00t_trt.verification.parity import Threshold, compare, threshold_for
 
 #: architecture §7, copied by hand: (check, precision) -> bounds
 SECTION_7 = {

@@ -12,9 +12,9 @@ import standin
 from standin.cudart_lines import install_line
 from typer.testing import CliRunner
 
-from gr00t_trt import selftest
+from gr00t_trt.base.files import read_json
 from gr00t_trt.cli import app
-from gr00t_trt.files import read_json
+from gr00t_trt.workflows import selftest
 
 CHECKS = ["export", "build + precision audit", "plans reused from cache", "TensorRT = ONNX Runtime",
           "verify vs PyTorch", "CUDA graphs on = off", "no allocation per step", "bench"]

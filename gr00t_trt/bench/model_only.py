@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from ..errors import Gr00tTrtError, ManifestError
-from ..export_sizes import stored_weight_bytes
-from ..fp8_plan import FP8_DEFAULTS
+from ..base.errors import Gr00tTrtError, ManifestError
+from ..contract.export_sizes import stored_weight_bytes
+from ..families.n16.fp8_plan import FP8_DEFAULTS
 from ..model.config import Gr00tConfig
 from .roofline import GRAPH_KINDS, PRECISIONS, Roofline, Workload, check_stored_params, default_workload
 
@@ -42,7 +42,7 @@ def roofline_from_export(folder: str | Path, *, precision: str | None = None, ca
                          batch: int = 1, bucket: int = 32, workload: Workload | None = None) -> Roofline:
     """Roofline of an export directory from its manifest (config values, precision per graph, image
     sizes, steps); the stored bytes of every graph's ONNX initializers go into the notes' cross-check."""
-    from ..manifest import load_manifest
+    from ..contract.manifest import load_manifest
 
     manifest = load_manifest(folder, verify_files=False)
     config = Gr00tConfig.from_dict(manifest.model, source=f"{folder}/manifest.json model")

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import Gr00tTrtError, VerificationError
+from ..base.errors import Gr00tTrtError, VerificationError
 from .machine import CpuMeter, available_ram_bytes
 from .stats import LatencyStats, summarize
 
@@ -248,7 +248,7 @@ def _noise(policy: Any, observation: dict, tag: str, seed: int) -> np.ndarray:
 def run_reference_process(checkpoint: str | Path, export_dir: str | Path, manifest: Any, observation: dict, tag: str,
                           noise: np.ndarray, *, iters: int, warmup: int, timeout: float | None = None) -> dict[str, Any]:
     """Run the reference in a fresh Python process; returns stage samples, end-to-end samples, actions."""
-    from ..observations import save_observation
+    from ..processing.observations import save_observation
 
     with tempfile.TemporaryDirectory(prefix="gr00t-bench-ref-") as tmp:
         tmp = Path(tmp)
@@ -270,8 +270,8 @@ def run_reference_process(checkpoint: str | Path, export_dir: str | Path, manife
 
 def _worker(request_path: str) -> None:
     """Entry point of the separate reference process."""
-    from ..manifest import load_manifest
-    from ..observations import load_observation
+    from ..contract.manifest import load_manifest
+    from ..processing.observations import load_observation
     from ..processing.preprocess import Preprocessor
 
     request = json.loads(Path(request_path).read_text())

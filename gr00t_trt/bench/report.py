@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..files import write_atomic
+from ..base.files import write_atomic
 from .contention import mark
 from .roofline import Roofline
 from .runner import BenchReport
@@ -266,7 +266,7 @@ def bench_figure(report: BenchReport) -> Any:
     """A horizontal stacked bar of the per-stage p50 (ours, and the reference beside it when compared),
     the end-to-end p50 marked with a whisker to the p99, and the contention note under the chart; what
     the stages do not cover is drawn as "other"."""
-    from ..errors import require
+    from ..base.errors import require
 
     matplotlib = require("matplotlib", "gr00t-trt[plot]", "the --plot chart")
     matplotlib.use("Agg")

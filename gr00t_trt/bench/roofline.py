@@ -27,8 +27,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import CheckpointError, Gr00tTrtError
-from ..fp8_plan import is_planned
+from ..base.errors import CheckpointError, Gr00tTrtError
+from ..families.n16.fp8_plan import is_planned
 from ..model.config import Gr00tConfig
 from .devices import DeviceSpec
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import Gr00tTrtError
+from ..base.errors import Gr00tTrtError
 from .contention import Contention
 from .devices import DeviceSpec, find_device
 from .machine import CpuMeter, gpu_memory_used_bytes, machine_info, peak_rss_bytes, rss_bytes

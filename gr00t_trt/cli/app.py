@@ -11,7 +11,7 @@ from rich.markup import escape
 from typer.core import TyperCommand, TyperGroup
 
 from .. import __version__
-from ..errors import Gr00tTrtError
+from ..base.errors import Gr00tTrtError
 from .numbers import check_numeric_options
 
 

@@ -10,8 +10,8 @@ from typing import Annotated, Any
 
 import typer
 
+from ..base.errors import Gr00tTrtError, ManifestError, ObservationError, require
 from ..bench.devices import DEVICES, find_device
-from ..errors import Gr00tTrtError, ManifestError, ObservationError, require
 from ..runtime.registry import backend_names
 from .app import app, console, flag, friendly
 from .commands import BACKEND_HELP, DEVICE_NAMES
@@ -84,7 +84,7 @@ class BenchOptions:
             require("matplotlib", "gr00t-trt[plot]", "the --plot chart")
         if self.model_only and (self.compare_reference or self.plot_out):
             raise Gr00tTrtError("--model-only executes nothing: --compare-reference and --plot need a benchmark run")
-        from ..files import check_output
+        from ..base.files import check_output
 
         for option, path in (("--json", self.json_out), ("--markdown", self.markdown_out), ("--plot", self.plot_out)):
             if path is not None:
@@ -160,7 +160,7 @@ def _model_only(options: BenchOptions, console: Any) -> Any:
 
 
 def _observation(options: BenchOptions, policy: Any, tag: str) -> dict:
-    from ..observations import load_observation, synthetic_observation
+    from ..processing.observations import load_observation, synthetic_observation
 
     if options.obs is not None:
         return load_observation(options.obs)

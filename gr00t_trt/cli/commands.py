@@ -11,8 +11,8 @@ from typing import Annotated
 
 import typer
 
+from ..base.errors import Gr00tTrtError
 from ..bench.devices import DEVICES
-from ..errors import Gr00tTrtError
 from .app import app, console, err_console, flag, friendly
 from .render import (
     render_actions,
@@ -33,7 +33,7 @@ BACKEND_HELP = "auto, ort or trt (auto: TensorRT if engines match this GPU, else
 def _writable_file(path: Path | None, option: str) -> None:
     """Refuse, before any work is done, an output path that could not be written (files.check_output)."""
     if path is not None:
-        from ..files import check_output
+        from ..base.files import check_output
 
         check_output(path, option)
 
@@ -50,8 +50,8 @@ def inspect(
 
     Given an export directory instead, show each graph's precision, size on disk and the weight bytes
     a TensorRT engine built from it will hold."""
-    from ..files import write_json
-    from ..manifest import is_export
+    from ..base.files import write_json
+    from ..contract.manifest import is_export
 
     _writable_file(json_out, "--json")
     if Path(checkpoint).is_dir() and is_export(Path(checkpoint)):
@@ -70,8 +70,8 @@ def _inspect_export(folder: Path) -> dict:
     """Render an export's per-graph sizes at their recorded precisions; returns them for --json."""
     import dataclasses
 
-    from ..export_sizes import graph_sizes
-    from ..manifest import load_manifest
+    from ..contract.export_sizes import graph_sizes
+    from ..contract.manifest import load_manifest
 
     manifest = load_manifest(folder, verify_files=False)
     sizes = graph_sizes(folder, manifest)
@@ -85,7 +85,7 @@ def _inspect_export(folder: Path) -> dict:
 
 def _inspect_serving(manifest) -> dict:
     """Print which image sizes and batches the export serves; returns them for --json."""
-    from ..served import serving, serving_lines
+    from ..contract.served import serving, serving_lines
 
     for line in serving_lines(manifest):
         console.print(line, soft_wrap=True)
@@ -111,8 +111,8 @@ def make_checkpoint(
 
 # ------------------------------------------------------------------------------------------ export
 def _parse_sizes(values: list[str] | None) -> tuple[tuple[int, int], ...]:
-    from ..errors import ExportError
-    from ..graphs import parse_image_size
+    from ..base.errors import ExportError
+    from ..contract.graphs import parse_image_size
 
     sizes = []
     for value in values or []:
@@ -201,7 +201,7 @@ def export(
         f"{', '.join(manifest.embodiments)} and image sizes "
         f"{', '.join(f'{h}x{w}' for h, w in manifest.image_sizes)} to {out}"
     )
-    from ..export_sizes import graph_sizes
+    from ..contract.export_sizes import graph_sizes
 
     render_graph_sizes(console, graph_sizes(out, manifest))
     calibration = manifest.precision.get("calibration")
@@ -234,9 +234,14 @@ def run(
 
     import numpy as np
 
-    from ..errors import ObservationError
-    from ..files import write_atomic
-    from ..observations import load_observation, record_observation, save_observation, synthetic_observation
+    from ..base.errors import ObservationError
+    from ..base.files import write_atomic
+    from ..processing.observations import (
+        load_observation,
+        record_observation,
+        save_observation,
+        synthetic_observation,
+    )
     from ..runtime.policy import Policy
 
     if (obs is None) == (not synthetic):
@@ -244,7 +249,7 @@ def run(
     _writable_file(out, "--out")
     _writable_file(save_obs, "--save-obs")
     if record is not None:
-        from ..files import check_output_folder
+        from ..base.files import check_output_folder
 
         check_output_folder(record, "--record")
     policy = Policy.load(export_dir, backend=backend)
@@ -294,8 +299,8 @@ def verify(
     features, ≥ 0.99 and ≤ 0.05 on actions; fp8 ones ≥ 0.99 and ≤ 0.05 on backbone features, ≥ 0.98 and
     ≤ 0.1 on actions. Exit status 2 when a check fails.
     """
-    from ..files import write_json
-    from ..verify import verify_export
+    from ..base.files import write_json
+    from ..verification.verify import verify_export
 
     _writable_file(json_out, "--json")
     try:
@@ -324,7 +329,7 @@ def demo(
     workdir: Annotated[Path, typer.Option(help="Where to put the synthetic checkpoint and the export.")] = Path("gr00t-demo"),
 ) -> None:
     """The whole flow on a tiny synthetic checkpoint: make → export → run on ONNX Runtime → verify."""
-    from ..demo import DEMO_STEPS, run_demo
+    from ..workflows.demo import DEMO_STEPS, run_demo
 
     def on_step(index: int) -> None:
         console.rule(f"{index + 1}/{len(DEMO_STEPS)}  {DEMO_STEPS[index]}")

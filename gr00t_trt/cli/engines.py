@@ -1,6 +1,6 @@
 """The TensorRT commands: ``build`` (engines, or a trtexec script with --dry-run) and ``doctor``.
 
-Thin: the logic lives in ``gr00t_trt.engines`` and ``gr00t_trt.doctor``; library errors become one red
+Thin: the logic lives in ``gr00t_trt.engines`` and ``gr00t_trt.workflows.doctor``; library errors become one red
 line (``app.friendly``).
 """
 
@@ -62,7 +62,7 @@ def doctor(
     export_dir: Annotated[Path | None, typer.Argument(help="Also check this export's engines against this machine.")] = None,
 ) -> None:
     """What this machine can run: Python, ONNX Runtime, TensorRT, cuda-python, GPU, fp8/fp4, engines."""
-    from ..doctor import run_doctor
+    from ..workflows.doctor import run_doctor
 
     report = run_doctor(export_dir)
     table = Table(title="gr00t-trt doctor")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any, NamedTuple
 
-from ..errors import Gr00tTrtError
+from ..base.errors import Gr00tTrtError
 
 
 class Range(NamedTuple):

@@ -94,7 +94,7 @@ def render_parity(console: Console, report) -> None:
 
 def threshold_note(precisions: Mapping[str, str]) -> str:
     """The thresholds of the precisions this export has (bf16 is judged as fp16), and where they are explained."""
-    from ..parity import threshold_for
+    from ..verification.parity import threshold_for
 
     classes = dict.fromkeys("fp16" if p == "bf16" else p for p in precisions.values()) or {"fp32": None}
     parts = []

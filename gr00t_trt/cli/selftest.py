@@ -1,4 +1,4 @@
-"""``gr00t-trt selftest``: on a new device, run this first (logic in ``gr00t_trt.selftest``)."""
+"""``gr00t-trt selftest``: on a new device, run this first (logic in ``gr00t_trt.workflows.selftest``)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def selftest(
 ) -> None:
     """On a new device, run this first: export, build, parity, CUDA graphs, allocations, engine cache and
     bench on the tiny and small presets at every precision the GPU has; writes selftest.json and .md."""
-    from ..selftest import PRESETS, run_selftest
+    from ..workflows.selftest import PRESETS, run_selftest
 
     report = run_selftest(out, presets=tuple(preset or PRESETS), precisions=tuple(precision or ()),
                           device_id=device_id, say=lambda text: console.print(text, highlight=False, markup=False))

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import EngineError, require
+from ..base.errors import EngineError, require
 
 GEMM_OPS = {"MatMul", "Gemm", "Conv", "ConvTranspose"}
 GEMM_LAYER = re.compile(r"gemm|matrix.?multiply|convolution|conv|fully.?connected|mmha|attention", re.IGNORECASE)

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import EngineError
-from ..files import write_atomic
-from ..manifest import GraphEntry, Manifest, load_manifest
+from ..base.errors import EngineError
+from ..base.files import write_atomic
+from ..contract.manifest import GraphEntry, Manifest, load_manifest
 from .audit import AuditReport, audit_engine
 from .cache import (
     EngineKey,

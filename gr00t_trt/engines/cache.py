@@ -18,9 +18,9 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from ..errors import EngineError
-from ..files import read_json, write_atomic
-from ..manifest import GraphEntry, Manifest, sha256_file
+from ..base.errors import EngineError
+from ..base.files import read_json, write_atomic
+from ..contract.manifest import GraphEntry, Manifest, sha256_file
 from .device import GpuInfo
 from .plan import read_plan_header, same_tensorrt
 from .profiles import graph_profile

@@ -10,8 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from types import ModuleType
 
-from ..cuda_python import ask, load_cudart, no_gpu_hint  # load_cudart: either layout (12.6.0: cuda.cudart)
-from ..errors import EngineError, require
+from ..base.errors import EngineError, require
+from ..runtime.cuda_python import (  # load_cudart: either layout (12.6.0: cuda.cudart)
+    ask,
+    load_cudart,
+    no_gpu_hint,
+)
 
 __all__ = ["GpuInfo", "load_cudart", "load_tensorrt", "probe_gpu"]
 

@@ -11,7 +11,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import EngineError
+from ..base.errors import EngineError
 
 PLAN_MAGIC = 0x74727466
 HEADER_SIZE = 28

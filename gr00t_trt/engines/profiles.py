@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import EngineError
-from ..graphs import shape_ranges
-from ..manifest import GraphEntry, Manifest
+from ..base.errors import EngineError
+from ..contract.graphs import shape_ranges
+from ..contract.manifest import GraphEntry, Manifest
 
 
 @dataclass(frozen=True)

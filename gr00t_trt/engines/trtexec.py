@@ -12,7 +12,7 @@ import os
 import shlex
 from pathlib import Path
 
-from ..files import write_atomic
+from ..base.files import write_atomic
 from .cache import TIMING_CACHE_NAME
 from .profiles import GraphProfile
 

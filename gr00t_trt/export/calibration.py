@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..dataflow import CARRY_START, evaluate
-from ..errors import EmbodimentError, ExportError
-from ..observations import OBSERVATION_SUFFIX
+from ..base.errors import EmbodimentError, ExportError
+from ..contract.dataflow import CARRY_START, evaluate
+from ..processing.observations import OBSERVATION_SUFFIX
 from ..runtime.buffers import fill_image_index
 from .examples import run_torch_graph
 
@@ -62,7 +62,7 @@ class CalibrationSet:
 def recorded_calibration_set(folder: str | Path, processor, embodiments: Sequence[str]) -> CalibrationSet:
     """Every ``.npz`` under ``folder``; the embodiment is the parent folder's name when it is exported,
     else the one exported embodiment whose observation keys the file has."""
-    from ..observations import load_observation
+    from ..processing.observations import load_observation
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -103,7 +103,7 @@ def synthetic_calibration_set(
     count: int = DEFAULT_SYNTHETIC_COUNT, seed: int = 1000,
 ) -> CalibrationSet:
     """``count`` random observations per embodiment, cameras cycling through the exported sizes."""
-    from ..observations import synthetic_observation
+    from ..processing.observations import synthetic_observation
 
     sizes = list(image_sizes)
     observations = []

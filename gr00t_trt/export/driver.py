@@ -19,12 +19,12 @@ from pathlib import Path
 import torch
 
 from .. import __version__
-from ..artifacts import StagingFolder, check_replaceable
-from ..dataflow import segments
-from ..errors import EmbodimentError, ExportError
-from ..files import write_atomic
-from ..graphs import dynamic_ranges
-from ..manifest import (
+from ..base.artifacts import StagingFolder, check_replaceable
+from ..base.errors import EmbodimentError, ExportError
+from ..base.files import write_atomic
+from ..contract.dataflow import segments
+from ..contract.graphs import dynamic_ranges
+from ..contract.manifest import (
     EmbodimentEntry,
     GraphEntry,
     Manifest,

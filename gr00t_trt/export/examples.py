@@ -2,7 +2,7 @@
 
 Export needs example inputs for every graph, and validation needs the PyTorch outputs for them. Rather
 than inventing each graph's inputs separately, this runs the wrappers along the declared dataflow
-(``gr00t_trt.dataflow``), exactly as the runtime chains the graphs, so masks, K/V and biases are the kind
+(``gr00t_trt.contract.dataflow``), exactly as the runtime chains the graphs, so masks, K/V and biases are the kind
 of values the graphs will really see. Example sizes come from the dim declarations (``graphs.DIMS``): they
 differ from each other and from every static dim, so torch.export keeps them symbolic.
 """
@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..dataflow import CARRY_START, evaluate, external_inputs
-from ..errors import ExportError
-from ..graphs import DIMS, GRAPH_SPECS, graph_name
+from ..base.errors import ExportError
+from ..contract.dataflow import CARRY_START, evaluate, external_inputs
+from ..contract.graphs import DIMS, GRAPH_SPECS, graph_name
 
 EXAMPLE_BATCH = DIMS["B"].example  # samples
 EXAMPLE_IMAGES = DIMS["n"].example  # images in the example vision call

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..graphs import GRAPH_SPECS
-from ..parity import StageComparison, Threshold, compare, threshold_for
+from ..contract.graphs import GRAPH_SPECS
+from ..verification.parity import StageComparison, Threshold, compare, threshold_for
 
 #: graph outputs compared as masks (additive biases: 0 where attended, ≤ −1e4 where masked; the masked
 #: value legitimately differs between fp32 (−1.7e38) and fp16 (−32752) producers)

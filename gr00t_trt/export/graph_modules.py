@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import ExportError
-from ..graphs import graph_name
+from ..base.errors import ExportError
+from ..contract.graphs import graph_name
 
 #: model state-dict prefixes the wrapper of each graph kind reads (dit_context: also the K/V projections
 #: of the cross-attention blocks, which dit leaves out; head.timestep() places its steps on the device of

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..artifacts import StagingFolder, check_replaceable
-from ..errors import ExportError
-from ..manifest import EmbodimentEntry, Manifest
+from ..base.artifacts import StagingFolder, check_replaceable
+from ..base.errors import ExportError
+from ..contract.manifest import EmbodimentEntry, Manifest
 from .driver import Progress, export_graphs, is_export, write_export_manifest
 
 

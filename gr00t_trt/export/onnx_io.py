@@ -1,6 +1,6 @@
 """Write one graph to ONNX from its declaration, and check what was written.
 
-The graph's ``GraphSpec`` (gr00t_trt/graphs.py) gives names, order and which dims are dynamic; this
+The graph's ``GraphSpec`` (gr00t_trt/contract/graphs.py) gives names, order and which dims are dynamic; this
 module turns that into ``torch.onnx.export`` arguments (dynamo, opset 21, external data), then runs the
 ONNX checker and shape inference, refuses ops TensorRT 10.13 cannot parse or whose output shape depends
 on data, and reads back the concrete I/O for the manifest.
@@ -16,8 +16,8 @@ import numpy as np
 import onnx
 import torch
 
-from ..errors import ExportError
-from ..graphs import DIMS, DYNAMIC_DIMS, GraphSpec, TensorSpec, dim_size
+from ..base.errors import ExportError
+from ..contract.graphs import DIMS, DYNAMIC_DIMS, GraphSpec, TensorSpec, dim_size
 
 OPSET = 21
 #: ops we never ship: data-dependent output shapes, or opset-23 ops TensorRT 10.13 cannot parse

@@ -34,10 +34,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..base.errors import ExportError
 from ..bench.devices import DEVICES
-from ..errors import ExportError
-from ..fp8_plan import FP8_DEFAULTS
-from ..graphs import GRAPH_SPECS
+from ..contract.graphs import GRAPH_SPECS
+from ..families.n16.fp8_plan import FP8_DEFAULTS
 
 PRECISIONS = ("fp32", "fp16", "bf16", "fp8")
 HALF_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
@@ -316,7 +316,7 @@ class ExportPrecision:
         """Run the calibration observations' control steps through the fp32 ``modules`` of one
         ``dataflow.segments`` piece (from ``start`` to ``stop``, before they are cast in place), recording
         the inputs of its fp8 graphs; ``later``: the kinds still to come (none fp8: nothing more to run)."""
-        from ..dataflow import evaluate
+        from ..contract.dataflow import evaluate
         from .calibration import GraphRecords, calibration_chains, recording, torch_runner
         from .vision import reference_grids
 
@@ -342,8 +342,8 @@ class ExportPrecision:
         place; its torch weights are freed as soon as the ONNX is written (the fp32 targets are in
         ``example``), before ModelOpt or ONNX Runtime load the graph — except for bf16 graphs, which
         are validated in PyTorch."""
-        from ..graphs import GRAPH_SPECS as SPECS
-        from ..manifest import GraphEntry
+        from ..contract.graphs import GRAPH_SPECS as SPECS
+        from ..contract.manifest import GraphEntry
         from .graph_modules import release_memory, static_dims
         from .onnx_io import export_onnx, read_io
         from .quantize import quantize_graph

@@ -6,7 +6,7 @@ graph's own calibration feeds (``calibration.py``). ModelOpt calibrates max-abs 
 ONNX Runtime CPU, writes per-tensor activation and per-channel weight scales, and converts everything
 that is not quantised to fp16 (I/O stays fp32).
 
-Which nodes are quantised is declared as data in ``gr00t_trt/fp8_plan.py`` (``FP8_PLAN``, ``FP8_KEEP``),
+Which nodes are quantised is declared as data in ``gr00t_trt/families/n16/fp8_plan.py`` (``FP8_PLAN``, ``FP8_KEEP``),
 per graph kind, by the PyTorch module each ONNX node came from (the exporter records it in
 ``pkg.torch.onnx.name_scopes``):
 
@@ -55,8 +55,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from ..errors import ExportError, require
-from ..fp8_plan import FP8_PLAN, is_planned, role_of
+from ..base.errors import ExportError, require
+from ..families.n16.fp8_plan import FP8_PLAN, is_planned, role_of
 from .onnx_io import all_nodes
 
 GEMM_OPS = ("MatMul", "Gemm")
@@ -294,7 +294,7 @@ def _child_main() -> None:
     import json
     import sys
 
-    from ..files import write_json
+    from ..base.files import write_json
 
     request = json.loads(sys.argv[1])
     path = Path(request["path"])

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import ExportError
+from ..base.errors import ExportError
 from ..model.backbone import EagleBackbone, resize_position_table
 from ..model.checkpoint import parameters_on_meta
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, ManifestError
-from ..files import read_json
+from ..base.errors import ConfigError, ManifestError
+from ..base.files import read_json
 from .family import ModelFamily
 
 N16 = ModelFamily(

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import EmbodimentError, ObservationError
+from ..base.errors import EmbodimentError, ObservationError
 from .config import Gr00tConfig
 
 #: LayerNorm eps of the VLLN, of AdaLayerNorm and of the feed-forward pre-norm (norm3)

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import Qwen3Config, Qwen3Model, Siglip2VisionConfig, Siglip2VisionModel
 
-from ..errors import ObservationError
+from ..base.errors import ObservationError
 from .config import Gr00tConfig
 
 #: attention implementations of transformers that need no extra package (flash-attn is not used)

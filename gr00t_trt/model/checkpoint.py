@@ -24,8 +24,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import CheckpointError
-from ..files import parse_json, read_json
+from ..base.errors import CheckpointError
+from ..base.files import parse_json, read_json
 from .config import Gr00tConfig
 
 INDEX_FILE = "model.safetensors.index.json"

@@ -15,8 +15,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
-from ..files import read_json
+from ..base.errors import ConfigError
+from ..base.files import read_json
 
 #: config.json field where synthetic checkpoints store their own backbone values.
 SYNTHETIC_BACKBONE_KEY = "gr00t_trt_backbone_config"

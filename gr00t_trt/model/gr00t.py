@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..errors import ObservationError
+from ..base.errors import ObservationError
 from .action_head import Gr00tActionHead
 from .backbone import EagleBackbone
 from .config import Gr00tConfig

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import CheckpointError, Gr00tTrtError
-from ..files import read_json
-from ..fp8_plan import is_planned
+from ..base.errors import CheckpointError, Gr00tTrtError
+from ..base.files import read_json
+from ..families.n16.fp8_plan import is_planned
 from .checkpoint import (
     CONFIG_FILE,
     LM_HEAD_KEY,

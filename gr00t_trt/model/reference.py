@@ -6,7 +6,7 @@ import dataclasses
 
 import torch
 
-from ..errors import VerificationError
+from ..base.errors import VerificationError
 from .checkpoint import load_model
 
 

@@ -23,9 +23,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..artifacts import StagingFolder, check_replaceable, is_empty_dir
-from ..errors import CheckpointError, Gr00tTrtError
-from ..files import read_json
+from ..base.artifacts import StagingFolder, check_replaceable, is_empty_dir
+from ..base.errors import CheckpointError, Gr00tTrtError
+from ..base.files import read_json
 from .checkpoint import CONFIG_FILE, INDEX_FILE, TORCH_TO_SAFETENSORS, expected_layout
 from .config import Gr00tConfig
 from .presets import preset_config

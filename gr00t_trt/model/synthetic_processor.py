@@ -18,8 +18,8 @@ import numpy as np
 from tokenizers import AddedToken, trainers
 from tokenizers.pre_tokenizers import ByteLevel
 
-from ..errors import ConfigError
-from ..files import write_json
+from ..base.errors import ConfigError
+from ..base.files import write_json
 from ..processing.modality import BUILTIN_EMBODIMENT_IDS
 from ..processing.prompt import EAGLE_CHAT_TEMPLATE
 from ..processing.tokenizer import (

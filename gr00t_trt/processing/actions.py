@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ..errors import NonFiniteActionError, ObservationError
+from ..base.errors import NonFiniteActionError, ObservationError
 from .modality import ActionFormat, ActionType, EmbodimentSpec, NormParams
 from .state import normalize_meanstd, normalize_minmax, unnormalize_meanstd, unnormalize_minmax
 

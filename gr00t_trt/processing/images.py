@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from ..errors import ObservationError
+from ..base.errors import ObservationError
 
 #: Eagle's resize factor (patch 14 x pixel-unshuffle 2); a side is rounded to a multiple of it.
 IMAGE_FACTOR = 28

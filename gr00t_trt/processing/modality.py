@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import CheckpointError, EmbodimentError
-from ..files import read_json
+from ..base.errors import CheckpointError, EmbodimentError
+from ..base.files import read_json
 
 PROCESSOR_CONFIG_FILE = "processor_config.json"
 STATISTICS_FILE = "statistics.json"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ManifestError
+from ..base.errors import ManifestError
 
 TABLE_FILE = "vision_positions.npy"
 #: bytes a position-table file may have (the full model's is 256 x 1152 float32 = 1.2 MB)

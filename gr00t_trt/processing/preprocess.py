@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import CheckpointError, ObservationError
+from ..base.errors import CheckpointError, ObservationError
 from .actions import check_reference_rotations, decode_actions
 from .images import ImageTransform
 from .modality import EmbodimentSpec, ProcessorSpec, load_processor_spec

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from functools import lru_cache
 
-from ..errors import TokenizerError
+from ..base.errors import TokenizerError
 
 IMAGE_TOKEN = "<IMG_CONTEXT>"
 IMAGE_START_TOKEN = "<img>"

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ..errors import ObservationError
+from ..base.errors import ObservationError
 from .modality import EmbodimentSpec, NormParams
 
 

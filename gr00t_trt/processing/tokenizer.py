@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
-from ..errors import TokenizerError
-from ..files import read_json, write_atomic
+from ..base.errors import TokenizerError
+from ..base.files import read_json, write_atomic
 from .prompt import EAGLE_CHAT_TEMPLATE, IMAGE_END_TOKEN, IMAGE_START_TOKEN, IMAGE_TOKEN
 
 TOKENIZER_FILE = "tokenizer.json"

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import BackendError
+from ..base.errors import BackendError
 
 
 def error_text(err: Any) -> str:

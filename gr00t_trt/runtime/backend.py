@@ -48,15 +48,15 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import BackendError
-from ..graphs import TensorSpec, find_tensor
-from ..manifest import GraphEntry, Manifest
+from ..base.errors import BackendError
+from ..contract.graphs import TensorSpec, find_tensor
+from ..contract.manifest import GraphEntry, Manifest
 
 
 def numpy_dtype(name: str) -> np.dtype:
     """The numpy dtype of a manifest dtype name (bfloat16 through ml_dtypes, imported only if needed)."""
     if name == "bfloat16":
-        from ..errors import require
+        from ..base.errors import require
 
         return np.dtype(require("ml_dtypes", "ml_dtypes", "bfloat16 tensors").bfloat16)
     try:

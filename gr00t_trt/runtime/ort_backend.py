@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import BackendError, require
-from ..graphs import TensorSpec
-from ..manifest import GraphEntry, Manifest
+from ..base.errors import BackendError, require
+from ..contract.graphs import TensorSpec
+from ..contract.manifest import GraphEntry, Manifest
 from .backend import Backend, Binding, Buffer, Copy, GraphInfo, Program, Step
 
 #: ONNX Runtime type strings → numpy dtype names

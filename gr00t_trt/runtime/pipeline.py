@@ -22,7 +22,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ..dataflow import (
+from ..base.errors import EmbodimentError, Gr00tTrtError, ManifestError, ObservationError
+from ..contract.dataflow import (
     CARRIED_INPUT,
     CARRY,
     CARRY_OUTPUT,
@@ -39,11 +40,10 @@ from ..dataflow import (
     external_inputs,
     image_groups,
 )
-from ..errors import EmbodimentError, Gr00tTrtError, ManifestError, ObservationError
-from ..graphs import TensorSpec
-from ..manifest import GraphEntry, Manifest
+from ..contract.graphs import TensorSpec
+from ..contract.manifest import GraphEntry, Manifest
+from ..contract.served import served_sizes
 from ..processing.position_grid import PositionGrids, load_table
-from ..served import served_sizes
 from .backend import Backend, Buffer, Copy, Program, numpy_dtype
 from .buffers import BucketKey, fill_image_index, pad_right, padded_length, row_runs
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import BackendError, EmbodimentError, ObservationError
-from ..manifest import Manifest, load_manifest
+from ..base.errors import BackendError, EmbodimentError, ObservationError
+from ..contract.manifest import Manifest, load_manifest
 from .backend import Backend
 from .pipeline import Pipeline
 from .registry import backend_names, make_backend

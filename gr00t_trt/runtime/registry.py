@@ -13,8 +13,8 @@ import inspect
 from pathlib import Path
 from typing import Any
 
-from ..errors import BackendError
-from ..manifest import Manifest
+from ..base.errors import BackendError
+from ..contract.manifest import Manifest
 from .backend import Backend
 
 _REGISTRY: dict[str, str] = {

@@ -29,11 +29,11 @@ from typing import Any
 
 import numpy as np
 
+from ..base.errors import BackendError, Gr00tTrtError
+from ..contract.graphs import TensorSpec
+from ..contract.manifest import GraphEntry, Manifest
 from ..engines.cache import default_engine_dir, engine_key, plan_path, rebuild_command, reuse_problem
 from ..engines.device import GpuInfo, load_cudart, load_tensorrt, probe_gpu
-from ..errors import BackendError, Gr00tTrtError
-from ..graphs import TensorSpec
-from ..manifest import GraphEntry, Manifest
 from ._cuda import Cuda, Memory, host_view
 from .backend import Backend, Binding, Buffer, Copy, GraphInfo, Program, Step, numpy_dtype
 
@@ -150,7 +150,7 @@ class TrtBackend(Backend):
 
         trt = self._trt
         engines = self.engine_dir or default_engine_dir(folder, self.gpu, trt.__version__)
-        from ..manifest import load_manifest
+        from ..contract.manifest import load_manifest
 
         manifest = load_manifest(folder, verify_files=False)
         plan = require_loadable(folder, engines, entry.name, engine_key(manifest, entry, self.gpu, trt.__version__))

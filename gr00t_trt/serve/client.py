@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ..errors import ServeError, require
+from ..base.errors import ServeError, require
 from . import wire
 
 DEFAULT_MAX_REPLY_BYTES = 64 << 20  # an action chunk is kilobytes; a modality config less

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from ..errors import Gr00tTrtError, ServeError, require
+from ..base.errors import Gr00tTrtError, ServeError, require
 from . import wire
 from .modality import io_description, modality_configs
 

@@ -23,7 +23,7 @@ from typing import Any
 import msgpack
 import numpy as np
 
-from ..errors import ServeError
+from ..base.errors import ServeError
 
 NDARRAY_TAG = "__ndarray_class__"
 MODALITY_CONFIG_TAG = "__ModalityConfig_class__"

@@ -16,7 +16,7 @@ def tiny_policy(tiny_export):
 
 @pytest.fixture(scope="session")
 def tiny_observation(tiny_policy):
-    from gr00t_trt.observations import synthetic_observation
+    from gr00t_trt.processing.observations import synthetic_observation
 
     tag = sorted(tiny_policy.manifest.embodiments)[0]
     obs = synthetic_observation(tiny_policy.preprocessor.spec, tag, image_sizes=tiny_policy.manifest.image_sizes)

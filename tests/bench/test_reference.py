@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from gr00t_trt.base.errors import Gr00tTrtError
 from gr00t_trt.bench.reference import (
     agreement,
     choose_mode,
@@ -13,7 +14,6 @@ from gr00t_trt.bench.reference import (
     compare_separate_process,
     ours_grouped,
 )
-from gr00t_trt.errors import Gr00tTrtError
 
 FP32_ACTIONS = 1e-4  # architecture §7, physical actions at fp32
 

@@ -7,11 +7,11 @@ import json
 
 import pytest
 
+from gr00t_trt.base.errors import CheckpointError, Gr00tTrtError
 from gr00t_trt.bench.devices import DEVICES, find_device
 from gr00t_trt.bench.model_only import roofline_from_checkpoint, roofline_from_export
 from gr00t_trt.bench.roofline import Roofline, check_stored_params, default_workload, stored_params
-from gr00t_trt.errors import CheckpointError, Gr00tTrtError
-from gr00t_trt.export_sizes import stored_weight_bytes
+from gr00t_trt.contract.export_sizes import stored_weight_bytes
 from gr00t_trt.model.presets import preset_config
 
 C, E, OUT, FF = 1536, 2048, 1024, 6144
@@ -132,7 +132,7 @@ def test_find_device():
 
 
 def test_export_roofline_against_onnx_initializers(tiny_export):
-    from gr00t_trt.manifest import load_manifest
+    from gr00t_trt.contract.manifest import load_manifest
 
     manifest = load_manifest(tiny_export, verify_files=False)
     roof = roofline_from_export(tiny_export)

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
+from gr00t_trt.base.errors import Gr00tTrtError
 from gr00t_trt.bench.runner import END_TO_END, run_benchmark
-from gr00t_trt.errors import Gr00tTrtError
 
 
 def test_end_to_end_p50_agrees_with_independent_wall_clock(tiny_policy, tiny_observation):

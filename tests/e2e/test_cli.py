@@ -13,8 +13,8 @@ from safetensors import safe_open
 from typer.testing import CliRunner
 
 from gr00t_trt.cli import app
-from gr00t_trt.observations import save_observation, synthetic_observation
 from gr00t_trt.processing.modality import load_processor_spec
+from gr00t_trt.processing.observations import save_observation, synthetic_observation
 
 runner = CliRunner()
 
@@ -160,7 +160,7 @@ def test_inspect_full_size_header_only_checkpoint(tmp_path):
 
 
 def test_inspect_an_export_lists_every_graph_with_its_sizes(tiny_export, tmp_path):
-    from gr00t_trt.manifest import load_manifest
+    from gr00t_trt.contract.manifest import load_manifest
 
     result = invoke("inspect", tiny_export, "--json", tmp_path / "sizes.json")
     assert result.exit_code == 0, result.output
@@ -358,7 +358,7 @@ def test_verify_table_shows_the_measured_mean_abs_and_the_runs_own_thresholds():
     from rich.console import Console
 
     from gr00t_trt.cli.render import render_parity
-    from gr00t_trt.parity import ParityReport, StageComparison, threshold_for
+    from gr00t_trt.verification.parity import ParityReport, StageComparison, threshold_for
 
     fp8 = threshold_for("backbone", "fp8")
     report = ParityReport([StageComparison("seed0 backbone features", 0.9951, 0.0421, 0.9, 0.08, fp8, True, (1, 4))],
@@ -376,7 +376,7 @@ def test_verify_table_shows_the_measured_mean_abs_and_the_runs_own_thresholds():
 
 
 def test_verify_help_quotes_every_threshold_it_enforces():
-    from gr00t_trt.parity import threshold_for
+    from gr00t_trt.verification.parity import threshold_for
 
     text = help_of("verify")
     for precision in ("fp16", "fp8"):

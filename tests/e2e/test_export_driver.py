@@ -6,11 +6,11 @@ import json
 
 import pytest
 
-from gr00t_trt.errors import EmbodimentError, ExportError
+from gr00t_trt.base.errors import EmbodimentError, ExportError
+from gr00t_trt.contract.graphs import GRAPH_SPECS
+from gr00t_trt.contract.manifest import load_manifest, sha256_file
 from gr00t_trt.export import onnx_io
 from gr00t_trt.export.driver import ExportOptions, export_checkpoint
-from gr00t_trt.graphs import GRAPH_SPECS
-from gr00t_trt.manifest import load_manifest, sha256_file
 
 
 def test_export_directory_holds_everything_the_runtime_needs(tiny_export):

@@ -1,16 +1,16 @@
 """Every declared graph kind is exported, validated and checked by verify (Optimum's "all models tested").
 
-Adding a graph kind to ``gr00t_trt.graphs`` without an export wrapper, a dataflow stage, or a path through
+Adding a graph kind to ``gr00t_trt.contract.graphs`` without an export wrapper, a dataflow stage, or a path through
 ``verify`` makes one of these fail.
 """
 
 from __future__ import annotations
 
-from gr00t_trt import dataflow
-from gr00t_trt.graphs import GRAPH_SPECS
-from gr00t_trt.manifest import load_manifest
+from gr00t_trt.contract import dataflow
+from gr00t_trt.contract.graphs import GRAPH_SPECS
+from gr00t_trt.contract.manifest import load_manifest
 from gr00t_trt.runtime.pipeline import Pipeline
-from gr00t_trt.verify import verify_export
+from gr00t_trt.verification.verify import verify_export
 
 
 def test_every_kind_is_exported(tiny_export):

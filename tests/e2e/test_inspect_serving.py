@@ -8,8 +8,8 @@ import json
 from typer.testing import CliRunner
 
 from gr00t_trt.cli import app
-from gr00t_trt.manifest import load_manifest
-from gr00t_trt.served import served_sizes, serving, serving_lines
+from gr00t_trt.contract.manifest import load_manifest
+from gr00t_trt.contract.served import served_sizes, serving, serving_lines
 
 
 def test_inspect_an_export_says_which_image_sizes_and_batches_it_serves(tiny_export, tmp_path):

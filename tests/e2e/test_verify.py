@@ -5,15 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gr00t_trt import verify as verify_module
-from gr00t_trt.errors import VerificationError
+from gr00t_trt.base.errors import VerificationError
 from gr00t_trt.export.driver import ExportOptions, export_checkpoint
 from gr00t_trt.model.synthetic import make_checkpoint
-from gr00t_trt.observations import INSTRUCTIONS, synthetic_observation
 from gr00t_trt.processing.images import processed_image_size
 from gr00t_trt.processing.modality import load_processor_spec
+from gr00t_trt.processing.observations import INSTRUCTIONS, synthetic_observation
 from gr00t_trt.runtime.pipeline import Pipeline
-from gr00t_trt.verify import verify_export
+from gr00t_trt.verification import verify as verify_module
+from gr00t_trt.verification.verify import verify_export
 
 LEVELS = ("alone", "lock-step", "action head on reference backbone", "end-to-end: backbone features",
           "end-to-end: normalised action", "end-to-end: physical")

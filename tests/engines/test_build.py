@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from standin.onnx_graphs import make_onnx
 
+from gr00t_trt.base.errors import EngineError
+from gr00t_trt.contract.graphs import TensorSpec as TensorEntry
+from gr00t_trt.contract.manifest import GraphEntry, load_manifest
 from gr00t_trt.engines.build import BuildOptions, build_engines, make_logger, network_from_onnx
 from gr00t_trt.engines.cache import EngineKey, engine_key, require_loadable
 from gr00t_trt.engines.device import probe_gpu
 from gr00t_trt.engines.plan import read_plan_header
-from gr00t_trt.errors import EngineError
-from gr00t_trt.graphs import TensorSpec as TensorEntry
-from gr00t_trt.manifest import GraphEntry, load_manifest
 
 SMALL = ("state_encoder", "action_decoder")
 

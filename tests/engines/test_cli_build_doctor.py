@@ -39,10 +39,10 @@ def test_plans_built_by_build_sh_are_adopted_after_verification(standin_trt, tin
     import tensorrt as trt
     from cuda.bindings import runtime as cudart
 
+    from gr00t_trt.contract.manifest import load_manifest
     from gr00t_trt.engines.build import BuildOptions, build_engines
     from gr00t_trt.engines.cache import engine_key, require_loadable, sidecar_path
     from gr00t_trt.engines.device import probe_gpu
-    from gr00t_trt.manifest import load_manifest
 
     tiny_export = shutil.copytree(tiny_export, tmp_path / "export")
     out = tmp_path / "eng"
@@ -80,7 +80,7 @@ def test_build_without_gpu_is_one_line(standin_trt, tiny_export, tmp_path):
 
 
 def test_doctor_reports_no_gpu_cleanly():
-    from gr00t_trt.doctor import run_doctor
+    from gr00t_trt.workflows.doctor import run_doctor
 
     report = run_doctor()
     assert report.value("gpu").startswith("no GPU — ")
@@ -92,8 +92,8 @@ def test_doctor_reports_no_gpu_cleanly():
 
 def test_doctor_with_a_gpu_and_matching_engines(standin_trt, tiny_export, tmp_path):
     tiny_export = shutil.copytree(tiny_export, tmp_path / "export")
-    from gr00t_trt.doctor import run_doctor
     from gr00t_trt.engines.build import BuildOptions, build_engines
+    from gr00t_trt.workflows.doctor import run_doctor
 
     before = run_doctor(tiny_export)
     assert before.value("gpu") == "Stand-in GPU, compute capability 8.9, 16.0 GiB, discrete"

@@ -9,13 +9,13 @@ import shutil
 import pytest
 from standin.onnx_graphs import make_onnx
 
+from gr00t_trt.base.errors import EngineError
+from gr00t_trt.contract.manifest import load_manifest
 from gr00t_trt.engines.audit import audit_engine_information
 from gr00t_trt.engines.build import BuildOptions, build_engines
 from gr00t_trt.engines.cache import engine_key, plan_path, require_loadable, reuse_problem, sidecar_path
 from gr00t_trt.engines.device import probe_gpu
 from gr00t_trt.engines.plan import check_plan_version, read_plan_header
-from gr00t_trt.errors import EngineError
-from gr00t_trt.manifest import load_manifest
 
 ONE = ("state_encoder",)
 
@@ -55,6 +55,8 @@ def test_an_fp8_graph_built_fp32_fails_the_build(standin_trt, tiny_export, tmp_p
     """Defect 2 end to end: an fp8 GEMM that comes back fp32 (TensorRT #4590) is refused, not kept."""
     import tensorrt as trt
 
+    from gr00t_trt.contract.graphs import TensorSpec
+    from gr00t_trt.contract.manifest import GraphEntry
     from gr00t_trt.engines.build import (
         audit_plan,
         config_for_profile,
@@ -63,8 +65,6 @@ def test_an_fp8_graph_built_fp32_fails_the_build(standin_trt, tiny_export, tmp_p
         network_from_onnx,
     )
     from gr00t_trt.engines.profiles import GraphProfile, InputProfile
-    from gr00t_trt.graphs import TensorSpec
-    from gr00t_trt.manifest import GraphEntry
 
     onnx_path = make_onnx(tmp_path / "fp8.onnx", "fp8")
     entry = GraphEntry("fp8", "dit", onnx_path.name, "fp8", (TensorSpec("x", "float32", ("B", 8)),), ())
@@ -132,8 +132,8 @@ def test_a_garbage_sidecar_is_a_one_line_reason(standin_trt, tiny_export, tmp_pa
 
 def test_doctor_checks_the_plan_header_as_loading_does(standin_trt, tiny_export, tmp_path):
     """Issue 17 item 12: garbage whose sha256 the sidecar matches is not "matching this machine"."""
-    from gr00t_trt.doctor import run_doctor
     from gr00t_trt.engines.cache import plan_sha256
+    from gr00t_trt.workflows.doctor import run_doctor
 
     folder = shutil.copytree(tiny_export, tmp_path / "export")
     build_engines(folder, BuildOptions())

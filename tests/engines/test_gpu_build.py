@@ -26,7 +26,7 @@ def test_real_trt_backend_matches_ort_and_replays_cuda_graphs(tiny_export, tmp_p
 
     import numpy as np
 
-    from gr00t_trt.observations import synthetic_observation
+    from gr00t_trt.processing.observations import synthetic_observation
     from gr00t_trt.runtime.policy import Policy
 
     folder = shutil.copytree(tiny_export, tmp_path / "export")
@@ -61,7 +61,7 @@ def test_trt_engines_meet_the_section_7_thresholds(tiny_checkpoint, tmp_path, pr
     """Every level of verify on the TensorRT backend, at each half precision and fp8, against the
     unoptimised PyTorch reference with architecture §7's thresholds for that precision."""
     from gr00t_trt.engines.device import probe_gpu
-    from gr00t_trt.verify import verify_export
+    from gr00t_trt.verification.verify import verify_export
 
     cc = probe_gpu().compute_capability
     if precision == "fp8" and cc < (8, 9):
@@ -82,7 +82,7 @@ def test_steady_state_allocates_no_device_or_host_memory(tiny_export, tmp_path):
     import tracemalloc
 
     from gr00t_trt.engines.device import load_cudart
-    from gr00t_trt.observations import synthetic_observation
+    from gr00t_trt.processing.observations import synthetic_observation
     from gr00t_trt.runtime.policy import Policy
 
     cudart = load_cudart()

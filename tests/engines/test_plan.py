@@ -6,8 +6,8 @@ import struct
 
 import pytest
 
+from gr00t_trt.base.errors import EngineError
 from gr00t_trt.engines.plan import check_plan_version, parse_plan_header, read_plan_header
-from gr00t_trt.errors import EngineError
 
 
 def _header(version=(10, 13, 0, 35), serialization=0, magic=0x74727466) -> bytes:

@@ -6,9 +6,9 @@ import dataclasses
 
 import pytest
 
+from gr00t_trt.base.errors import EngineError
+from gr00t_trt.contract.manifest import load_manifest
 from gr00t_trt.engines.profiles import graph_profile
-from gr00t_trt.errors import EngineError
-from gr00t_trt.manifest import load_manifest
 
 
 def test_profiles_of_every_graph(tiny_export):

@@ -14,10 +14,10 @@ import torch
 import torch.nn.functional as F
 from onnx import numpy_helper
 
-from gr00t_trt.errors import EmbodimentError
+from gr00t_trt.base.errors import EmbodimentError
+from gr00t_trt.contract.graphs import ACTION_HEAD_KINDS, GRAPH_SPECS
 from gr00t_trt.export.action_head_graphs import action_head_graph_modules, example_inputs, example_masks
 from gr00t_trt.export.onnx_io import FORBIDDEN_OPS, OPSET, all_nodes, export_onnx
-from gr00t_trt.graphs import ACTION_HEAD_KINDS, GRAPH_SPECS
 from gr00t_trt.model.action_head import Gr00tActionHead, cross_block_indices
 from gr00t_trt.model.presets import preset_config
 

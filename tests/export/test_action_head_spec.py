@@ -220,7 +220,7 @@ def test_exported_graphs_on_onnxruntime_follow_the_spec(tiny_export, inputs, exp
     """The fp32 export of the same checkpoint, chained as the runtime chains it, against the spec."""
     import onnxruntime as ort
 
-    from gr00t_trt.manifest import load_manifest
+    from gr00t_trt.contract.manifest import load_manifest
 
     manifest = load_manifest(tiny_export)
     assert {tag: e.slot for tag, e in manifest.embodiments.items()}["unitree_g1"] == 8  # slot == id: unsliced

@@ -8,10 +8,10 @@ import onnx
 import pytest
 import torch
 
+from gr00t_trt.contract.graphs import BACKBONE, VISION
 from gr00t_trt.export.backbone import BackboneGraph
 from gr00t_trt.export.onnx_io import FORBIDDEN_OPS, export_onnx
 from gr00t_trt.export.vision import VisionGraph
-from gr00t_trt.graphs import BACKBONE, VISION
 from gr00t_trt.model.presets import preset_config
 from gr00t_trt.model.synthetic import synthetic_model
 

@@ -14,9 +14,9 @@ import re
 import onnx
 import pytest
 
+from gr00t_trt.contract.manifest import load_manifest
 from gr00t_trt.export.driver import ExportOptions, export_checkpoint
-from gr00t_trt.manifest import load_manifest
-from gr00t_trt.preflight import preflight_export
+from gr00t_trt.verification.preflight import preflight_export
 
 EMBODIMENT = "libero_panda"
 
@@ -78,7 +78,7 @@ def test_mixed_export_actions_pass_fp8_thresholds_end_to_end(mixed_preflight):
 def test_ort_runtime_refuses_bf16_graphs_by_name(mixed_export):
     """bf16 graphs are for TensorRT; ONNX Runtime CPU lacks bf16 kernels, so the preflight checks them in
     PyTorch — and the ORT backend must refuse them plainly rather than run something else."""
-    from gr00t_trt.errors import BackendError
+    from gr00t_trt.base.errors import BackendError
     from gr00t_trt.runtime.policy import Policy
 
     with pytest.raises(BackendError, match=r"its bf16 graphs \(backbone\) cannot run on ONNX Runtime CPU — build "
@@ -87,7 +87,7 @@ def test_ort_runtime_refuses_bf16_graphs_by_name(mixed_export):
 
 
 def test_verify_checks_bf16_exports_through_the_cpu_preflight(mixed_export, tiny_checkpoint):
-    from gr00t_trt.verify import verify_export
+    from gr00t_trt.verification.verify import verify_export
 
     report = verify_export(mixed_export, tiny_checkpoint, backend="ort")
     assert report.context["backend"] is None and "CPU preflight" in report.context["note"]
@@ -114,8 +114,8 @@ def small_checkpoint(tmp_path_factory):
 
 
 def _recorded(folder, checkpoint):
-    from gr00t_trt.observations import record_observation, synthetic_observation
     from gr00t_trt.processing.modality import load_processor_spec
+    from gr00t_trt.processing.observations import record_observation, synthetic_observation
 
     spec = load_processor_spec(checkpoint)
     for seed in range(4):
@@ -146,7 +146,7 @@ def test_small_preset_against_architecture_thresholds(small_checkpoint, tmp_path
 
 
 def test_sizes_count_fp8_weights_at_one_byte(mixed_export, tiny_export):
-    from gr00t_trt.export_sizes import graph_sizes
+    from gr00t_trt.contract.export_sizes import graph_sizes
 
     mixed = {s.name: s for s in graph_sizes(mixed_export, load_manifest(mixed_export))}
     fp32 = {s.name: s for s in graph_sizes(tiny_export, load_manifest(tiny_export))}

@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from gr00t_trt.base.errors import ExportError
 from gr00t_trt.bench.devices import DEVICES
-from gr00t_trt.errors import ExportError
+from gr00t_trt.contract.graphs import GRAPH_SPECS
 from gr00t_trt.export.precision import (
     DEVICE_DEFAULTS,
     FP16_SATURATION,
@@ -17,7 +18,6 @@ from gr00t_trt.export.precision import (
     plan_precision,
     precision_module,
 )
-from gr00t_trt.graphs import GRAPH_SPECS
 
 
 def test_single_precision_applies_to_every_graph():

@@ -9,9 +9,9 @@ import numpy as np
 import onnx
 import pytest
 
-from gr00t_trt.errors import ExportError
+from gr00t_trt.base.errors import ExportError
 from gr00t_trt.export.quantize import gemm_nodes, planned_nodes, quantize_graph, quantized_nodes
-from gr00t_trt.fp8_plan import FP8_PLAN
+from gr00t_trt.families.n16.fp8_plan import FP8_PLAN
 
 #: what the plan must quantise in each fp8 graph of the tiny preset, by role — and nothing else
 EXPECTED_ROLES = {
@@ -35,7 +35,7 @@ NEVER = ("patch_embedding", "proj_out_2")
 
 @pytest.mark.parametrize("name", ["vision", "dit_context", "dit"])
 def test_quantised_gemms_are_exactly_the_plan(mixed_export, name):
-    from gr00t_trt.manifest import load_manifest
+    from gr00t_trt.contract.manifest import load_manifest
 
     manifest = load_manifest(mixed_export)
     kind = manifest.graph(name).kind
@@ -83,11 +83,11 @@ def records(tiny_export, tiny_checkpoint, tmp_path_factory):
     """Recorded observations (written by record_observation) → every graph's fp32 inputs/outputs."""
     import torch
 
+    from gr00t_trt.contract.manifest import load_manifest
     from gr00t_trt.export.calibration import calibration_records, recorded_calibration_set
     from gr00t_trt.export.graph_modules import graph_modules
-    from gr00t_trt.manifest import load_manifest
     from gr00t_trt.model.checkpoint import load_model
-    from gr00t_trt.observations import record_observation, synthetic_observation
+    from gr00t_trt.processing.observations import record_observation, synthetic_observation
     from gr00t_trt.processing.preprocess import Preprocessor
 
     manifest = load_manifest(tiny_export)

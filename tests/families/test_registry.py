@@ -10,7 +10,7 @@ import types
 
 import pytest
 
-from gr00t_trt.errors import ConfigError, ManifestError
+from gr00t_trt.base.errors import ConfigError, ManifestError
 from gr00t_trt.families import family as family_module
 from gr00t_trt.families.family import FamilyExport, FamilyRuntime, ModelFamily, required_names
 from gr00t_trt.families.registry import (

@@ -14,7 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gr00t_trt.errors import EmbodimentError, ObservationError
+from gr00t_trt.base.errors import EmbodimentError, ObservationError
 from gr00t_trt.model.action_head import (
     CategorySpecificLinear,
     Gr00tActionHead,

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from transformers.models.siglip2.image_processing_pil_siglip2 import convert_image_to_patches
 from transformers.models.siglip2.modeling_siglip2 import Siglip2VisionEmbeddings
 
-from gr00t_trt.errors import ObservationError
+from gr00t_trt.base.errors import ObservationError
 from gr00t_trt.model.backbone import EagleBackbone
 from gr00t_trt.model.synthetic import init_synthetic_
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from gr00t_trt.errors import CheckpointError
+from gr00t_trt.base.errors import CheckpointError
 from gr00t_trt.model import checkpoint as ckpt
 from gr00t_trt.model.checkpoint import (
     INDEX_FILE,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gr00t_trt.errors import CheckpointError
+from gr00t_trt.base.errors import CheckpointError
 from gr00t_trt.model.checkpoint import INDEX_FILE, load_model, read_safetensors_header, read_tensor_index
 from gr00t_trt.model.inspect import inspect_checkpoint
 

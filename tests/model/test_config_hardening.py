@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from gr00t_trt.errors import ConfigError
+from gr00t_trt.base.errors import ConfigError
 from gr00t_trt.model import checkpoint, gr00t
 from gr00t_trt.model.checkpoint import model_layout
 from gr00t_trt.model.config import SYNTHETIC_BACKBONE_KEY, Gr00tConfig

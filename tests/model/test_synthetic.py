@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from gr00t_trt.errors import CheckpointError
+from gr00t_trt.base.errors import CheckpointError
 from gr00t_trt.model.checkpoint import INDEX_FILE, expected_layout, load_model, read_tensor_index
 from gr00t_trt.model.config import Gr00tConfig
 from gr00t_trt.model.presets import preset_config
@@ -209,7 +209,7 @@ def test_bf16_reference_is_close_to_fp32(tiny_checkpoint, loaded):
 
 
 def test_prompt_without_images_and_bad_image_lists(loaded):
-    from gr00t_trt.errors import ObservationError
+    from gr00t_trt.base.errors import ObservationError
 
     model, config = loaded
     inputs = example_inputs(config)

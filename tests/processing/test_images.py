@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gr00t_trt.errors import ObservationError
+from gr00t_trt.base.errors import ObservationError
 from gr00t_trt.processing.images import ImageTransform, preprocess_image, processed_image_size
 
 

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from gr00t_trt.errors import CheckpointError, EmbodimentError
+from gr00t_trt.base.errors import CheckpointError, EmbodimentError
 from gr00t_trt.processing.modality import (
     BUILTIN_EMBODIMENT_IDS,
     ActionFormat,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from gr00t_trt.errors import ManifestError
+from gr00t_trt.base.errors import ManifestError
 from gr00t_trt.model.backbone import resize_position_table
 from gr00t_trt.processing.position_grid import PositionGrids, load_table, resample_grid, table_bytes
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gr00t_trt.errors import CheckpointError, EmbodimentError, ObservationError, TokenizerError
+from gr00t_trt.base.errors import CheckpointError, EmbodimentError, ObservationError, TokenizerError
 from gr00t_trt.model.presets import preset_config
 from gr00t_trt.model.synthetic_processor import write_processor_files
 from gr00t_trt.processing.images import processed_image_size
@@ -274,7 +274,7 @@ def test_degenerate_reference_rotation_is_an_observation_error(pre, rot6d):
 
 
 def test_non_finite_model_output_is_never_decoded(pre):
-    from gr00t_trt.errors import NonFiniteActionError
+    from gr00t_trt.base.errors import NonFiniteActionError
 
     inputs = pre(libero_obs(pre, batch=1), "libero_panda")
     action_pred = np.zeros((1, 16, 16), np.float32)
@@ -288,7 +288,7 @@ def test_non_finite_model_output_is_never_decoded(pre):
 
 @pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning")
 def test_non_finite_physical_actions_are_refused(pre):
-    from gr00t_trt.errors import NonFiniteActionError
+    from gr00t_trt.base.errors import NonFiniteActionError
     from gr00t_trt.processing.actions import decode_actions
 
     spec = pre.spec.embodiment("libero_panda")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gr00t_trt.errors import ObservationError
+from gr00t_trt.base.errors import ObservationError
 from gr00t_trt.processing.modality import NormParams
 from gr00t_trt.processing.state import (
     normalize_meanstd,

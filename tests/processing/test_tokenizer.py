@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from gr00t_trt.errors import TokenizerError
+from gr00t_trt.base.errors import TokenizerError
 from gr00t_trt.model.presets import preset_config
 from gr00t_trt.model.synthetic_processor import build_synthetic_tokenizer
 from gr00t_trt.processing import prompt as prompt_mod

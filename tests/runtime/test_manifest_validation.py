@@ -8,8 +8,8 @@ import shutil
 
 import pytest
 
-from gr00t_trt.errors import ManifestError
-from gr00t_trt.manifest import load_manifest
+from gr00t_trt.base.errors import ManifestError
+from gr00t_trt.contract.manifest import load_manifest
 
 
 @pytest.fixture
@@ -128,7 +128,7 @@ def _point_external_data_at(folder, location: str) -> None:
     dit.onnx's sha256 in the manifest, as an attacker with write access to the export would."""
     import onnx
 
-    from gr00t_trt.manifest import sha256_file
+    from gr00t_trt.contract.manifest import sha256_file
 
     target = folder / location
     shutil.copyfile(folder / "dit.onnx.data", target)
@@ -148,7 +148,7 @@ def test_every_external_data_file_a_graph_reads_must_be_listed(export_copy):
 
 
 def test_a_listed_external_data_file_is_hashed(export_copy):
-    from gr00t_trt.manifest import sha256_file
+    from gr00t_trt.contract.manifest import sha256_file
 
     _point_external_data_at(export_copy, "hidden.bin")
     _edit(export_copy, _set("files", "hidden.bin", sha256_file(export_copy / "hidden.bin")))
@@ -186,7 +186,7 @@ def test_a_graph_that_is_not_protobuf_is_refused_at_load(export_copy):
 
 
 def test_external_data_behind_an_unknown_group_field_is_still_found(tmp_path):
-    from gr00t_trt.onnx_external import external_data_files
+    from gr00t_trt.contract.onnx_external import external_data_files
 
     entry = b"\x0a\x08location\x12\x06hidden"  # StringStringEntryProto key/value
     tensor = b"\x6a" + bytes([len(entry)]) + entry  # TensorProto.external_data (13)

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gr00t_trt.errors import BackendError
-from gr00t_trt.manifest import load_manifest
+from gr00t_trt.base.errors import BackendError
+from gr00t_trt.contract.manifest import load_manifest
 from gr00t_trt.runtime.backend import Copy
 from gr00t_trt.runtime.ort_backend import OrtBackend
 
@@ -132,7 +132,7 @@ def test_shared_thread_pool_gives_the_same_actions(fake_export):
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         import numpy as np
         from runtime_fakes import make_inputs, make_noise
-        from gr00t_trt.manifest import load_manifest
+        from gr00t_trt.contract.manifest import load_manifest
         from gr00t_trt.runtime import OrtBackend, Pipeline
         folder = {str(fake_export.folder)!r}
         layout = [[(4, 6), (8, 4)], [(8, 4)]]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gr00t_trt.dataflow import image_groups
+from gr00t_trt.contract.dataflow import image_groups
 from gr00t_trt.runtime.buffers import fill_image_index, pad_right, padded_length, row_runs
 
 

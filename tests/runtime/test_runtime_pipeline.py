@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from runtime_fakes import DIMS, STEPS, make_inputs, make_noise, write_fake_export
 
-from gr00t_trt.errors import EmbodimentError, ManifestError, ObservationError
-from gr00t_trt.manifest import load_manifest
+from gr00t_trt.base.errors import EmbodimentError, ManifestError, ObservationError
+from gr00t_trt.contract.manifest import load_manifest
 from gr00t_trt.runtime import Copy, Pipeline
 
 A, B = (4, 6), (8, 4)
@@ -194,7 +194,7 @@ def test_sizes_never_named_at_export_are_served_by_the_one_vision_graph(pipe, fa
 def test_per_size_vision_exports_are_refused_with_a_re_export_hint(fake_export, tmp_path):
     import dataclasses
 
-    from gr00t_trt.manifest import write_manifest
+    from gr00t_trt.contract.manifest import write_manifest
     from gr00t_trt.runtime import OrtBackend
 
     folder = shutil.copytree(fake_export.folder, tmp_path / "old")

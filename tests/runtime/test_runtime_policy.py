@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from runtime_fakes import FakeSpec, write_fake_export
 
-from gr00t_trt.errors import BackendError, EmbodimentError, ObservationError
-from gr00t_trt.manifest import load_manifest
+from gr00t_trt.base.errors import BackendError, EmbodimentError, ObservationError
+from gr00t_trt.contract.manifest import load_manifest
 from gr00t_trt.runtime import OrtBackend, Policy
 from gr00t_trt.runtime.registry import make_backend
 

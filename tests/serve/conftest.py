@@ -131,7 +131,7 @@ def raw(served):
 
 @pytest.fixture(scope="session")
 def observation(served_policy):
-    from gr00t_trt.observations import synthetic_observation
+    from gr00t_trt.processing.observations import synthetic_observation
 
     return synthetic_observation(served_policy.preprocessor.spec, EMBODIMENT, seed=3,
                                  image_sizes=served_policy.manifest.image_sizes)

@@ -15,8 +15,8 @@ import pytest
 import zmq
 from conftest import EMBODIMENT, TOKEN
 
+from gr00t_trt.base.errors import ServeError
 from gr00t_trt.client import ModalityConfig, PolicyClient
-from gr00t_trt.errors import ServeError
 
 
 @pytest.fixture

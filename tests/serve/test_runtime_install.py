@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from conftest import EMBODIMENT
 
-from gr00t_trt.observations import save_observation
+from gr00t_trt.processing.observations import save_observation
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow  # a fresh venv and a registry install: a minute or two
@@ -150,7 +150,7 @@ def test_runtime_profile_runs_and_serves_without_torch(runtime_venv, tiny_export
 
 
 def _observation(policy):
-    from gr00t_trt.observations import synthetic_observation
+    from gr00t_trt.processing.observations import synthetic_observation
 
     nested = synthetic_observation(policy.preprocessor.spec, EMBODIMENT, seed=8, image_sizes=policy.manifest.image_sizes)
     flat = {f"video.{k}": v for k, v in nested["video"].items()}

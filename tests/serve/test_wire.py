@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from conftest import raw_decode_hook, raw_encode_hook
 
-from gr00t_trt.errors import ServeError
+from gr00t_trt.base.errors import ServeError
 from gr00t_trt.serve import wire
 
 

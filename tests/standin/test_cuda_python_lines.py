@@ -7,14 +7,14 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
+from gr00t_trt.base.errors import EngineError
 from gr00t_trt.cli import app
-from gr00t_trt.doctor import run_doctor
+from gr00t_trt.contract.manifest import load_manifest
 from gr00t_trt.engines.device import load_cudart, probe_gpu
-from gr00t_trt.errors import EngineError
-from gr00t_trt.manifest import load_manifest
 from gr00t_trt.runtime.ort_backend import OrtBackend
 from gr00t_trt.runtime.registry import make_backend
 from gr00t_trt.runtime.trt_backend import TrtBackend
+from gr00t_trt.workflows.doctor import run_doctor
 from standin.cudart_lines import LINES, install_line
 
 

@@ -179,10 +179,10 @@ def test_the_inspector_needs_a_context_for_formats(context):
 
 def test_fp8_builds_fail_below_sm89(tmp_path):
     """Precision limits per SM: TensorRT has no fp8 kernels below compute capability 8.9."""
+    from gr00t_trt.contract.graphs import TensorSpec
+    from gr00t_trt.contract.manifest import GraphEntry
     from gr00t_trt.engines.build import BuildOptions, config_for_profile, create_builder, network_from_onnx
     from gr00t_trt.engines.profiles import GraphProfile, InputProfile
-    from gr00t_trt.graphs import TensorSpec
-    from gr00t_trt.manifest import GraphEntry
     from standin.onnx_graphs import make_onnx
 
     with standin.install() as state:

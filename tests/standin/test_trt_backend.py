@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 import standin
+from gr00t_trt.base.errors import BackendError
+from gr00t_trt.contract.manifest import load_manifest
 from gr00t_trt.engines.build import BuildOptions, build_engines
-from gr00t_trt.errors import BackendError
-from gr00t_trt.manifest import load_manifest
-from gr00t_trt.observations import synthetic_observation
+from gr00t_trt.processing.observations import synthetic_observation
 from gr00t_trt.runtime.policy import Policy
 from gr00t_trt.runtime.trt_backend import TrtBackend
 
@@ -268,7 +268,7 @@ def test_releasing_a_buffer_waits_for_queued_work(trt_export):
 
 
 def test_a_modified_onnx_file_is_refused_at_load_even_with_engines(trt_export, tmp_path):
-    from gr00t_trt.errors import ManifestError
+    from gr00t_trt.base.errors import ManifestError
 
     folder, _state = trt_export
     copy = shutil.copytree(folder, tmp_path / "export")
@@ -291,7 +291,7 @@ def test_plans_are_deserialised_from_a_memory_map_not_a_second_copy(trt_export):
 @pytest.mark.parametrize("content", [b"[]", b'{"format": "\xff"}', b"[" * 100_000])
 def test_a_garbage_sidecar_falls_back_under_auto_and_is_one_line_under_trt(trt_export, tmp_path, content):
     """Issue 17: the sidecar is read bounded (read_json) and type-checked, never a crash."""
-    from gr00t_trt.doctor import run_doctor
+    from gr00t_trt.workflows.doctor import run_doctor
 
     folder, _state = trt_export
     copy = shutil.copytree(folder, tmp_path / "export")

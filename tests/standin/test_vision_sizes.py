@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 import standin
+from gr00t_trt.base.errors import ObservationError
 from gr00t_trt.engines.build import BuildOptions, build_engines
-from gr00t_trt.errors import ObservationError
-from gr00t_trt.observations import synthetic_observation
+from gr00t_trt.processing.observations import synthetic_observation
 from gr00t_trt.runtime.policy import Policy
 
 

@@ -77,9 +77,9 @@ def main() -> None:
     from standin import cudart as fake_cudart
     from standin.cudart_lines import module as line_module
 
-    from gr00t_trt.cuda_python import describe, driver_line, load_cudart
+    from gr00t_trt.base.errors import Gr00tTrtError
     from gr00t_trt.engines.device import probe_gpu
-    from gr00t_trt.errors import Gr00tTrtError
+    from gr00t_trt.runtime.cuda_python import describe, driver_line, load_cudart
     from trt_real.conformance import _root, check_cudart_standin, collect_chains
 
     def first_contact(rt) -> str:

@@ -89,9 +89,9 @@ def section_conformance(trt, cudart, payload, repo):
 def section_cli(trt, cudart, payload, repo):
     """What build and doctor say on this machine with the real module as ``tensorrt``."""
     sys.path.insert(0, str(repo))
-    from gr00t_trt.doctor import run_doctor
+    from gr00t_trt.base.errors import Gr00tTrtError
     from gr00t_trt.engines.build import create_builder, make_logger
-    from gr00t_trt.errors import Gr00tTrtError
+    from gr00t_trt.workflows.doctor import run_doctor
 
     out = {}
     try:

@@ -6,12 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from ...export.graph_modules import graph_modules
-from ...fp8_plan import FP8_PLAN
 from ...model.checkpoint import expected_layout
 from ...model.config import Gr00tConfig
 from ...model.presets import preset_config
 from ...model.reference import load_reference
 from ...model.synthetic import make_checkpoint
+from .fp8_plan import FP8_PLAN
 
 __all__ = [
     "FP8_PLAN", "expected_layout", "graph_modules", "load_reference", "make_checkpoint", "preset_config",

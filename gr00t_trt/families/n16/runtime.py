@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ...dataflow import CONTROL_STEP
-from ...graphs import DIMS, GRAPH_SPECS
+from ...contract.dataflow import CONTROL_STEP
+from ...contract.graphs import DIMS, GRAPH_SPECS
 
 __all__ = ["CONTROL_STEP", "DIMS", "GRAPH_SPECS", "make_preprocessor"]
 

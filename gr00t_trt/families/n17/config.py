@@ -17,8 +17,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from ...errors import ConfigError
-from ...files import read_json
+from ...base.errors import ConfigError
+from ...base.files import read_json
 from ...model.config import INT_LIMITS, SYNTHETIC_BACKBONE_KEY, DiTConfig, check_values
 
 MODEL_TYPE = "Gr00tN1d7"

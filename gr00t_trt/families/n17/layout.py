@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from ...errors import CheckpointError
+from ...base.errors import CheckpointError
 from ...model.checkpoint import DTYPE_BYTES, WEIGHT_DTYPES, LayoutCheck, StoredTensor
 from ...model.layout import _linear, _norm, action_head_layout
 from .config import MODEL, N17Config

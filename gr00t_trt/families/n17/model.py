@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ...errors import CheckpointError, ObservationError
+from ...base.errors import CheckpointError, ObservationError
 from ...model.action_head import Gr00tActionHead
 from ...model.backbone import Holder
 from ...model.checkpoint import (

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ...errors import CheckpointError, ConfigError
-from ...files import write_json
+from ...base.errors import CheckpointError, ConfigError
+from ...base.files import write_json
 from ...model.synthetic import (
     MAX_SHARD_BYTES,
     SYNTHETIC_MARKER_KEY,

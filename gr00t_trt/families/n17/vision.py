@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...errors import ObservationError
+from ...base.errors import ObservationError
 from .config import N17Config
 
 

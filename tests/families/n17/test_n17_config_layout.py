@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from gr00t_trt.errors import CheckpointError, ConfigError
+from gr00t_trt.base.errors import CheckpointError, ConfigError
 from gr00t_trt.families.n17 import layout
 from gr00t_trt.families.n17.config import N17Config, preset_config, read_config
 

@@ -14,7 +14,7 @@ import re
 import pytest
 import torch
 
-from gr00t_trt.errors import CheckpointError
+from gr00t_trt.base.errors import CheckpointError
 from gr00t_trt.families.n17 import layout
 from gr00t_trt.families.n17.config import preset_config, token_ids
 from gr00t_trt.families.n17.model import Gr00tN1d7, load_model, open_model, qwen3_vl_config

@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from gr00t_trt.errors import CheckpointError
+from gr00t_trt.base.errors import CheckpointError
 from gr00t_trt.families.n17 import layout
 from gr00t_trt.families.n17.config import BUILTIN_EMBODIMENT_IDS, preset_config, read_config
 from gr00t_trt.families.n17.synthetic import make_checkpoint, make_header_only_checkpoint, synthetic_model

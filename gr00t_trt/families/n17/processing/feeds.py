@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ....errors import ObservationError
+from ....base.errors import ObservationError
 from ....processing.modality import ProcessorSpec
 from ....processing.preprocess import _parse_observation, transform_images
 from ....processing.state import normalize_state

@@ -17,7 +17,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from ....errors import ObservationError
+from ....base.errors import ObservationError
 from ....processing.images import _center_crop, _crop_size, _resize_short_side, _short_side_size
 
 #: Qwen3-VL vision geometry (spec §1.2): 16-px patches, 2 temporal slices, 2x2 merge.

@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from types import MappingProxyType
 
-from ....errors import CheckpointError
-from ....files import read_json
+from ....base.errors import CheckpointError
+from ....base.files import read_json
 from ....processing.modality import PROCESSOR_CONFIG_FILE, ProcessorSpec, load_processor_spec
 
 N17_PROCESSOR_CLASS = "Gr00tN1d7Processor"

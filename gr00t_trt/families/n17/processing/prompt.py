@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ....errors import TokenizerError
+from ....base.errors import TokenizerError
 from ....processing.prompt import formalize_language
 from .tokenizer import IM_END, IM_START, IMAGE_PAD, VISION_END, VISION_START, Qwen3VLTokenizer
 

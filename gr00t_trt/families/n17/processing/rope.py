@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ....errors import ObservationError
+from ....base.errors import ObservationError
 from .images import MERGE_SIZE
 from .tokenizer import EXPECTED_IDS, IMAGE_PAD
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 from tokenizers import AddedToken, Tokenizer
 
-from ....errors import TokenizerError
-from ....files import write_atomic
+from ....base.errors import TokenizerError
+from ....base.files import write_atomic
 from ....processing.tokenizer import (
     QWEN_ADDED_TOKENS,
     TOKENIZER_FILE,

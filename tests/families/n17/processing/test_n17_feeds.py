@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gr00t_trt.errors import EmbodimentError, ObservationError
+from gr00t_trt.base.errors import EmbodimentError, ObservationError
 from gr00t_trt.families.n17.processing.feeds import N17HostProcessor
 from gr00t_trt.families.n17.processing.images import N17ImageTransform, normalize_patches, patch_rows
 from gr00t_trt.families.n17.processing.prompt import prompt_ids

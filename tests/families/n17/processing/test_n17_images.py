@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gr00t_trt.errors import ObservationError
+from gr00t_trt.base.errors import ObservationError
 from gr00t_trt.families.n17.processing.images import (
     N17ImageTransform,
     grid_thw,

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from gr00t_trt.errors import CheckpointError
+from gr00t_trt.base.errors import CheckpointError
 from gr00t_trt.families.n17.processing.feeds import N17HostProcessor
 from gr00t_trt.families.n17.processing.modality import load_n17_processor_spec, read_letter_box
 from gr00t_trt.model.presets import preset_config

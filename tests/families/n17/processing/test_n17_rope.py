@@ -8,7 +8,7 @@ import types
 import numpy as np
 import pytest
 
-from gr00t_trt.errors import ObservationError
+from gr00t_trt.base.errors import ObservationError
 from gr00t_trt.families.n17.processing.images import grid_thw
 from gr00t_trt.families.n17.processing.prompt import prompt_ids
 from gr00t_trt.families.n17.processing.rope import mrope_position_ids, sample_positions

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer, models
 
-from gr00t_trt.errors import TokenizerError
+from gr00t_trt.base.errors import TokenizerError
 from gr00t_trt.families.n17.processing.prompt import image_token_count, prompt_ids, prompt_text
 from gr00t_trt.families.n17.processing.tokenizer import (
     QWEN3_VL_TOKENIZER_SIZE,

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from .errors import EngineError, MissingDependencyError
+from ..base.errors import EngineError, MissingDependencyError
 
 #: the runtime module, newest layout first
 LAYOUTS = ("cuda.bindings.runtime", "cuda.cudart")

@@ -13,8 +13,8 @@ import platform
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .cuda_python import INSTALL, describe, driver_line, version_text
-from .errors import Gr00tTrtError
+from ..base.errors import Gr00tTrtError
+from ..runtime.cuda_python import INSTALL, describe, driver_line, version_text
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ def precision_plan(compute_capability: tuple[int, int] | None) -> str:
 
 
 def _tensorrt_row(report: DoctorReport, gpu_problem: str | None):
-    from .engines.device import load_tensorrt
+    from ..engines.device import load_tensorrt
 
     try:
         trt = load_tensorrt()
@@ -80,7 +80,7 @@ def _tensorrt_row(report: DoctorReport, gpu_problem: str | None):
     if gpu_problem:  # never create a Builder without a device: some releases abort the process
         report.add("tensorrt", f"{version} installed but unusable: no GPU ({gpu_problem})", ok=False)
         return None
-    from .engines.build import create_builder, make_logger
+    from ..engines.build import create_builder, make_logger
 
     try:
         create_builder(trt, make_logger(trt))
@@ -111,7 +111,7 @@ def run_doctor(export_dir: str | Path | None = None, device_id: int = 0) -> Doct
     except ImportError:
         report.add("onnxruntime", "not installed", ok=False)
     gpu, gpu_problem = None, None
-    from .engines.device import load_cudart, probe_gpu
+    from ..engines.device import load_cudart, probe_gpu
 
     try:
         cudart = load_cudart()
@@ -133,7 +133,7 @@ def run_doctor(export_dir: str | Path | None = None, device_id: int = 0) -> Doct
     jetson = jetson_release()
     report.add("jetson", jetson or "not a Jetson")
     cc = gpu.compute_capability if gpu else None
-    from .engines.device import supports_precision
+    from ..engines.device import supports_precision
 
     report.add("fp8", "yes" if supports_precision(cc, "fp8") else "no", ok=True)
     report.add("fp4", "yes" if supports_precision(cc, "fp4") else "no", ok=True)
@@ -145,8 +145,8 @@ def run_doctor(export_dir: str | Path | None = None, device_id: int = 0) -> Doct
 
 
 def _engines_status(export_dir: Path, gpu, trt_version: str | None) -> str:
-    from .engines.cache import default_engine_dir, engine_key, plan_path, rebuild_command, reuse_problem
-    from .manifest import load_manifest
+    from ..contract.manifest import load_manifest
+    from ..engines.cache import default_engine_dir, engine_key, plan_path, rebuild_command, reuse_problem
 
     if gpu is None or trt_version is None:
         return "cannot match engines without a usable GPU and TensorRT"

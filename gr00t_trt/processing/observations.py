@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ObservationError
-from .files import write_atomic
-from .processing.images import processed_image_size
+from ..base.errors import ObservationError
+from ..base.files import write_atomic
+from .images import processed_image_size
 
 #: raw camera frames tried, in order, to hit a requested preprocessed size
 _CANDIDATE_FRAMES = ((480, 640), (256, 256), (240, 320), (224, 224), (256, 320), (720, 1280), (360, 640))
@@ -102,7 +102,7 @@ def load_observation(path: str | Path, max_bytes: int = MAX_OBSERVATION_BYTES) -
         kind = "a single .npy array" if magic.startswith(_NPY_MAGIC) else "not a zip archive"
         raise ObservationError(
             f"{path} is not an .npz observation ({kind}) — expected a file written by numpy.savez or "
-            "gr00t_trt.observations.save_observation"
+            "gr00t_trt.processing.observations.save_observation"
         )
     obs = {}
     try:

@@ -15,7 +15,7 @@ import re
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from .errors import ManifestError
+from ..base.errors import ManifestError
 from .onnx_external import external_data_files
 
 #: sanity bounds: far above any GR00T size, far below what would exhaust memory when allocated

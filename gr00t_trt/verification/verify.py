@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .dataflow import CARRIED_INPUT, STAGES, denoise_step, evaluate
-from .errors import BackendError, Gr00tTrtError, VerificationError
-from .manifest import load_manifest
+from ..base.errors import BackendError, Gr00tTrtError, VerificationError
+from ..contract.dataflow import CARRIED_INPUT, STAGES, denoise_step, evaluate
+from ..contract.manifest import load_manifest
+from ..runtime.pipeline import HeadInputs
 from .parity import ParityReport, compare, threshold_for
-from .runtime.pipeline import HeadInputs
 
 
 def verify_export(
@@ -42,10 +42,10 @@ def verify_export(
     ``same_checkpoint`` refuses, before any work, a checkpoint whose fingerprint differs from the one the
     export was made from; pass False to measure how far other weights of the same config are.
     """
-    from .export.driver import fingerprint
-    from .model.checkpoint import resolve_checkpoint
-    from .model.reference import load_reference
-    from .runtime.policy import Policy
+    from ..export.driver import fingerprint
+    from ..model.checkpoint import resolve_checkpoint
+    from ..model.reference import load_reference
+    from ..runtime.policy import Policy
 
     manifest = load_manifest(export_dir)
     folder = resolve_checkpoint(checkpoint)
@@ -88,7 +88,7 @@ def _preflight(export_dir, checkpoint) -> ParityReport:
 
 
 def _cases(policy, manifest, obs_path, embodiments, seeds, observations):
-    from .observations import load_observation, synthetic_observation
+    from ..processing.observations import load_observation, synthetic_observation
 
     if observations is not None:
         for i, (tag, obs) in enumerate(observations):

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .export.graph_check import compare_outputs, ort_session, run_session
+from ..export.graph_check import compare_outputs, ort_session, run_session
 from .parity import ParityReport, compare, threshold_for
 
 _FEATURE_KINDS = ("vision", "backbone", "dit_context")
@@ -28,9 +28,9 @@ _FEATURE_KINDS = ("vision", "backbone", "dit_context")
 
 def candidate_runner(folder: Path, manifest, model, config, slots):
     """run(name, kind, feeds) of the export at its recorded precisions (module docstring)."""
-    from .export.calibration import torch_runner
-    from .export.graph_modules import graph_modules
-    from .export.precision import precision_module
+    from ..export.calibration import torch_runner
+    from ..export.graph_modules import graph_modules
+    from ..export.precision import precision_module
 
     activation = manifest.precision.get("activation_dtype", _io_dtype(manifest))
     sessions, bf16 = {}, {}
@@ -68,14 +68,14 @@ def preflight_export(
     """Check every graph of ``export_dir`` at its precision against the fp32 graph modules of
     ``checkpoint`` on ``observations`` (default: one synthetic observation per exported embodiment)."""
 
-    from .export.calibration import chain_graphs, torch_runner
-    from .export.graph_modules import graph_modules
-    from .export.precision import io_value, least_precise
-    from .export.vision import reference_grids
-    from .manifest import load_manifest
-    from .model.reference import load_reference
-    from .observations import synthetic_observation
-    from .processing.preprocess import Preprocessor
+    from ..contract.manifest import load_manifest
+    from ..export.calibration import chain_graphs, torch_runner
+    from ..export.graph_modules import graph_modules
+    from ..export.precision import io_value, least_precise
+    from ..export.vision import reference_grids
+    from ..model.reference import load_reference
+    from ..processing.observations import synthetic_observation
+    from ..processing.preprocess import Preprocessor
 
     folder = Path(export_dir)
     manifest = load_manifest(folder)

@@ -14,8 +14,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import EmbodimentError, Gr00tTrtError, ManifestError
-from .files import read_json, write_json
+from ..base.errors import EmbodimentError, Gr00tTrtError, ManifestError
+from ..base.files import read_json, write_json
 from .graphs import TensorSpec, find_tensor
 from .manifest_checks import check_integrity, validate_manifest_data
 
@@ -29,7 +29,7 @@ class GraphEntry:
     """One exported graph."""
 
     name: str  # file stem, e.g. "vision_252x336", "dit"
-    kind: str  # a key of gr00t_trt.graphs.GRAPH_SPECS
+    kind: str  # a key of gr00t_trt.contract.graphs.GRAPH_SPECS
     file: str  # "<name>.onnx" (its weights in "<name>.onnx.data")
     precision: str  # fp32 | fp16 | bf16 | fp8
     inputs: tuple[TensorSpec, ...]  # concrete numpy dtype names: float32, float16, int64, bool, uint8

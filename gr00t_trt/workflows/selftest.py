@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import EngineError
-from .files import write_atomic, write_json
+from ..base.errors import EngineError
+from ..base.files import write_atomic, write_json
 
 PRESETS = ("tiny", "small")
 Say = Callable[[str], None]
@@ -93,8 +93,8 @@ def supported_precisions(compute_capability: tuple[int, int]) -> list[str]:
 
 def require_gpu(device_id: int = 0):
     """(GpuInfo, TensorRT version), or the one-line EngineError saying why this machine has no usable GPU."""
-    from .engines.device import load_cudart, load_tensorrt, probe_gpu
-    from .errors import Gr00tTrtError
+    from ..base.errors import Gr00tTrtError
+    from ..engines.device import load_cudart, load_tensorrt, probe_gpu
 
     try:
         gpu = probe_gpu(device_id, load_cudart())
@@ -106,7 +106,7 @@ def require_gpu(device_id: int = 0):
 
 def device_memory_in_use() -> int:
     """Bytes of device memory in use now (cudaMemGetInfo: total - free)."""
-    from .cuda_python import ask, load_cudart
+    from ..runtime.cuda_python import ask, load_cudart
 
     cudart = load_cudart()
     err, free, total = ask(cudart.cudaMemGetInfo)
@@ -136,7 +136,7 @@ class _Run:
 
 
 def _observation(policy, batch: int = 1, seed: int = 0):
-    from .observations import synthetic_observation
+    from ..processing.observations import synthetic_observation
 
     tag = sorted(policy.manifest.embodiments)[0]
     return tag, synthetic_observation(policy.preprocessor.spec, tag, seed=seed, batch=batch,
@@ -144,7 +144,7 @@ def _observation(policy, batch: int = 1, seed: int = 0):
 
 
 def _export(checkpoint: Path, folder: Path, precision: str) -> str:
-    from .export.driver import ExportOptions, export_checkpoint
+    from ..export.driver import ExportOptions, export_checkpoint
 
     if folder.exists():
         shutil.rmtree(folder)
@@ -155,7 +155,7 @@ def _export(checkpoint: Path, folder: Path, precision: str) -> str:
 def _build(folder: Path, timing_cache: Path) -> str:
     """Build (audited: a layer that fell back from the precision the graph asks for fails the build); one
     timing cache for every export of the run, so layers timed once are not timed again."""
-    from .engines.build import BuildOptions, build_engines
+    from ..engines.build import BuildOptions, build_engines
 
     report = build_engines(folder, BuildOptions(workspace_gb=2, force=True, timing_cache=timing_cache))
     layers: dict[str, int] = {}
@@ -166,7 +166,7 @@ def _build(folder: Path, timing_cache: Path) -> str:
 
 
 def _reuse(folder: Path) -> str:
-    from .engines.build import BuildOptions, build_engines
+    from ..engines.build import BuildOptions, build_engines
 
     engines = build_engines(folder, BuildOptions(workspace_gb=2)).engines
     rebuilt = [e.graph for e in engines if not e.reused]
@@ -177,7 +177,7 @@ def _reuse(folder: Path) -> str:
 
 def _trt_vs_ort(folder: Path) -> str:
     """fp32 engines against ONNX Runtime on the same inputs, batch 1 and 2, three calls each."""
-    from .runtime.policy import Policy
+    from ..runtime.policy import Policy
 
     worst = 0.0
     with Policy.load(folder, backend="ort") as ref, Policy.load(folder, backend="trt") as policy:
@@ -193,7 +193,7 @@ def _trt_vs_ort(folder: Path) -> str:
 
 
 def _verify(folder: Path, checkpoint: Path) -> str:
-    from .verify import verify_export
+    from ..verification.verify import verify_export
 
     report = verify_export(folder, checkpoint, backend="trt", seeds=1)
     if not report.passed:
@@ -204,7 +204,7 @@ def _verify(folder: Path, checkpoint: Path) -> str:
 
 
 def _graphs_on_off(folder: Path) -> str:
-    from .runtime.policy import Policy
+    from ..runtime.policy import Policy
 
     with Policy.load(folder, backend="trt", cuda_graphs=True) as on, \
             Policy.load(folder, backend="trt", cuda_graphs=False) as off:
@@ -220,7 +220,7 @@ def _graphs_on_off(folder: Path) -> str:
 def _steady_state(folder: Path) -> str:
     import tracemalloc
 
-    from .runtime.policy import Policy
+    from ..runtime.policy import Policy
 
     with Policy.load(folder, backend="trt") as policy:
         tag, obs = _observation(policy)
@@ -244,8 +244,8 @@ def _steady_state(folder: Path) -> str:
 
 
 def _bench(folder: Path, results: dict[str, dict[str, Any]], key: str) -> str:
-    from .bench.runner import run_benchmark
-    from .runtime.policy import Policy
+    from ..bench.runner import run_benchmark
+    from ..runtime.policy import Policy
 
     with Policy.load(folder, backend="trt") as policy:
         tag, obs = _observation(policy)
@@ -273,8 +273,8 @@ def _one_export(run: _Run, preset: str, precision: str, checkpoint: Path, folder
 def run_selftest(out_dir: str | Path, *, presets: tuple[str, ...] = PRESETS, precisions: tuple[str, ...] = (),
                  device_id: int = 0, say: Say = print) -> SelftestReport:
     """Run every check on this GPU, write ``selftest.json`` and ``selftest.md`` in ``out_dir``."""
+    from ..model.synthetic import make_checkpoint
     from .doctor import run_doctor
-    from .model.synthetic import make_checkpoint
 
     gpu, trt_version = require_gpu(device_id)  # before anything is written
     out = Path(out_dir)

@@ -29,10 +29,10 @@ DEMO_STEPS = (
 class DemoReport:
     checkpoint: Path
     export_dir: Path
-    manifest: Any  # gr00t_trt.manifest.Manifest
+    manifest: Any  # gr00t_trt.contract.manifest.Manifest
     actions: dict[str, np.ndarray]
     timings: dict[str, float]  # steady state (second call), ms
-    parity: Any  # gr00t_trt.parity.ParityReport
+    parity: Any  # gr00t_trt.verification.parity.ParityReport
     seconds: float
 
     @property
@@ -43,11 +43,11 @@ class DemoReport:
 def run_demo(workdir: str | Path, *, embodiment: str = "libero_panda", on_step: Callable[[int], None] | None = None,
              progress: Callable[[str, str], None] | None = None) -> DemoReport:
     """Run the demo in ``workdir``; ``on_step(i)`` is called as step i of ``DEMO_STEPS`` starts."""
-    from .export.driver import ExportOptions, export_checkpoint
-    from .model.synthetic import make_checkpoint
-    from .observations import synthetic_observation
-    from .runtime.policy import Policy
-    from .verify import verify_export
+    from ..export.driver import ExportOptions, export_checkpoint
+    from ..model.synthetic import make_checkpoint
+    from ..processing.observations import synthetic_observation
+    from ..runtime.policy import Policy
+    from ..verification.verify import verify_export
 
     on_step = on_step or (lambda index: None)
     workdir = Path(workdir)

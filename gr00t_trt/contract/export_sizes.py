@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ManifestError
+from ..base.errors import ManifestError
 
 #: bytes per element of the ONNX TensorProto data types an export holds (FLOAT, UINT8, INT8, UINT16, INT16,
 #: INT32, INT64, BOOL, FLOAT16, DOUBLE, UINT32, UINT64, BFLOAT16, the four FLOAT8 types)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import mmap
 from pathlib import Path
 
-from .errors import ManifestError
+from ..base.errors import ManifestError
 
 # message -> {field number: message kind of that (length-delimited) field}
 _FIELDS: dict[str, dict[int, str]] = {

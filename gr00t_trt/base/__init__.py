@@ -1,0 +1,1 @@
+"""Shared foundations: the exception family, bounded/atomic file I/O, staged artefact folders."""
