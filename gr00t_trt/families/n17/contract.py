@@ -1,0 +1,137 @@
+"""GR00T N1.7's export contract: its graphs' I/O, its dims and its control step, declared as data.
+
+Same shape of chain as N1.6 (vision per image size → backbone → dit_context → the action unit), with
+N1.7's differences made explicit in the declarations:
+- vision takes the camera images (uint8, as N1.6: patchify, the temporal duplication and merge-block
+  ordering happen in the graph) and three per-size tables the host computes once per size (the learned
+  position table resampled to the patch grid, the 2-D rotary cos/sin); it returns the merged image
+  embeddings and the three DeepStack features, each one row block per image;
+- backbone adds the DeepStack features after LLM layers 0-2 and takes M-RoPE position ids [3, B, S]
+  computed on the host; it returns the features *before* the final norm;
+- dit_context adds the VL self-attention, which attends to the original's own (left) batch padding but
+  must not see the runtime's bucket padding: ``original_mask`` marks the columns the original model has.
+The action-head graphs are N1.6's, at N1.7's widths.
+"""
+
+from __future__ import annotations
+
+from ...contract.dataflow import CARRY, GRID, OBS, STEP, Stage
+from ...contract.graphs import (  # N1.6 declarations (moving to families/n16)
+    ACTION_DECODER,
+    ACTION_ENCODER,
+    DIT,
+    FLOAT,
+    STATE_ENCODER,
+    DimSpec,
+    GraphSpec,
+    TensorSpec,
+)
+
+#: the DeepStack features the vision graph returns and the backbone adds after layers 0, 1, 2
+DEEPSTACK = ("deepstack_0", "deepstack_1", "deepstack_2")
+
+
+def _t(name: str, dtype: str, *dims: str | int) -> TensorSpec:
+    return TensorSpec(name, dtype, tuple(dims))
+
+
+DIMS: dict[str, DimSpec] = {
+    d.name: d
+    for d in (
+        DimSpec("B", "batch", dynamic=True, example=2, trace_max=1024),
+        DimSpec("S", "backbone sequence length (text + image tokens, padded to a bucket)", dynamic=True,
+                trace_max=32768),
+        DimSpec("T", "image-embedding rows given to the backbone (Σ tokens of all images)", dynamic=True,
+                trace_max=65536),
+        DimSpec("n", "images in one vision call", dynamic=True, example=3, trace_max=1024),
+        DimSpec("r", "token-grid rows of the images of one vision call", dynamic=True, example=5, trace_max=256),
+        DimSpec("c", "token-grid columns of the images of one vision call", dynamic=True, example=7,
+                trace_max=256),
+        DimSpec("h", "image height (token rows x pixels per token side)", product=("r", "R")),
+        DimSpec("w", "image width", product=("c", "R")),
+        DimSpec("gh", "patch-grid rows (token rows x merge factor)", product=("r", "U")),
+        DimSpec("gw", "patch-grid columns", product=("c", "U")),
+        DimSpec("P", "patches per image (merge-block order)", product=("gh", "gw")),
+        DimSpec("t", "tokens per image", product=("r", "c")),
+        DimSpec("R", "pixels per token side (patch x merge factor: 32)"),
+        DimSpec("U", "patches per token side (spatial merge factor: 2)"),
+        DimSpec("Dv", "vision width"),
+        DimSpec("Dr", "vision attention head dim (the rotary tables' width)"),
+        DimSpec("E", "LLM width"),
+        DimSpec("H", "action horizon"),
+        DimSpec("Ds", "padded state dim"),
+        DimSpec("Da", "padded action dim"),
+        DimSpec("C", "DiT input width"),
+        DimSpec("L", "cross-attention blocks"),
+        DimSpec("Hc", "DiT attention heads"),
+        DimSpec("Dh", "DiT attention head dim"),
+        DimSpec("O", "DiT output width"),
+    )
+}
+
+VISION = GraphSpec(
+    kind="vision",
+    inputs=(
+        _t("images", "uint8", "n", "h", "w", 3),
+        _t("position_table", FLOAT, "P", "Dv"),
+        _t("rotary_cos", FLOAT, "P", "Dr"),
+        _t("rotary_sin", FLOAT, "P", "Dr"),
+    ),
+    outputs=(_t("image_embeds", FLOAT, "n", "t", "E"), *(_t(name, FLOAT, "n", "t", "E") for name in DEEPSTACK)),
+    doc="normalise to [-1, 1], patchify in merge-block order (each frame twice: temporal patch 2), patch "
+        "embedding + the resampled position table, Qwen3-VL blocks with 2-D RoPE (per-size tables from the "
+        "host), the merger and the three DeepStack mergers; one graph for every image size",
+)
+
+BACKBONE = GraphSpec(
+    kind="backbone",
+    inputs=(
+        _t("input_ids", "int64", "B", "S"),
+        _t("image_embeds", FLOAT, "T", "E"),
+        *(_t(name, FLOAT, "T", "E") for name in DEEPSTACK),
+        _t("image_index", "int64", "B", "S"),
+        _t("position_ids", "int64", 3, "B", "S"),
+        _t("attention_mask", "bool", "B", "S"),
+    ),
+    outputs=(_t("backbone_features", FLOAT, "B", "S", "E"),),
+    doc="token embedding gather, image rows placed by gather/where, Qwen3-VL text layers with interleaved "
+        "M-RoPE from host position ids and DeepStack added after layers 0-2; read before the final norm",
+)
+
+DIT_CONTEXT = GraphSpec(
+    kind="dit_context",
+    inputs=(
+        _t("backbone_features", FLOAT, "B", "S", "E"),
+        _t("image_mask", "bool", "B", "S"),
+        _t("attention_mask", "bool", "B", "S"),
+        _t("original_mask", "bool", "B", "S"),
+    ),
+    outputs=(
+        _t("cross_k", FLOAT, "L", "B", "Hc", "S", "Dh"),
+        _t("cross_v", FLOAT, "L", "B", "Hc", "S", "Dh"),
+        _t("text_bias", FLOAT, "B", 1, 1, "S"),
+        _t("image_bias", FLOAT, "B", 1, 1, "S"),
+    ),
+    doc="VLLN, the VL self-attention (keys: the original's columns, its own padding included), the to_k/to_v "
+        "of every cross-attention block once per control step, additive masks",
+)
+
+#: Every graph kind, in the order a control step runs them (the action unit's four are N1.6's).
+GRAPH_SPECS: dict[str, GraphSpec] = {
+    g.kind: g for g in (VISION, BACKBONE, DIT_CONTEXT, STATE_ENCODER, ACTION_ENCODER, DIT, ACTION_DECODER)
+}
+
+CONTROL_STEP: tuple[Stage, ...] = (
+    Stage("vision", {"images": OBS, "position_table": GRID, "rotary_cos": GRID, "rotary_sin": GRID}, "vision",
+          per_image_size=True),
+    Stage("backbone", {"input_ids": OBS, "image_embeds": "vision", **{name: "vision" for name in DEEPSTACK},
+                       "image_index": OBS, "position_ids": OBS, "attention_mask": OBS}, "backbone"),
+    Stage("dit_context", {"backbone_features": "backbone", "image_mask": OBS, "attention_mask": OBS,
+                          "original_mask": OBS}, "dit_context"),
+    Stage("state_encoder", {"state": OBS, "embodiment_id": OBS}, "action_head"),
+    Stage("action_encoder", {"actions": CARRY, "step": STEP, "embodiment_id": OBS}, "action_head", per_step=True),
+    Stage("dit", {"state_features": "state_encoder", "action_features": "action_encoder", "cross_k": "dit_context",
+                  "cross_v": "dit_context", "text_bias": "dit_context", "image_bias": "dit_context", "step": STEP},
+          "action_head", per_step=True),
+    Stage("action_decoder", {"dit_out": "dit", "actions": CARRY, "embodiment_id": OBS}, "action_head", per_step=True),
+)
