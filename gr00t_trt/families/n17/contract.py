@@ -4,7 +4,9 @@ Same shape of chain as N1.6 (vision per image size → backbone → dit_context 
 N1.7's differences made explicit in the declarations:
 - vision takes the camera images (uint8, as N1.6: patchify, the temporal duplication and merge-block
   ordering happen in the graph) and three per-size tables the host computes once per size (the learned
-  position table resampled to the patch grid, the 2-D rotary cos/sin); it returns the merged image
+  position table resampled to the patch grid, the 2-D rotary cos/sin), each [gh, gw, X] in raster order
+  (one dynamic factor per axis, which torch.export can trace; the graph reorders them to merge-block
+  order as it does the patches); it returns the merged image
   embeddings and the three DeepStack features, each one row block per image;
 - backbone adds the DeepStack features after LLM layers 0-2 and takes M-RoPE position ids [3, B, S]
   computed on the host; it returns the features *before* the final norm;
@@ -15,17 +17,9 @@ The action-head graphs are N1.6's, at N1.7's widths.
 
 from __future__ import annotations
 
-from ...contract.dataflow import CARRY, GRID, OBS, STEP, Stage
-from ...contract.graphs import (  # N1.6 declarations (moving to families/n16)
-    ACTION_DECODER,
-    ACTION_ENCODER,
-    DIT,
-    FLOAT,
-    STATE_ENCODER,
-    DimSpec,
-    GraphSpec,
-    TensorSpec,
-)
+from ...contract.dataflow import CARRY, GRID, OBS, STEP, Contract, Stage
+from ...contract.graphs import FLOAT, DimSpec, GraphSpec, TensorSpec
+from ..n16.contract import ACTION_DECODER, ACTION_ENCODER, DIT, STATE_ENCODER
 
 #: the DeepStack features the vision graph returns and the backbone adds after layers 0, 1, 2
 DEEPSTACK = ("deepstack_0", "deepstack_1", "deepstack_2")
@@ -73,9 +67,9 @@ VISION = GraphSpec(
     kind="vision",
     inputs=(
         _t("images", "uint8", "n", "h", "w", 3),
-        _t("position_table", FLOAT, "P", "Dv"),
-        _t("rotary_cos", FLOAT, "P", "Dr"),
-        _t("rotary_sin", FLOAT, "P", "Dr"),
+        _t("position_table", FLOAT, "gh", "gw", "Dv"),
+        _t("rotary_cos", FLOAT, "gh", "gw", "Dr"),
+        _t("rotary_sin", FLOAT, "gh", "gw", "Dr"),
     ),
     outputs=(_t("image_embeds", FLOAT, "n", "t", "E"), *(_t(name, FLOAT, "n", "t", "E") for name in DEEPSTACK)),
     doc="normalise to [-1, 1], patchify in merge-block order (each frame twice: temporal patch 2), patch "
@@ -135,3 +129,5 @@ CONTROL_STEP: tuple[Stage, ...] = (
           "action_head", per_step=True),
     Stage("action_decoder", {"dit_out": "dit", "actions": CARRY, "embodiment_id": OBS}, "action_head", per_step=True),
 )
+
+CONTRACT = Contract(family="n1.7", graphs=GRAPH_SPECS, dims=DIMS, control_step=CONTROL_STEP)
