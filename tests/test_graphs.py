@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from gr00t_trt.contract.graphs import (
-    DIMS,
-    DYNAMIC_DIMS,
-    GRAPH_SPECS,
-    dynamic_ranges,
-    graph_name,
-    shape_ranges,
-)
+from gr00t_trt.contract.graphs import dynamic_ranges, graph_name, shape_ranges
+from gr00t_trt.families.n16.contract import CONTRACT, DIMS, GRAPH_SPECS
+
+DYNAMIC_DIMS = CONTRACT.dynamic_dims
 
 
 def test_every_dim_a_tensor_names_is_declared():

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from gr00t_trt.base.errors import EmbodimentError, ManifestError
-from gr00t_trt.contract.graphs import GRAPH_SPECS, TensorSpec
+from gr00t_trt.contract.graphs import TensorSpec
 from gr00t_trt.contract.manifest import EmbodimentEntry, GraphEntry, Manifest
+from gr00t_trt.families.n16.contract import GRAPH_SPECS
 
 
 def _manifest() -> Manifest:

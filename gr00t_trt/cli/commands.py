@@ -39,6 +39,9 @@ def _writable_file(path: Path | None, option: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------ inspect
+#: --model of the commands that make a model (the others read the family from config.json / the manifest)
+MODEL_HELP = "Model family: n1.6 (GR00T N1.6) or n1.7 (GR00T N1.7)."
+
 @app.command()
 @friendly
 def inspect(
@@ -100,13 +103,15 @@ def make_checkpoint(
     preset: Annotated[str, typer.Option(help="tiny (tests), small (benchmarks) or full (real N1.6 sizes, ~9.4 GB: bf16 backbone, fp32 action head).")] = "tiny",
     seed: Annotated[int, typer.Option(min=0, help="Random seed of the weights and statistics.")] = 0,
     force: Annotated[bool, flag("--force", "Replace an existing synthetic checkpoint (or empty folder).")] = False,
+    model: Annotated[str, typer.Option(help=MODEL_HELP)] = "n1.6",
 ) -> None:
-    """Write a synthetic checkpoint in the real N1.6 file layout, with random weights."""
-    from ..model.synthetic import make_checkpoint as make
+    """Write a synthetic checkpoint in the real file layout of N1.6 or N1.7 (--model), with random weights."""
+    from ..families.registry import family_named
 
-    with console.status(f"writing {preset} checkpoint to {out_dir}"):
-        path = make(out_dir, preset, seed=seed, overwrite=force)
-    console.print(f"wrote {preset} synthetic checkpoint: {path}")
+    family = family_named(model)
+    with console.status(f"writing {preset} {family.title} checkpoint to {out_dir}"):
+        path = family.export().make_checkpoint(out_dir, preset, seed=seed, overwrite=force)
+    console.print(f"wrote {preset} synthetic {family.title} checkpoint: {path}")
 
 
 # ------------------------------------------------------------------------------------------ export
@@ -327,6 +332,7 @@ def verify(
 @friendly
 def demo(
     workdir: Annotated[Path, typer.Option(help="Where to put the synthetic checkpoint and the export.")] = Path("gr00t-demo"),
+    model: Annotated[str, typer.Option(help=MODEL_HELP)] = "n1.6",
 ) -> None:
     """The whole flow on a tiny synthetic checkpoint: make → export → run on ONNX Runtime → verify."""
     from ..workflows.demo import DEMO_STEPS, run_demo
@@ -335,7 +341,8 @@ def demo(
         console.rule(f"{index + 1}/{len(DEMO_STEPS)}  {DEMO_STEPS[index]}")
 
     with console.status("working") as status:
-        report = run_demo(workdir, on_step=on_step, progress=lambda name, s: status.update(f"{name}: {s}"))
+        report = run_demo(workdir, model=model, on_step=on_step,
+                          progress=lambda name, s: status.update(f"{name}: {s}"))
     console.rule("results")
     render_graphs(console, report.manifest)
     render_actions(console, report.actions)

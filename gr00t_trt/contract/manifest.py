@@ -16,6 +16,9 @@ from typing import Any
 
 from ..base.errors import EmbodimentError, Gr00tTrtError, ManifestError
 from ..base.files import read_json, write_json
+from ..families.family import ModelFamily
+from ..families.registry import family_named, family_of_manifest
+from .dataflow import Contract
 from .graphs import TensorSpec, find_tensor
 from .manifest_checks import check_integrity, validate_manifest_data
 
@@ -74,10 +77,22 @@ class Manifest:
     #: the vision graph's declaration (export.driver.vision_declaration): its per-size grid input and
     #: the position table file the host resamples; empty in exports with one vision graph per size
     vision: dict[str, Any] = field(default_factory=dict)
+    #: the model family (``families.registry``): which graph declarations, dataflow and host processing
+    #: the export follows; manifests written before families existed are N1.6's
+    family: str = "n1.6"
     format: str = FORMAT_NAME
     format_version: int = FORMAT_VERSION
 
     # --------------------------------------------------------------- queries
+    @property
+    def model_family(self) -> ModelFamily:
+        return family_named(self.family)
+
+    @property
+    def contract(self) -> Contract:
+        """The family's export contract: graph declarations, dims and control step."""
+        return self.model_family.runtime().CONTRACT
+
     def graph(self, name: str) -> GraphEntry:
         if name not in self.graphs:
             raise ManifestError(
@@ -145,6 +160,7 @@ class Manifest:
                 exporter=dict(data["exporter"]),
                 precision=dict(data.get("precision", {})),
                 vision=dict(data.get("vision", {})),
+                family=family_of_manifest(data, source).name,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ManifestError(f"{source} is malformed: {type(exc).__name__} {exc}") from None

@@ -17,14 +17,14 @@ The same chain also gives the per-graph reference inputs and outputs of the CPU 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..base.errors import EmbodimentError, ExportError
-from ..contract.dataflow import CARRY_START, evaluate
+from ..contract.dataflow import CARRY_START, Contract
 from ..processing.observations import OBSERVATION_SUFFIX
 from ..runtime.buffers import fill_image_index
 from .examples import run_torch_graph
@@ -129,26 +129,41 @@ class GraphRecords:
         self.outputs.setdefault(name, []).append(outputs)
 
 
-def torch_runner(modules: dict):
+def torch_runner(modules: dict, contract: Contract):
     """Run graph ``name`` of ``modules`` (name → (kind, module, dims)) in PyTorch on numpy feeds."""
 
     def run(name: str, kind: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return run_torch_graph(modules[name][1], kind, feeds)
+        return run_torch_graph(modules[name][1], contract.graphs[kind], feeds)
 
     return run
 
 
-def chain_values(inputs, *, slot_of: dict[int, int], noise: np.ndarray) -> dict:
-    """The external values of one control step from a preprocessed ``ModelInputs`` (embodiment ids as
-    the export's slots) and the initial noise."""
+def reference_grids(modules: dict) -> Callable[[str, int, int], np.ndarray]:
+    """``evaluate``'s per-size tables from the vision wrapper among ``modules`` (name → (kind, module,
+    dims)): its own PyTorch computation of them (``grid_feed``), for the export's example and calibration
+    steps and the preflight."""
+
+    def grids(name: str, height: int, width: int) -> np.ndarray:
+        found = [m for kind, m, _ in modules.values() if kind == "vision"]
+        if not found:
+            raise ExportError(f"no per-size table {name!r} for a {height}x{width} image — expected the vision graph")
+        return found[0].grid_feed(name, height, width)
+
+    return grids
+
+
+def chain_values(inputs, contract: Contract, *, slot_of: dict[int, int], noise: np.ndarray) -> dict:
+    """The external values of one control step from preprocessed model inputs (every input the
+    family's chain takes from the host, by name; embodiment ids as the export's slots) and the noise."""
     if not inputs.images:
         raise ExportError("calibration observation has no images — expected at least one camera")
     image_index = np.empty(inputs.image_mask.shape, np.int64)
     fill_image_index(inputs.image_mask, image_index)
-    return {"images": list(inputs.images), "input_ids": inputs.input_ids, "image_index": image_index,
-            "attention_mask": inputs.attention_mask, "image_mask": inputs.image_mask, "state": inputs.state,
-            "embodiment_id": np.array([slot_of[int(e)] for e in inputs.embodiment_id], np.int64),
-            CARRY_START: noise}
+    values = {name: getattr(inputs, name) for name in contract.external_inputs() if hasattr(inputs, name)}
+    values.update(images=list(inputs.images), image_index=image_index, embodiment_id=np.array(
+        [slot_of[int(e)] for e in inputs.embodiment_id], np.int64))
+    values[CARRY_START] = noise
+    return values
 
 
 def recording(run, records: GraphRecords, activation=np.float32, names=None, outputs: bool = True):
@@ -168,21 +183,21 @@ def recording(run, records: GraphRecords, activation=np.float32, names=None, out
 
 
 def chain_graphs(
-    run, inputs, *, steps: int, slot_of: dict[int, int], noise: np.ndarray, activation=np.float32,
-    records: GraphRecords | None = None, grids=None,
+    run, inputs, contract: Contract, *, steps: int, slot_of: dict[int, int], noise: np.ndarray,
+    activation=np.float32, records: GraphRecords | None = None, grids=None,
 ) -> GraphRecords:
     """One control step through every graph along the dataflow with ``run(name, kind, feeds)``, recording
     each graph's feeds and outputs. ``inputs`` is a preprocessed ``ModelInputs``; float feeds are given to
     each graph in ``activation`` dtype (the export's inter-graph dtype); ``grids``: the vision graph's
     per-size tables (``dataflow.evaluate``)."""
     records = records if records is not None else GraphRecords()
-    values = chain_values(inputs, slot_of=slot_of, noise=noise)
-    evaluate(recording(run, records, activation), values, steps=steps, grids=grids)
+    values = chain_values(inputs, contract, slot_of=slot_of, noise=noise)
+    contract.evaluate(recording(run, records, activation), values, steps=steps, grids=grids)
     return records
 
 
 def calibration_chains(
-    calibration: CalibrationSet, preprocessor, config, slot_of: dict[int, int], seed: int = 0
+    calibration: CalibrationSet, preprocessor, config, contract: Contract, slot_of: dict[int, int], seed: int = 0
 ) -> list[dict]:
     """The external values of every calibration observation's control step (one noise draw each), for
     ``evaluate`` to run through the fp32 graphs piece by piece."""
@@ -191,18 +206,17 @@ def calibration_chains(
     for tag, obs in calibration.observations:
         inputs = preprocessor(obs, tag)  # any camera size: the vision graph serves every size
         noise = rng.standard_normal((len(inputs.embodiment_id), config.action_horizon, config.max_action_dim))
-        chains.append(chain_values(inputs, slot_of=slot_of, noise=noise.astype(np.float32)))
+        chains.append(chain_values(inputs, contract, slot_of=slot_of, noise=noise.astype(np.float32)))
     return chains
 
 
 def calibration_records(
-    modules: dict, calibration: CalibrationSet, preprocessor, config, slot_of: dict[int, int], seed: int = 0
+    modules: dict, calibration: CalibrationSet, preprocessor, config, contract: Contract, slot_of: dict[int, int],
+    seed: int = 0,
 ) -> GraphRecords:
     """Every graph's fp32 inputs and outputs over the calibration set (one noise draw per observation)."""
-    from .vision import reference_grids
-
     records = GraphRecords()
-    run = recording(torch_runner(modules), records)
-    for values in calibration_chains(calibration, preprocessor, config, slot_of, seed):
-        evaluate(run, values, steps=config.num_inference_timesteps, grids=reference_grids(modules))
+    run = recording(torch_runner(modules, contract), records)
+    for values in calibration_chains(calibration, preprocessor, config, contract, slot_of, seed):
+        contract.evaluate(run, values, steps=config.num_inference_timesteps, grids=reference_grids(modules))
     return records

@@ -22,7 +22,6 @@ from .. import __version__
 from ..base.artifacts import StagingFolder, check_replaceable
 from ..base.errors import EmbodimentError, ExportError
 from ..base.files import write_atomic
-from ..contract.dataflow import segments
 from ..contract.graphs import dynamic_ranges
 from ..contract.manifest import (
     EmbodimentEntry,
@@ -32,9 +31,9 @@ from ..contract.manifest import (
     sha256_file,
     write_manifest,
 )
-from ..processing.position_grid import TABLE_FILE, table_bytes, vision_declaration
-from .examples import ExampleStep, example_step
-from .graph_modules import release_memory, segment_modules, static_dims
+from ..processing.position_grid import TABLE_FILE, table_bytes
+from .examples import ExampleStep
+from .graph_modules import release_memory
 from .precision import PRECISIONS as PRECISIONS
 from .precision import ExportPrecision, check_precision_options
 
@@ -68,50 +67,55 @@ class ExportOptions:
 def export_checkpoint(
     checkpoint: str | Path, out_dir: str | Path, options: ExportOptions = ExportOptions(), progress: Progress | None = None
 ) -> Manifest:
-    """Export every graph of ``checkpoint`` into ``out_dir``; returns the written manifest."""
-    from ..model.checkpoint import open_model
-    from ..processing.modality import load_processor_spec
-    from ..processing.tokenizer import resolve_tokenizer, save_tokenizer
+    """Export every graph of ``checkpoint`` into ``out_dir``; returns the written manifest. The model
+    family (config.json's ``model_type``) decides the graphs, their wrappers and the host processing."""
+    from ..families.registry import family_of_checkpoint
+    from ..model.checkpoint import resolve_checkpoint
 
     progress = progress or (lambda name, status: None)
     out_dir = Path(out_dir)
     check_options(options, out_dir)
 
     progress("checkpoint", "opening")
+    family = family_of_checkpoint(resolve_checkpoint(checkpoint))
+    face = family.export()
     # weights stay on the meta device: each dataflow piece reads its graphs' weights when it is exported
-    model, config, folder = open_model(checkpoint, dtype=torch.float32)
+    model, config, folder = face.open_model(checkpoint, dtype=torch.float32)
     if options.steps is not None and options.steps != config.num_inference_timesteps:
         config = dataclasses.replace(config, num_inference_timesteps=options.steps)
         model.model.action_head.config = config
-    processor = load_processor_spec(folder)
+    static = face.static_dims(config)
+    _check_image_sizes(options.image_sizes, static["R"])
+    processor = face.processor_spec(folder)
     embodiments = _select_embodiments(processor, options.embodiments)
     slots = [embodiments[tag].id for tag in embodiments] if len(embodiments) == 1 else None
-    image_sizes = tuple(dict.fromkeys((*options.image_sizes, *_default_image_sizes(processor))))
-    tokenizer = resolve_tokenizer(
-        folder, options.tokenizer, config.backbone.image_token_index, config.backbone.text.vocab_size
-    )
+    image_sizes = tuple(dict.fromkeys((*options.image_sizes, *(
+        face.processed_image_size(h, w, processor) for h, w in DEFAULT_CAMERA_FRAMES))))
+    tokenizer = face.resolve_tokenizer(folder, options.tokenizer, config)
 
     # the precision plan and, for fp8 graphs, the calibration observations
-    precision = ExportPrecision.prepare(options, config, processor, tokenizer, embodiments, slots, image_sizes)
+    contract = family.runtime().CONTRACT
+    precision = ExportPrecision.prepare(
+        options, config, processor, embodiments, slots, image_sizes, contract=contract, static=static,
+        preprocessor=lambda: face.host_processor(processor, tokenizer, config))
     if precision.calibration is not None:
         progress("calibration", precision.calibration.describe())
 
     staging = StagingFolder(out_dir, progress)  # also removes stale partial folders of killed exports
     work = staging.path
     try:
-        graphs = _export_graphs(model, config, image_sizes, slots, options, work, progress, precision)
+        graphs = _export_graphs(face, model, config, image_sizes, slots, work, progress, precision)
         progress("processor files", "copying")
         for name in COPIED_FILES:
             if (folder / name).is_file():
                 shutil.copyfile(folder / name, work / name)
-        save_tokenizer(tokenizer, work)
+        face.save_tokenizer(tokenizer, work)
         manifest = write_export_manifest(
-            work, config, graphs,
+            work, config, graphs, family=family, tokenizer=tokenizer,
             source={"checkpoint": str(checkpoint), "folder": str(folder), "fingerprint": fingerprint(folder)},
             embodiments={tag: EmbodimentEntry(tag=tag, id=spec.id, slot=(0 if slots else spec.id))
                          for tag, spec in embodiments.items()},
-            image_sizes=tuple(image_sizes), pad_token_id=int(tokenizer.pad_token_id),
-            max_batch=options.max_batch, max_seq_len=options.max_seq_len, precision=precision.manifest_section(),
+            image_sizes=tuple(image_sizes), max_batch=options.max_batch, max_seq_len=options.max_seq_len, precision=precision.manifest_section(),
         )
         _move_into_place(staging, options.force)
     except BaseException:
@@ -122,18 +126,19 @@ def export_checkpoint(
 
 
 # ------------------------------------------------------------------------------------------ graphs
-def _export_graphs(model, config, image_sizes, slots, options, work: Path, progress: Progress,
+def _export_graphs(face, model, config, image_sizes, slots, work: Path, progress: Progress,
                    precision: ExportPrecision) -> dict[str, GraphEntry]:
     """``model``: the checkpoint's ``LazyModel``; each piece's weights are read when it is built."""
 
     def build(kinds: list[str]) -> dict:
-        return segment_modules(model, config, kinds, slots)
+        return face.segment_modules(model, config, kinds, slots)
 
-    return export_graphs(build, config, image_sizes, slots, precision, work, progress)
+    return export_graphs(build, config, image_sizes, slots, precision, work, progress,
+                         example=face.example_step(config, slots))
 
 
 def export_graphs(build: Callable[[list[str]], dict], config, image_sizes, slots, precision: ExportPrecision,
-                  work: Path, progress: Progress, *, start: str = "vision") -> dict[str, GraphEntry]:
+                  work: Path, progress: Progress, *, example: ExampleStep, start: str = "vision") -> dict[str, GraphEntry]:
     """Export, check and validate every graph from ``start`` into ``work`` at its planned precision, one
     ``dataflow.segments`` piece at a time, so that only that piece's weights are in memory:
 
@@ -141,9 +146,8 @@ def export_graphs(build: Callable[[list[str]], dict], config, image_sizes, slots
     example control step (inputs and fp32 validation targets) and, for fp8 graphs, the calibration
     observations' control steps (whose activations are kept for the next pieces), then each is cast in
     place, exported, quantised and validated, and freed. ``start``: dit_context for the action head
-    alone (the example step starts from example backbone features)."""
-    example: ExampleStep = example_step(config, slots, start=start)
-    pieces = segments(start)
+    alone (``example`` then starts from example backbone features)."""
+    pieces = precision.contract.segments(start)
     graphs: dict[str, GraphEntry] = {}
     for i, piece in enumerate(pieces):
         kinds = [stage.kind for stage in piece]
@@ -175,12 +179,19 @@ def check_options(options: ExportOptions, out_dir: Path) -> None:
     if options.max_batch < 1:
         raise ExportError(f"--max-batch must be ≥ 1, got {options.max_batch}")
     for h, w in options.image_sizes:
-        if h % 28 or w % 28 or h <= 0 or w <= 0:
-            raise ExportError(
-                f"image size {h}x{w} is not a positive multiple of 28 — the processor resizes every camera "
-                "frame to multiples of 28 (e.g. 252x336 for 4:3 cameras)"
-            )
+        if h <= 0 or w <= 0:
+            raise ExportError(f"image size {h}x{w} — expected positive sizes, e.g. 252x336")
     check_replaceable(out_dir, options.force, is_export, "gr00t-trt export", ExportError)
+
+
+def _check_image_sizes(sizes, side: int) -> None:
+    """Named image sizes must be multiples of the model's pixels per token (28 for N1.6's processor)."""
+    for h, w in sizes:
+        if h % side or w % side:
+            raise ExportError(
+                f"image size {h}x{w} is not a positive multiple of {side} — the processor resizes every camera frame "
+                f"to multiples of {side} (e.g. {9 * side}x{12 * side} for 4:3 cameras)"
+            )
 
 
 def _select_embodiments(processor, requested: tuple[str, ...]) -> dict:
@@ -195,18 +206,12 @@ def _select_embodiments(processor, requested: tuple[str, ...]) -> dict:
     return {tag: available[tag] for tag in dict.fromkeys(requested)}
 
 
-def _default_image_sizes(processor) -> tuple[tuple[int, int], ...]:
-    from ..processing.images import processed_image_size
-
-    sizes = [processed_image_size(h, w, processor) for h, w in DEFAULT_CAMERA_FRAMES]
-    return tuple(dict.fromkeys(sizes))
-
-
-def write_export_manifest(work: Path, config, graphs: dict[str, GraphEntry], *, source: dict, embodiments: dict,
-                          image_sizes: tuple, pad_token_id: int, max_batch: int, max_seq_len: int,
+def write_export_manifest(work: Path, config, graphs: dict[str, GraphEntry], *, family, tokenizer, source: dict,
+                          embodiments: dict, image_sizes: tuple, max_batch: int, max_seq_len: int,
                           precision: dict | None = None) -> Manifest:
     """The manifest of a finished export folder (every file in it hashed), written into it."""
-    dims = static_dims(config)
+    face = family.export()
+    dims = face.static_dims(config)
     grids = [(h // dims["R"], w // dims["R"]) for h, w in image_sizes]
     manifest = Manifest(
         source=source,
@@ -218,16 +223,12 @@ def write_export_manifest(work: Path, config, graphs: dict[str, GraphEntry], *, 
         embodiments=embodiments,
         graphs=graphs,
         files={p.name: sha256_file(p) for p in sorted(work.iterdir()) if p.is_file()},
-        tokens={
-            "image_token_index": config.backbone.image_token_index,
-            "image_start_token_id": config.backbone.image_start_token_id,
-            "image_end_token_id": config.backbone.image_end_token_id,
-            "pad_token_id": pad_token_id,
-        },
-        pixels_per_token=config.patch_tokens_per_image_pixel,
+        tokens=face.manifest_tokens(config, tokenizer),
+        pixels_per_token=dims["R"] ** 2,  # pixels per image token (28² for N1.6, 32² for N1.7)
         exporter=_versions(),
         precision=precision or {},
-        vision=vision_declaration() if any(g.kind == "vision" for g in graphs.values()) else {},
+        vision=face.vision_declaration(config) if any(g.kind == "vision" for g in graphs.values()) else {},
+        family=family.name,
     )
     write_manifest(work, manifest)
     return manifest

@@ -16,8 +16,10 @@ import numpy as np
 import torch
 
 from ..base.errors import ExportError
-from ..contract.dataflow import CARRY_START, evaluate, external_inputs
-from ..contract.graphs import DIMS, GRAPH_SPECS, graph_name
+from ..contract.dataflow import CARRY_START, GRID, Contract
+from ..contract.graphs import GraphSpec, graph_name
+from ..families.n16.contract import CONTRACT as N16_CONTRACT
+from ..families.n16.contract import DIMS
 
 EXAMPLE_BATCH = DIMS["B"].example  # samples
 EXAMPLE_IMAGES = DIMS["n"].example  # images in the example vision call
@@ -37,39 +39,42 @@ class ExampleStep:
     images: np.ndarray | None = None  # the vision graph's example batch [n, h, w, 3]
     steps: int = 1
     image_token: int = -1  # <IMG_CONTEXT> id
+    contract: Contract = N16_CONTRACT
 
     def run(self, modules: dict, start: str, stop: str | None) -> None:
         """Run the fp32 ``modules`` (graph name → (kind, module, dims)) of the ``dataflow.segments`` piece
         from ``start`` to ``stop``, recording each graph's first call."""
 
         def run(kind: str, name: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-            spec = GRAPH_SPECS[kind]
-            outputs = run_torch_graph(modules[name][1], kind, feeds)
+            spec = self.contract.graphs[kind]
+            outputs = run_torch_graph(modules[name][1], spec, feeds)
             if name not in self.inputs:  # the first occurrence (denoising step 0) is the example
                 self.inputs[name] = {t.name: feeds[t.name] for t in spec.inputs}
                 self.outputs[name] = outputs
             return outputs
 
         if start != "vision":
-            self.values = evaluate(run, self.values, steps=self.steps, start=start, stop=stop)
+            self.values = self.contract.evaluate(run, self.values, steps=self.steps, start=start, stop=stop)
             return
         # vision: one call on the example batch (a size distinct from every static dim, so the image size
         # stays symbolic); each sample of the rest of the chain holds one of its images
-        from .vision import reference_grids
+        from .calibration import reference_grids
 
         kind, _, _ = modules[graph_name("vision")]
         h, w = self.images.shape[1:3]
-        grid = reference_grids(modules)("position_grid", h, w)
-        embeds = run(kind, graph_name("vision"), {"images": self.images, "position_grid": grid})["image_embeds"]
-        if embeds.shape[1] != int((self.values["input_ids"] == self.image_token).sum(axis=1)[0]):
-            raise ExportError(f"vision graph: {embeds.shape[1]} tokens per {h}x{w} image — "
-                              "expected patch_tokens_per_image_pixel to give the same count")
-        self.values["image_embeds"] = embeds[:EXAMPLE_BATCH].reshape(-1, embeds.shape[-1])  # [T = B·t, E]
+        grids = reference_grids(modules)
+        feeds = {name: grids(name, h, w) for name, src in self.contract.stages["vision"].feeds.items() if src == GRID}
+        outputs = run(kind, graph_name("vision"), {"images": self.images, **feeds})
+        tokens = outputs["image_embeds"].shape[1]
+        if tokens != int((self.values["input_ids"] == self.image_token).sum(axis=1)[0]):
+            raise ExportError(f"vision graph: {tokens} tokens per {h}x{w} image — "
+                              "expected the config's pixels per token to give the same count")
+        for name in self.contract.image_rows():  # [T = B·t, X]: sample b holds example image b
+            self.values[name] = outputs[name][:EXAMPLE_BATCH].reshape(-1, outputs[name].shape[-1])
 
 
-def run_torch_graph(module: torch.nn.Module, kind: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def run_torch_graph(module: torch.nn.Module, spec: GraphSpec, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """One graph wrapper in PyTorch on numpy feeds (in its declared input order) → fp32 numpy outputs."""
-    spec = GRAPH_SPECS[kind]
     args = [torch.from_numpy(np.ascontiguousarray(feeds[t.name])) for t in spec.inputs]
     with torch.no_grad():
         result = module(*args)
@@ -125,5 +130,5 @@ def example_step(config, slots: list[int] | None, *, start: str = "vision", seed
         "image_mask": image_mask,
         **head_values,
     }  # + image_embeds once the vision graphs ran
-    assert set(external_inputs("backbone")) - {"image_embeds"} <= set(step.values), "the example lacks a declared input"
+    assert set(N16_CONTRACT.external_inputs("backbone")) - {"image_embeds"} <= set(step.values), "the example lacks a declared input"
     return step

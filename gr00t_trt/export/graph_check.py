@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..contract.graphs import GRAPH_SPECS
+from ..contract.graphs import GraphSpec
 from ..verification.parity import StageComparison, Threshold, compare, threshold_for
 
 #: graph outputs compared as masks (additive biases: 0 where attended, ≤ −1e4 where masked; the masked
@@ -24,11 +24,12 @@ def graph_threshold(kind: str, precision: str) -> Threshold:
 
 
 def compare_outputs(
-    label: str, kind: str, precision: str, reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray]
+    label: str, spec: GraphSpec, precision: str, reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray]
 ) -> list[StageComparison]:
     """One comparison per output of a graph call (biases as masks)."""
     result = []
-    for tensor in GRAPH_SPECS[kind].outputs:
+    kind = spec.kind
+    for tensor in spec.outputs:
         ref = np.asarray(reference[tensor.name], np.float32)
         cand = np.asarray(candidate[tensor.name], np.float32)
         if tensor.name in BIAS_OUTPUTS:
@@ -52,7 +53,6 @@ def ort_session(path: Path, precision: str):
     return cpu_session(path, options)
 
 
-def run_session(session, kind: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    spec = GRAPH_SPECS[kind]
+def run_session(session, spec: GraphSpec, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     results = session.run(spec.output_names, {t.name: feeds[t.name] for t in spec.inputs})
     return {t.name: np.asarray(r) for t, r in zip(spec.outputs, results, strict=True)}

@@ -10,6 +10,7 @@ vision or backbone graph, so it cannot run a control step from images.
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 from ..base.artifacts import StagingFolder, check_replaceable
 from ..base.errors import ExportError
@@ -21,7 +22,10 @@ def export_action_head(head, config, out_dir: str | Path, *, embodiment_slots: l
                        max_batch: int = 1, max_seq_len: int = 512, force: bool = False,
                        progress: Progress | None = None) -> Manifest:
     """Write the five action-head graphs of ``head`` (sliced to ``embodiment_slots``) into ``out_dir``."""
+    from ..families.registry import N16
     from .action_head_graphs import action_head_graph_modules
+    from .examples import example_step
+    from .graph_modules import static_dims
 
     out_dir = Path(out_dir)
     check_replaceable(out_dir, force, is_export, "gr00t-trt export", ExportError)
@@ -32,17 +36,20 @@ def export_action_head(head, config, out_dir: str | Path, *, embodiment_slots: l
         return {kind: (kind, module, {})
                 for kind, module in action_head_graph_modules(head, embodiment_slots, kinds=kinds).items()}
 
-    plan = ExportPrecision(plan_precision(precision, "", None), config)
+    plan = ExportPrecision(plan_precision(precision, "", None), config, contract=N16.runtime().CONTRACT,
+                           static=static_dims(config))
     if plan.plan.uses_fp8:
         raise ExportError("an action-head export has no calibration observations — choose fp32, fp16 or bf16")
     staging = StagingFolder(out_dir, progress)
     try:
-        graphs = export_graphs(build, config, (), embodiment_slots, plan, staging.path, progress, start="dit_context")
+        graphs = export_graphs(build, config, (), embodiment_slots, plan, staging.path, progress,
+                               example=example_step(config, embodiment_slots, start="dit_context"), start="dit_context")
         manifest = write_export_manifest(
-            staging.path, config, graphs, source={"checkpoint": "in-memory action head", "fingerprint": ""},
+            staging.path, config, graphs, family=N16, tokenizer=SimpleNamespace(pad_token_id=0),
+            source={"checkpoint": "in-memory action head", "fingerprint": ""},
             embodiments={f"id{eid}": EmbodimentEntry(tag=f"id{eid}", id=eid, slot=slot)
                          for slot, eid in enumerate(embodiment_slots)},
-            image_sizes=(), pad_token_id=0,  # no token ids reach an action-head export
+            image_sizes=(),  # no token ids reach an action-head export (pad token 0)
             max_batch=max_batch, max_seq_len=max_seq_len, precision=plan.manifest_section(),
         )
         staging.publish(force, is_export, "gr00t-trt export", ExportError)

@@ -17,27 +17,30 @@ import onnx
 import torch
 
 from ..base.errors import ExportError
-from ..contract.graphs import DIMS, DYNAMIC_DIMS, GraphSpec, TensorSpec, dim_size
+from ..contract.graphs import DERIVED, DimSpec, GraphSpec, TensorSpec, dim_size
 
 OPSET = 21
 #: ops we never ship: data-dependent output shapes, or opset-23 ops TensorRT 10.13 cannot parse
 FORBIDDEN_OPS = frozenset({"NonZero", "Attention", "RMSNormalization", "RotaryEmbedding"})
 
 
-def dynamic_shapes_for(spec: GraphSpec, sizes: Mapping[str, int] | None = None) -> dict[str, dict[int, torch.export.Dim]]:
+def dynamic_shapes_for(spec: GraphSpec, declared: Mapping[str, DimSpec],
+                       sizes: Mapping[str, int] | None = None) -> dict[str, dict[int, torch.export.Dim]]:
     """torch.export dynamic_shapes keyed by forward-argument (= input) name; one Dim object per name so
     equal names are tied across inputs. A derived dim of one dynamic factor and static ones (``sizes``),
-    e.g. the image height h = r·R, becomes that multiple of the dynamic Dim."""
-    dims = {name: torch.export.Dim(name, min=1, max=DIMS[name].trace_max) for name in DYNAMIC_DIMS}
+    e.g. the image height h = r·R, becomes that multiple of the dynamic Dim. ``declared``: the family's
+    dims (which are dynamic, their trace bounds)."""
+    dynamic = [name for name, d in declared.items() if d.dynamic]
+    dims = {name: torch.export.Dim(name, min=1, max=declared[name].trace_max) for name in dynamic}
     sizes = sizes or {}
     shapes: dict[str, dict[int, torch.export.Dim]] = {}
     for tensor in spec.inputs:
         axes = {}
         for i, d in enumerate(tensor.dims):
-            if d in DYNAMIC_DIMS:
+            if d in dims:
                 axes[i] = dims[d]
-            elif isinstance(d, str) and d in DIMS and DIMS[d].product and d not in sizes:
-                root = [f for f in DIMS[d].product if f in DYNAMIC_DIMS]
+            elif isinstance(d, str) and d in DERIVED and d not in sizes:
+                root = _dynamic_roots(d, dims, sizes)
                 if len(root) != 1:
                     raise ExportError(f"input {tensor.name!r} dim {d!r} is a product of {len(root)} dynamic dims — "
                                       "expected one (times static sizes)")
@@ -47,10 +50,19 @@ def dynamic_shapes_for(spec: GraphSpec, sizes: Mapping[str, int] | None = None) 
     return shapes
 
 
+def _dynamic_roots(name: str, dynamic: Mapping[str, object], sizes: Mapping[str, int]) -> list[str]:
+    """The dynamic dims a derived dim is a product of (through nested products: P = gh·gw = r·U·c·U)."""
+    if name in dynamic:
+        return [name]
+    if name in sizes or name not in DERIVED:
+        return []
+    return [root for factor in DERIVED[name] for root in _dynamic_roots(factor, dynamic, sizes)]
+
+
 def export_onnx(module: torch.nn.Module, args: tuple, spec: GraphSpec, path: Path,
-                sizes: Mapping[str, int] | None = None) -> None:
+                sizes: Mapping[str, int] | None = None, *, dims: Mapping[str, DimSpec]) -> None:
     """Export ``module`` (forward args in the spec's input order) to ``path`` + ``path.data``; ``sizes``:
-    the export's static dims (what derived dynamic dims are multiples of)."""
+    the export's static dims (what derived dynamic dims are multiples of); ``dims``: the family's."""
     path.parent.mkdir(parents=True, exist_ok=True)
     module.eval()
     try:
@@ -64,7 +76,7 @@ def export_onnx(module: torch.nn.Module, args: tuple, spec: GraphSpec, path: Pat
                 opset_version=OPSET,
                 input_names=spec.input_names,
                 output_names=spec.output_names,
-                dynamic_shapes=dynamic_shapes_for(spec, sizes),
+                dynamic_shapes=dynamic_shapes_for(spec, dims, sizes),
                 external_data=True,
                 verbose=False,
             )

@@ -36,10 +36,11 @@ from torch import nn
 
 from ..base.errors import ExportError
 from ..bench.devices import DEVICES
-from ..contract.graphs import GRAPH_SPECS
 from ..families.n16.fp8_plan import FP8_DEFAULTS
 
 PRECISIONS = ("fp32", "fp16", "bf16", "fp8")
+#: the graph kinds a precision plan names (every family's control step has these seven)
+GRAPH_KINDS = tuple(FP8_DEFAULTS)
 HALF_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 #: graphs that may be quantised to fp8 (GEMM-heavy); the small graphs stay in higher precision
 FP8_KINDS = ("vision", "backbone", "dit_context", "dit")
@@ -51,7 +52,7 @@ FP16_SATURATION = float(torch.finfo(torch.float16).max) / 2
 #: the fp8 defaults per device of ``bench.devices`` (one --device vocabulary for export and bench); a device
 #: without fp8 tensor cores (Orin, Ampere sm_87) gets fp16 everywhere
 DEVICE_DEFAULTS: dict[str, dict[str, str]] = {
-    key: dict(FP8_DEFAULTS) if "fp8" in spec.tflops else dict.fromkeys(GRAPH_SPECS, "fp16")
+    key: dict(FP8_DEFAULTS) if "fp8" in spec.tflops else dict.fromkeys(GRAPH_KINDS, "fp16")
     for key, spec in DEVICES.items()
 }
 _NO_FP8 = {key: f"{spec.name} has no fp8 tensor cores" for key, spec in DEVICES.items() if "fp8" not in spec.tflops}
@@ -140,7 +141,7 @@ def plan_precision(
     elif precision == "fp8":
         graphs = dict(FP8_DEFAULTS)
     else:
-        graphs = {kind: precision for kind in GRAPH_SPECS}
+        graphs = {kind: precision for kind in GRAPH_KINDS}
     for kind, value in overrides.items():
         _check_kind(kind)
         _check_precision(value, f"--graph-precision {kind}")
@@ -157,8 +158,8 @@ def plan_precision(
 
 
 def _check_kind(kind: str) -> None:
-    if kind not in GRAPH_SPECS:
-        raise ExportError(f"graph {kind!r} is unknown — expected one of: {', '.join(GRAPH_SPECS)}")
+    if kind not in GRAPH_KINDS:
+        raise ExportError(f"graph {kind!r} is unknown — expected one of: {', '.join(GRAPH_KINDS)}")
 
 
 def _check_precision(precision: str, where: str) -> None:
@@ -234,7 +235,8 @@ class HalfDecoderGraph(nn.Module):
         return ((actions.float() + self.dt * velocity).to(self.io),)
 
 
-def precision_module(kind: str, module: nn.Module, precision: str, activation_dtype: str) -> nn.Module:
+def precision_module(kind: str, module: nn.Module, precision: str, activation_dtype: str,
+                     input_names: list[str] | None = None) -> nn.Module:
     """The module to export for a graph of ``kind`` at ``precision``. Casts ``module`` in place for
     fp16/bf16 (wrappers own their parameters, so the loaded model is untouched). fp8 graphs are exported
     in fp32 and quantised afterwards; they get fp16 saturation because ModelOpt computes their
@@ -246,7 +248,7 @@ def precision_module(kind: str, module: nn.Module, precision: str, activation_dt
     saturate = FP16_SATURATION if precision in ("fp16", "fp8") or io == torch.float16 else None
     if kind == "action_decoder":
         return HalfDecoderGraph(module, compute, io, saturate).eval()
-    names = GRAPH_SPECS[kind].input_names
+    names = input_names or list(inspect.signature(module.forward).parameters)
     return CastGraph(module.to(compute), compute, io, saturate, names).eval()
 
 
@@ -280,7 +282,9 @@ class ExportPrecision:
     calibration set of fp8 graphs, and per graph: cast/wrap, export, quantise, validate."""
 
     plan: PrecisionPlan
-    config: Any  # Gr00tConfig
+    config: Any  # the family's config (Gr00tConfig, N17Config)
+    contract: Any = None  # contract.dataflow.Contract of the family
+    static: dict[str, int] = field(default_factory=dict)  # the export's static dim sizes
     calibration: Any = None  # calibration.CalibrationSet, when some graph is fp8
     preprocessor: Any = None  # processing.Preprocessor for the calibration observations
     slot_of: dict[int, int] = field(default_factory=dict)
@@ -291,13 +295,15 @@ class ExportPrecision:
     quantized: dict[str, dict[str, str]] = field(default_factory=dict)  # graph -> {GEMM node: role}
 
     @classmethod
-    def prepare(cls, options, config, processor, tokenizer, embodiments: dict, slots, image_sizes) -> ExportPrecision:
-        """Plan from the export options; a calibration set (recorded or synthetic) when a graph is fp8."""
-        from ..processing.preprocess import Preprocessor
+    def prepare(cls, options, config, processor, embodiments: dict, slots, image_sizes, *, contract, static,
+                preprocessor) -> ExportPrecision:
+        """Plan from the export options; a calibration set (recorded or synthetic) when a graph is fp8.
+        ``preprocessor()`` makes the family's processor for the calibration observations."""
         from .calibration import recorded_calibration_set, synthetic_calibration_set
 
         plan = plan_precision(options.precision, options.graph_precision, options.device)
-        state = cls(plan, config, slot_of={spec.id: (0 if slots else spec.id) for spec in embodiments.values()},
+        state = cls(plan, config, contract=contract, static=dict(static),
+                    slot_of={spec.id: (0 if slots else spec.id) for spec in embodiments.values()},
                     image_sizes=tuple(image_sizes))
         if plan.uses_fp8:
             tags = list(embodiments)
@@ -305,34 +311,29 @@ class ExportPrecision:
                 state.calibration = recorded_calibration_set(options.calib, processor, tags)
             else:
                 state.calibration = synthetic_calibration_set(processor, tags, image_sizes, options.calib_count)
-            state.preprocessor = Preprocessor(
-                processor, tokenizer, max_state_dim=config.max_state_dim,
-                image_token_index=config.backbone.image_token_index,
-                pixels_per_token=config.patch_tokens_per_image_pixel,
-            )
+            state.preprocessor = preprocessor()
         return state
 
     def calibrate(self, modules: dict, start: str, stop: str | None, later: set[str], progress) -> None:
         """Run the calibration observations' control steps through the fp32 ``modules`` of one
         ``dataflow.segments`` piece (from ``start`` to ``stop``, before they are cast in place), recording
         the inputs of its fp8 graphs; ``later``: the kinds still to come (none fp8: nothing more to run)."""
-        from ..contract.dataflow import evaluate
-        from .calibration import GraphRecords, calibration_chains, recording, torch_runner
-        from .vision import reference_grids
+        from .calibration import GraphRecords, calibration_chains, recording, reference_grids, torch_runner
 
         kinds = {kind for kind, _, _ in modules.values()} | set(later)
         if self.calibration is None or not any(self.plan.of(kind) == "fp8" for kind in kinds):
             self.chains = None
             return
         if self.chains is None:
-            self.chains = calibration_chains(self.calibration, self.preprocessor, self.config, self.slot_of)
+            self.chains = calibration_chains(self.calibration, self.preprocessor, self.config, self.contract,
+                                             self.slot_of)
         self.records = self.records or GraphRecords()
         fp8 = {name for name, (kind, _, _) in modules.items() if self.plan.of(kind) == "fp8"}
         progress("calibration", f"running {', '.join(modules)} (fp32) on the calibration observations")
-        run = recording(torch_runner(modules), self.records, names=fp8, outputs=False)
+        run = recording(torch_runner(modules, self.contract), self.records, names=fp8, outputs=False)
         steps = self.config.num_inference_timesteps
         grids = reference_grids(modules)
-        self.chains = [evaluate(run, values, steps=steps, start=start, stop=stop, grids=grids)
+        self.chains = [self.contract.evaluate(run, values, steps=steps, start=start, stop=stop, grids=grids)
                        for values in self.chains]
 
     def export_graph(self, name: str, modules: dict, example, work: Path):
@@ -342,21 +343,20 @@ class ExportPrecision:
         place; its torch weights are freed as soon as the ONNX is written (the fp32 targets are in
         ``example``), before ModelOpt or ONNX Runtime load the graph — except for bf16 graphs, which
         are validated in PyTorch."""
-        from ..contract.graphs import GRAPH_SPECS as SPECS
         from ..contract.manifest import GraphEntry
-        from .graph_modules import release_memory, static_dims
+        from .graph_modules import release_memory
         from .onnx_io import export_onnx, read_io
         from .quantize import quantize_graph
 
         kind, module, dims = modules.pop(name)
         precision, activation = self.plan.of(kind), self.plan.activation_dtype
-        spec = SPECS[kind]
+        spec = self.contract.graphs[kind]
         path = work / f"{name}.onnx"
-        wrapped = precision_module(kind, module, precision, activation)
+        wrapped = precision_module(kind, module, precision, activation, spec.input_names)
         del module
         feeds = {t.name: io_value(example.inputs[name][t.name], activation) for t in spec.inputs}
         args = tuple(torch.from_numpy(np.ascontiguousarray(feeds[t.name])) for t in spec.inputs)
-        export_onnx(wrapped, args, spec, path, static_dims(self.config))
+        export_onnx(wrapped, args, spec, path, self.static, dims=self.contract.dims)
         if precision != "bf16":
             wrapped = None
             release_memory()
@@ -373,7 +373,7 @@ class ExportPrecision:
             release_memory()
         inputs, outputs = read_io(path, spec)
         _check_io_dtype(path, (*inputs, *outputs), activation)
-        validate_graph(path, name, kind, precision, wrapped, feeds, example.outputs[name])
+        validate_graph(path, name, spec, precision, wrapped, feeds, example.outputs[name])
         return GraphEntry(name, kind, path.name, precision, inputs, outputs, dims)
 
     def manifest_section(self) -> dict[str, Any]:
@@ -406,18 +406,18 @@ def _check_io_dtype(path: Path, tensors, activation: str) -> None:
             )
 
 
-def validate_graph(path: Path, name: str, kind: str, precision: str, module: nn.Module, feeds: dict, reference: dict) -> None:
+def validate_graph(path: Path, name: str, spec, precision: str, module: nn.Module, feeds: dict, reference: dict) -> None:
     """The written graph (bf16: the exported module in PyTorch) against the fp32 wrapper's outputs."""
-    from .calibration import torch_runner
+    from .examples import run_torch_graph
     from .graph_check import compare_outputs, ort_session, run_session
 
     if precision == "bf16":
-        got = torch_runner({name: (kind, module, {})})(name, kind, feeds)
+        got = run_torch_graph(module, spec, feeds)
         where = "PyTorch bf16 on the CPU"
     else:
-        got = run_session(ort_session(path, precision), kind, feeds)
+        got = run_session(ort_session(path, precision), spec, feeds)
         where = "ONNX Runtime CPU"
-    for check in compare_outputs(name, kind, precision, reference, got):
+    for check in compare_outputs(name, spec, precision, reference, got):
         if not check.passed:
             raise ExportError(
                 f"{path.name} ({precision}): {check.stage} does not match the fp32 graph on {where} "

@@ -10,8 +10,6 @@ Patchify and pixel-unshuffle are plain reshapes/transposes; every image is its o
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 import torch
 from torch import nn
@@ -59,6 +57,12 @@ class VisionGraph(nn.Module):
         with torch.no_grad():
             return resize_position_table(self.table, self.side, gh, gw).reshape(gh, gw, -1).numpy()
 
+    def grid_feed(self, name: str, height: int, width: int) -> np.ndarray:
+        """The per-size input ``name`` (``position_grid``) for h x w images (``dataflow.GridSource``)."""
+        if name != "position_grid":
+            raise ExportError(f"the vision graph has no per-size input {name!r} — expected position_grid")
+        return self.position_grid(height, width)
+
     def table_grid(self) -> np.ndarray:
         """The learned table as the square grid [side, side, Dv] float32 the export ships for the host."""
         return self.table.reshape(self.side, self.side, -1).numpy()
@@ -79,16 +83,3 @@ class VisionGraph(nn.Module):
         x = x.permute(0, 1, 3, 5, 2, 4)  # [n, r, s, D, i, j]
         x = x.reshape(-1, (gh // f) * (gw // f), d * f * f)  # [n, t, D·f²]
         return self.mlp1(x)  # [n, t, E]
-
-
-def reference_grids(modules: dict) -> Callable[[str, int, int], np.ndarray]:
-    """``evaluate``'s per-size tables from the vision wrapper among ``modules`` (name → (kind, module,
-    dims)): the PyTorch reference resize, for the export's example and calibration steps."""
-
-    def grids(name: str, height: int, width: int) -> np.ndarray:
-        found = [m for kind, m, _ in modules.values() if kind == "vision"]
-        if name != "position_grid" or not found:
-            raise ExportError(f"no per-size table {name!r} for a {height}x{width} image — expected the vision graph")
-        return found[0].position_grid(height, width)
-
-    return grids

@@ -22,18 +22,21 @@ from typing import Any, Protocol
 class FamilyRuntime(Protocol):
     """The torch-free face: the export contract and the host-side processing of one family."""
 
-    GRAPH_SPECS: Mapping[str, Any]  # kind -> graphs.GraphSpec: every graph's I/O, declared as data
-    DIMS: Mapping[str, Any]  # name -> graphs.DimSpec: which dims are dynamic and how they are bounded
-    CONTROL_STEP: tuple[Any, ...]  # dataflow.Stage: which graph runs when, fed from where
+    CONTRACT: Any  # contract.dataflow.Contract: every graph's I/O, the dims and the control step, as data
 
     def make_preprocessor(self, folder: Path, manifest: Any, **options: Any) -> Any:
         """Observation → model inputs and normalised actions → physical ones, from an export folder."""
 
+    def make_grids(self, folder: Path, manifest: Any, vision: Any) -> Any:
+        """The vision graph's per-image-size inputs: a callable (input name, token rows, token cols) → array."""
+
 
 class FamilyExport(Protocol):
-    """The PyTorch face: reading checkpoints, the faithful reference, and the graphs' export wrappers."""
+    """The PyTorch face: reading checkpoints, the faithful reference, the graphs' export wrappers and the
+    host-side pieces an export writes (tokenizer, manifest sections)."""
 
     FP8_PLAN: Mapping[str, Any]  # per-graph fp8 Q/DQ plan (which GEMMs are quantised)
+    BUILTIN_EMBODIMENT_IDS: Mapping[str, int]  # the release's tag -> projector index (embodiment_id.json wins)
 
     def read_config(self, folder: Path) -> Any:
         """The checkpoint's config.json as the family's config object (one-line ConfigError otherwise)."""
@@ -47,11 +50,56 @@ class FamilyExport(Protocol):
     def make_checkpoint(self, out_dir: str | Path, preset: str, **options: Any) -> Path:
         """A synthetic checkpoint with the real file layout, key names and sidecar files."""
 
-    def load_reference(self, checkpoint: Any, manifest: Any, export_dir: Any) -> Any:
-        """The unoptimised PyTorch model that verify and the preflight compare against."""
+    def open_model(self, checkpoint: Any, dtype: Any) -> tuple[Any, Any, Path]:
+        """(LazyModel on the meta device, config, folder): every tensor accounted for, none read."""
 
-    def graph_modules(self, model: Any, config: Any, image_sizes: Any, slots: Any, kinds: Any = None) -> dict:
-        """kind -> (graph name, torch module to trace, its static dims)."""
+    def load_reference(self, checkpoint: Any, manifest: Any, export_dir: Any) -> Any:
+        """(model, config): the unoptimised PyTorch model that verify and the preflight compare against."""
+
+    def reference_case(self, model: Any, inputs: Any, noise: Any) -> Any:
+        """One reference control step on preprocessed inputs → verification.reference_case.ReferenceCase."""
+
+    def static_dims(self, config: Any) -> dict[str, int]:
+        """Every static dim of the family's contract, sized from a config."""
+
+    def graph_modules(self, model: Any, config: Any, slots: Any, kinds: Any = None) -> dict:
+        """graph name -> (kind, torch module to trace, its own static dims)."""
+
+    def segment_modules(self, lazy: Any, config: Any, kinds: Any, slots: Any) -> dict:
+        """``graph_modules`` of one dataflow segment, with just their weights read from the checkpoint."""
+
+    def example_step(self, config: Any, slots: Any) -> Any:
+        """The example control step the export traces and validates every graph on (export.examples)."""
+
+    def processor_spec(self, folder: Path) -> Any:
+        """The checkpoint's processor files (modality configs, statistics, embodiment ids)."""
+
+    def processed_image_size(self, height: int, width: int, processor: Any) -> tuple[int, int]:
+        """The size a camera frame of height x width has after the family's image chain."""
+
+    def resolve_tokenizer(self, folder: Path, override: Any, config: Any) -> Any:
+        """The family's tokenizer for a checkpoint (beside it, or ``override``)."""
+
+    def save_tokenizer(self, tokenizer: Any, folder: Path) -> Any:
+        """Write the tokenizer files the runtime reads into an export folder."""
+
+    def host_processor(self, processor: Any, tokenizer: Any, config: Any) -> Any:
+        """Observation -> model inputs for the export's calibration observations."""
+
+    def manifest_tokens(self, config: Any, tokenizer: Any) -> dict[str, int]:
+        """The manifest's ``tokens`` (image token, pad token, ...)."""
+
+    def vision_declaration(self, config: Any) -> dict[str, Any]:
+        """The manifest's ``vision`` section: the per-size inputs and the table file they come from."""
+
+    def count_components(self, index: Any, config: Any) -> list:
+        """``inspect``'s parameter rows per component of a stored checkpoint (headers only)."""
+
+    def compare_layout(self, index: Any, config: Any) -> Any:
+        """Every stored tensor accounted for against the config's model (``LayoutCheck``)."""
+
+    def estimate_engines(self, index: Any, config: Any) -> list:
+        """``inspect``'s engine weight estimates per graph group."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +112,7 @@ class ModelFamily:
     hub_id: str  # the base checkpoint on the Hugging Face Hub
     runtime_module: str  # dotted path of a module satisfying FamilyRuntime
     export_module: str  # dotted path of a module satisfying FamilyExport
+    demo_embodiment: str  # the embodiment of its synthetic checkpoints that ``demo`` runs
 
     def runtime(self) -> FamilyRuntime:
         return _checked(self.runtime_module, FamilyRuntime, self)

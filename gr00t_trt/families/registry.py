@@ -20,9 +20,20 @@ N16 = ModelFamily(
     hub_id="nvidia/GR00T-N1.6-3B",
     runtime_module="gr00t_trt.families.n16.runtime",
     export_module="gr00t_trt.families.n16.export",
+    demo_embodiment="libero_panda",
 )
 
-FAMILIES: tuple[ModelFamily, ...] = (N16,)
+N17 = ModelFamily(
+    name="n1.7",
+    model_type="Gr00tN1d7",
+    title="GR00T N1.7",
+    hub_id="nvidia/GR00T-N1.7-3B",
+    runtime_module="gr00t_trt.families.n17.runtime",
+    export_module="gr00t_trt.families.n17.export.face",
+    demo_embodiment="libero_sim",
+)
+
+FAMILIES: tuple[ModelFamily, ...] = (N16, N17)
 #: the family of a manifest that names none (every export written before families existed)
 DEFAULT_FAMILY = N16
 

@@ -18,13 +18,11 @@ from ..base.errors import CheckpointError, Gr00tTrtError
 from ..base.files import read_json
 from ..families.n16.fp8_plan import is_planned
 from .checkpoint import (
-    CONFIG_FILE,
     LM_HEAD_KEY,
     MASK_TOKEN_KEY,
     VISION_HEAD_PREFIX,
     LayoutCheck,
     StoredTensor,
-    compare_layout,
     resolve_checkpoint_headers,
 )
 from .config import Gr00tConfig
@@ -145,7 +143,7 @@ class InspectReport:
 
     checkpoint: str
     folder: str
-    config: Gr00tConfig
+    config: Any  # the family's config (Gr00tConfig, N17Config)
     num_tensors: int
     weight_bytes: int
     components: list[ComponentCount]
@@ -212,7 +210,7 @@ class InspectReport:
                 f"{tag}={i}{'' if self.embodiment_id_source[tag] != 'built-in' else '*'}"
                 for tag, i in sorted(others, key=lambda kv: kv[1])
             )
-            lines.append(f"other known embodiment ids, NOT configured here (* = built-in N1.6 map): {ids}")
+            lines.append(f"other known embodiment ids, NOT configured here (* = the release's built-in map): {ids}")
         for tag, cfg in self.modality_configs.items():
             lines.append(
                 f"embodiment {tag}: video {cfg['video']}, state {len(cfg['state'])} keys, "
@@ -324,14 +322,14 @@ def estimate_engines(index: Mapping[str, StoredTensor], config: Gr00tConfig) -> 
 
 # ---------------------------------------------------------------------- embodiments
 def read_embodiments(
-    folder: Path,
+    folder: Path, builtin_ids: Mapping[str, int],
 ) -> tuple[dict[str, int], dict[str, str], dict[str, dict[str, Any]], list[str]]:
-    """embodiment_id.json merged over the built-in N1.6 map, and a short summary of each modality
+    """embodiment_id.json merged over the family's built-in map, and a short summary of each modality
     config in processor_config.json; problems become notes (inspect never fails on them)."""
-    from ..processing.modality import BUILTIN_EMBODIMENT_IDS, EMBODIMENT_ID_FILE, PROCESSOR_CONFIG_FILE
+    from ..processing.modality import EMBODIMENT_ID_FILE, PROCESSOR_CONFIG_FILE
 
     notes: list[str] = []
-    ids = dict(BUILTIN_EMBODIMENT_IDS)
+    ids = dict(builtin_ids)
     source = dict.fromkeys(ids, "built-in")
     raw_ids = _read_json(folder / EMBODIMENT_ID_FILE, notes)
     if isinstance(raw_ids, dict):
@@ -390,19 +388,23 @@ def _read_json(path: Path, notes: list[str]) -> Any:
 
 # ---------------------------------------------------------------------- entry point
 def inspect_checkpoint(checkpoint: str | Path) -> InspectReport:
-    """Inspect a checkpoint folder or Hub id from headers and JSON only (no weights in memory)."""
+    """Inspect a checkpoint folder or Hub id from headers and JSON only (no weights in memory); the
+    model family (config.json's ``model_type``) says which layout, components and ids to check against."""
+    from ..families.registry import family_of_checkpoint
+
     folder, index = resolve_checkpoint_headers(checkpoint)
-    config = Gr00tConfig.from_file(folder / CONFIG_FILE)
+    face = family_of_checkpoint(folder).export()
+    config = face.read_config(folder)
     if not index:
         raise CheckpointError(f"checkpoint {checkpoint} holds no tensors")
-    components = count_components(index, config)
+    components = face.count_components(index, config)
     total = sum(info.numel for info in index.values())
     lm_head = index[LM_HEAD_KEY].numel if LM_HEAD_KEY in index else 0
     dtypes: dict[str, tuple[int, int]] = {}
     for info in index.values():
         n, p = dtypes.get(info.dtype, (0, 0))
         dtypes[info.dtype] = (n + 1, p + info.numel)
-    ids, id_source, modality, notes = read_embodiments(folder)
+    ids, id_source, modality, notes = read_embodiments(folder, face.BUILTIN_EMBODIMENT_IDS)
     return InspectReport(
         checkpoint=str(checkpoint),
         folder=str(folder),
@@ -413,10 +415,10 @@ def inspect_checkpoint(checkpoint: str | Path) -> InspectReport:
         total_params=total,
         total_params_without_lm_head=total - lm_head,
         dtypes=dtypes,
-        layout=compare_layout(index, config),
+        layout=face.compare_layout(index, config),
         embodiment_ids=ids,
         embodiment_id_source=id_source,
         modality_configs=modality,
-        engines=estimate_engines(index, config),
+        engines=face.estimate_engines(index, config),
         notes=notes,
     )

@@ -10,10 +10,10 @@ from ..base.errors import VerificationError
 from .checkpoint import load_model
 
 
-def load_reference(checkpoint, manifest, export_dir):
-    """(model, config): the unoptimised fp32 reference of ``checkpoint``, refused unless its config is the
-    export's, run with the export's number of denoising steps."""
-    model, config, _ = load_model(checkpoint, dtype=torch.float32)
+def load_reference(checkpoint, manifest, export_dir, load=load_model):
+    """(model, config): the unoptimised fp32 reference of ``checkpoint`` (read by the family's ``load``),
+    refused unless its config is the export's, run with the export's number of denoising steps."""
+    model, config, _ = load(checkpoint, dtype=torch.float32)
     if dict(config.to_dict(), num_inference_timesteps=manifest.steps) != dict(
         manifest.model, num_inference_timesteps=manifest.steps
     ):

@@ -33,11 +33,12 @@ def padded_length(length: int, bucket: int, limit: Sequence[int] | None = None) 
     return padded
 
 
-def pad_right(dst: np.ndarray, src: np.ndarray, fill: int | bool) -> None:
-    """Copy ``src`` [B, S] into the left of ``dst`` [B, S'] and fill the rest; allocates nothing."""
-    seq = src.shape[1]
-    np.copyto(dst[:, :seq], src, casting="same_kind")
-    dst[:, seq:] = fill
+def pad_right(dst: np.ndarray, src: np.ndarray, fill: int | bool, axis: int = 1) -> None:
+    """Copy ``src`` into the start of ``dst`` along the sequence ``axis`` (S → S') and fill the rest; no
+    allocation beyond two views. [B, S] masks and ids pad axis 1, M-RoPE ids [3, B, S] axis 2."""
+    seq, lead = src.shape[axis], (slice(None),) * axis
+    np.copyto(dst[(*lead, slice(0, seq))], src, casting="same_kind")
+    dst[(*lead, slice(seq, None))] = fill
 
 
 def fill_image_index(image_mask: np.ndarray, out: np.ndarray) -> None:

@@ -1,9 +1,9 @@
 """Chains the exported graphs of one control step over preallocated, backend-owned buffers.
 
-The chain itself is ``gr00t_trt.CONTROL_STEP``; this module turns it, once per shape bucket, into
-buffers, bindings and programs: write the host inputs → vision (one call of the one vision graph per
-image size, with that size's position grid, computed once and kept) → image rows
-assembled in LLM order → backbone → dit_context → the action unit (state encoder + N × (action encoder →
+The chain itself is the export's family contract (``manifest.contract``: graph declarations and control
+step); this module turns it, once per shape bucket, into buffers, bindings and programs: write the host
+inputs → vision (one call of the one vision graph per image size, with that size's tables, computed once
+and kept) → each vision output's rows assembled in LLM order → backbone → dit_context → the action unit (state encoder + N × (action encoder →
 DiT → action decoder)), recorded as one program a backend may capture → download the actions → one
 synchronisation. Values flow between graphs in the dtype both sides declare; nothing converts on the way.
 
@@ -16,7 +16,6 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -28,27 +27,18 @@ from ..contract.dataflow import (
     CARRY,
     CARRY_OUTPUT,
     CARRY_START,
-    CONTROL_STEP,
     GRID,
     OBS,
-    PROGRAMS,
     STEP,
     GraphRunner,
     Stage,
-    chain,
-    evaluate,
-    external_inputs,
     image_groups,
 )
 from ..contract.graphs import TensorSpec
 from ..contract.manifest import GraphEntry, Manifest
 from ..contract.served import served_sizes
-from ..processing.position_grid import PositionGrids, load_table
 from .backend import Backend, Buffer, Copy, Program, numpy_dtype
 from .buffers import BucketKey, fill_image_index, pad_right, padded_length, row_runs
-
-#: per-program timings reported in ``Pipeline.last_timings`` (ms), in run order, then the total
-STAGES = PROGRAMS
 
 
 class ModelInputsLike(Protocol):
@@ -62,16 +52,22 @@ class ModelInputsLike(Protocol):
     embodiment_id: np.ndarray  # int64 [B], the checkpoint's ids (mapped to graph slots here)
 
 
-@dataclass
 class HeadInputs:
-    """Inputs of the action-head sub-chain (``run(..., start="dit_context")``)."""
+    """Inputs of the action-head sub-chain (``run(..., start="dit_context")``); a family whose
+    dit_context reads further per-token inputs passes them by name (``extra``)."""
 
-    backbone_features: np.ndarray  # float [B, S, E]
-    attention_mask: np.ndarray  # bool [B, S]
-    image_mask: np.ndarray  # bool [B, S]
-    state: np.ndarray  # float [B, 1, Ds]
-    embodiment_id: np.ndarray  # int64 [B], checkpoint ids
-    images: tuple = ()
+    def __init__(self, backbone_features: np.ndarray, attention_mask: np.ndarray, image_mask: np.ndarray,
+                 state: np.ndarray, embodiment_id: np.ndarray, images: tuple = (), **extra: np.ndarray) -> None:
+        """backbone_features float [B, S, E], attention_mask / image_mask bool [B, S], state float
+        [B, 1, Ds], embodiment_id int64 [B] (checkpoint ids)."""
+        self.backbone_features, self.attention_mask, self.image_mask = backbone_features, attention_mask, image_mask
+        self.state, self.embodiment_id, self.images, self.extra = state, embodiment_id, images, extra
+
+    def __getattr__(self, name: str):
+        extra = self.__dict__.get("extra", {})
+        if name in extra:
+            return extra[name]
+        raise AttributeError(name)
 
 
 class Pipeline:
@@ -93,9 +89,14 @@ class Pipeline:
         self.manifest, self.folder, self.backend = manifest, Path(folder), backend
         self.bucket, self.max_buckets, self.detailed_timings = bucket, max_buckets, detailed_timings
         _refuse_per_size_vision(manifest)
-        self.graphs = {s.kind: entry for s in CONTROL_STEP
+        self.family = manifest.model_family
+        self.contract = manifest.contract
+        self.graphs = {s.kind: entry for s in self.contract.control_step
                        for entry in [self._single(s.kind)] if entry is not None}
-        self.grids = _position_grids(manifest, self.folder, self.graphs.get("vision"))
+        #: host inputs with a sequence axis, and which axis it is: padded to the bucket by ``pad_right``
+        self.sequence_inputs = _sequence_inputs(self.contract, self.graphs)
+        vision = self.graphs.get("vision")
+        self.grids = self.family.runtime().make_grids(self.folder, manifest, vision) if vision else None
         self._owns_activation = not backend.is_active
         if self._owns_activation:
             backend.activate()
@@ -117,7 +118,7 @@ class Pipeline:
         return found[0] if found else None
 
     def _check_chain(self, start: str) -> None:
-        missing = [s.kind for s in chain(start) if s.kind not in self.graphs]
+        missing = [s.kind for s in self.contract.chain(start) if s.kind not in self.graphs]
         if missing:
             raise ManifestError(f"the export has no {', '.join(missing)} graph — it cannot run a control step from "
                                 f"{start!r}; re-export all graphs")
@@ -137,9 +138,9 @@ class Pipeline:
 
     def grid_feed(self, name: str, height: int, width: int) -> np.ndarray:
         """The vision graph's per-size input ``name`` for h x w images (``dataflow.GridSource``)."""
-        if name != "position_grid" or self.grids is None:
+        if self.grids is None:
             raise ManifestError(f"the export has no per-image-size input {name!r} — re-export")
-        return self.grids(*self.token_grid(height, width))
+        return self.grids(name, *self.token_grid(height, width))
 
     def close(self) -> None:
         """Free every bucket's buffers (and deactivate the backend if this Pipeline activated it)."""
@@ -205,6 +206,7 @@ class Pipeline:
             mask = getattr(inputs, name)
             if not isinstance(mask, np.ndarray) or mask.shape != (batch, seq) or mask.dtype != np.bool_:
                 raise ObservationError(f"{name} must be bool [{batch}, {seq}], got {_describe(mask)}")
+        self._check_sequence_inputs(inputs, start, batch, seq)
         _check_range("batch size B", batch, self.manifest.dynamic_dims.get("B"), "re-export with a larger --max-batch")
         _check_range("sequence length S", seq, self.manifest.dynamic_dims.get("S"), "shorten the instruction or re-export")
         ds, h, da = self.dims["Ds"], self.dims["H"], self.dims["Da"]
@@ -223,6 +225,19 @@ class Pipeline:
         if start == "vision":
             self._check_images(inputs)
         return batch, seq
+
+    def _check_sequence_inputs(self, inputs: Any, start: str, batch: int, seq: int) -> None:
+        """The family's further per-token inputs (e.g. position ids, masks): shape and dtype as declared."""
+        known = ("input_ids", "attention_mask", "image_mask", "image_index", "backbone_features")
+        for name in self.contract.external_inputs(start):
+            if name not in self.sequence_inputs or name in known:
+                continue
+            tensor = next(self.graphs[s.kind].tensor(name) for s in self.contract.chain(start) if name in s.feeds)
+            value = getattr(inputs, name, None)
+            shape = tensor.shape({**self.dims, "B": batch, "S": seq})
+            kind = "b" if tensor.dtype == "bool" else "iu" if tensor.dtype.startswith(("int", "uint")) else "f"
+            if not isinstance(value, np.ndarray) or value.shape != shape or value.dtype.kind not in kind:
+                raise ObservationError(f"{name} must be {tensor.dtype} {list(shape)}, got {_describe(value)}")
 
     def _check_images(self, inputs: ModelInputsLike) -> None:
         tokens, counts = 0, {}
@@ -312,10 +327,10 @@ class Pipeline:
         LLM order) and the noise: what ``evaluate`` takes. Fresh arrays (slow paths only)."""
         batch, seq = self.check(inputs, noise, start=start)
         sizes = {**self.dims, "B": batch, "S": self._padded(seq) if padded else seq}
-        stages = chain(start)
+        stages = self.contract.chain(start)
         run = {s.kind for s in stages}
         values: dict[str, Any] = {CARRY_START: noise}
-        for name in external_inputs(start):
+        for name in self.contract.external_inputs(start):
             if name == "images":
                 values[name] = list(inputs.images)
                 continue
@@ -332,9 +347,14 @@ class Pipeline:
         action_pred (float32, == actions[-1])."""
         seq = inputs.input_ids.shape[1] if isinstance(inputs.input_ids, np.ndarray) and inputs.input_ids.ndim == 2 else 0
         values = self.host_values(inputs, noise)
-        embeds = self.graphs["backbone"].tensor("image_embeds")
-        out = evaluate(self.graph_runner(), values, steps=self.manifest.steps, no_image_rows=lambda: np.zeros(
-            embeds.shape({**self.dims, "T": 1}), numpy_dtype(embeds.dtype)), grids=self.grid_feed)
+        backbone = self.graphs["backbone"]
+
+        def no_image_rows(name: str) -> np.ndarray:
+            rows = backbone.tensor(name)
+            return np.zeros(rows.shape({**self.dims, "T": 1}), numpy_dtype(rows.dtype))
+
+        out = self.contract.evaluate(self.graph_runner(), values, steps=self.manifest.steps,
+                                     no_image_rows=no_image_rows, grids=self.grid_feed)
         per_step = out[CARRIED_INPUT]
         out["backbone_features"] = out["backbone_features"][:, :seq]
         out["action_pred"] = per_step[-1].astype(np.float32) if per_step else noise.copy()
@@ -361,7 +381,7 @@ class _Plan:
     def _build(self) -> None:
         pipe, key = self.pipe, self.key
         m, be = pipe.manifest, pipe.backend
-        stages = chain(key.start)
+        stages = pipe.contract.chain(key.start)
         self._run = {s.kind for s in stages}
         tokens = {size: int(np.prod(pipe.token_grid(*size))) for size in set(key.image_sizes)}
         self.total = sum(tokens[s] for s in key.image_sizes)
@@ -407,11 +427,10 @@ class _Plan:
         steps.append(self.pipe.backend.bind(entry.name, bound))
 
     def _wire_vision(self, stage: Stage, steps: list, tokens: dict[tuple[int, int], int]) -> None:
-        """One call of the vision graph per image size (its position grid a constant of the bucket), then
-        its rows copied into image_embeds [T, E] in LLM order."""
+        """One call of the vision graph per image size (its per-size tables constants of the bucket), then
+        the rows of each of its outputs copied into the backbone input of that name ([T, X]) in LLM order."""
         pipe = self.pipe
         backbone, entry = pipe.graphs["backbone"], pipe.graphs[stage.kind]
-        embeds = backbone.tensor("image_embeds")
         self._image_groups = []
         for (h, w), positions in image_groups(self.key.image_sizes).items():
             rows, cols = pipe.token_grid(h, w)
@@ -432,15 +451,18 @@ class _Plan:
             for tensor in entry.outputs:
                 bound[tensor.name] = self._produce(f"{tensor.name}_{h}x{w}", tensor, entry, sizes)
             steps.append(pipe.backend.bind(entry.name, bound))
-        width = self.sizes["E"]
-        if self.total:
-            target = self._produce(embeds.name, embeds, backbone, self.sizes)
-            for (h, w), src_row, dst_row, rows in row_runs(self.key.image_sizes, tokens):
-                source = self.values[f"image_embeds_{h}x{w}"]
-                steps.append(Copy(source, target, src_row * width, dst_row * width, rows * width))
-        else:  # no images: one unused zero row keeps T >= 1
-            zero = self._new(embeds.name, embeds.shape(self.sizes), numpy_dtype(embeds.dtype), host=True, producer="constant")
-            self._constants.append(zero)
+        for name in pipe.contract.image_rows():
+            rows_spec = backbone.tensor(name)
+            if self.total:
+                width = rows_spec.shape(self.sizes)[-1]
+                target = self._produce(name, rows_spec, backbone, self.sizes)
+                for (h, w), src_row, dst_row, count in row_runs(self.key.image_sizes, tokens):
+                    source = self.values[f"{name}_{h}x{w}"]
+                    steps.append(Copy(source, target, src_row * width, dst_row * width, count * width))
+            else:  # no images: one unused zero row keeps T >= 1
+                zero = self._new(name, rows_spec.shape(self.sizes), numpy_dtype(rows_spec.dtype), host=True,
+                                 producer="constant")
+                self._constants.append(zero)
 
     def _consume(self, value: str, tensor: TensorSpec, entry: GraphEntry, sizes: dict, *, host: bool) -> Buffer:
         dtype = numpy_dtype(tensor.dtype)
@@ -497,19 +519,13 @@ class _Plan:
 
 # ------------------------------------------------------------------------------------------ host inputs
 def _writer(value: str, pipe: Pipeline) -> Callable[..., None]:
-    """How the host fills the buffer of one input value from a control step's inputs (no allocation)."""
-    pad = pipe.manifest.tokens["pad_token_id"]
-    if value == "input_ids":
-        return lambda dst, x, noise, plan: pad_right(dst, x.input_ids, pad)
-    if value in ("attention_mask", "image_mask"):
-        return lambda dst, x, noise, plan: pad_right(dst, getattr(x, value), False)
+    """How the host fills the buffer of one input value from a control step's inputs (no allocation).
+    Sequence-shaped inputs ([..., S]) are right-padded to the bucket with the value ``padding`` gives."""
     if value == "image_index":
         def index(dst, x, noise, plan):
             pad_right(dst, x.image_mask, 0)
             fill_image_index(dst, dst)
         return index
-    if value == "backbone_features":
-        return lambda dst, x, noise, plan: pad_right(dst, x.backbone_features, 0)
     if value == "state":
         return lambda dst, x, noise, plan: np.copyto(dst, x.state, casting="unsafe")
     if value == "embodiment_id":
@@ -523,7 +539,31 @@ def _writer(value: str, pipe: Pipeline) -> Callable[..., None]:
                     for j, p in enumerate(positions):
                         np.copyto(dst[j], x.images[p])
         return images
+    if value in pipe.sequence_inputs:
+        fill, axis = padding(value, pipe.manifest), pipe.sequence_inputs[value]
+        return lambda dst, x, noise, plan: pad_right(dst, getattr(x, value), fill, axis)
     raise ManifestError(f"the runtime does not know how to fill host input {value!r} — update the Pipeline's writers")
+
+
+def padding(name: str, manifest: Manifest) -> int | bool:
+    """The value the runtime's bucket padding gives a sequence input: the pad token for ids, 1 for M-RoPE
+    position ids (as the processors pad), False / 0 for masks and features."""
+    if name == "input_ids":
+        return manifest.tokens["pad_token_id"]
+    if name == "position_ids":
+        return 1
+    return 0
+
+
+def _sequence_inputs(contract, graphs: dict[str, GraphEntry]) -> dict[str, int]:
+    """name -> the position of S among its dims, for every value a (sub-)chain may take from the host
+    (an ``OBS`` input, or a graph output given instead when the chain starts later)."""
+    found: dict[str, int] = {}
+    for stage in contract.control_step:
+        for tensor in contract.graphs[stage.kind].inputs:
+            if stage.feeds[tensor.name] not in (STEP, CARRY, GRID) and "S" in tensor.dims:
+                found.setdefault(tensor.name, tensor.dims.index("S"))
+    return found
 
 
 def _check_group(size: tuple[int, int], count: int, limit: list[int] | None) -> None:
@@ -542,18 +582,6 @@ def _refuse_per_size_vision(manifest: Manifest) -> None:
             f"the export has one vision graph per image size ({', '.join(legacy)}), made by an older gr00t-trt — "
             "re-export it with `gr00t-trt export` to get one vision graph serving every camera size"
         )
-
-
-def _position_grids(manifest: Manifest, folder: Path, entry: GraphEntry | None) -> PositionGrids | None:
-    """The host's per-size position grids of the vision graph, from the table the export ships."""
-    if entry is None:
-        return None
-    table_file = manifest.vision.get("position_table")
-    if not table_file:
-        raise ManifestError(f"{folder}: the manifest declares no vision position table — re-export")
-    grid = entry.tensor("position_grid")
-    table = load_table(folder / table_file, manifest.dims["Dv"])
-    return PositionGrids(table, manifest.dims["U"], numpy_dtype(grid.dtype))
 
 
 def _check_range(what: str, value: int, limit: list[int] | None, hint: str) -> None:

@@ -29,18 +29,19 @@ _FEATURE_KINDS = ("vision", "backbone", "dit_context")
 def candidate_runner(folder: Path, manifest, model, config, slots):
     """run(name, kind, feeds) of the export at its recorded precisions (module docstring)."""
     from ..export.calibration import torch_runner
-    from ..export.graph_modules import graph_modules
     from ..export.precision import precision_module
 
+    contract = manifest.contract
     activation = manifest.precision.get("activation_dtype", _io_dtype(manifest))
     sessions, bf16 = {}, {}
     bf16_names = [name for name, g in manifest.graphs.items() if g.precision == "bf16"]
     if bf16_names:
-        fresh = graph_modules(model, config, slots)
+        fresh = manifest.model_family.export().graph_modules(model, config, slots)
         for name in bf16_names:
             kind, module, dims = fresh[name]
-            bf16[name] = (kind, precision_module(kind, module, "bf16", activation), dims)
-    torch_run = torch_runner(bf16)
+            names = contract.graphs[kind].input_names
+            bf16[name] = (kind, precision_module(kind, module, "bf16", activation, names), dims)
+    torch_run = torch_runner(bf16, contract)
 
     def run(name: str, kind: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         entry = manifest.graph(name)
@@ -48,7 +49,7 @@ def candidate_runner(folder: Path, manifest, model, config, slots):
             return torch_run(name, kind, feeds)
         if name not in sessions:
             sessions[name] = ort_session(folder / entry.file, entry.precision)
-        return run_session(sessions[name], kind, feeds)
+        return run_session(sessions[name], contract.graphs[kind], feeds)
 
     return run
 
@@ -69,32 +70,26 @@ def preflight_export(
     ``checkpoint`` on ``observations`` (default: one synthetic observation per exported embodiment)."""
 
     from ..contract.manifest import load_manifest
-    from ..export.calibration import chain_graphs, torch_runner
-    from ..export.graph_modules import graph_modules
+    from ..export.calibration import chain_graphs, reference_grids, torch_runner
     from ..export.precision import io_value, least_precise
-    from ..export.vision import reference_grids
-    from ..model.reference import load_reference
     from ..processing.observations import synthetic_observation
-    from ..processing.preprocess import Preprocessor
 
     folder = Path(export_dir)
     manifest = load_manifest(folder)
-    model, config = load_reference(checkpoint, manifest, export_dir)
+    family, contract = manifest.model_family, manifest.contract
+    model, config = family.export().load_reference(checkpoint, manifest, export_dir)
     entries = list(manifest.embodiments.values())
     slots = [entries[0].id] if len(entries) == 1 else None
     slot_of = {e.id: e.slot for e in entries}
-    preprocessor = Preprocessor.from_dir(
-        folder, max_state_dim=config.max_state_dim, image_token_index=manifest.tokens["image_token_index"],
-        pixels_per_token=manifest.pixels_per_token,
-    )
+    preprocessor = family.runtime().make_preprocessor(folder, manifest)
     if observations is None:
         observations = [
             (e.tag, synthetic_observation(preprocessor.spec, e.tag, seed=seed, image_sizes=manifest.image_sizes))
             for e in entries
         ]
     activation = np.dtype(manifest.precision.get("activation_dtype", _io_dtype(manifest))).type
-    modules = graph_modules(model, config, slots)
-    reference = torch_runner(modules)
+    modules = family.export().graph_modules(model, config, slots)
+    reference = torch_runner(modules, contract)
     grids = reference_grids(modules)  # both chains get the reference's per-size tables
     candidate = candidate_runner(folder, manifest, model, config, slots)
     precisions = {name: g.precision for name, g in manifest.graphs.items()}
@@ -112,7 +107,7 @@ def preflight_export(
         inputs = preprocessor(obs, tag)
         noise = rng.standard_normal((len(inputs.embodiment_id), config.action_horizon, config.max_action_dim))
         noise = noise.astype(np.float32)
-        ref = chain_graphs(reference, inputs, steps=manifest.steps, slot_of=slot_of, noise=noise, grids=grids)
+        ref = chain_graphs(reference, inputs, contract, steps=manifest.steps, slot_of=slot_of, noise=noise, grids=grids)
         label = f"obs {n} ({tag})"
         # each graph alone on the reference's inputs (first call per graph, and every denoising step)
         for name, calls in ref.inputs.items():
@@ -122,10 +117,10 @@ def preflight_export(
                 cast = {k: io_value(v, np.dtype(activation).name) for k, v in feeds.items()}
                 out = candidate(name, kind, cast)
                 where = f"{label} graph {name} [{precisions[name]}]" + (f" call {i}" if len(calls) > 1 else "")
-                for check in compare_outputs(where, kind, precisions[name], ref.outputs[name][i], out):
+                for check in compare_outputs(where, contract.graphs[kind], precisions[name], ref.outputs[name][i], out):
                     report.add(check)
         # end to end, every graph at its precision
-        got = chain_graphs(candidate, inputs, steps=manifest.steps, slot_of=slot_of, noise=noise,
+        got = chain_graphs(candidate, inputs, contract, steps=manifest.steps, slot_of=slot_of, noise=noise,
                            activation=activation, grids=grids)
         features = "backbone_features"
         report.add(compare(f"{label} end-to-end: backbone features", ref.outputs["backbone"][0][features],

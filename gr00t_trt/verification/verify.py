@@ -16,10 +16,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ..base.errors import BackendError, Gr00tTrtError, VerificationError
-from ..contract.dataflow import CARRIED_INPUT, STAGES, denoise_step, evaluate
+from ..contract.dataflow import CARRIED_INPUT, GRID
 from ..contract.manifest import load_manifest
 from ..runtime.pipeline import HeadInputs
 from .parity import ParityReport, compare, threshold_for
@@ -44,7 +43,6 @@ def verify_export(
     """
     from ..export.driver import fingerprint
     from ..model.checkpoint import resolve_checkpoint
-    from ..model.reference import load_reference
     from ..runtime.policy import Policy
 
     manifest = load_manifest(export_dir)
@@ -56,7 +54,7 @@ def verify_export(
             f"from the one recorded at export) — pass the checkpoint it was exported from "
             f"({manifest.source.get('checkpoint')}), or --any-checkpoint to compare anyway"
         )
-    model, config = load_reference(folder, manifest, export_dir)
+    model, config = manifest.model_family.export().load_reference(folder, manifest, export_dir)
 
     precisions = {name: g.precision for name, g in manifest.graphs.items()}
     context = {"export_dir": str(export_dir), "checkpoint": str(checkpoint), "steps": manifest.steps,
@@ -117,62 +115,61 @@ def _precision(manifest, name: str) -> str:
 
 def _verify_case(report: ParityReport, label: str, model, policy, tag: str, obs: dict, seed: int) -> None:
     manifest, pipeline = policy.manifest, policy.pipeline
+    contract = pipeline.contract
     run = pipeline.graph_runner()  # one graph at a time, reference values cast to each graph's dtypes
     inputs = policy.preprocessor(obs, tag)
     batch = inputs.input_ids.shape[0]
     noise = np.random.default_rng(seed).standard_normal((batch, manifest.dims["H"], manifest.dims["Da"]), dtype=np.float32)
 
     # ---- reference, unoptimised
-    t = _torch_inputs(inputs, noise)
-    with torch.no_grad():
-        ref = model.reference_get_action(t["input_ids"], t["attention_mask"], t["images"], t["state"],
-                                         t["embodiment_id"], t["noise"])
-        ref_steps = _reference_steps(model, ref.backbone_features, t)
-    ref_physical = _decode(policy, ref.action_pred.numpy(), inputs, "reference")
-    ref_features = ref.backbone_features.numpy()
+    ref = manifest.model_family.export().reference_case(model, inputs, noise)
+    ref_physical = _decode(policy, ref.action_pred, inputs, "reference")
 
     # ---- level 1: each backbone-side graph alone on the reference's inputs (unpadded, as the reference ran)
     host = pipeline.host_values(inputs, noise, padded=False)
-    row = 0
-    embeds_ref = ref.image_embeds.numpy()
     entry = pipeline.entry("vision")
-    (embeds,) = entry.outputs
+    grid_inputs = [name for name, source in contract.stages["vision"].feeds.items() if source == GRID]
+    row = 0
     for image in inputs.images:
         h, w = image.shape[:2]
-        got = run("vision", entry.name, {"images": image[None],
-                                         "position_grid": pipeline.grid_feed("position_grid", h, w)})[embeds.name][0]
-        want = embeds_ref[row : row + got.shape[0]]
-        row += got.shape[0]
-        report.add(compare(f"{label} {entry.name} {h}x{w} alone: {embeds.name}", want, got,
-                           threshold_for("backbone", entry.precision)))
+        feeds = {"images": image[None], **{name: pipeline.grid_feed(name, h, w) for name in grid_inputs}}
+        outputs = run("vision", entry.name, feeds)
+        rows = 0
+        for name, want in ref.image_rows.items():
+            got = outputs[name][0]
+            rows = got.shape[0]
+            report.add(compare(f"{label} {entry.name} {h}x{w} alone: {name}", want[row : row + rows], got,
+                               threshold_for("backbone", entry.precision)))
+        row += rows
     backbone = pipeline.graphs["backbone"]
-    feeds = {name: embeds_ref if source == "vision" else host[name]
-             for name, source in STAGES["backbone"].feeds.items()}
+    feeds = {name: ref.image_rows[name] if source == "vision" else host[name]
+             for name, source in contract.stages["backbone"].feeds.items()}
     (output,) = backbone.outputs
     features = run("backbone", backbone.name, feeds)[output.name]
     valid = inputs.attention_mask
-    report.add(compare(f"{label} backbone alone: features", ref_features[valid], features[valid],
+    report.add(compare(f"{label} backbone alone: features", ref.backbone_features[valid], features[valid],
                        threshold_for("backbone", backbone.precision)))
 
     # ---- levels 2 and 3: the exported action head (the dataflow's sub-chain) on the reference backbone output
     action_threshold = threshold_for("normalised_action", _precision(manifest, "dit"))
-    head_inputs = HeadInputs(backbone_features=ref_features, attention_mask=inputs.attention_mask,
-                             image_mask=inputs.image_mask, state=inputs.state, embodiment_id=inputs.embodiment_id)
-    head = evaluate(run, pipeline.host_values(head_inputs, noise, start="dit_context", padded=False),
+    head_values = {name: getattr(inputs, name) for name in contract.external_inputs("dit_context")
+                   if name != "backbone_features"}
+    head_inputs = HeadInputs(backbone_features=ref.backbone_features, **head_values)
+    head = contract.evaluate(run, pipeline.host_values(head_inputs, noise, start="dit_context", padded=False),
                              steps=manifest.steps, start="dit_context")
     for k in range(manifest.steps):
-        lock = denoise_step(run, k, head, ref_steps[k])
-        report.add(compare(f"{label} lock-step {k}: next actions", ref_steps[k + 1], lock, action_threshold))
+        lock = contract.denoise_step(run, k, head, ref.steps[k])
+        report.add(compare(f"{label} lock-step {k}: next actions", ref.steps[k + 1], lock, action_threshold))
     chained = head[CARRIED_INPUT][-1] if manifest.steps else noise
-    report.add(compare(f"{label} action head on reference backbone", ref.action_pred.numpy(), chained, action_threshold))
+    report.add(compare(f"{label} action head on reference backbone", ref.action_pred, chained, action_threshold))
 
     # ---- level 4: end to end through the hot path
     stages = pipeline.run_stages(inputs, noise)
-    report.add(compare(f"{label} end-to-end: backbone features", ref_features[valid],
+    report.add(compare(f"{label} end-to-end: backbone features", ref.backbone_features[valid],
                        np.asarray(stages["backbone_features"], np.float32)[valid],
                        threshold_for("backbone", _precision(manifest, "backbone"))))
     action_pred = pipeline.run(inputs, noise).copy()
-    report.add(compare(f"{label} end-to-end: normalised action", ref.action_pred.numpy(), action_pred, action_threshold))
+    report.add(compare(f"{label} end-to-end: normalised action", ref.action_pred, action_pred, action_threshold))
     physical = _decode(policy, action_pred, inputs, "exported")
     physical_threshold = threshold_for("physical_action", _precision(manifest, "dit"))
     for key, want in ref_physical.items():
@@ -190,27 +187,3 @@ def _decode(policy, action_pred: np.ndarray, inputs, side: str) -> dict[str, np.
                 "this says nothing about the export; verify with another observation"
             ) from None
         raise
-
-
-def _torch_inputs(inputs, noise: np.ndarray) -> dict:
-    return {
-        "input_ids": torch.from_numpy(inputs.input_ids),
-        "attention_mask": torch.from_numpy(inputs.attention_mask),
-        "images": [torch.from_numpy(np.array(im)) for im in inputs.images],  # writable copies
-        "state": torch.from_numpy(inputs.state),
-        "embodiment_id": torch.from_numpy(inputs.embodiment_id),
-        "noise": torch.from_numpy(noise),
-        "image_mask": torch.from_numpy(inputs.image_mask),
-    }
-
-
-def _reference_steps(model, features: torch.Tensor, t: dict) -> list[np.ndarray]:
-    """The reference's actions before each step and after the last: [x_0 = noise, x_1, …, x_N]."""
-    head = model.action_head
-    vl = head.encode_context(features)
-    state_features = head.encode_state(t["state"], t["embodiment_id"])
-    x, steps = t["noise"], [t["noise"].numpy()]
-    for k in range(head.config.num_inference_timesteps):
-        x = head.reference_step(x, k, vl, state_features, t["image_mask"], t["attention_mask"], t["embodiment_id"])
-        steps.append(x.float().numpy())
-    return steps

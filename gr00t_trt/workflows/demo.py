@@ -40,16 +40,20 @@ class DemoReport:
         return self.parity.passed
 
 
-def run_demo(workdir: str | Path, *, embodiment: str = "libero_panda", on_step: Callable[[int], None] | None = None,
+def run_demo(workdir: str | Path, *, model: str = "n1.6", embodiment: str | None = None,
+             on_step: Callable[[int], None] | None = None,
              progress: Callable[[str, str], None] | None = None) -> DemoReport:
-    """Run the demo in ``workdir``; ``on_step(i)`` is called as step i of ``DEMO_STEPS`` starts."""
+    """Run the demo in ``workdir`` on the family ``model`` ("n1.6", "n1.7"); ``on_step(i)`` is called as
+    step i of ``DEMO_STEPS`` starts."""
     from ..export.driver import ExportOptions, export_checkpoint
-    from ..model.synthetic import make_checkpoint
+    from ..families.registry import family_named
     from ..processing.observations import synthetic_observation
     from ..runtime.policy import Policy
     from ..verification.verify import verify_export
 
     on_step = on_step or (lambda index: None)
+    family = family_named(model)
+    embodiment = embodiment or family.demo_embodiment
     workdir = Path(workdir)
     checkpoint, export_dir = workdir / "checkpoint-tiny", workdir / "export-tiny"
     for old in (checkpoint, export_dir):
@@ -59,7 +63,7 @@ def run_demo(workdir: str | Path, *, embodiment: str = "libero_panda", on_step: 
     started = time.perf_counter()
 
     on_step(0)
-    make_checkpoint(checkpoint, "tiny", seed=0)
+    family.export().make_checkpoint(checkpoint, "tiny", seed=0)
     on_step(1)
     manifest = export_checkpoint(checkpoint, export_dir, ExportOptions(), progress)
     on_step(2)

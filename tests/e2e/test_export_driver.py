@@ -7,10 +7,10 @@ import json
 import pytest
 
 from gr00t_trt.base.errors import EmbodimentError, ExportError
-from gr00t_trt.contract.graphs import GRAPH_SPECS
 from gr00t_trt.contract.manifest import load_manifest, sha256_file
 from gr00t_trt.export import onnx_io
 from gr00t_trt.export.driver import ExportOptions, export_checkpoint
+from gr00t_trt.families.n16.contract import GRAPH_SPECS
 
 
 def test_export_directory_holds_everything_the_runtime_needs(tiny_export):
@@ -80,11 +80,11 @@ def test_interrupted_export_leaves_nothing_that_looks_complete(tiny_checkpoint, 
     calls = []
     real = onnx_io.export_onnx  # looked up per graph by the export (precision.ExportPrecision.export_graph)
 
-    def fail_on_third(module, args, spec, path, *rest):
+    def fail_on_third(module, args, spec, path, *rest, **options):
         calls.append(path.name)
         if len(calls) == 3:
             raise KeyboardInterrupt
-        real(module, args, spec, path, *rest)
+        real(module, args, spec, path, *rest, **options)
 
     monkeypatch.setattr(onnx_io, "export_onnx", fail_on_third)
     with pytest.raises(KeyboardInterrupt):

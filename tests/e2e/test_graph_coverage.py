@@ -6,9 +6,8 @@ Adding a graph kind to ``gr00t_trt.contract.graphs`` without an export wrapper, 
 
 from __future__ import annotations
 
-from gr00t_trt.contract import dataflow
-from gr00t_trt.contract.graphs import GRAPH_SPECS
 from gr00t_trt.contract.manifest import load_manifest
+from gr00t_trt.families.n16.contract import CONTRACT, GRAPH_SPECS
 from gr00t_trt.runtime.pipeline import Pipeline
 from gr00t_trt.verification.verify import verify_export
 
@@ -16,7 +15,7 @@ from gr00t_trt.verification.verify import verify_export
 def test_every_kind_is_exported(tiny_export):
     manifest = load_manifest(tiny_export)
     assert {g.kind for g in manifest.graphs.values()} == set(GRAPH_SPECS)
-    assert {s.kind for s in dataflow.CONTROL_STEP} == set(GRAPH_SPECS)
+    assert {s.kind for s in CONTRACT.control_step} == set(GRAPH_SPECS)
 
 
 def test_verify_runs_every_exported_graph_alone(tiny_export, tiny_checkpoint, monkeypatch):

@@ -15,9 +15,9 @@ import torch.nn.functional as F
 from onnx import numpy_helper
 
 from gr00t_trt.base.errors import EmbodimentError
-from gr00t_trt.contract.graphs import ACTION_HEAD_KINDS, GRAPH_SPECS
 from gr00t_trt.export.action_head_graphs import action_head_graph_modules, example_inputs, example_masks
 from gr00t_trt.export.onnx_io import FORBIDDEN_OPS, OPSET, all_nodes, export_onnx
+from gr00t_trt.families.n16.contract import ACTION_HEAD_KINDS, DIMS, GRAPH_SPECS
 from gr00t_trt.model.action_head import Gr00tActionHead, cross_block_indices
 from gr00t_trt.model.presets import preset_config
 
@@ -203,7 +203,7 @@ def test_full_size_graphs_drop_the_precomputed_weights():
 def export_graph(module: torch.nn.Module, kind: str, path, dtype: torch.dtype) -> None:
     """Export through the product's own exporter (dynamo, opset 21, checks)."""
     args = example_inputs(kind, TINY, batch=2, seq_len=24, dtype=dtype)
-    export_onnx(module, args, GRAPH_SPECS[kind], Path(path))
+    export_onnx(module, args, GRAPH_SPECS[kind], Path(path), dims=DIMS)
 
 
 def export_all(head, directory, dtype: torch.dtype) -> dict:

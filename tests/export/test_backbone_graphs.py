@@ -8,10 +8,10 @@ import onnx
 import pytest
 import torch
 
-from gr00t_trt.contract.graphs import BACKBONE, VISION
 from gr00t_trt.export.backbone import BackboneGraph
 from gr00t_trt.export.onnx_io import FORBIDDEN_OPS, export_onnx
 from gr00t_trt.export.vision import VisionGraph
+from gr00t_trt.families.n16.contract import BACKBONE, DIMS, VISION
 from gr00t_trt.model.presets import preset_config
 from gr00t_trt.model.synthetic import synthetic_model
 
@@ -54,7 +54,7 @@ def export_and_session(module, args, spec, path, sizes=None):
     """Export through the project's exporter (dynamo, opset 21, dynamic dims from the spec) + ORT."""
     import onnxruntime as ort
 
-    export_onnx(module, args, spec, path, sizes)
+    export_onnx(module, args, spec, path, sizes, dims=DIMS)
     model = onnx.load(str(path), load_external_data=False)
     assert {o.version for o in model.opset_import if o.domain in ("", "ai.onnx")} == {21}
     assert not {n.op_type for n in model.graph.node} & (FORBIDDEN_OPS | {"Resize"})

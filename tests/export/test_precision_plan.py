@@ -8,7 +8,6 @@ import torch
 
 from gr00t_trt.base.errors import ExportError
 from gr00t_trt.bench.devices import DEVICES
-from gr00t_trt.contract.graphs import GRAPH_SPECS
 from gr00t_trt.export.precision import (
     DEVICE_DEFAULTS,
     FP16_SATURATION,
@@ -18,6 +17,7 @@ from gr00t_trt.export.precision import (
     plan_precision,
     precision_module,
 )
+from gr00t_trt.families.n16.contract import GRAPH_SPECS
 
 
 def test_single_precision_applies_to_every_graph():

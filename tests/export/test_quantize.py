@@ -11,6 +11,7 @@ import pytest
 
 from gr00t_trt.base.errors import ExportError
 from gr00t_trt.export.quantize import gemm_nodes, planned_nodes, quantize_graph, quantized_nodes
+from gr00t_trt.families.n16.contract import CONTRACT
 from gr00t_trt.families.n16.fp8_plan import FP8_PLAN
 
 #: what the plan must quantise in each fp8 graph of the tiny preset, by role — and nothing else
@@ -104,7 +105,7 @@ def records(tiny_export, tiny_checkpoint, tmp_path_factory):
     assert "recorded calibration: 2 observations" in calibration.describe()
     modules = graph_modules(model, config, None)
     slot_of = {e.id: e.slot for e in manifest.embodiments.values()}
-    return calibration_records(modules, calibration, preprocessor, config, slot_of)
+    return calibration_records(modules, calibration, preprocessor, config, CONTRACT, slot_of)
 
 
 def _quantised_dit(tiny_export, tmp_path, feeds):
@@ -121,7 +122,8 @@ def _dit_checks(path, records):
     session = ort_session(path, "fp8")
     checks = []
     for feeds, want in zip(records.inputs["dit"], records.outputs["dit"], strict=True):
-        checks += compare_outputs("dit", "dit", "fp8", want, run_session(session, "dit", feeds))
+        spec = CONTRACT.graphs["dit"]
+        checks += compare_outputs("dit", spec, "fp8", want, run_session(session, spec, feeds))
     return checks
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import weakref
 
-from gr00t_trt.export import driver, precision, quantize
+from gr00t_trt.export import precision, quantize
 from gr00t_trt.export.driver import ExportOptions, export_checkpoint
 from gr00t_trt.export.graph_modules import graph_weights
+from gr00t_trt.families.registry import N16
 
 
 def test_the_export_holds_one_dataflow_piece_of_weights_at_a_time(tiny_checkpoint, tmp_path, monkeypatch):
@@ -18,7 +19,8 @@ def test_the_export_holds_one_dataflow_piece_of_weights_at_a_time(tiny_checkpoin
     def alive(names) -> list[str]:
         return [name for name in names if any(ref() is not None for ref in tensors[name])]
 
-    build = driver.segment_modules
+    face = N16.export()
+    build = face.segment_modules
 
     def tracked_build(lazy, config, kinds, slots):
         assert not alive(tensors), f"{alive(tensors)} still hold weights when {kinds} are built"
@@ -52,7 +54,7 @@ def test_the_export_holds_one_dataflow_piece_of_weights_at_a_time(tiny_checkpoin
         checked.append(("validate", name))
         return validate(path, name, kind, graph_precision, module, feeds, reference)
 
-    monkeypatch.setattr(driver, "segment_modules", tracked_build)
+    monkeypatch.setattr(face, "segment_modules", tracked_build)
     monkeypatch.setattr(quantize, "quantize_graph", tracked_quantize)
     monkeypatch.setattr(precision, "validate_graph", tracked_validate)
     options = ExportOptions(precision="fp16", graph_precision="backbone=bf16,dit=fp8", embodiments=("libero_panda",),
@@ -68,7 +70,7 @@ def test_the_export_holds_one_dataflow_piece_of_weights_at_a_time(tiny_checkpoin
 
 def test_graph_weights_split_the_model_between_the_graphs(tiny_checkpoint):
     """Every checkpoint tensor is read by some graph; only the action head's small tables by two."""
-    from gr00t_trt.contract.graphs import GRAPH_SPECS
+    from gr00t_trt.families.n16.contract import GRAPH_SPECS
     from gr00t_trt.model.checkpoint import open_model
 
     lazy, config, _ = open_model(tiny_checkpoint)

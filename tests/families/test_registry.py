@@ -30,21 +30,22 @@ def test_every_registered_family_declares_both_faces(family):
         assert hasattr(runtime, name), f"{family.runtime_module} lacks {name}"
     for name in required_names(FamilyExport):
         assert hasattr(export, name), f"{family.export_module} lacks {name}"
-    kinds = {stage.kind for stage in runtime.CONTROL_STEP}
-    assert kinds <= set(runtime.GRAPH_SPECS), "a stage of the control step has no graph declaration"
+    assert runtime.CONTRACT.family == family.name
+    kinds = {stage.kind for stage in runtime.CONTRACT.control_step}
+    assert kinds == set(runtime.CONTRACT.graphs), "every graph declared is run, every stage declared"
 
 
 def test_a_face_missing_a_name_is_refused_naming_it(monkeypatch):
     face = types.ModuleType("fake_runtime")
-    face.GRAPH_SPECS, face.DIMS = {}, {}
+    face.CONTRACT = None
     monkeypatch.setitem(sys.modules, "fake_runtime", face)
-    fake = ModelFamily("x", "X", "GR00T X", "nvidia/X", "fake_runtime", "fake_runtime")
-    with pytest.raises(TypeError, match="missing CONTROL_STEP, make_preprocessor"):
+    fake = ModelFamily("x", "X", "GR00T X", "nvidia/X", "fake_runtime", "fake_runtime", "x")
+    with pytest.raises(TypeError, match="missing make_preprocessor, make_grids"):
         fake.runtime()
 
 
 def test_required_names_list_constants_and_methods():
-    assert required_names(FamilyRuntime) == ("GRAPH_SPECS", "DIMS", "CONTROL_STEP", "make_preprocessor")
+    assert required_names(FamilyRuntime) == ("CONTRACT", "make_preprocessor", "make_grids")
     assert "read_config" in required_names(FamilyExport) and "FP8_PLAN" in required_names(FamilyExport)
     assert family_module.required_names is required_names
 

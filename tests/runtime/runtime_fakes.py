@@ -17,8 +17,9 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 from onnx.external_data_helper import convert_model_to_external_data
 
-from gr00t_trt.contract.graphs import GRAPH_SPECS, TensorSpec
+from gr00t_trt.contract.graphs import TensorSpec
 from gr00t_trt.contract.manifest import EmbodimentEntry, GraphEntry, Manifest, sha256_file, write_manifest
+from gr00t_trt.families.n16.contract import GRAPH_SPECS
 from gr00t_trt.processing.position_grid import TABLE_FILE, resample_grid, table_bytes, vision_declaration
 
 # R pixels per token side, U = 1 patch per token (position grid = token grid), Dv vision width

@@ -1,24 +1,98 @@
 """GR00T N1.6's PyTorch face (FamilyExport): config, checkpoint layout, synthetic checkpoints, the
-faithful reference and the graphs' export wrappers — the existing N1.6 modules, named in one place."""
+faithful reference, the graphs' export wrappers and the host pieces an export writes — the existing N1.6
+modules, named in one place."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from ...export.graph_modules import graph_modules
-from ...model.checkpoint import expected_layout
+import numpy as np
+
+from ...export.examples import example_step
+from ...export.graph_modules import graph_modules, segment_modules, static_dims
+from ...model.checkpoint import compare_layout, expected_layout, open_model
 from ...model.config import Gr00tConfig
+from ...model.inspect import count_components, estimate_engines
 from ...model.presets import preset_config
 from ...model.reference import load_reference
 from ...model.synthetic import make_checkpoint
+from ...processing.images import processed_image_size
+from ...processing.modality import BUILTIN_EMBODIMENT_IDS
+from ...processing.modality import load_processor_spec as processor_spec
+from ...processing.position_grid import vision_declaration as _vision_declaration
+from ...processing.tokenizer import save_tokenizer
 from .fp8_plan import FP8_PLAN
 
 __all__ = [
-    "FP8_PLAN", "expected_layout", "graph_modules", "load_reference", "make_checkpoint", "preset_config",
-    "read_config",
+    "BUILTIN_EMBODIMENT_IDS", "FP8_PLAN", "compare_layout", "count_components", "estimate_engines", "example_step", "expected_layout", "graph_modules", "host_processor", "load_reference",
+    "make_checkpoint", "manifest_tokens", "open_model", "preset_config", "processed_image_size", "processor_spec",
+    "read_config", "reference_case", "resolve_tokenizer", "save_tokenizer", "segment_modules", "static_dims",
+    "vision_declaration",
 ]
 
 
 def read_config(folder: Path) -> Gr00tConfig:
     """An N1.6 checkpoint's config.json."""
     return Gr00tConfig.from_file(Path(folder) / "config.json")
+
+
+def resolve_tokenizer(folder: Path, override: str | None, config: Gr00tConfig):
+    """The Eagle tokenizer beside the checkpoint (or ``override``), checked against the config."""
+    from ...processing.tokenizer import resolve_tokenizer as resolve
+
+    return resolve(folder, override, config.backbone.image_token_index, config.backbone.text.vocab_size)
+
+
+def host_processor(processor: Any, tokenizer: Any, config: Gr00tConfig):
+    """The Eagle preprocessor on a checkpoint's processor spec (the export's calibration observations)."""
+    from ...processing.preprocess import Preprocessor
+
+    return Preprocessor(processor, tokenizer, max_state_dim=config.max_state_dim,
+                        image_token_index=config.backbone.image_token_index,
+                        pixels_per_token=config.patch_tokens_per_image_pixel)
+
+
+def manifest_tokens(config: Gr00tConfig, tokenizer: Any) -> dict[str, int]:
+    """The token ids the runtime needs (manifest ``tokens``)."""
+    return {
+        "image_token_index": config.backbone.image_token_index,
+        "image_start_token_id": config.backbone.image_start_token_id,
+        "image_end_token_id": config.backbone.image_end_token_id,
+        "pad_token_id": int(tokenizer.pad_token_id),
+    }
+
+
+def vision_declaration(config: Gr00tConfig) -> dict[str, str]:
+    """The manifest's ``vision`` section (the per-size position grid and the table it is resampled from)."""
+    return _vision_declaration()
+
+
+def reference_case(model: Any, inputs: Any, noise: np.ndarray):
+    """One reference control step of the N1.6 model on preprocessed ``inputs`` (``ModelInputs``)."""
+    import torch
+
+    from ...verification.reference_case import ReferenceCase
+
+    t = {
+        "input_ids": torch.from_numpy(inputs.input_ids),
+        "attention_mask": torch.from_numpy(inputs.attention_mask),
+        "image_mask": torch.from_numpy(inputs.image_mask),
+        "state": torch.from_numpy(inputs.state),
+        "embodiment_id": torch.from_numpy(inputs.embodiment_id),
+        "noise": torch.from_numpy(noise),
+    }
+    images = [torch.from_numpy(np.array(im)) for im in inputs.images]  # writable copies
+    with torch.no_grad():
+        ref = model.reference_get_action(t["input_ids"], t["attention_mask"], images, t["state"],
+                                         t["embodiment_id"], t["noise"])
+        head = model.action_head
+        vl = head.encode_context(ref.backbone_features)
+        state_features = head.encode_state(t["state"], t["embodiment_id"])
+        x, steps = t["noise"], [noise]
+        for k in range(head.config.num_inference_timesteps):
+            x = head.reference_step(x, k, vl, state_features, t["image_mask"], t["attention_mask"], t["embodiment_id"])
+            steps.append(x.float().numpy())
+    return ReferenceCase(image_rows={"image_embeds": ref.image_embeds.numpy()},
+                         backbone_features=ref.backbone_features.numpy(), steps=steps,
+                         action_pred=ref.action_pred.numpy())

@@ -177,3 +177,38 @@ def check_layout(found: Mapping[str, StoredTensor | tuple[int, ...]], config: N1
         raise CheckpointError(f"{source} does not match the {MODEL} model its config.json describes — "
                               f"{check.problems()} — is config.json from the same checkpoint?")
     return check.skipped
+
+
+# ---------------------------------------------------------------------- inspect
+#: what each component is, for ``inspect``'s table
+COMPONENT_NOTES = {
+    "vision": "Qwen3-VL tower: patch embed, position table, blocks, merger, DeepStack mergers",
+    "llm": "Qwen3-VL text: embed_tokens and the kept layers (read before the final norm)",
+    "lm_head": "unused by GR00T, not loaded",
+    "vlln": "LayerNorm on backbone features",
+    "vl_self_attention": "the 4-block self-attention between VLLN and the DiT",
+    "state_encoder": "embodiment-specific MLP",
+    "action_encoder": "embodiment-specific W1/W2/W3",
+    "action_decoder": "embodiment-specific MLP",
+    "position_embedding": "learned action positions",
+    "dit": "AlternateVLDiT (as N1.6)",
+}
+
+
+def count_components(index: Mapping[str, StoredTensor], config: N17Config) -> list:
+    """``inspect``'s component rows (spec §2.4's order) of a stored checkpoint; keys of no component
+    are counted under "other" (the layout check names them)."""
+    from ...model.inspect import ComponentCount
+
+    params = dict.fromkeys((*COMPONENTS, "other"), 0)
+    tensors = dict.fromkeys(params, 0)
+    for key, info in index.items():
+        try:
+            name = component_of(key)
+        except CheckpointError:
+            name = "other"
+        params[name] += info.numel
+        tensors[name] += 1
+    return [ComponentCount(name, params[name], tensors[name], COMPONENT_NOTES.get(name, "not part of GR00T N1.7"),
+                           unused=name in ("lm_head", "other"))
+            for name in params if name != "other" or tensors[name]]
