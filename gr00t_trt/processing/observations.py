@@ -10,7 +10,7 @@ import os
 import tempfile
 import time
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -34,10 +34,16 @@ OBSERVATION_SUFFIX = ".npz"
 MAX_OBSERVATION_BYTES = 256 << 20
 
 
-def frame_for(size: tuple[int, int], spec) -> tuple[int, int]:
-    """A raw camera frame size that the processor turns into ``size`` (e.g. 252x336 ← 480x640)."""
+def frame_for(size: tuple[int, int], spec, output_size: Callable[[int, int], tuple[int, int]] | None = None
+              ) -> tuple[int, int]:
+    """A raw camera frame size that the image chain turns into ``size`` (e.g. 252x336 ← 480x640 for N1.6's,
+    256x352 ← 480x640 for N1.7's). ``output_size(h, w)`` is the chain's size function (a preprocessor's
+    ``image_transform.output_size``); without it, N1.6's chain with ``spec``'s settings."""
+    if output_size is None:
+        def output_size(height: int, width: int) -> tuple[int, int]:
+            return processed_image_size(height, width, spec)
     for frame in (*_CANDIDATE_FRAMES, tuple(size)):
-        if processed_image_size(frame[0], frame[1], spec) == tuple(size):
+        if tuple(output_size(frame[0], frame[1])) == tuple(size):
             return frame
     raise ObservationError(f"no camera frame size found that preprocesses to {size[0]}x{size[1]}")
 
@@ -48,19 +54,24 @@ def synthetic_observation(
     *,
     seed: int = 0,
     batch: int = 1,
-    image_sizes: Sequence[tuple[int, int]] = ((252, 336),),
+    image_sizes: Sequence[tuple[int, int]] | None = None,
     instruction: str | None = None,
 ) -> dict:
     """A random observation in the nested Isaac-GR00T form for ``embodiment``.
 
-    Camera ``i`` gets a frame that preprocesses to ``image_sizes[i % len(image_sizes)]``; states are
-    drawn inside the statistics' min/max so normalisation sees realistic values.
+    ``processor`` is a ProcessorSpec (N1.6's image chain sizes the frames) or a runtime preprocessor of any
+    family (its ``spec`` and its own ``image_transform``). Every view gets ``num_frames`` frames (two for
+    DROID-like N1.7 embodiments), camera ``i`` a frame that preprocesses to ``image_sizes[i % len]`` (by
+    default a 480x640 camera); states are drawn inside the statistics' min/max.
     """
+    transform = getattr(processor, "image_transform", None)
+    output_size = transform.output_size if transform is not None else None
+    processor = getattr(processor, "spec", processor)
     spec = processor.embodiment(embodiment)
     rng = np.random.default_rng(seed)
     video = {}
     for i, key in enumerate(spec.video_keys):
-        h, w = frame_for(image_sizes[i % len(image_sizes)], processor)
+        h, w = (480, 640) if image_sizes is None else frame_for(image_sizes[i % len(image_sizes)], processor, output_size)
         video[key] = rng.integers(0, 256, size=(batch, spec.num_frames, h, w, 3), dtype=np.uint8)
     state = {}
     for key in spec.state_keys:

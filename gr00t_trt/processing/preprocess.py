@@ -51,9 +51,116 @@ class ModelInputs:
     flat: bool = False  # observation came in the flat "video.<k>" form; decode answers "action.<k>"
 
 
-class Preprocessor:
-    """Validates observations, runs the image chain, builds and caches prompt ids, normalises state,
-    and decodes the model's normalised actions back to physical units."""
+class HostPreprocessor:
+    """What every family's runtime preprocessor shares: the embodiments, the image chain, the batch and
+    prompt-length bounds, the LRU prompt cache (bounded in entries and bytes), image sizes from shapes
+    alone and the decoding of normalised actions. A family adds ``__call__`` (its graphs' inputs)."""
+
+    def __init__(
+        self,
+        spec: ProcessorSpec,
+        tokenizer: Any,
+        image_transform: Any,
+        *,
+        cache_size: int = 256,
+        cache_bytes: int = 16 << 20,
+        max_prompt_tokens: int | None = None,
+        max_batch: int | None = None,
+    ):
+        self.spec = spec
+        self.tokenizer = tokenizer
+        #: the family's image chain: ``(frame) -> image`` and ``output_size(h, w)`` from shapes alone
+        self.image_transform = image_transform
+        self._cache: OrderedDict[tuple, Any] = OrderedDict()
+        self._cache_size = cache_size
+        #: prompt cache bound in bytes (instruction text + cached arrays), besides the entry count
+        self._cache_bytes = cache_bytes
+        self._cache_used = 0
+        #: longest prompt the export accepts (its max sequence length); longer ones are refused, not cached
+        self.max_prompt_tokens = max_prompt_tokens
+        #: largest batch the export runs; a larger one is refused before any image is resized
+        self.max_batch = max_batch
+        self.cache_hits = 0
+        self.cache_misses = 0
+
+    def image_sizes(self, obs: Mapping[str, Any], embodiment: str) -> list[tuple[int, int]]:
+        """(h', w') of every image of ``obs`` in LLM order, from shapes only (video keys are validated,
+        other modalities are not looked at)."""
+        spec = self.spec.embodiment(embodiment)
+        video, flat = _video_part(obs, spec)
+        batch = _check_video(video, spec, flat)
+        sizes = [self.image_transform.output_size(*video[view].shape[2:4]) for view in spec.video_keys]
+        return sizes * (batch * spec.num_frames)
+
+    def decode(self, action_pred: np.ndarray, inputs: Any) -> dict[str, np.ndarray]:
+        """Model output [B, H, D] (normalised, padded) -> physical float32 actions [B, H_g, dim] per key;
+        keys are ``"action.<key>"`` when the observation was flat, else the bare key."""
+        spec = self.spec.embodiment(inputs.embodiment)
+        action_pred = np.asarray(action_pred)
+        if action_pred.ndim != 3 or action_pred.shape[0] != inputs.embodiment_id.shape[0]:
+            raise ObservationError(
+                f"action_pred must be [B={inputs.embodiment_id.shape[0]}, H, D], got {list(action_pred.shape)}"
+            )
+        actions = decode_actions(action_pred, spec, inputs.raw_state)
+        if inputs.flat:
+            return {f"action.{k}": v for k, v in actions.items()}
+        return actions
+
+    def reset(self) -> None:
+        """Drop cached prompts (nothing else is kept between control steps)."""
+        self._cache.clear()
+        self._cache_used = 0
+
+    @property
+    def cache_bytes_used(self) -> int:
+        """Bytes held by the prompt cache (instruction text + cached arrays), bounded by ``cache_bytes``."""
+        return self._cache_used
+
+    def _cached(self, key: tuple) -> Any:
+        """The cached prompt of ``key`` (marked recently used), or None; counts hits and misses."""
+        cached = self._cache.get(key)
+        if cached is None:
+            self.cache_misses += 1
+            return None
+        self._cache.move_to_end(key)
+        self.cache_hits += 1
+        return cached
+
+    def _check_prompt_length(self, tokens: int) -> None:
+        if self.max_prompt_tokens is not None and tokens > self.max_prompt_tokens:
+            raise ObservationError(
+                f"the prompt of this instruction is {tokens} tokens (with its images), more than the "
+                f"{self.max_prompt_tokens} the export accepts — shorten the instruction (or re-export with a larger "
+                "ExportOptions.max_seq_len)"
+            )
+
+    def _check_instruction_length(self, instruction: str) -> None:
+        """Refuse, before tokenising, an instruction too long to fit whatever its tokens turn out to be."""
+        if self.max_prompt_tokens is None or len(instruction) <= self.max_prompt_tokens:
+            return  # a token holds at least one character: cheap early exit for every ordinary instruction
+        limit = (self.max_prompt_tokens + 2) * self.tokenizer.longest_token_chars  # +2: tokens across its ends
+        size = len(instruction.encode("utf-8", "surrogatepass"))
+        if size > limit:
+            raise ObservationError(
+                f"the instruction is {size:,} bytes, more than the {self.max_prompt_tokens} tokens the export "
+                f"accepts can hold (at most {limit:,} bytes) — shorten the instruction"
+            )
+
+    def _remember(self, key: tuple, value: Any) -> None:
+        """Cache an accepted prompt, evicting the least recently used beyond the entry or byte bound."""
+        cost = _entry_bytes(key, value)
+        if cost > self._cache_bytes:
+            return  # one entry alone would exceed the bound: not worth keeping
+        self._cache[key] = value
+        self._cache_used += cost
+        while len(self._cache) > self._cache_size or self._cache_used > self._cache_bytes:
+            old_key, old_value = self._cache.popitem(last=False)
+            self._cache_used -= _entry_bytes(old_key, old_value)
+
+
+class Preprocessor(HostPreprocessor):
+    """N1.6's: validates observations, runs the SigLIP2 image chain, builds and caches Eagle prompt ids,
+    normalises state, and decodes the model's normalised actions back to physical units."""
 
     def __init__(
         self,
@@ -77,24 +184,13 @@ class Preprocessor:
         factor = math.isqrt(pixels_per_token)
         if factor * factor != pixels_per_token:
             raise CheckpointError(f"pixels_per_token {pixels_per_token} is not (patch · unshuffle)² of any patch grid")
-        self.spec = spec
-        self.tokenizer = tokenizer
+        super().__init__(spec, tokenizer, ImageTransform.from_settings(spec.settings, factor=factor),
+                         cache_size=cache_size, cache_bytes=cache_bytes, max_prompt_tokens=max_prompt_tokens,
+                         max_batch=max_batch)
         for embodiment in spec.embodiments.values():  # render the chat template now, once per prompt shape
             chat_frame(tokenizer.chat_template, embodiment.num_frames * len(embodiment.video_keys))
         self.image_token_index = image_token_index
         self.pixels_per_token = pixels_per_token
-        self.image_transform = ImageTransform.from_settings(spec.settings, factor=factor)
-        self._cache: OrderedDict[tuple, np.ndarray] = OrderedDict()
-        self._cache_size = cache_size
-        #: prompt-id cache bound in bytes (instruction text + ids), besides the entry count
-        self._cache_bytes = cache_bytes
-        self._cache_used = 0
-        #: longest prompt the export accepts (its max sequence length); longer ones are refused, not cached
-        self.max_prompt_tokens = max_prompt_tokens
-        #: largest batch the export runs; a larger one is refused before any image is resized
-        self.max_batch = max_batch
-        self.cache_hits = 0
-        self.cache_misses = 0
 
     @classmethod
     def from_dir(
@@ -134,50 +230,14 @@ class Preprocessor:
             flat=parsed.flat,
         )
 
-    def image_sizes(self, obs: Mapping[str, Any], embodiment: str) -> list[tuple[int, int]]:
-        """(h', w') of every image of ``obs`` in LLM order, from shapes only (video keys are validated,
-        other modalities are not looked at)."""
-        spec = self.spec.embodiment(embodiment)
-        video, flat = _video_part(obs, spec)
-        batch = _check_video(video, spec, flat)
-        sizes = [self.image_transform.output_size(*video[view].shape[2:4]) for view in spec.video_keys]
-        return sizes * (batch * spec.num_frames)
-
-    def decode(self, action_pred: np.ndarray, inputs: ModelInputs) -> dict[str, np.ndarray]:
-        """Model output [B, H, D] (normalised, padded) -> physical float32 actions [B, H_g, dim] per key;
-        keys are ``"action.<key>"`` when the observation was flat, else the bare key."""
-        spec = self.spec.embodiment(inputs.embodiment)
-        action_pred = np.asarray(action_pred)
-        if action_pred.ndim != 3 or action_pred.shape[0] != inputs.embodiment_id.shape[0]:
-            raise ObservationError(
-                f"action_pred must be [B={inputs.embodiment_id.shape[0]}, H, D], got {list(action_pred.shape)}"
-            )
-        actions = decode_actions(action_pred, spec, inputs.raw_state)
-        if inputs.flat:
-            return {f"action.{k}": v for k, v in actions.items()}
-        return actions
-
-    def reset(self) -> None:
-        """Drop cached prompt ids (nothing else is kept between control steps)."""
-        self._cache.clear()
-        self._cache_used = 0
-
-    @property
-    def cache_bytes_used(self) -> int:
-        """Bytes held by the prompt-id cache (instruction text + ids), bounded by ``cache_bytes``."""
-        return self._cache_used
-
     def prompt_ids(self, instruction: str, image_sizes: Sequence[tuple[int, int]]) -> np.ndarray:
         """Token ids of one sample's prompt, cached while the instruction and image sizes are unchanged
         (the control loop sends the same instruction every step)."""
         self._check_instruction_length(instruction)
         key = (instruction, tuple(image_sizes))
-        cached = self._cache.get(key)
+        cached = self._cached(key)
         if cached is not None:
-            self._cache.move_to_end(key)
-            self.cache_hits += 1
             return cached
-        self.cache_misses += 1
         text = build_prompt(
             instruction,
             image_sizes,
@@ -187,41 +247,15 @@ class Preprocessor:
         )
         ids = np.asarray(self.tokenizer.encode(text), dtype=np.int64)
         ids.setflags(write=False)
-        if self.max_prompt_tokens is not None and len(ids) > self.max_prompt_tokens:
-            raise ObservationError(
-                f"the prompt of this instruction is {len(ids)} tokens (with its images), more than the "
-                f"{self.max_prompt_tokens} the export accepts — shorten the instruction (or re-export with a larger "
-                "ExportOptions.max_seq_len)"
-            )
+        self._check_prompt_length(len(ids))
         self._remember(key, ids)
         return ids
 
-    def _check_instruction_length(self, instruction: str) -> None:
-        """Refuse, before tokenising, an instruction too long to fit whatever its tokens turn out to be."""
-        if self.max_prompt_tokens is None or len(instruction) <= self.max_prompt_tokens:
-            return  # a token holds at least one character: cheap early exit for every ordinary instruction
-        limit = (self.max_prompt_tokens + 2) * self.tokenizer.longest_token_chars  # +2: tokens across its ends
-        size = len(instruction.encode("utf-8", "surrogatepass"))
-        if size > limit:
-            raise ObservationError(
-                f"the instruction is {size:,} bytes, more than the {self.max_prompt_tokens} tokens the export "
-                f"accepts can hold (at most {limit:,} bytes) — shorten the instruction"
-            )
 
-    def _remember(self, key: tuple, ids: np.ndarray) -> None:
-        """Cache accepted prompt ids, evicting the least recently used beyond the entry or byte bound."""
-        cost = _entry_bytes(key, ids)
-        if cost > self._cache_bytes:
-            return  # one entry alone would exceed the bound: not worth keeping
-        self._cache[key] = ids
-        self._cache_used += cost
-        while len(self._cache) > self._cache_size or self._cache_used > self._cache_bytes:
-            old_key, old_ids = self._cache.popitem(last=False)
-            self._cache_used -= _entry_bytes(old_key, old_ids)
-
-
-def _entry_bytes(key: tuple, ids: np.ndarray) -> int:
-    return len(key[0].encode("utf-8", "surrogatepass")) + ids.nbytes + 64 * (1 + len(key[1]))
+def _entry_bytes(key: tuple, value: np.ndarray | tuple[np.ndarray, ...]) -> int:
+    """Bytes one cache entry holds: its instruction text, its arrays, a fixed cost per image size."""
+    arrays = value if isinstance(value, tuple) else (value,)
+    return len(key[0].encode("utf-8", "surrogatepass")) + sum(a.nbytes for a in arrays) + 64 * (1 + len(key[1]))
 
 
 # ------------------------------------------------------------------------------------------ parsing

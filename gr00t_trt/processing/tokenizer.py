@@ -70,6 +70,12 @@ class TokenLookup:
             raise TokenizerError(f"the tokenizer has no token {token!r}")
         return tid
 
+    @functools.cached_property
+    def longest_token_chars(self) -> int:
+        """Characters of the vocabulary's longest token (byte-level tokens: one character per byte), so a
+        text longer than ``n * longest_token_chars`` UTF-8 bytes is known to need more than n tokens."""
+        return max(map(len, self.tokenizer.get_vocab(with_added_tokens=True)), default=1)
+
 
 @dataclass(frozen=True, eq=False)
 class EagleTokenizer(TokenLookup):
@@ -91,12 +97,6 @@ class EagleTokenizer(TokenLookup):
     @property
     def image_token_index(self) -> int:
         return self.token_id(IMAGE_TOKEN)
-
-    @functools.cached_property
-    def longest_token_chars(self) -> int:
-        """Characters of the vocabulary's longest token (byte-level tokens: one character per byte), so a
-        text longer than ``n * longest_token_chars`` UTF-8 bytes is known to need more than n tokens."""
-        return max(map(len, self.tokenizer.get_vocab(with_added_tokens=True)), default=1)
 
     def encode(self, text: str) -> list[int]:
         """Ids of ``text`` with no BOS/EOS (Eagle never adds any); special tokens in text are matched."""

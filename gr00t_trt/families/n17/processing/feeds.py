@@ -9,7 +9,7 @@ self-attention attends to — and optionally further to a runtime shape bucket, 
 
 from __future__ import annotations
 
-from collections import OrderedDict
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +18,9 @@ from typing import Any
 import numpy as np
 
 from ....base.errors import ObservationError
+from ....processing.actions import check_reference_rotations
 from ....processing.modality import ProcessorSpec
-from ....processing.preprocess import _parse_observation, transform_images
+from ....processing.preprocess import HostPreprocessor, _parse_observation, transform_images
 from ....processing.state import normalize_state
 from .images import N17ImageTransform, grid_thw, normalize_patches, patch_rows
 from .modality import load_n17_processor_spec, read_letter_box
@@ -40,7 +41,6 @@ class N17ModelInputs:
     image_mask: np.ndarray  # bool [B, S] (input_ids == <|image_pad|>)
     position_ids: np.ndarray  # int64 [3, B, S] M-RoPE (t, h, w); padding gets 1 as in the reference
     images: list[np.ndarray]  # uint8 [h', w', 3] after the eval chain, order: sample, time, view
-    pixel_values: list[np.ndarray]  # float32 [gh·gw, 1536] per image, same order (merge-block rows)
     image_grids: list[tuple[int, int, int]]  # (1, gh, gw) per image, same order
     state: np.ndarray  # float32 [B, 1, max_state_dim]
     embodiment_id: np.ndarray  # int64 [B]
@@ -48,11 +48,20 @@ class N17ModelInputs:
     embodiment: str
     flat: bool = False  # observation came in the flat "video.<k>" form
 
+    @functools.cached_property
+    def pixel_values(self) -> list[np.ndarray]:
+        """float32 [gh·gw, 1536] per image, same order (merge-block rows): the PyTorch reference's input,
+        made on first use only (the exported vision graph patchifies the uint8 images itself)."""
+        return [normalize_patches(patch_rows(img)) for img in self.images]
 
-class N17HostProcessor:
-    """Validates observations, runs the image chain, builds (and caches) prompt ids and their position
-    ids, normalises state. numpy/OpenCV/tokenizers only.
 
+class N17HostProcessor(HostPreprocessor):
+    """N1.7's runtime preprocessor (the surface of N1.6's ``Preprocessor``): validates observations, runs
+    the image chain, builds (and caches) prompt ids and their position ids, normalises state, decodes
+    actions. numpy/OpenCV/tokenizers only.
+
+    Bounds as N1.6: a batch over ``max_batch`` is refused from shapes, an instruction that cannot fit
+    ``max_prompt_tokens`` before it is tokenised, a prompt over it before any image is resized.
     ``letter_box`` is processor_config's ``letter_box_transform`` (false in the public checkpoints)."""
 
     def __init__(
@@ -62,33 +71,37 @@ class N17HostProcessor:
         *,
         letter_box: bool = False,
         cache_size: int = 256,
+        cache_bytes: int = 16 << 20,
+        max_prompt_tokens: int | None = None,
+        max_batch: int | None = None,
     ):
-        self.spec = spec
-        self.tokenizer = tokenizer.check()
         settings = spec.settings
-        self.image_transform = N17ImageTransform(
-            settings.image_edge, settings.image_crop_fraction, letter_box
-        )
+        transform = N17ImageTransform(settings.image_edge, settings.image_crop_fraction, letter_box)
+        super().__init__(spec, tokenizer.check(), transform, cache_size=cache_size, cache_bytes=cache_bytes,
+                         max_prompt_tokens=max_prompt_tokens, max_batch=max_batch)
         self.formalize = settings.formalize_language
-        self._cache: OrderedDict[tuple, tuple[np.ndarray, np.ndarray]] = OrderedDict()
-        self._cache_size = cache_size
 
     @classmethod
-    def from_dir(cls, folder: str | Path, tokenizer: Qwen3VLTokenizer | None = None) -> N17HostProcessor:
+    def from_dir(cls, folder: str | Path, tokenizer: Qwen3VLTokenizer | None = None, **options: Any) -> N17HostProcessor:
         """The processor files of a checkpoint folder or export directory; the tokenizer beside them, or
-        Qwen3-VL's from the Hub when none is given and the folder has none."""
+        Qwen3-VL's from the Hub when none is given and the folder has none. ``options``: the bounds."""
         spec = load_n17_processor_spec(folder)
         tokenizer = tokenizer if tokenizer is not None else resolve_qwen3_vl_tokenizer(folder)
-        return cls(spec, tokenizer, letter_box=read_letter_box(folder))
+        return cls(spec, tokenizer, letter_box=read_letter_box(folder), **options)
 
     def __call__(
         self, obs: Mapping[str, Any], embodiment: str, *, seq_len: int | None = None
     ) -> N17ModelInputs:
         """Host feeds of one observation; ``seq_len`` left-pads further to a runtime bucket length."""
         spec = self.spec.embodiment(embodiment)
-        parsed = _parse_observation(obs, spec)
-        images, sizes = transform_images(parsed, spec, self.image_transform)
-        prompts = [self.prompt(text, sizes) for text in parsed.language]
+        parsed = _parse_observation(obs, spec, self.max_batch)  # shapes and the batch bound: no pixel touched
+        for text in parsed.language:
+            self._check_instruction_length(text)
+        sizes = tuple(self.image_transform.output_size(*parsed.video[view].shape[2:4])
+                      for _ in range(spec.num_frames) for view in spec.video_keys)  # fmt: skip
+        prompts = [self.prompt(text, sizes) for text in parsed.language]  # too long: refused before resizing
+        raw_state = {k: np.asarray(parsed.state[k], dtype=np.float32) for k in spec.state_keys}
+        check_reference_rotations(raw_state, spec, parsed.flat)
         longest = max(len(ids) for ids, _ in prompts)
         length = longest if seq_len is None else seq_len
         if length < longest:
@@ -96,6 +109,7 @@ class N17HostProcessor:
                 f"the longest prompt of this batch is {longest} tokens (with its images), more than the bucket "
                 f"length {seq_len} — shorten the instruction or use a larger sequence bucket"
             )
+        images, _ = transform_images(parsed, spec, self.image_transform)
         batch = parsed.batch
         input_ids = np.full((batch, length), self.tokenizer.pad_token_id, dtype=np.int64)
         attention_mask = np.zeros((batch, length), dtype=bool)
@@ -106,7 +120,6 @@ class N17HostProcessor:
             position_ids[:, b, length - len(ids) :] = positions
         original_mask = np.zeros((batch, length), dtype=bool)
         original_mask[:, length - longest :] = True
-        raw_state = {k: np.asarray(parsed.state[k], dtype=np.float32) for k in spec.state_keys}
         return N17ModelInputs(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -114,7 +127,6 @@ class N17HostProcessor:
             image_mask=input_ids == self.tokenizer.image_token_id,
             position_ids=position_ids,
             images=images,
-            pixel_values=[normalize_patches(patch_rows(img)) for img in images],
             image_grids=[grid_thw(*img.shape[:2]) for img in images],
             state=normalize_state(raw_state, spec),
             embodiment_id=np.full((batch,), spec.id, dtype=np.int64),
@@ -128,16 +140,16 @@ class N17HostProcessor:
     ) -> tuple[np.ndarray, np.ndarray]:
         """(ids [L], positions [3, L]) of one sample, cached while instruction and image sizes repeat
         (the control loop sends the same instruction every step)."""
+        self._check_instruction_length(instruction)
         key = (instruction, tuple(image_sizes))
-        cached = self._cache.get(key)
+        cached = self._cached(key)
         if cached is not None:
-            self._cache.move_to_end(key)
             return cached
         ids = prompt_ids(self.tokenizer, instruction, image_sizes, formalize=self.formalize)
+        self._check_prompt_length(len(ids))  # refused, never cached
         positions = sample_positions(ids, [grid_thw(h, w) for h, w in image_sizes])
         ids.setflags(write=False)
         positions.setflags(write=False)
-        entry = self._cache[key] = (ids, positions)
-        if len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
+        entry = (ids, positions)
+        self._remember(key, entry)
         return entry

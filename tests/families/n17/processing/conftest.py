@@ -28,6 +28,16 @@ def qwen_tokenizer(qwen_bpe_dir):
     return load_qwen3_vl_tokenizer(qwen_bpe_dir)
 
 
+def valid_state(emb, batch: int = 1, seed: int = 0) -> dict:
+    """State drawn inside the statistics' range: a valid reference pose for relative EEF actions (all-zero
+    rot6d rows are refused as degenerate)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    return {k: rng.uniform(emb.state_norm[k].min, emb.state_norm[k].max, (batch, 1, emb.state_norm[k].dim))
+            .astype(np.float32) for k in emb.state_keys}  # fmt: skip
+
+
 def require(module: str, extra: str):
     """Import an optional test dependency: skip without it on a developer machine, fail in CI."""
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # albumentations checks PyPI on import otherwise

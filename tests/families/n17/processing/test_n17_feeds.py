@@ -140,17 +140,21 @@ def test_runs_without_torch(qwen_bpe_dir, tmp_path):
         sys.path.insert(0, {str(tests_dir)!r})
         from pathlib import Path
         import numpy as np
-        from families.n17.processing.conftest import build_two_frame_spec
+        from families.n17.processing.conftest import build_two_frame_spec, valid_state
         from gr00t_trt.families.n17.processing.feeds import N17HostProcessor
         from gr00t_trt.families.n17.processing.tokenizer import load_qwen3_vl_tokenizer
         spec = build_two_frame_spec(Path({str(tmp_path)!r}))
         proc = N17HostProcessor(spec, load_qwen3_vl_tokenizer({str(qwen_bpe_dir)!r}))
         emb = spec.embodiment("libero_panda")
         obs = {{"video": {{v: np.zeros((1, 2, 256, 256, 3), np.uint8) for v in emb.video_keys}},
-               "state": {{k: np.zeros((1, 1, emb.state_norm[k].dim), np.float32) for k in emb.state_keys}},
+               "state": valid_state(emb),
                "language": {{emb.language_key: [["go"]]}}}}
         out = proc(obs, "libero_panda")
         assert out.input_ids.shape == (1, 269 + 1), out.input_ids.shape
+        from gr00t_trt.families.n17.grids import N17Grids  # the runtime parts too
+        import gr00t_trt.families.n17.runtime_parts
+        grids = N17Grids(np.zeros((4, 4, 8), np.float32), merge=2, rotary_dim=8, rope_theta=1e4)
+        assert grids("rotary_cos", 2, 3).shape == (24, 8)
         leaked = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "transformers") and sys.modules[m] is not None)
         assert not leaked, leaked
         print("ok")

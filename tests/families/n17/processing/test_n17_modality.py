@@ -15,6 +15,8 @@ from gr00t_trt.model.presets import preset_config
 from gr00t_trt.model.synthetic_processor import write_processor_files
 from gr00t_trt.processing.modality import load_processor_spec
 
+from .conftest import valid_state
+
 
 def n17_files(folder, letter_box=None, with_ids=False):
     """N1.6's synthetic processor files turned into N1.7's: class name, tags renamed to N1.7 ones
@@ -85,7 +87,7 @@ def test_from_dir(tmp_path, qwen_tokenizer):
     emb = processor.spec.embodiment("libero_sim")
     obs = {
         "video": {v: np.zeros((1, 2, 180, 320, 3), np.uint8) for v in emb.video_keys},
-        "state": {k: np.zeros((1, 1, emb.state_norm[k].dim), np.float32) for k in emb.state_keys},
+        "state": valid_state(emb),
         "language": {emb.language_key: [["go"]]},
     }
     out = processor(obs, "libero_sim")
