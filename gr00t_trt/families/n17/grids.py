@@ -128,7 +128,8 @@ class N17Grids:
         return cls(table, merge=dims["U"], rotary_dim=dims["Dr"], rope_theta=vision["rope_theta"], dtype=dtype)
 
     def __call__(self, name: str, rows: int, cols: int) -> np.ndarray:
-        """The input ``name`` (one of ``TABLE_INPUTS``) for images of rows x cols tokens: [P, Dv] or [P, Dr]."""
+        """The input ``name`` (one of ``TABLE_INPUTS``) for images of rows x cols tokens, as the vision graph
+        declares it: [gh, gw, Dv] or [gh, gw, Dr] in raster order (the graph reorders to merge blocks)."""
         if name not in TABLE_INPUTS:
             raise ManifestError(f"the N1.7 vision graph has no per-size input {name!r} — expected one of "
                                 f"{', '.join(TABLE_INPUTS)}")
@@ -136,13 +137,13 @@ class N17Grids:
         cached = self._tables.get(key)
         if cached is None:
             grid_h, grid_w = key[1] * self.merge, key[2] * self.merge
-            if name == "position_table":
-                tables = {name: position_table(self.table, grid_h, grid_w, self.merge)}
+            if name == "position_table":  # merge 1: raster order
+                tables = {name: position_table(self.table, grid_h, grid_w, 1)}
             else:
-                cos, sin = rotary_tables(self.rotary_dim, self.rope_theta, grid_h, grid_w, self.merge)
+                cos, sin = rotary_tables(self.rotary_dim, self.rope_theta, grid_h, grid_w, 1)
                 tables = {"rotary_cos": cos, "rotary_sin": sin}
             for table_name, value in tables.items():
-                value = value.astype(self.dtype)
+                value = value.reshape(grid_h, grid_w, -1).astype(self.dtype)
                 value.setflags(write=False)
                 self._tables[(table_name, key[1], key[2])] = value
             cached = self._tables[key]

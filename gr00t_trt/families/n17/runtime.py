@@ -25,11 +25,4 @@ def make_grids(folder: Path, manifest: Any, vision: Any) -> Any:
     from ...runtime.backend import numpy_dtype
     from .runtime_parts import make_grids as make
 
-    grids = make(folder, manifest, numpy_dtype(vision.tensor("position_table").dtype))
-    unit = manifest.dims["U"]
-
-    def source(name: str, rows: int, cols: int):
-        return grids.raster(name, rows, cols)
-
-    source.unit = unit
-    return source
+    return make(folder, manifest, numpy_dtype(vision.tensor("position_table").dtype))

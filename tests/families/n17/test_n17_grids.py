@@ -95,13 +95,17 @@ def test_grid_source_from_a_manifest_caches_read_only_tables_in_the_graph_dtype(
     manifest = _fake_export(tmp_path)
     grids = N17Grids.from_manifest(manifest, tmp_path, dtype=np.float16)
     table = grids("position_table", 8, 11)  # 8x11 tokens = 16x22 patches (a 256x352 image)
-    assert table.shape == (16 * 22, 24) and table.dtype == np.float16 and not table.flags.writeable
-    assert np.array_equal(table, position_table(_table(8), 16, 22, 2).astype(np.float16))
+    assert table.shape == (16, 22, 24) and table.dtype == np.float16 and not table.flags.writeable
+    # raster order [gh, gw, X] as the graph declares it: row-major over the patch grid
+    assert np.array_equal(table, position_table(_table(8), 16, 22, 1).reshape(16, 22, 24).astype(np.float16))
+    rows, cols = merge_block_order(16, 22, 2)  # the graph's reorder gives the original's merge-block table
+    assert np.array_equal(table[rows, cols], position_table(_table(8), 16, 22, 2).astype(np.float16))
     cos, sin = grids("rotary_cos", 8, 11), grids("rotary_sin", 8, 11)
     want_cos, want_sin = rotary_tables(16, 10000.0, 16, 22, 2)
-    assert np.array_equal(cos, want_cos.astype(np.float16)) and np.array_equal(sin, want_sin.astype(np.float16))
+    assert np.array_equal(cos[rows, cols], want_cos.astype(np.float16))
+    assert np.array_equal(sin[rows, cols], want_sin.astype(np.float16))
     assert grids("position_table", 8, 11) is table and grids("rotary_sin", 8, 11) is sin  # computed once
-    assert grids("position_table", 11, 8).shape == (16 * 22, 24)  # portrait is another size
+    assert grids("position_table", 11, 8).shape == (22, 16, 24)  # portrait is another size
     with pytest.raises(ManifestError, match="no per-size input 'position_grid'"):
         grids("position_grid", 8, 11)
 
