@@ -171,7 +171,7 @@ def _observation(options: BenchOptions, policy: Any, tag: str) -> dict:
             f"--cameras {options.cameras}: embodiment {tag!r} has {cameras} camera(s) in its modality config — "
             "the camera count comes from the embodiment; choose another --embodiment"
         )
-    return synthetic_observation(spec, tag, seed=options.seed, batch=options.batch, image_sizes=policy.manifest.image_sizes)
+    return synthetic_observation(policy.preprocessor, tag, seed=options.seed, batch=options.batch, image_sizes=policy.manifest.image_sizes)
 
 
 class _progress:

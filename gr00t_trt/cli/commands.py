@@ -262,8 +262,7 @@ def run(
     if obs:
         observation = load_observation(obs)
     else:
-        spec = policy.preprocessor.spec
-        observation = synthetic_observation(spec, tag, seed=seed, image_sizes=policy.manifest.image_sizes)
+        observation = synthetic_observation(policy.preprocessor, tag, seed=seed, image_sizes=policy.manifest.image_sizes)
     for _ in range(repeat):
         actions = policy.get_action(observation, embodiment=tag, seed=seed)
     render_actions(console, actions)

@@ -84,7 +84,7 @@ def preflight_export(
     preprocessor = family.runtime().make_preprocessor(folder, manifest)
     if observations is None:
         observations = [
-            (e.tag, synthetic_observation(preprocessor.spec, e.tag, seed=seed, image_sizes=manifest.image_sizes))
+            (e.tag, synthetic_observation(preprocessor, e.tag, seed=seed, image_sizes=manifest.image_sizes))
             for e in entries
         ]
     activation = np.dtype(manifest.precision.get("activation_dtype", _io_dtype(manifest))).type

@@ -105,7 +105,7 @@ def _cases(policy, manifest, obs_path, embodiments, seeds, observations):
         for seed in range(seeds):
             # rotate which named image size each camera gets, so every one of them is exercised
             rotated = sizes[seed % len(sizes) :] + sizes[: seed % len(sizes)]
-            obs = synthetic_observation(policy.preprocessor.spec, tag, seed=seed, image_sizes=rotated)
+            obs = synthetic_observation(policy.preprocessor, tag, seed=seed, image_sizes=rotated)
             yield f"{tag}/seed{seed}", tag, obs, seed
 
 

@@ -68,7 +68,7 @@ def run_demo(workdir: str | Path, *, model: str = "n1.6", embodiment: str | None
     manifest = export_checkpoint(checkpoint, export_dir, ExportOptions(), progress)
     on_step(2)
     with Policy.load(export_dir, backend="ort") as policy:
-        obs = synthetic_observation(policy.preprocessor.spec, embodiment, seed=0, image_sizes=manifest.image_sizes)
+        obs = synthetic_observation(policy.preprocessor, embodiment, seed=0, image_sizes=manifest.image_sizes)
         policy.get_action(obs, embodiment=embodiment, seed=0)
         actions = policy.get_action(obs, embodiment=embodiment, seed=0)  # second call: steady-state timings
         timings = dict(policy.last_timings)

@@ -139,7 +139,7 @@ def _observation(policy, batch: int = 1, seed: int = 0):
     from ..processing.observations import synthetic_observation
 
     tag = sorted(policy.manifest.embodiments)[0]
-    return tag, synthetic_observation(policy.preprocessor.spec, tag, seed=seed, batch=batch,
+    return tag, synthetic_observation(policy.preprocessor, tag, seed=seed, batch=batch,
                                       image_sizes=policy.manifest.image_sizes)
 
 
