@@ -58,9 +58,9 @@ def processed_image_size(height: int, width: int, processor: Any) -> tuple[int, 
     from ..processing.images import N17ImageTransform
     from ..processing.modality import read_letter_box
 
-    settings = processor.settings
-    transform = N17ImageTransform(settings.image_edge, settings.image_crop_fraction,
-                                  read_letter_box(processor.folder) if getattr(processor, "folder", None) else False)
+    settings, source = processor.settings, Path(processor.source)
+    folder = source if source.is_dir() else source.parent
+    transform = N17ImageTransform(settings.image_edge, settings.image_crop_fraction, read_letter_box(folder))
     return transform.output_size(height, width)
 
 
