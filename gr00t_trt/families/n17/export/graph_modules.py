@@ -12,17 +12,17 @@ import torch
 from ....contract.graphs import graph_name
 from ....export import graph_modules as n16
 from ..contract import GRAPH_SPECS
+from ..layout import LLM, VISION, VL_SELF_ATTENTION
 
 #: checkpoint key prefixes each graph kind's wrapper reads (N1.7 layout, spec §2.2); dit_context also
 #: reads the cross blocks' to_k/to_v (``export.graph_modules.graph_weights``). Read by no graph:
 #: ``backbone.model.lm_head.weight`` (skipped by the loader) and the LLM's final ``norm`` (the features
 #: are read before it, spec §3.6).
-_VISUAL = "backbone.model.model.visual."
 GRAPH_WEIGHTS: dict[str, tuple[str, ...]] = {
-    "vision": (_VISUAL + "patch_embed.", _VISUAL + "pos_embed.", _VISUAL + "blocks.", _VISUAL + "merger.",
-               _VISUAL + "deepstack_merger_list."),
-    "backbone": ("backbone.model.model.language_model.embed_tokens.", "backbone.model.model.language_model.layers."),
-    "dit_context": ("action_head.vlln.", "action_head.vl_self_attention."),
+    "vision": (VISION + "patch_embed.", VISION + "pos_embed.", VISION + "blocks.", VISION + "merger.",
+               VISION + "deepstack_merger_list."),
+    "backbone": (LLM + "embed_tokens.", LLM + "layers."),
+    "dit_context": ("action_head.vlln.", VL_SELF_ATTENTION),
     "state_encoder": n16.GRAPH_WEIGHTS["state_encoder"],
     "action_encoder": n16.GRAPH_WEIGHTS["action_encoder"],
     "dit": n16.GRAPH_WEIGHTS["dit"],
