@@ -76,6 +76,11 @@ def test_vision_onnx_serves_every_size(modules, tmp_path):
     trace = vision_feeds(vision, n, 32 * r, 32 * c, seed=0)
     session = export_session(vision, (torch.from_numpy(trace[k]) for k in GRAPH_SPECS["vision"].input_names),
                              "vision", tmp_path / "vision.onnx")
+    graph = onnx.load(str(tmp_path / "vision.onnx"), load_external_data=False).graph
+    dims = {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim] for v in (*graph.input, *graph.output)}
+    assert dims["images"] == ["n", "32*r", "32*c", 3]  # one graph, sizes tied to one token grid r x c
+    patches = dims["position_table"][0]
+    assert isinstance(patches, str) and dims["rotary_cos"][0] == dims["rotary_sin"][0] == patches  # symbolic P
     for n, height, width, seed in [(1, 64, 96, 1), (2, 128, 64, 2), (3, 64, 64, 3)]:
         check(session, vision, "vision", vision_feeds(vision, n, height, width, seed))
 
