@@ -208,3 +208,21 @@ def test_action_head_graphs_at_n17_widths_equal_reference_denoise(preset):
                           config.num_inference_timesteps)
     assert got.shape == (b, config.action_horizon, config.max_action_dim)
     assert rel_l2(got, expected) <= 1e-5
+
+
+@torch.no_grad()
+def test_casting_the_wrappers_never_touches_the_model(tiny_model):
+    """A precision export casts the wrappers (.half()); the loaded model, the host's learned table and the
+    M-RoPE rounding stay the fp32 checkpoint's."""
+    model_state = {k: v.clone() for k, v in tiny_model.state_dict().items()}
+    modules = {kind: m.to(torch.float16) for _, (kind, m, _) in graph_modules(tiny_model, TINY, None).items()}
+    after = tiny_model.state_dict()
+    assert all(after[k].dtype == torch.float32 and torch.equal(after[k], v) for k, v in model_state.items())
+    assert modules["vision"].table.dtype == torch.float32 and modules["backbone"].rope_dtype == torch.float32
+    assert modules["vision"].learned_table().dtype == np.float32
+    # the fp16 vision graph still runs and stays near fp32 (images and tables are the same inputs)
+    x = images(2, 64, 64, seed=9)
+    tables = [torch.from_numpy(t) for t in modules["vision"].tables(64, 64).values()]
+    half = modules["vision"](torch.from_numpy(x), *tables)
+    full = N17VisionGraph(tiny_model.qwen.visual, TINY)(torch.from_numpy(x), *tables)
+    assert half[0].dtype == torch.float16 and rel_l2(half[0].float(), full[0]) < 1e-2
