@@ -47,7 +47,7 @@ def mrope_tables(position_ids: torch.Tensor, head_dim: int, theta: float, sectio
     inv_freq = mrope_inv_freq(head_dim, theta, dtype).to(position_ids.device)  # [half]
     axis = mrope_axis(section, head_dim // 2).to(position_ids.device)  # [half]
     pos = position_ids.float().permute(1, 2, 0)  # [B, S, 3]
-    angles = pos[..., axis] * inv_freq  # [B, S, half]: each frequency with its own row
+    angles = pos.index_select(-1, axis) * inv_freq  # [B, S, half]: each frequency with its own row (a Gather)
     angles = torch.cat([angles, angles], dim=-1)
     return angles.cos().to(dtype), angles.sin().to(dtype)
 

@@ -7,14 +7,15 @@ mask: it attends to every column it was given, its own left batch padding includ
 graph. But a runtime pads prompts further to a shape bucket, and those columns were never part of the
 original's input: ``original_mask`` marks the columns the original has, and only they are keys. With
 it all True the graph is the original's math; with extra columns marked False the original columns
-come out as the original computes them without those columns.
+come out as the original computes them without those columns. The mask is N1.6's finite additive
+bias (``mask_bias``), which SDPA adds to the scores: no -inf, no NaN guard in the graph.
 """
 
 from __future__ import annotations
 
 import torch
 
-from ....export.dit_context import DitContextGraph
+from ....export.dit_context import DitContextGraph, mask_bias
 from ..model import N17ActionHead
 from .weights import detached
 
@@ -28,5 +29,7 @@ class N17DitContextGraph(DitContextGraph):
 
     def forward(self, backbone_features: torch.Tensor, image_mask: torch.Tensor, attention_mask: torch.Tensor,
                 original_mask: torch.Tensor):
-        vl = self.vl_self_attention(self.vlln(backbone_features), original_mask)  # keys: original columns
+        vl = self.vlln(backbone_features)
+        keys = mask_bias(original_mask, vl.dtype)[:, 0, 0]  # [B, S] additive: finite, no NaN guard needed
+        vl = self.vl_self_attention(vl, keys)  # keys: the original's columns only
         return self.cross_context(vl, image_mask, attention_mask)

@@ -22,10 +22,10 @@ from .conftest import TINY, images, prompts, rel_l2
 #: that matrix and it is added here.
 TENSORRT10_OPS = frozenset({
     "Add", "And", "Cast", "Concat", "Constant", "ConstantOfShape", "Cos", "Div", "Equal", "Erf", "Expand",
-    "Gather", "GatherND", "Gelu", "Gemm", "Greater", "GreaterOrEqual", "LayerNormalization", "Less", "LessOrEqual", "MatMul", "Max",
+    "Gather", "Gelu", "Gemm", "Greater", "GreaterOrEqual", "LayerNormalization", "Less", "LessOrEqual", "MatMul", "Max",
     "Min", "Mul", "Neg", "Not", "Or", "Pow", "Range", "Reciprocal", "ReduceMean", "ReduceSum", "Reshape", "Shape",
     "Sigmoid", "Sin", "Slice", "Softmax", "Split", "Sqrt", "Squeeze", "Sub", "Tanh", "Tile", "Transpose",
-    "Unsqueeze", "Where", "Clip", "Identity", "IsNaN", "Relu",
+    "Unsqueeze", "Where", "Clip", "Identity", "Relu",
 })
 DEEP = ("deepstack_0", "deepstack_1", "deepstack_2")
 
