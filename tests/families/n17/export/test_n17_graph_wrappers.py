@@ -226,3 +226,25 @@ def test_casting_the_wrappers_never_touches_the_model(tiny_model):
     half = modules["vision"](torch.from_numpy(x), *tables)
     full = N17VisionGraph(tiny_model.qwen.visual, TINY)(torch.from_numpy(x), *tables)
     assert half[0].dtype == torch.float16 and rel_l2(half[0].float(), full[0]) < 1e-2
+
+
+@torch.no_grad()
+def test_the_seven_wrappers_chained_equal_the_reference_control_step(tiny_model):
+    """vision → backbone → dit_context → the action unit, chained as the runtime does, reproduce
+    ``Gr00tN1d7.reference_get_action`` on a left-padded batch of two (fp32)."""
+    graphs = {kind: m for _, (kind, m, _) in graph_modules(tiny_model, TINY, None).items()}
+    n, height, width = CALLS[1]
+    x, outputs, (ids, mask, pos, index, image_mask) = chain_inputs(tiny_model, graphs["vision"], n, height, width, 6)
+    t = torch.from_numpy
+    gen = torch.Generator().manual_seed(6)
+    state = torch.randn(2, 1, TINY.max_state_dim, generator=gen)
+    noise = torch.randn(2, TINY.action_horizon, TINY.max_action_dim, generator=gen)
+    embodiment = torch.tensor([24, 2])
+    expected = tiny_model.reference_get_action(t(ids), t(mask), t(pos), *host_pixels(x), state, embodiment, noise)
+    tables = [t(a) for a in graphs["vision"].tables(height, width).values()]
+    vision = [o.flatten(0, 1) for o in graphs["vision"](t(x), *tables)]
+    features = graphs["backbone"](t(ids), *vision, t(index), t(pos), t(mask))
+    got = run_action_head(graphs, features, t(image_mask), t(mask), torch.ones_like(t(mask)), state, embodiment,
+                          noise, TINY.num_inference_timesteps)
+    assert rel_l2(features, expected.backbone_features) <= 1e-5
+    assert rel_l2(got, expected.action_pred) <= 1e-5 and expected.action_pred.std() > 0.1
