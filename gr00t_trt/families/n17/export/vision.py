@@ -6,8 +6,8 @@ merge-block order as ``patch_rows`` (2x2 blocks row-major, the four patches of a
 embed them with one MatMul. The Conv3d sees every frame twice (temporal patch 2), so its two temporal
 kernel halves act on equal pixels: their sum is the 2-D kernel (exact in real arithmetic; summed in
 fp32). The per-size tables — the learned position table resampled to this patch grid and the 2-D
-rotary cos/sin — are inputs the host computes once per size, so one graph serves every size and no
-Resize is exported. Blocks and mergers are the reference's (``VisionGraph.encode``): attention stays
+rotary cos/sin — are inputs the host computes once per size ([gh, gw, X] in raster order, reordered
+here like the patches), so one graph serves every size and no Resize is exported. Blocks and mergers are the reference's (``VisionGraph.encode``): attention stays
 within each image (images are the batch dim n).
 """
 
@@ -20,7 +20,7 @@ from torch import nn
 from ....base.errors import ExportError
 from ....model.backbone import Holder
 from ..config import N17Config
-from ..vision import VisionGraph, position_table, rotary_table
+from ..vision import VisionGraph, merge_block_order, position_table, rotary_table
 from .weights import detached
 
 
@@ -49,18 +49,30 @@ class N17VisionGraph(nn.Module):
         return self.table.reshape(side, side, -1).numpy()
 
     def tables(self, height: int, width: int) -> dict[str, np.ndarray]:
-        """The reference's per-size inputs for h x w images: position_table [P, Dv], rotary_cos and
-        rotary_sin [P, Dr] (P = patches in merge-block order), float32."""
+        """The reference's per-size inputs for h x w images, each [gh, gw, X] float32 in raster order (the
+        graph reorders them as it does the patches): position_table (X = Dv), rotary_cos, rotary_sin (X = Dr)."""
         v = self.vision
         step = v.patch_size * v.spatial_merge_size
         if height <= 0 or width <= 0 or height % step or width % step:
             raise ExportError(f"vision image size {height}x{width} — expected positive multiples of {step}")
         gh, gw = height // v.patch_size, width // v.patch_size
+        rows, cols = merge_block_order(gh, gw, v.spatial_merge_size)
         with torch.no_grad():
             pos = position_table(self.table.to(self.table_dtype), gh, gw, v.spatial_merge_size)
             cos, sin = rotary_table(v.head_dim, v.rope_theta, gh, gw, v.spatial_merge_size, self.table_dtype)
-        return {name: t.float().numpy() for name, t in
-                (("position_table", pos), ("rotary_cos", cos), ("rotary_sin", sin))}
+            result = {}
+            for name, table in (("position_table", pos), ("rotary_cos", cos), ("rotary_sin", sin)):
+                raster = torch.empty_like(table)
+                raster[rows * gw + cols] = table  # merge-block rows back to their raster places
+                result[name] = raster.reshape(gh, gw, -1).float().numpy()
+        return result
+
+    def merge_block_rows(self, table: torch.Tensor) -> torch.Tensor:
+        """[gh, gw, X] raster → [P, X] in merge-block order (the order of ``patches``)."""
+        m = self.vision.spatial_merge_size
+        gh, gw, x = table.shape
+        table = table.reshape(gh // m, m, gw // m, m, x)  # [bh, ih, bw, iw, X]
+        return table.permute(0, 2, 1, 3, 4).reshape(-1, x)  # [bh, bw, ih, iw, X] -> [P, X]
 
     def patches(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 [n, h, w, 3] → float32 [n, P, 3·p·p]: (x − 127.5)/127.5, merge-block order, (c, y, x)."""
@@ -76,6 +88,7 @@ class N17VisionGraph(nn.Module):
                 rotary_sin: torch.Tensor):
         dtype = self.patch_embedding.weight.dtype
         n = images.shape[0]
-        x = self.patch_embedding(self.patches(images).to(dtype)) + position_table.to(dtype)  # [n, P, Dv]
-        embeds, deepstack = self.tower.encode(x, rotary_cos, rotary_sin)  # [n·t, E] each
+        pos, cos, sin = (self.merge_block_rows(t) for t in (position_table, rotary_cos, rotary_sin))
+        x = self.patch_embedding(self.patches(images).to(dtype)) + pos.to(dtype)  # [n, P, Dv]
+        embeds, deepstack = self.tower.encode(x, cos, sin)  # [n·t, E] each
         return tuple(y.reshape(n, -1, y.shape[-1]) for y in (embeds, *deepstack))  # [n, t, E] each

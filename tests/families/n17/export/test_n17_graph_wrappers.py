@@ -60,12 +60,15 @@ def test_vision_wrapper_equals_reference(tiny_model, vision, call):
 def test_vision_tables_and_learned_table(tiny_model, vision):
     from gr00t_trt.families.n17.vision import VisionGraph
 
-    tables = vision.tables(64, 96)
+    tables = vision.tables(64, 96)  # raster [gh, gw, X]; the reference's are [P, X] in merge-block order
     pos, cos, sin = VisionGraph(tiny_model.qwen.visual, TINY).tables(4, 6)
-    assert [tables[k].shape for k in tables] == [(24, 32), (24, 16), (24, 16)]
+    assert [tables[k].shape for k in tables] == [(4, 6, 32), (4, 6, 16), (4, 6, 16)]
     assert all(t.dtype == np.float32 for t in tables.values())
-    np.testing.assert_array_equal(tables["position_table"], pos.numpy())
-    np.testing.assert_array_equal(tables["rotary_cos"], cos.numpy())
+    for name, reference in (("position_table", pos), ("rotary_cos", cos), ("rotary_sin", sin)):
+        np.testing.assert_array_equal(vision.merge_block_rows(torch.from_numpy(tables[name])).numpy(), reference.numpy())
+    # raster order: row 0 of the table is the top patch row (block 0's top pair, then block 1's ...)
+    np.testing.assert_array_equal(tables["position_table"][0, 2], pos[4].numpy())
+    np.testing.assert_array_equal(tables["position_table"][1, 0], pos[2].numpy())
     side = TINY.backbone.vision.grid_side
     learned = vision.learned_table()
     assert learned.shape == (side, side, 32) and learned.dtype == np.float32
