@@ -67,6 +67,17 @@ class N17VisionGraph(nn.Module):
                 result[name] = raster.reshape(gh, gw, -1).float().numpy()
         return result
 
+    def grid_feed(self, name: str, height: int, width: int) -> np.ndarray:
+        """The per-size input ``name`` for h x w images (``dataflow.GridSource``, as N1.6's vision graph)."""
+        tables = self.tables(height, width)
+        if name not in tables:
+            raise ExportError(f"the vision graph has no per-size input {name!r} — expected one of {', '.join(tables)}")
+        return tables[name]
+
+    def table_grid(self) -> np.ndarray:
+        """``learned_table`` under the name the export driver asks every family's vision graph for."""
+        return self.learned_table()
+
     def merge_block_rows(self, table: torch.Tensor) -> torch.Tensor:
         """[gh, gw, X] raster → [P, X] in merge-block order (the order of ``patches``)."""
         m = self.vision.spatial_merge_size

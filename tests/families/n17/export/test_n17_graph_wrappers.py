@@ -73,6 +73,11 @@ def test_vision_tables_and_learned_table(tiny_model, vision):
     learned = vision.learned_table()
     assert learned.shape == (side, side, 32) and learned.dtype == np.float32
     np.testing.assert_array_equal(learned.reshape(side * side, -1), tiny_model.qwen.visual.pos_embed.weight.numpy())
+    for name in tables:  # the export driver's generic accessors give the same arrays
+        np.testing.assert_array_equal(vision.grid_feed(name, 64, 96), tables[name])
+    np.testing.assert_array_equal(vision.table_grid(), learned)
+    with pytest.raises(Exception, match="no per-size input 'position_grid'"):
+        vision.grid_feed("position_grid", 64, 96)
     with pytest.raises(Exception, match="64x80 — expected positive multiples of 32"):
         vision.tables(64, 80)
 
