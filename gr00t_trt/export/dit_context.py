@@ -58,7 +58,10 @@ class DitContextGraph(nn.Module):
     def forward(
         self, backbone_features: torch.Tensor, image_mask: torch.Tensor, attention_mask: torch.Tensor
     ):
-        vl = self.vlln(backbone_features)  # [B, S, E]
+        return self.cross_context(self.vlln(backbone_features), image_mask, attention_mask)
+
+    def cross_context(self, vl: torch.Tensor, image_mask: torch.Tensor, attention_mask: torch.Tensor):
+        """The DiT's context vl [B, S, E] → stacked cross K/V and the text/image biases."""
         text = ~image_mask & attention_mask  # [B, S]: text, prompt and image-tag tokens
         image = image_mask & attention_mask  # [B, S]
         cross_k = self._per_block_heads(self.to_k(vl))  # [L, B, Hc, S, Dh]

@@ -30,6 +30,17 @@ GRAPH_WEIGHTS: dict[str, tuple[str, ...]] = {
 def static_dims(config) -> dict[str, int]:
     """The export's static dim sizes (``graphs.DIMS``), shared by every graph."""
     return {
+        **action_head_dims(config),
+        "R": config.backbone.vision.patch_size * config.backbone.unshuffle_factor,
+        "U": config.backbone.unshuffle_factor,
+        "Dv": config.backbone.vision.hidden_size,
+    }
+
+
+def action_head_dims(config) -> dict[str, int]:
+    """The static dims of the backbone width and the action head (any family whose config has N1.6's
+    action-head field names)."""
+    return {
         "E": config.backbone_embedding_dim,
         "H": config.action_horizon,
         "Ds": config.max_state_dim,
@@ -39,9 +50,6 @@ def static_dims(config) -> dict[str, int]:
         "Hc": config.dit.num_attention_heads,
         "Dh": config.dit.attention_head_dim,
         "O": config.hidden_size,
-        "R": config.backbone.vision.patch_size * config.backbone.unshuffle_factor,
-        "U": config.backbone.unshuffle_factor,
-        "Dv": config.backbone.vision.hidden_size,
     }
 
 
@@ -63,23 +71,26 @@ def graph_modules(model, config, slots, kinds=None) -> dict[str, tuple[str, torc
     return modules
 
 
-def graph_weights(kind: str, config, keys) -> list[str]:
-    """Those of the model's checkpoint ``keys`` that the wrapper of graph ``kind`` reads."""
+def graph_weights(kind: str, config, keys, table: dict[str, tuple[str, ...]] = GRAPH_WEIGHTS) -> list[str]:
+    """Those of the model's checkpoint ``keys`` that the wrapper of graph ``kind`` reads (``table``: the
+    family's prefixes per kind; the action head's layout is N1.6's in every family)."""
     from ..model.action_head import cross_block_indices
 
     cross_kv = tuple(f"action_head.model.transformer_blocks.{i}.attn1.to_{p}."
                      for i in cross_block_indices(config) for p in "kv")
-    prefixes = GRAPH_WEIGHTS[kind] + (cross_kv if kind == "dit_context" else ())
+    prefixes = table[kind] + (cross_kv if kind == "dit_context" else ())
     chosen = [k for k in keys if k.startswith(prefixes)]
     return [k for k in chosen if not k.startswith(cross_kv)] if kind == "dit" else chosen
 
 
-def segment_modules(lazy, config, kinds, slots) -> dict[str, tuple[str, torch.nn.Module, dict[str, int]]]:
+def segment_modules(lazy, config, kinds, slots, *, build=None,
+                    table: dict[str, tuple[str, ...]] = GRAPH_WEIGHTS) -> dict[str, tuple[str, torch.nn.Module, dict[str, int]]]:
     """The wrappers of ``kinds`` (one ``dataflow.segments`` piece) with just their weights read from the
-    checkpoint of ``lazy`` (a ``model.checkpoint.LazyModel``); the model is back on meta on return."""
-    keys = list(dict.fromkeys(k for kind in kinds for k in graph_weights(kind, config, lazy.keys)))
+    checkpoint of ``lazy`` (a ``model.checkpoint.LazyModel``); the model is back on meta on return.
+    ``build``/``table``: another family's ``graph_modules`` and ``GRAPH_WEIGHTS`` (default N1.6's)."""
+    keys = list(dict.fromkeys(k for kind in kinds for k in graph_weights(kind, config, lazy.keys, table)))
     with lazy.loaded(keys) as model:
-        modules = graph_modules(model, config, slots, kinds)
+        modules = (build or graph_modules)(model, config, slots, kinds)
     for name, (_, module, _) in modules.items():
         on_meta = [n for n, t in (*module.named_parameters(), *module.named_buffers()) if t.is_meta]
         if on_meta:  # GRAPH_WEIGHTS misses a tensor this wrapper reads

@@ -47,7 +47,7 @@ def mrope_tables(position_ids: torch.Tensor, head_dim: int, theta: float, sectio
     inv_freq = mrope_inv_freq(head_dim, theta, dtype).to(position_ids.device)  # [half]
     axis = mrope_axis(section, head_dim // 2).to(position_ids.device)  # [half]
     pos = position_ids.float().permute(1, 2, 0)  # [B, S, 3]
-    angles = pos[..., axis] * inv_freq  # [B, S, half]: each frequency with its own row
+    angles = pos.index_select(-1, axis) * inv_freq  # [B, S, half]: each frequency with its own row (a Gather)
     angles = torch.cat([angles, angles], dim=-1)
     return angles.cos().to(dtype), angles.sin().to(dtype)
 
@@ -108,16 +108,28 @@ class BackboneGraph(nn.Module):
         """input_ids int64 [B, S], image_embeds [T, E], deepstack [k, T, E], position_ids int64 [3, B, S],
         attention_mask bool [B, S] (True = real token) → pre-norm features [B, S, E]."""
         self._check(input_ids, deepstack, position_ids, attention_mask)
-        t = self.config.backbone.text
-        x = self.embed(input_ids, image_embeds)
         is_image = input_ids == self.config.backbone.image_token_id
-        cos, sin = mrope_tables(position_ids, t.head_dim, t.rope_theta, t.mrope_section, x.dtype)
+
+        def add_deepstack(x: torch.Tensor, index: int) -> torch.Tensor:
+            x = x.clone()
+            x[is_image] = x[is_image] + deepstack[index].to(x.dtype)
+            return x
+
+        x = self.embed(input_ids, image_embeds)
+        return self.decode(x, position_ids, attention_mask, add_deepstack, deepstack.shape[0])
+
+    def decode(self, x: torch.Tensor, position_ids: torch.Tensor, attention_mask: torch.Tensor,
+               add_deepstack, count: int, rope_dtype: torch.dtype | None = None) -> torch.Tensor:
+        """Embedded tokens [B, S, E] → the decoder layers, ``add_deepstack(x, k)`` after layer k < count
+        → pre-norm features. M-RoPE is rounded as a ``rope_dtype`` model does (default: x's dtype)."""
+        t = self.config.backbone.text
+        cos, sin = mrope_tables(position_ids, t.head_dim, t.rope_theta, t.mrope_section, rope_dtype or x.dtype)
+        cos, sin = cos.to(x.dtype), sin.to(x.dtype)
         bias = causal_mask(attention_mask, x.dtype)
         for index, layer in enumerate(self.llm.layers):
             x = self.layer(layer, x, cos, sin, bias, attention_mask)
-            if index < deepstack.shape[0]:
-                x = x.clone()
-                x[is_image] = x[is_image] + deepstack[index].to(x.dtype)
+            if index < count:
+                x = add_deepstack(x, index)
         return x  # no final norm (spec §3.6 step 6)
 
     def _check(self, input_ids, deepstack, position_ids, attention_mask) -> None:

@@ -116,11 +116,17 @@ class VisionGraph(nn.Module):
             raise ObservationError(f"pixel_values has shape {list(pixel_values.shape)} — expected [n·{p}, {v.patch_dim}]")
         x = self.visual.patch_embed(pixel_values)  # Conv3d, kernel = stride = (T, p, p) → [n·P, D]
         x = (x + pos.repeat(pixel_values.shape[0] // p, 1).to(x.dtype)).view(-1, p, v.hidden_size)
+        embeds, deepstack = self.encode(x, cos, sin)
+        return embeds, torch.stack(deepstack)
+
+    def encode(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Embedded patches [n, P, D] (position table added) → the blocks, the merger and the DeepStack
+        mergers: image embeddings [n·N, E] and k DeepStack features [n·N, E] (shared with the export)."""
+        v = self.vision
         deepstack = []
         for index, blk in enumerate(self.visual.blocks):
             x = self.block(blk, x, cos, sin)
             if index in v.deepstack_visual_indexes:
                 merger = self.visual.deepstack_merger_list[v.deepstack_visual_indexes.index(index)]
                 deepstack.append(merger(x.reshape(-1, v.hidden_size)))  # groups 4 consecutive tokens, then LN
-        embeds = self.visual.merger(x.reshape(-1, v.hidden_size))  # LN per token, then groups
-        return embeds, torch.stack(deepstack)
+        return self.visual.merger(x.reshape(-1, v.hidden_size)), deepstack  # merger: LN per token, then groups
