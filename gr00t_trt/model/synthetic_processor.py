@@ -236,6 +236,16 @@ def build_synthetic_tokenizer(config: Gr00tConfig) -> EagleTokenizer:
             f"vocab_size {text.vocab_size} != image_token_index {config.backbone.image_token_index} + "
             f"{len(EAGLE_ADDED_TOKENS)} (Eagle's tokens follow <IMG_CONTEXT>)"
         )
+    tok = synthetic_bpe(base)
+    added = [AddedToken(t, special=s, normalized=False) for t, s in QWEN_ADDED_TOKENS]
+    added += [AddedToken(t, special=True, normalized=False) for t in EAGLE_ADDED_TOKENS]
+    add_tokens_in_order(tok, added, base, "synthetic tokenizer")
+    return EagleTokenizer(tok, chat_template=EAGLE_CHAT_TEMPLATE)
+
+
+def synthetic_bpe(base: int):
+    """A byte-level BPE of exactly ``base`` regular tokens, trained on ``synthetic_corpus`` and padded with
+    inert filler tokens when the corpus runs out of merges (the added tokens come after it)."""
     alphabet = sorted(ByteLevel.alphabet())
     if base < len(alphabet):
         raise ConfigError(f"base vocabulary {base} is smaller than the 256-symbol byte alphabet")
@@ -250,11 +260,7 @@ def build_synthetic_tokenizer(config: Gr00tConfig) -> EagleTokenizer:
     while len(vocab) < base:  # never produced by a merge, so never emitted: they only fix the size
         vocab[f"<|gr00t_trt_filler_{filler}|>"] = len(vocab)
         filler += 1
-    tok = qwen2_tokenizer(vocab, merges)
-    added = [AddedToken(t, special=s, normalized=False) for t, s in QWEN_ADDED_TOKENS]
-    added += [AddedToken(t, special=True, normalized=False) for t in EAGLE_ADDED_TOKENS]
-    add_tokens_in_order(tok, added, base, "synthetic tokenizer")
-    return EagleTokenizer(tok, chat_template=EAGLE_CHAT_TEMPLATE)
+    return qwen2_tokenizer(vocab, merges)
 
 
 def write_synthetic_tokenizer(out_dir: Path, config: Gr00tConfig) -> None:
@@ -264,4 +270,4 @@ def write_synthetic_tokenizer(out_dir: Path, config: Gr00tConfig) -> None:
     save_tokenizer(tok, out_dir)
 
 
-__all__ = ["build_synthetic_tokenizer", "write_processor_files", "write_synthetic_tokenizer"]
+__all__ = ["build_synthetic_tokenizer", "synthetic_bpe", "write_processor_files", "write_synthetic_tokenizer"]

@@ -31,8 +31,9 @@ from ...model.synthetic import (
     write_sharded_weights,
 )
 from ...model.synthetic_processor import _Action, _check_fits, _Embodiment, _modality_config, _statistics
-from .config import BUILTIN_EMBODIMENT_IDS, CONFIG_FILE, N17Config, preset_config
+from .config import BUILTIN_EMBODIMENT_IDS, CONFIG_FILE, QWEN_ADDED_TOKENS, N17Config, preset_config
 from .layout import config_layout
+from .processing.tokenizer import save_qwen3_vl_tokenizer
 
 PROCESSOR_FILE = "processor_config.json"
 STATISTICS_FILE = "statistics.json"
@@ -131,8 +132,27 @@ def make_checkpoint(out_dir: str | Path, preset: str = "tiny", seed: int = 0, *,
         write_sharded_weights(folder, plan, lambda key, shape: synthetic_tensor(key, shape, seed),
                               shard_budget(plan, MAX_SHARD_BYTES))
         write_processor_files(folder, config, seed)
+        if preset != "full":  # the release has none (spec §2.5); the presets carry one for their small vocab
+            save_qwen3_vl_tokenizer(synthetic_tokenizer(config), folder)
 
     return _write_folder(out_dir, overwrite, write)
+
+
+def synthetic_tokenizer(config: N17Config):
+    """Qwen3-VL's layout at a preset's size: a synthetic byte-level BPE of ``vocab_size − 26`` tokens,
+    then Qwen's 26 added tokens, so every special token sits at the config's id."""
+    from ...model.synthetic_processor import synthetic_bpe
+    from ...processing.tokenizer import add_tokens_in_order
+    from .processing.tokenizer import Qwen3VLTokenizer, qwen_added_tokens
+
+    base = config.backbone.text.vocab_size - QWEN_ADDED_TOKENS
+    tok = synthetic_bpe(base)
+    add_tokens_in_order(tok, qwen_added_tokens(), base, "synthetic N1.7 tokenizer")
+    qwen = Qwen3VLTokenizer(tok).check("synthetic N1.7 tokenizer")
+    if qwen.image_token_id != config.backbone.image_token_id:
+        raise CheckpointError(f"synthetic tokenizer puts <|image_pad|> at {qwen.image_token_id}, the config at "
+                              f"{config.backbone.image_token_id}")
+    return qwen
 
 
 def make_header_only_checkpoint(out_dir: str | Path, config: N17Config | None = None, *, dtype: str = "BF16",

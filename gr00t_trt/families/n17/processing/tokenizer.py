@@ -81,10 +81,14 @@ class Qwen3VLTokenizer(TokenLookup):
         return left_pad(sequences, self.pad_token_id)
 
     def check(self, source: str = "tokenizer") -> Qwen3VLTokenizer:
-        """Fail unless the prompt's special tokens sit on Qwen3-VL's ids; returns self."""
+        """Fail unless the prompt's special tokens sit where Qwen3-VL puts them: its ids (151643…) after
+        Qwen3's BPE, or the same offsets after a smaller BPE (the synthetic presets' tokenizers); returns
+        self."""
+        base = self.tokenizer.token_to_id(PAD_TOKEN)
+        want = {t: i - EXPECTED_IDS[PAD_TOKEN] + (base or 0) for t, i in EXPECTED_IDS.items()}
         got = {token: self.tokenizer.token_to_id(token) for token in EXPECTED_IDS}
-        if got != EXPECTED_IDS:
-            wrong = {t: got[t] for t in EXPECTED_IDS if got[t] != EXPECTED_IDS[t]}
+        if base is None or got != want or base != self.tokenizer.get_vocab_size(with_added_tokens=False):
+            wrong = {t: got[t] for t in EXPECTED_IDS if got[t] != want[t]} or {PAD_TOKEN: base}
             raise TokenizerError(
                 f"{source}: special tokens {wrong} are not on Qwen3-VL's ids "
                 f"{ {t: EXPECTED_IDS[t] for t in wrong} } — pass Qwen3-VL's (Cosmos-Reason2's) tokenizer files"
