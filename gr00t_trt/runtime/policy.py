@@ -50,16 +50,8 @@ class Policy:
         folder = Path(folder)
         manifest = load_manifest(folder, verify_files=verify_files)
         chosen = make_backend(backend, folder, manifest, **backend_options)
-        from ..processing.preprocess import Preprocessor
-
-        preprocessor = Preprocessor.from_dir(
-            folder,
-            max_state_dim=manifest.dims["Ds"],
-            image_token_index=manifest.tokens["image_token_index"],
-            pixels_per_token=manifest.pixels_per_token,
-            max_prompt_tokens=manifest.dynamic_dims["S"][-1],  # longer prompts are refused, never cached
-            max_batch=manifest.dynamic_dims["B"][-1],  # larger batches are refused before any image is resized
-        )
+        # the family's processor: longer prompts and larger batches than the export's are refused up front
+        preprocessor = manifest.model_family.runtime().make_preprocessor(folder, manifest)
         pipeline = Pipeline(manifest, folder, chosen, bucket=bucket, detailed_timings=detailed_timings)
         return cls(folder, manifest, pipeline, preprocessor)
 
