@@ -147,7 +147,8 @@ class N17HostProcessor(HostPreprocessor):
             return cached
         ids = prompt_ids(self.tokenizer, instruction, image_sizes, formalize=self.formalize)
         self._check_prompt_length(len(ids))  # refused, never cached
-        positions = sample_positions(ids, [grid_thw(h, w) for h, w in image_sizes])
+        positions = sample_positions(ids, [grid_thw(h, w) for h, w in image_sizes],
+                                     image_token_id=self.tokenizer.image_token_id)
         ids.setflags(write=False)
         positions.setflags(write=False)
         entry = (ids, positions)
