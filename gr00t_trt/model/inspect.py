@@ -399,7 +399,7 @@ def inspect_checkpoint(checkpoint: str | Path) -> InspectReport:
         raise CheckpointError(f"checkpoint {checkpoint} holds no tensors")
     components = face.count_components(index, config)
     total = sum(info.numel for info in index.values())
-    lm_head = index[LM_HEAD_KEY].numel if LM_HEAD_KEY in index else 0
+    lm_head = sum(c.params for c in components if c.name == "lm_head")  # the family names its own
     dtypes: dict[str, tuple[int, int]] = {}
     for info in index.values():
         n, p = dtypes.get(info.dtype, (0, 0))

@@ -1,0 +1,77 @@
+"""N1.7 end to end on the tiny preset: make-checkpoint --model n1.7 → export → verify at fp32, the runtime
+on a two-frames-per-view embodiment, and inspect — through the same commands as N1.6."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gr00t_trt.contract.manifest import load_manifest
+from gr00t_trt.export.driver import ExportOptions, export_checkpoint
+from gr00t_trt.families.registry import N17, family_of_checkpoint
+from gr00t_trt.processing.observations import synthetic_observation
+from gr00t_trt.runtime.policy import Policy
+from gr00t_trt.verification.verify import verify_export
+
+DROID = "oxe_droid_relative_eef_relative_joint"
+
+
+@pytest.fixture(scope="module")
+def n17_tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("n17")
+    checkpoint = N17.export().make_checkpoint(root / "ckpt", "tiny", seed=0)
+    export_dir = root / "export"
+    export_checkpoint(checkpoint, export_dir, ExportOptions(image_sizes=((256, 352),), max_batch=2))
+    return checkpoint, export_dir
+
+
+def test_the_export_records_its_family_and_n17_graphs(n17_tiny):
+    checkpoint, export_dir = n17_tiny
+    assert family_of_checkpoint(checkpoint) is N17
+    manifest = load_manifest(export_dir)
+    assert manifest.family == "n1.7" and manifest.contract is N17.runtime().CONTRACT
+    vision = manifest.graph("vision")
+    assert [t.name for t in vision.outputs] == ["image_embeds", "deepstack_0", "deepstack_1", "deepstack_2"]
+    assert "original_mask" in [t.name for t in manifest.graph("dit_context").inputs]
+    assert manifest.pixels_per_token == 32 * 32 and manifest.dims["H"] == 16 and manifest.vision["rope_theta"] > 0
+
+
+def test_verify_passes_at_fp32_on_every_level(n17_tiny):
+    checkpoint, export_dir = n17_tiny
+    report = verify_export(export_dir, checkpoint, backend="ort", seeds=2)
+    assert report.passed, report.failures
+    stages = {c.stage.split(": ")[0].split(" ", 1)[1] for c in report.comparisons}
+    assert {"backbone alone", "action head on reference backbone", "end-to-end", "lock-step 0"} <= stages
+    assert any("deepstack_2" in c.stage for c in report.comparisons)  # every vision output checked alone
+    assert max(c.rel_l2 for c in report.comparisons) <= 1e-4
+
+
+def test_two_frames_per_view_run_and_give_each_key_its_horizon(n17_tiny):
+    _, export_dir = n17_tiny
+    with Policy.load(export_dir, backend="ort") as policy:
+        obs = synthetic_observation(policy.preprocessor, DROID, seed=3, batch=2)
+        assert next(iter(obs["video"].values())).shape[1] == 2  # DROID sends two frames per view
+        first = policy.get_action(obs, embodiment=DROID, seed=0)
+        again = policy.get_action(obs, embodiment=DROID, seed=0)
+        other = policy.get_action(obs, embodiment=DROID, seed=1)
+        spec = policy.preprocessor.spec.embodiment(DROID)
+    for key, width in spec.action_dims.items():
+        assert first[key].shape == (2, spec.action_horizon, width) and np.isfinite(first[key]).all()
+        np.testing.assert_array_equal(first[key], again[key])
+    assert any(not np.array_equal(first[k], other[k]) for k in first)  # the noise reaches the actions
+
+
+def test_inspect_counts_the_full_n17_layout_from_headers(tmp_path):
+    from gr00t_trt.families.n17.synthetic import make_header_only_checkpoint
+    from gr00t_trt.model.inspect import inspect_checkpoint
+
+    report = inspect_checkpoint(make_header_only_checkpoint(tmp_path / "full"))
+    assert report.layout.ok and report.layout.skipped == ["backbone.model.lm_head.weight"]
+    assert report.num_tensors == 1031 and report.weight_bytes == 6_910_361_856
+    counts = {c.name: c.params for c in report.components}
+    assert counts == {  # spec §2.4
+        "vision": 406_957_056, "llm": 1_116_542_976, "lm_head": 311_164_928, "vlln": 4_096,
+        "vl_self_attention": 201_433_088, "state_encoder": 54_738_944, "action_encoder": 233_127_936,
+        "action_decoder": 37_916_800, "position_embedding": 1_572_864, "dit": 1_091_722_240}
+    assert (report.total_params_without_lm_head, report.total_params) == (3_144_016_000, 3_455_180_928)
+    assert report.configured_embodiments[-1] == DROID
