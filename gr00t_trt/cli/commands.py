@@ -143,8 +143,8 @@ def export(
         typer.Option(help="Preprocessed image size HxW the export must also serve (repeatable; the first "
                      "is the engines' optimisation size). One vision graph serves every size between the "
                      "ones named; by default 4:3, 1:1, 16:9, 21:9 cameras and their portrait twins "
-                     "(252x252 up to 252x588 and 588x252). Frames are resized to multiples of 28 first: "
-                     "a 32:9 3840x1080 camera needs 252x896."),
+                     "(252x252 up to 252x588 and 588x252 at 28 pixels per token). Frames are first resized to "
+                     "multiples of the model's pixels per token side: a 32:9 3840x1080 camera needs 252x896."),
     ] = None,
     steps: Annotated[int | None, typer.Option(help="Denoising steps (default: the checkpoint's, 4).")] = None,
     precision: Annotated[str, typer.Option(
@@ -213,7 +213,7 @@ def export(
     if calibration:
         console.print(f"fp8 calibration: {calibration['source']}, {calibration['observations']} observations "
                       f"(fingerprint {calibration['fingerprint'][:12]}…)")
-    console.print("add another camera resolution with --image-size HxW (multiples of 28).")
+    console.print(f"add another camera resolution with --image-size HxW (multiples of {manifest.dims['R']}).")
 
 
 # ------------------------------------------------------------------------------------------ run
