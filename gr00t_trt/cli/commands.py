@@ -260,7 +260,7 @@ def run(
         spec = policy.preprocessor.spec
         observation = synthetic_observation(spec, tag, seed=seed, image_sizes=policy.manifest.image_sizes)
     for _ in range(repeat):
-        actions = policy.get_action(observation, embodiment=tag, seed=seed)
+        actions = policy.predict(observation, embodiment=tag, seed=seed)
     render_actions(console, actions)
     which = f"step {repeat}" if repeat > 1 else "the first call, warm-up included (--repeat 3: steady state)"
     render_timings(console, policy.last_timings, f"timings of {which} ({policy.pipeline.backend.name}, ms)")

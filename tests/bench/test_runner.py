@@ -21,7 +21,7 @@ def test_end_to_end_p50_agrees_with_independent_wall_clock(tiny_policy, tiny_obs
     def progress(phase: str, done: int, total: int) -> None:
         if phase == "measure":
             start = time.monotonic_ns()
-            tiny_policy.get_action(obs, embodiment=tag, seed=0)
+            tiny_policy.predict(obs, embodiment=tag, seed=0)
             independent.append((time.monotonic_ns() - start) / 1e6)
 
     report = run_benchmark(tiny_policy, obs, iters=40, warmup=3, embodiment=tag, progress=progress, roofline=False)

@@ -27,7 +27,7 @@ def client(served):
 
 def test_get_action_equals_in_process_policy(client, observation, reference_policy):
     action, info = client.get_action(observation, {"seed": 4})
-    want = reference_policy.get_action(observation, embodiment=EMBODIMENT, seed=4)
+    want = reference_policy.predict(observation, embodiment=EMBODIMENT, seed=4)
     assert set(action) == set(want)
     for key in want:
         np.testing.assert_array_equal(action[key], want[key])

@@ -51,7 +51,7 @@ def test_serve_command_answers_logs_and_stops_on_sigterm(tiny_export, observatio
             client.timeout_ms = 30000
             client._open_socket()
             action, info = client.get_action(observation, {"seed": 9})
-        want = reference_policy.get_action(observation, embodiment=EMBODIMENT, seed=9)
+        want = reference_policy.predict(observation, embodiment=EMBODIMENT, seed=9)
         for key in want:
             np.testing.assert_array_equal(action[key], want[key])
         proc.send_signal(signal.SIGTERM)
