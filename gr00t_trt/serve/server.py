@@ -211,13 +211,28 @@ def configure_logging(level: int = logging.INFO) -> None:
 
 
 # ------------------------------------------------------------------------------------------ the CLI's entry
+PROTOCOLS = ("zmq", "openpi")
+
+
 def run_server(folder: str | Path, *, backend: str = "auto", options: ServerOptions = ServerOptions(),
-               on_ready: Callable[[PolicyServer], None] | None = None) -> None:
-    """Load the export, serve it until SIGINT/SIGTERM (or an allowed kill), then release everything."""
+               on_ready: Callable[[Any], None] | None = None, protocol: str = "zmq",
+               backend_options: dict[str, Any] | None = None) -> None:
+    """Load the export, serve it with ``protocol`` (Isaac-GR00T's ZeroMQ or openpi's websocket) until
+    SIGINT/SIGTERM (or an allowed kill), then release everything. ``backend_options`` go to
+    ``Policy.load`` (ORT: ``threads``, ``shared_threads``)."""
     from ..runtime.policy import Policy
 
-    policy = Policy.load(folder, backend=backend)
+    if protocol not in PROTOCOLS:
+        raise ServeError(f"unknown protocol {protocol!r} — expected one of: {', '.join(PROTOCOLS)}")
+    if protocol == "openpi":
+        require("websockets", "gr00t-trt[serve]", "The openpi websocket server")  # before the export is loaded
+    policy = Policy.load(folder, backend=backend, **(backend_options or {}))
     try:
+        if protocol == "openpi":
+            from .openpi import run_openpi_server
+
+            run_openpi_server(policy, options, on_ready)
+            return
         with PolicyServer(policy, options) as server:
             if on_ready is not None:
                 on_ready(server)
@@ -230,7 +245,7 @@ def run_server(folder: str | Path, *, backend: str = "auto", options: ServerOpti
 class _stop_on_signals:
     """Make SIGINT/SIGTERM stop the server loop (main thread only; elsewhere signals stay as they are)."""
 
-    def __init__(self, server: PolicyServer) -> None:
+    def __init__(self, server: Any) -> None:
         self.server, self.previous = server, {}
 
     def __enter__(self) -> None:
