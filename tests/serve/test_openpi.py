@@ -18,8 +18,6 @@ pytest.importorskip("websockets")
 from websockets.exceptions import InvalidStatus  # noqa: E402
 from websockets.sync.client import connect  # noqa: E402
 
-from gr00t_trt.serve.core import ServerOptions  # noqa: E402
-from gr00t_trt.serve.openpi import OpenpiServer  # noqa: E402
 from gr00t_trt.serve.openpi_client import OpenpiClient  # noqa: E402
 
 
@@ -62,19 +60,6 @@ class RawOpenpi:
 
     def close(self):
         self.ws.close()
-
-
-@pytest.fixture(scope="module")
-def openpi_served(served_policy):
-    server = OpenpiServer(served_policy, ServerOptions(host="127.0.0.1", port=0, api_token=TOKEN, max_message_bytes=LIMIT,
-                                                       embodiment=EMBODIMENT, max_clients=6))
-    thread = threading.Thread(target=server.serve, daemon=True)
-    thread.start()
-    yield server
-    server.stop()
-    thread.join(timeout=10)
-    assert not thread.is_alive(), "openpi server thread did not stop"
-    server.close()
 
 
 @pytest.fixture
