@@ -1,4 +1,4 @@
-"""ChunkRunner: the robot's control loop over chunks, with a fake policy that follows a fixed smooth trajectory
+"""ChunkRunner: the robot's control loop over chunks, with a stand-in policy that follows a fixed smooth path
 conditioned through the observation (the tick it was taken at), so every executed action can be checked.
 
 Control periods are a few milliseconds (a 50 Hz loop sped up 4x) so a 500-tick loop takes ~2.5 s."""
@@ -13,50 +13,10 @@ import pytest
 
 from gr00t_trt.base.errors import RunnerError
 from gr00t_trt.robot import ChunkRunner
+from gr00t_trt.robot.simulate import TrajectoryPolicy as FakePolicy
+from gr00t_trt.robot.simulate import run_loop, trajectory
 
 H = 16
-
-
-def trajectory(ticks: np.ndarray) -> np.ndarray:
-    """A smooth 3-D path [len, 3] sampled per tick."""
-    t = np.asarray(ticks, dtype=np.float64)[:, None] * 0.05
-    return np.concatenate([np.sin(t), np.cos(0.7 * t), 0.1 * t], axis=1)
-
-
-class FakePolicy:
-    """``get_action(obs, options) -> (action, info)`` after ``delay_s``: the path from the observed tick on,
-    split into two keys, optionally offset by per-chunk noise (two samples of a policy disagree)."""
-
-    def __init__(self, delay_s: float = 0.0, noise: float = 0.0, fail: bool = False) -> None:
-        self.delay_s, self.noise, self.fail = delay_s, noise, fail
-        self.calls: list[int] = []
-        self.resets = 0
-        self.rng = np.random.default_rng(0)
-
-    def get_action(self, obs, options=None):
-        tick = int(obs["tick"])
-        self.calls.append(tick)
-        time.sleep(self.delay_s)
-        if self.fail:
-            raise ValueError("camera unplugged")
-        path = trajectory(np.arange(tick, tick + H)) + self.noise * self.rng.standard_normal(3)  # per-chunk offset
-        return {"arm": path[None, :, :2].astype(np.float32), "gripper": path[None, :, 2:].astype(np.float32)}, {"tick": tick}
-
-    def reset(self):
-        self.resets += 1
-
-
-def run_loop(runner: ChunkRunner, ticks: int, period_s: float) -> np.ndarray:
-    """Step at a fixed period (sleeping to each deadline, as a robot's loop does; a late tick moves the next
-    deadline rather than bursting to catch up); the executed actions."""
-    executed = []
-    deadline = time.perf_counter()
-    for k in range(ticks):
-        action = runner.step({"tick": np.array(k)})
-        executed.append(np.concatenate([action["arm"][0], action["gripper"][0]]))
-        deadline = max(deadline + period_s, time.perf_counter())
-        time.sleep(max(0.0, deadline - time.perf_counter()))
-    return np.array(executed, dtype=np.float64)
 
 
 def runner_threads() -> list[threading.Thread]:
@@ -161,7 +121,8 @@ def test_waiting_for_a_chunk_does_not_spin():
 
 
 def test_a_failing_policy_surfaces_in_step_and_the_runner_recovers():
-    policy = FakePolicy(fail=True)
+    policy = FakePolicy()
+    policy.fail = True
     with ChunkRunner(policy) as runner:
         with pytest.raises(RunnerError, match="background inference failed — ValueError: camera unplugged"):
             runner.step({"tick": np.array(0)})
