@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import os
 import platform
 import shlex
 import sys
@@ -157,12 +158,15 @@ def markdown(result: dict) -> str:
     if "tiny_export" in result:
         t = result["tiny_export"]
         lines += [f"Tiny export: horizon {t['horizon']}, compute {t['compute_ms_median']:.1f} ms per chunk, padded to "
-                  f"{t['padded_to_ms']:.0f} ms.", ""]
+                  f"{t['padded_to_ms']:.0f} ms. Its weights are random, so its actions follow no smooth path: its jump "
+                  "only shows a hand-over moves about as far as an ordinary step.", ""]
     if "load" in result:
         lines += ["| protocol | clients × requests | errors | p50 ms | p99 ms | requests/s |", "|---|---|---|---|---|---|"]
         for protocol, r in result["load"].items():
             lines.append(f"| {protocol} | {r['clients']} × {r['requests'] // r['clients']} | {r['errors']} | "
                          f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['throughput_per_s']:.1f} |")
+    lines += ["", f"Load average (1 min) before / after: {result['loadavg'][0]:.1f} / {result['loadavg'][1]:.1f} "
+              "(2 cores shared with other work: latencies are upper bounds)."]
     return "\n".join(lines) + "\n"
 
 
@@ -183,7 +187,7 @@ def main() -> None:
 
     result = {"command": "python " + shlex.join(sys.argv), "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
               "machine": f"{platform.machine()}, {platform.python_version()}", "args": vars(args),
-              "simulated": simulated(args)}
+              "loadavg": [os.getloadavg()[0]], "simulated": simulated(args)}
     if not args.skip_real:
         from gr00t_trt.processing.observations import synthetic_observation
         from gr00t_trt.runtime.policy import Policy
@@ -194,6 +198,7 @@ def main() -> None:
                                                     image_sizes=policy.manifest.image_sizes)
                 result["tiny_export"] = real_loop(args, policy, observation)
                 result["load"] = load(args, policy, observation)
+    result["loadavg"].append(os.getloadavg()[0])
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json(out.with_suffix(".json"), result)

@@ -45,6 +45,13 @@ def test_ping_reset_and_modality_config(client, served):
     assert configs["state"].modality_keys == list(spec.state_keys)
 
 
+def test_modality_config_is_the_in_process_call(client, served_policy):
+    """The one API: client.modality_config(tag) == policy.modality_config(tag), for another embodiment too."""
+    for tag in sorted(served_policy.manifest.embodiments):
+        assert client.modality_config(tag) == served_policy.modality_config(tag)
+    assert client.modality_config() == served_policy.modality_config(EMBODIMENT)
+
+
 def test_server_errors_are_raised_as_one_line(served, observation):
     with PolicyClient("127.0.0.1", served.port, api_token="wrong") as bad:
         with pytest.raises(ServeError, match="server error: Unauthorized"):
