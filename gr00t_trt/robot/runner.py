@@ -90,6 +90,7 @@ class ChunkRunner:
         self.ticks = 0
         self.last_info: dict[str, Any] = {}
         self._cond = threading.Condition()
+        self._calls = threading.Lock()  # one policy call at a time: a PolicyClient's socket is not thread-safe
         self._queue: deque[np.ndarray] = deque()  # [B, D] rows of the current chunk, next first
         self._layout: list[tuple[str, int]] | None = None  # (key, width) in the order of the stacked D
         self._horizon = 0
@@ -157,7 +158,8 @@ class ChunkRunner:
                 request, self._request, self._inflight = self._request, None, True
             start = time.perf_counter()
             try:
-                action, info = self._infer(request.obs, prefix=request.prefix, frozen=request.frozen)
+                with self._calls:
+                    action, info = self._infer(request.obs, prefix=request.prefix, frozen=request.frozen)
                 chunk = self._stack(action)
             except BaseException as exc:  # handed to the control thread, which raises it from step()
                 with self._cond:
@@ -239,7 +241,8 @@ class ChunkRunner:
 
     def reset(self) -> None:
         """A new episode: drop the queue, the last action, the delay estimate and any chunk still being
-        computed (it is discarded on arrival); the policy's own ``reset()`` is called too."""
+        computed (it is discarded on arrival); the policy's own ``reset()`` is called too, after a call under
+        way has returned (a client's connection carries one request at a time)."""
         with self._cond:
             self._generation += 1
             self._queue.clear()
@@ -247,7 +250,8 @@ class ChunkRunner:
             self._started_episode = False
         reset = getattr(self.policy, "reset", None)
         if callable(reset):
-            reset()
+            with self._calls:
+                reset()
 
     def close(self) -> None:
         """Stop the background thread and wait for it (an inference under way finishes first)."""
