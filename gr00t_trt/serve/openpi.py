@@ -51,6 +51,8 @@ class OpenpiServer:
         self._clients = 0
         self._clients_lock = threading.Lock()
         self._stopped = threading.Event()
+        self._serving: threading.Thread | None = None
+        self._closer: threading.Thread | None = None
         try:
             self._server = serve(self._connection, options.host, options.port, process_request=self._http,
                                  compression=None, max_size=2 * options.max_message_bytes, server_header=None)
@@ -72,12 +74,21 @@ class OpenpiServer:
         log.info("gr00t-trt %s serving %s on %s (openpi protocol, backend %s, token %s)", __version__,
                  self.policy.folder, self.endpoint, self.policy.pipeline.backend.name,
                  "required" if self.options.api_token else "none")
+        self._serving = threading.current_thread()
         self._server.serve_forever()
+        if self._closer is not None:
+            self._closer.join()  # open connections are closed (1001) before serve() returns
         log.info("server stopped")
 
     def stop(self) -> None:
+        """Stop accepting, close open connections, end ``serve()``. From a signal handler on the serving
+        thread the shutdown runs on a helper thread: it waits for ``serve_forever`` to return."""
         self._stopped.set()
-        self._server.shutdown()
+        if threading.current_thread() is self._serving:
+            self._closer = threading.Thread(target=self._server.shutdown, name="gr00t-trt-openpi-stop", daemon=True)
+            self._closer.start()
+        else:
+            self._server.shutdown()
 
     @property
     def stopped(self) -> bool:

@@ -101,7 +101,7 @@ def test_loopback_detection():
 
 def test_wide_binding_without_token_warns(served_policy, caplog, monkeypatch):
     # tests stay on loopback: pretend 127.0.0.1 is a wide interface to reach the warning
-    monkeypatch.setattr("gr00t_trt.serve.server.is_loopback", lambda host: False)
+    monkeypatch.setattr("gr00t_trt.serve.core.is_loopback", lambda host: False)
     with caplog.at_level(logging.WARNING, logger="gr00t_trt.serve"):
         PolicyServer(served_policy, ServerOptions(port=0, api_token="t")).close()
         assert not caplog.records
