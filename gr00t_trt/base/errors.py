@@ -63,6 +63,10 @@ class ServeError(Gr00tTrtError):
     """A policy-server message is malformed or refused, or the server answered with an error."""
 
 
+class RunnerError(Gr00tTrtError):
+    """The robot-side chunk runner was misconfigured, stopped, or its background inference failed."""
+
+
 def require(module: str, install: str, purpose: str):
     """Import an optional heavy dependency or fail with the pip command that provides it.
 

@@ -192,7 +192,7 @@ def compare_interleaved(policy: Any, checkpoint: str | Path, observation: dict, 
             meter = CpuMeter().start()
         time.sleep(settle_s)
         start = time.perf_counter()
-        ours_actions = policy.get_action(observation, embodiment=tag, noise=noise)
+        ours_actions = policy.predict(observation, embodiment=tag, noise=noise)
         elapsed = (time.perf_counter() - start) * 1e3
         grouped = ours_grouped(dict(policy.last_timings))
         time.sleep(settle_s)
@@ -221,7 +221,7 @@ def compare_separate_process(report: Any, policy: Any, checkpoint: str | Path, o
     memory is short (see ``close_before_reference``)."""
     tag = policy.resolve_embodiment(embodiment)
     noise = _noise(policy, observation, tag, seed)
-    ours_actions = policy.get_action(observation, embodiment=tag, noise=noise)
+    ours_actions = policy.predict(observation, embodiment=tag, noise=noise)
     ours_st: dict[str, list[float]] = {}
     stage_samples = {k: v for k, v in report.samples.items() if k != "end_to_end"}
     for i in range(len(report.samples["end_to_end"])):

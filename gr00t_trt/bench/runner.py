@@ -114,7 +114,7 @@ def run_benchmark(policy: Any, observation: dict, *, iters: int = 50, warmup: in
                   embodiment: str | None = None, seed: int = 0, progress: Progress | None = None,
                   roofline: bool = True, device: str | DeviceSpec | None = None,
                   extra_header: dict[str, Any] | None = None) -> BenchReport:
-    """Benchmark ``policy.get_action(observation)``: one first call, ``warmup`` excluded calls, then
+    """Benchmark ``policy.predict(observation)``: one first call, ``warmup`` excluded calls, then
     ``iters`` measured ones, all with the same initial noise (drawn from ``seed``).
 
     ``device``: a roofline device (key or DeviceSpec) to compare against; default: the detected one
@@ -132,7 +132,7 @@ def run_benchmark(policy: Any, observation: dict, *, iters: int = 50, warmup: in
 
     def call() -> tuple[float, dict[str, float]]:
         start = time.perf_counter()
-        policy.get_action(observation, embodiment=tag, noise=noise)
+        policy.predict(observation, embodiment=tag, noise=noise)
         elapsed = (time.perf_counter() - start) * 1e3
         return elapsed, dict(policy.last_timings)
 

@@ -14,7 +14,7 @@ from ..base.errors import Gr00tTrtError, ManifestError, ObservationError, requir
 from ..bench.devices import DEVICES, find_device
 from ..runtime.registry import backend_names
 from .app import app, console, flag, friendly
-from .commands import BACKEND_HELP, DEVICE_NAMES
+from .commands import BACKEND_HELP, DEVICE_NAMES, SHARED_THREADS_HELP, THREADS_HELP, thread_options
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,8 @@ class BenchOptions:
     checkpoint: str | None = None
     precision: str | None = None
     device: str | None = None
+    threads: int | None = None
+    shared_threads: bool = False
 
     def check(self) -> None:
         """One-line errors for bad options, before anything is loaded or run."""
@@ -53,6 +55,8 @@ class BenchOptions:
             raise Gr00tTrtError(f"--warmup must be 0 or more, got {self.warmup}")
         if self.batch < 1:
             raise Gr00tTrtError(f"--batch must be at least 1, got {self.batch}")
+        if self.threads is not None and self.threads < 1:
+            raise Gr00tTrtError(f"--threads must be at least 1, got {self.threads}")
         if self.cameras is not None and self.cameras < 1:
             raise Gr00tTrtError(f"--cameras must be at least 1, got {self.cameras}")
         if self.reference_iters < 1:
@@ -103,7 +107,8 @@ def run_bench(options: BenchOptions, console: Any, progress_factory: Any = None)
 
     # per-stage detail down to each denoising step; on TensorRT that splits the captured action head into
     # N + 1 CUDA graphs, so the end-to-end figure there is slightly pessimistic (said in the header)
-    policy = Policy.load(options.export_dir, backend=options.backend, detailed_timings=True)
+    policy = Policy.load(options.export_dir, backend=options.backend, detailed_timings=True,
+                         **thread_options(options.threads, options.shared_threads))
     threads = getattr(policy.pipeline.backend, "threads", None)
     try:
         tag = policy.resolve_embodiment(options.embodiment)
@@ -224,6 +229,8 @@ def bench(
     checkpoint: Annotated[str | None, typer.Option(help="With --model-only: checkpoint folder or Hub id (headers only).")] = None,
     precision: Annotated[str | None, typer.Option(help="With --model-only: fp32, fp16, bf16 or fp8 for every graph.")] = None,
     device: Annotated[str | None, typer.Option(help=f"Roofline device: {DEVICE_NAMES}.")] = None,
+    threads: Annotated[int | None, typer.Option(help=THREADS_HELP)] = None,
+    shared_threads: Annotated[bool, flag("--shared-threads", SHARED_THREADS_HELP)] = False,
 ) -> None:
     """Per-stage latency (p50/p90/p99), first call, memory and the roofline; or --model-only."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -233,6 +240,7 @@ def bench(
         cameras=cameras, batch=batch, embodiment=embodiment, seed=seed, compare_reference=compare_reference,
         reference_mode=reference_mode, reference_iters=reference_iters, allow_noisy=allow_noisy, json_out=json_out, markdown_out=markdown,
         plot_out=plot, model_only=model_only, checkpoint=checkpoint, precision=precision, device=device,
+        threads=threads, shared_threads=shared_threads,
     )
     bar = lambda: Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),  # noqa: E731
                            TimeElapsedColumn(), console=console, transient=True)

@@ -28,6 +28,22 @@ DEFAULT_EXPORT = "gr00t-export"
 #: the --device vocabulary of export and bench (the roofline's device table)
 DEVICE_NAMES = ", ".join(DEVICES)
 BACKEND_HELP = "auto, ort or trt (auto: TensorRT if engines match this GPU, else ONNX Runtime)."
+THREADS_HELP = "ONNX Runtime intra-op threads per graph session (default: all cores); with --shared-threads the size of the one pool."
+SHARED_THREADS_HELP = "Run every ONNX Runtime session on one process-wide thread pool (Policy.load(shared_threads=True))."
+
+
+def thread_options(threads: int | None, shared_threads: bool) -> dict:
+    """The thread options of ``Policy.load`` given on the command line (none: the backend's defaults)."""
+    options: dict = {}
+    if threads is not None:
+        if threads < 1:
+            from ..base.errors import BackendError
+
+            raise BackendError(f"--threads must be at least 1, got {threads}")
+        options["threads"] = threads
+    if shared_threads:
+        options["shared_threads"] = True
+    return options
 
 
 def _writable_file(path: Path | None, option: str) -> None:
@@ -233,6 +249,8 @@ def run(
                                         "call's include one-time warm-up, and say so).")] = 1,
     record: Annotated[Path | None, typer.Option(help="Also save the observation into this folder "
                                                 "(DIR/<embodiment>/*.npz) to calibrate fp8 exports on (export --calib DIR).")] = None,
+    threads: Annotated[int | None, typer.Option(help=THREADS_HELP)] = None,
+    shared_threads: Annotated[bool, flag("--shared-threads", SHARED_THREADS_HELP)] = False,
 ) -> None:
     """Run control steps on an export and print the action chunk and per-stage timings."""
     import io
@@ -257,14 +275,14 @@ def run(
         from ..base.files import check_output_folder
 
         check_output_folder(record, "--record")
-    policy = Policy.load(export_dir, backend=backend)
+    policy = Policy.load(export_dir, backend=backend, **thread_options(threads, shared_threads))
     tag = policy.resolve_embodiment(embodiment)
     if obs:
         observation = load_observation(obs)
     else:
         observation = synthetic_observation(policy.preprocessor, tag, seed=seed, image_sizes=policy.manifest.image_sizes)
     for _ in range(repeat):
-        actions = policy.get_action(observation, embodiment=tag, seed=seed)
+        actions = policy.predict(observation, embodiment=tag, seed=seed)
     render_actions(console, actions)
     which = f"step {repeat}" if repeat > 1 else "the first call, warm-up included (--repeat 3: steady state)"
     render_timings(console, policy.last_timings, f"timings of {which} ({policy.pipeline.backend.name}, ms)")

@@ -1,6 +1,8 @@
 """The robot-facing policy: observation dict in, action dict (physical units) out.
 
-A tiny openpi-style interface — ``Policy.load(folder)``, ``get_action(obs)``, ``reset()``, ``metadata`` —
+A tiny interface — ``Policy.load(folder)``, ``get_action(obs, options) -> (action, info)`` as Isaac-GR00T's
+policies and ``PolicyClient`` answer, ``predict(obs)`` for the chunk alone, ``validate``, ``modality_config``,
+``reset()``, ``metadata`` —
 over the Preprocessor (observation → model inputs, actions → physical units) and the Pipeline (graphs on a
 backend). It reads only the export directory.
 """
@@ -22,6 +24,8 @@ from .registry import backend_names, make_backend
 
 #: kept for callers of earlier versions: the names ``Policy.load(backend=...)`` accepts
 BACKENDS = backend_names()
+#: what ``get_action``'s ``options`` may hold (a server request's ``options`` likewise)
+OPTION_KEYS = ("embodiment", "noise", "seed")
 
 
 class Policy:
@@ -56,13 +60,47 @@ class Policy:
         return cls(folder, manifest, pipeline, preprocessor)
 
     # ----------------------------------------------------------------- the interface
-    def get_action(self, obs: dict, *, embodiment: str | None = None, noise: np.ndarray | None = None,
-                   seed: int | None = None) -> dict[str, np.ndarray]:
-        """Actions in physical units for one observation (Isaac-GR00T ``get_action`` format).
+    def get_action(self, obs: dict, options: dict[str, Any] | None = None, *, embodiment: str | None = None,
+                   noise: np.ndarray | None = None, seed: int | None = None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """``(action, info)`` for one observation: Isaac-GR00T's call, and ``PolicyClient.get_action``'s.
+
+        ``options`` may hold ``embodiment``, ``seed`` and ``noise`` (as a server request's do; the keyword
+        arguments win over it). ``info``: ``timings_ms`` of this call, the ``embodiment``, the ``seed``, how
+        the ``noise`` was made, the ``backend`` and the ``export``'s identity (source checkpoint,
+        fingerprint, format); option keys it does not know are listed in ``ignored_options``.
+        """
+        if options is not None and not isinstance(options, dict):
+            raise ObservationError(f"options must be a dict (embodiment, seed, noise) or None, got {type(options).__name__}")
+        options = dict(options or {})
+        embodiment = options.get("embodiment") if embodiment is None else embodiment
+        noise = options.get("noise") if noise is None else noise
+        seed = options.get("seed") if seed is None else seed
+        actions, timings, tag = self._run(obs, embodiment, noise, seed)
+        info: dict[str, Any] = {
+            "timings_ms": timings,
+            "embodiment": tag,
+            "seed": seed,
+            "noise": "given" if noise is not None else "seeded" if seed is not None else "random",
+            "backend": self.pipeline.backend.name,
+            "export": export_identity(self.manifest),
+        }
+        ignored = sorted(str(k) for k in options if k not in OPTION_KEYS)
+        if ignored:
+            info["ignored_options"] = ignored
+        return actions, info
+
+    def predict(self, obs: dict, *, embodiment: str | None = None, noise: np.ndarray | None = None,
+                seed: int | None = None) -> dict[str, np.ndarray]:
+        """The action chunk alone, ``{key: float32 [B, horizon, width]}`` in physical units (what
+        ``get_action`` returned before it answered ``(action, info)``); timings in ``last_timings``.
 
         noise: initial noise float32 [B, H, Da] (parity tests); else drawn from ``default_rng(seed)``, with
         seed a non-negative int or None (fresh entropy). Thread-safe (see the class docstring).
         """
+        return self._run(obs, embodiment, noise, seed)[0]
+
+    def _run(self, obs: dict, embodiment: str | None, noise: np.ndarray | None,
+             seed: int | None) -> tuple[dict[str, np.ndarray], dict[str, float], str]:
         _check_seed(seed)
         with self._lock:
             if self._closed:  # the backend's own message would name its activate(), which a Policy user never calls
@@ -87,7 +125,27 @@ class Policy:
             timings["decode"] = (done - ran) * 1e3
             timings["total"] = (done - start) * 1e3
             self.last_timings = timings
-            return actions
+            return actions, dict(timings), tag
+
+    def validate(self, obs: dict, embodiment: str | None = None) -> str:
+        """Check an observation as ``get_action`` would (keys, dtypes, shapes, batch, prompt length, image
+        sizes the export accepts) without running any graph; raises the same one-line error. Returns the
+        embodiment tag it was checked against."""
+        with self._lock:  # the preprocessor's prompt cache is shared with get_action
+            tag = self.resolve_embodiment(embodiment)
+            inputs = self.preprocessor(obs, tag)
+            noise = np.zeros((inputs.input_ids.shape[0], self.manifest.dims["H"], self.manifest.dims["Da"]), np.float32)
+            self.pipeline.check(inputs, noise)  # the graphs' limits: batch, sequence, image sizes
+        return tag
+
+    def modality_config(self, embodiment: str | None = None) -> dict[str, Any]:
+        """What the policy expects, as Isaac-GR00T's ``get_modality_config`` answers it: one ``ModalityConfig``
+        per modality (video, state, action, language) of the embodiment — the same as a server sends."""
+        from ..serve.modality import modality_configs
+
+        return modality_configs(self.preprocessor.spec.embodiment(self.resolve_embodiment(embodiment)))
+
+    get_modality_config = modality_config  # Isaac-GR00T's name
 
     def resolve_embodiment(self, embodiment: str | None) -> str:
         """The tag to use: the given one if exported, else the only exported one."""
@@ -101,13 +159,16 @@ class Policy:
         self.manifest.embodiment(embodiment)  # raises with the list of exported tags
         return embodiment
 
-    def reset(self) -> None:
-        """Forget per-episode state (timings, the preprocessor's caches); the policy itself is stateless."""
+    def reset(self, options: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Forget per-episode state (timings, the preprocessor's caches). The policy holds no chunk queue or
+        prefix: a ``ChunkRunner`` over it does, and its ``reset()`` clears them and calls this one.
+        ``options`` is accepted for Isaac-GR00T's signature; the answer is ``{}`` as its server's."""
         with self._lock:
             self.last_timings = {}
         reset = getattr(self.preprocessor, "reset", None)
         if callable(reset):
             reset()
+        return {}
 
     @property
     def metadata(self) -> dict[str, Any]:
@@ -143,6 +204,25 @@ class Policy:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def export_identity(manifest: Manifest, paths: bool = True) -> dict[str, Any]:
+    """What identifies the served model: source checkpoint and its fingerprint, export format, exporter.
+    ``paths=False`` names a local checkpoint by its folder name only (a server without a token answers
+    ``ping`` to anyone, who has no business learning the host's directory layout)."""
+    source = manifest.source
+    checkpoint = source.get("checkpoint")
+    if not paths and isinstance(checkpoint, str) and checkpoint.startswith(("/", "~", ".")):
+        checkpoint = Path(checkpoint).name
+    return {
+        "checkpoint": checkpoint,
+        "fingerprint": source.get("fingerprint"),
+        "format": manifest.format,
+        "format_version": manifest.format_version,
+        "exporter": dict(manifest.exporter),
+        "steps": manifest.steps,
+        "precision": sorted({g.precision for g in manifest.graphs.values()}),
+    }
 
 
 def _check_seed(seed: object) -> None:

@@ -98,6 +98,13 @@ class PolicyClient:
     def get_modality_config(self) -> dict[str, wire.ModalityConfig]:
         return self.call_endpoint("get_modality_config", requires_input=False)
 
+    def modality_config(self, embodiment: str | None = None) -> dict[str, wire.ModalityConfig]:
+        """``Policy.modality_config``'s call: one embodiment's configs (the server's default without one;
+        naming one needs a gr00t-trt server)."""
+        if embodiment is None:
+            return self.get_modality_config()
+        return self.call_endpoint("get_modality_config", {"embodiment": embodiment})
+
     def kill_server(self) -> None:
         """Ask the server to stop (refused unless it runs with --allow-kill)."""
         self.call_endpoint("kill", requires_input=False)

@@ -69,8 +69,8 @@ def run_demo(workdir: str | Path, *, model: str = "n1.6", embodiment: str | None
     on_step(2)
     with Policy.load(export_dir, backend="ort") as policy:
         obs = synthetic_observation(policy.preprocessor, embodiment, seed=0, image_sizes=manifest.image_sizes)
-        policy.get_action(obs, embodiment=embodiment, seed=0)
-        actions = policy.get_action(obs, embodiment=embodiment, seed=0)  # second call: steady-state timings
+        policy.predict(obs, embodiment=embodiment, seed=0)
+        actions = policy.predict(obs, embodiment=embodiment, seed=0)  # second call: steady-state timings
         timings = dict(policy.last_timings)
     on_step(3)
     parity = verify_export(export_dir, checkpoint, backend="ort", embodiments=(embodiment,), seeds=2)

@@ -183,9 +183,9 @@ def _trt_vs_ort(folder: Path) -> str:
     with Policy.load(folder, backend="ort") as ref, Policy.load(folder, backend="trt") as policy:
         for batch in (1, 2):
             tag, obs = _observation(policy, batch, seed=batch)
-            expected = ref.get_action(obs, embodiment=tag, seed=0)
+            expected = ref.predict(obs, embodiment=tag, seed=0)
             for _ in range(3):
-                got = policy.get_action(obs, embodiment=tag, seed=0)
+                got = policy.predict(obs, embodiment=tag, seed=0)
                 for key in expected:  # fp32 engines: TF32 off, so the gpu tests' bound holds
                     np.testing.assert_allclose(got[key], expected[key], rtol=1e-3, atol=1e-3, err_msg=key)
                     worst = max(worst, float(np.max(np.abs(got[key] - expected[key]))))
@@ -211,7 +211,7 @@ def _graphs_on_off(folder: Path) -> str:
         for batch in (1, 2):
             tag, obs = _observation(on, batch, seed=10 + batch)
             for _ in range(2):  # the second call replays the captured graph
-                a, b = on.get_action(obs, embodiment=tag, seed=1), off.get_action(obs, embodiment=tag, seed=1)
+                a, b = on.predict(obs, embodiment=tag, seed=1), off.predict(obs, embodiment=tag, seed=1)
                 for key in a:
                     np.testing.assert_array_equal(a[key], b[key], err_msg=f"{key}, batch {batch}")
     return "bitwise equal, batch 1 and 2, capture and replay"
@@ -225,13 +225,13 @@ def _steady_state(folder: Path) -> str:
     with Policy.load(folder, backend="trt") as policy:
         tag, obs = _observation(policy)
         for _ in range(5):
-            policy.get_action(obs, embodiment=tag, seed=0)
+            policy.predict(obs, embodiment=tag, seed=0)
         before = device_memory_in_use()
         tracemalloc.start(32)
         ignore = [tracemalloc.Filter(False, pattern, all_frames=True) for pattern in HEAP_IGNORED]
         snapshot = tracemalloc.take_snapshot().filter_traces(ignore)
         for _ in range(STEADY_STEPS):
-            policy.get_action(obs, embodiment=tag, seed=0)
+            policy.predict(obs, embodiment=tag, seed=0)
         after_steps = tracemalloc.take_snapshot().filter_traces(ignore)
         grown = sum(s.size_diff for s in after_steps.compare_to(snapshot, "filename"))
         tracemalloc.stop()

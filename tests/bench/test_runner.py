@@ -21,7 +21,7 @@ def test_end_to_end_p50_agrees_with_independent_wall_clock(tiny_policy, tiny_obs
     def progress(phase: str, done: int, total: int) -> None:
         if phase == "measure":
             start = time.monotonic_ns()
-            tiny_policy.get_action(obs, embodiment=tag, seed=0)
+            tiny_policy.predict(obs, embodiment=tag, seed=0)
             independent.append((time.monotonic_ns() - start) / 1e6)
 
     report = run_benchmark(tiny_policy, obs, iters=40, warmup=3, embodiment=tag, progress=progress, roofline=False)
@@ -51,7 +51,7 @@ def test_first_call_warmup_and_progress(tiny_policy, tiny_observation):
 def test_new_stage_keys_appear_without_changes(tiny_policy, tiny_observation, monkeypatch):
     """The contract's detailed timings (state_encoder, denoise_k) are picked up in the policy's order."""
     tag, obs = tiny_observation
-    original = type(tiny_policy).get_action
+    original = type(tiny_policy).predict
 
     def detailed(self, *args, **kwargs):
         out = original(self, *args, **kwargs)
@@ -60,7 +60,7 @@ def test_new_stage_keys_appear_without_changes(tiny_policy, tiny_observation, mo
         self.last_timings.update({"state_encoder": head / 5, **{f"denoise_{k}": head / 5 for k in range(4)}, **rest})
         return out
 
-    monkeypatch.setattr(type(tiny_policy), "get_action", detailed)
+    monkeypatch.setattr(type(tiny_policy), "predict", detailed)
     report = run_benchmark(tiny_policy, obs, iters=2, warmup=0, embodiment=tag, device="thor")
     assert list(report.stages) == ["preprocess", "vision", "backbone", "dit_context", "state_encoder",
                                    "denoise_0", "denoise_1", "denoise_2", "denoise_3", "pipeline", "decode", "total"]

@@ -37,9 +37,9 @@ def test_real_trt_backend_matches_ort_and_replays_cuda_graphs(tiny_export, tmp_p
         for batch in (1, 2):
             obs = synthetic_observation(policy.preprocessor.spec, tag, seed=batch, batch=batch,
                                         image_sizes=policy.manifest.image_sizes)
-            expected = ref.get_action(obs, embodiment=tag, seed=0)
+            expected = ref.predict(obs, embodiment=tag, seed=0)
             for _ in range(3):
-                got = policy.get_action(obs, embodiment=tag, seed=0)
+                got = policy.predict(obs, embodiment=tag, seed=0)
             for key in expected:  # fp32 engines: TF32 is off unless asked, so tight bounds hold
                 np.testing.assert_allclose(got[key], expected[key], rtol=1e-3, atol=1e-3)
         captured = [p for plan in policy.pipeline._plans.values() for p in plan.programs]
@@ -92,12 +92,12 @@ def test_steady_state_allocates_no_device_or_host_memory(tiny_export, tmp_path):
         tag = sorted(policy.manifest.embodiments)[0]
         obs = synthetic_observation(policy.preprocessor.spec, tag, seed=0, image_sizes=policy.manifest.image_sizes)
         for _ in range(5):
-            policy.get_action(obs, embodiment=tag, seed=0)
+            policy.predict(obs, embodiment=tag, seed=0)
         err, free_before, _ = cudart.cudaMemGetInfo()
         tracemalloc.start()
         snapshot = tracemalloc.take_snapshot()
         for _ in range(50):
-            policy.get_action(obs, embodiment=tag, seed=0)
+            policy.predict(obs, embodiment=tag, seed=0)
         grown = sum(s.size_diff for s in tracemalloc.take_snapshot().compare_to(snapshot, "filename"))
         tracemalloc.stop()
         err, free_after, _ = cudart.cudaMemGetInfo()

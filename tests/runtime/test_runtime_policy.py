@@ -59,21 +59,21 @@ def policy(policy_export, new_backend):
 
 def test_get_action_end_to_end(policy, policy_export):
     obs = observation()
-    actions = policy.get_action(obs, embodiment="new_embodiment", seed=0)
+    actions = policy.predict(obs, embodiment="new_embodiment", seed=0)
     assert {k: v.shape for k, v in actions.items()} == {"eef": (1, 8, 6), "gripper": (1, 8, 1)}
     inputs = policy.preprocessor(obs, "new_embodiment")
     noise = np.random.default_rng(0).standard_normal((1, 16, 16), dtype=np.float32)
     expected = policy.preprocessor.decode(policy_export.reference(inputs, noise)["action_pred"], inputs)
     for key, value in expected.items():
         np.testing.assert_allclose(actions[key], value, rtol=1e-4, atol=1e-5)
-    again = policy.get_action(obs, embodiment="new_embodiment", noise=noise)
+    again = policy.predict(obs, embodiment="new_embodiment", noise=noise)
     for key in actions:
         np.testing.assert_array_equal(again[key], actions[key])  # same noise, same answer (and fresh arrays)
     assert policy.preprocessor.cache_hits >= 1  # the instruction's ids were reused
 
 
 def test_timings_and_metadata(policy):
-    policy.get_action(observation(), embodiment="new_embodiment")
+    policy.predict(observation(), embodiment="new_embodiment")
     timings = policy.last_timings
     assert list(timings) == ["preprocess", "vision", "backbone", "dit_context", "action_head", "pipeline", "decode",
                              "total"]
@@ -82,7 +82,7 @@ def test_timings_and_metadata(policy):
     assert meta["embodiments"] == ["new_embodiment", "unitree_g1"]
     assert meta["image_sizes"] == [list(SIZE)] and meta["backend"] == policy.pipeline.backend.name
     # per embodiment, what get_action really answers: its horizon and its action keys with their widths
-    actions = policy.get_action(observation(), embodiment="new_embodiment", seed=0)
+    actions = policy.predict(observation(), embodiment="new_embodiment", seed=0)
     answer = meta["per_embodiment"]["new_embodiment"]
     assert {k: list(v.shape[1:]) for k, v in actions.items()} == {
         k: [answer["action_horizon"], width] for k, width in answer["actions"].items()}
@@ -93,15 +93,15 @@ def test_timings_and_metadata(policy):
 
 def test_a_closed_policy_says_what_a_policy_user_does(policy_export, new_backend):
     with Policy.load(policy_export.folder, backend=new_backend(policy_export.folder)) as closed:
-        closed.get_action(observation(), embodiment="new_embodiment", seed=0)
+        closed.predict(observation(), embodiment="new_embodiment", seed=0)
     with pytest.raises(BackendError, match=r"this Policy .* was closed .* load it again with Policy.load\(folder\)") as caught:
-        closed.get_action(observation(), embodiment="new_embodiment", seed=0)
+        closed.predict(observation(), embodiment="new_embodiment", seed=0)
     assert "activate()" not in str(caught.value)  # a backend's verb, not a Policy's
 
 
 def test_detailed_timings_split_the_action_head_per_denoising_step(policy_export, new_backend):
     with Policy.load(policy_export.folder, backend=new_backend(policy_export.folder), detailed_timings=True) as detailed:
-        detailed.get_action(observation(), embodiment="new_embodiment", seed=0)
+        detailed.predict(observation(), embodiment="new_embodiment", seed=0)
         steps = detailed.manifest.steps
         assert list(detailed.last_timings) == ["preprocess", "vision", "backbone", "dit_context", "state_encoder",
                                                *(f"denoise_{k}" for k in range(steps)), "pipeline", "decode", "total"]
@@ -112,9 +112,9 @@ def test_one_policy_is_safe_from_several_threads(policy):
     from concurrent.futures import ThreadPoolExecutor
 
     obs = observation()
-    expected = {seed: policy.get_action(obs, embodiment="new_embodiment", seed=seed) for seed in range(4)}
+    expected = {seed: policy.predict(obs, embodiment="new_embodiment", seed=seed) for seed in range(4)}
     with ThreadPoolExecutor(4) as pool:
-        results = list(pool.map(lambda s: (s, policy.get_action(obs, embodiment="new_embodiment", seed=s)),
+        results = list(pool.map(lambda s: (s, policy.predict(obs, embodiment="new_embodiment", seed=s)),
                                 [0, 1, 2, 3] * 10))
     for seed, actions in results:
         for key, value in expected[seed].items():
@@ -124,32 +124,32 @@ def test_one_policy_is_safe_from_several_threads(policy):
 @pytest.mark.parametrize("seed", [-1, "abc", 1.5, True])
 def test_bad_seed_is_one_line(policy, seed):
     with pytest.raises(ObservationError, match=r"seed must be a non-negative integer or None, got"):
-        policy.get_action(observation(), embodiment="new_embodiment", seed=seed)
+        policy.predict(observation(), embodiment="new_embodiment", seed=seed)
 
 
 def test_embodiment_must_be_a_tag(policy):
     with pytest.raises(EmbodimentError, match=r"embodiment must be a tag \(str\).*got list"):
-        policy.get_action(observation(), embodiment=["x"])
+        policy.predict(observation(), embodiment=["x"])
 
 
 def test_embodiment_is_required_when_several_are_exported(policy):
     with pytest.raises(EmbodimentError, match=r"this export has 2 embodiments — choose one \(embodiment= / --embodiment\) of: "
                                               "new_embodiment, unitree_g1"):
-        policy.get_action(observation())
+        policy.predict(observation())
     with pytest.raises(EmbodimentError, match="embodiment 'libero_panda' was not exported"):
-        policy.get_action(observation(), embodiment="libero_panda")
+        policy.predict(observation(), embodiment="libero_panda")
 
 
 def test_bad_noise_is_one_line(policy):
     with pytest.raises(ObservationError, match=r"noise must be float32 \[1, 16, 16\], got float32 \[1, 16, 8\]"):
-        policy.get_action(observation(), embodiment="new_embodiment", noise=np.zeros((1, 16, 8), np.float32))
+        policy.predict(observation(), embodiment="new_embodiment", noise=np.zeros((1, 16, 8), np.float32))
 
 
 def test_image_size_outside_the_served_range(policy):
     with pytest.raises(ObservationError, match=r"image 0 is 252x252 but the export serves HxW images with H and W "
                                                 r"multiples of 28, H in 252..252, W in 336..336 — "
                                                 r"re-export with --image-size 252x252"):
-        policy.get_action(observation(size=(160, 160)), embodiment="new_embodiment")
+        policy.predict(observation(size=(160, 160)), embodiment="new_embodiment")
 
 
 def test_backend_choice(policy_export, tmp_path):
@@ -185,3 +185,52 @@ def test_auto_asks_each_backend_whether_it_can_run_the_export(policy_export, mon
     monkeypatch.setattr(OrtBackend, "probe", classmethod(lambda cls, folder, manifest, **o: "onnxruntime missing"))
     with pytest.raises(BackendError, match=r"no backend can run .* trt: no engines for this GPU; ort: onnxruntime missing"):
         make_backend("auto", policy_export.folder, load_manifest(policy_export.folder))
+
+
+# ------------------------------------------------------------------------------------------ one API (issue 21)
+def test_get_action_answers_action_and_info_like_the_client(policy, policy_export):
+    """Isaac-GR00T's (action, info): the action is predict()'s for the same seed, bit for bit, whether the
+    options come as a dict (as a server request's) or as keywords; info carries this call's timings and the
+    export's identity."""
+    obs = observation(1)
+    want = policy.predict(obs, embodiment="new_embodiment", seed=3)
+    for action, info in (policy.get_action(obs, {"embodiment": "new_embodiment", "seed": 3, "temperature": 1}),
+                         policy.get_action(obs, embodiment="new_embodiment", seed=3)):
+        assert set(action) == set(want)
+        for key in want:
+            np.testing.assert_array_equal(action[key], want[key])
+        assert info["embodiment"] == "new_embodiment" and info["seed"] == 3 and info["noise"] == "seeded"
+        assert info["backend"] == policy.pipeline.backend.name
+        assert info["export"]["fingerprint"] == policy.manifest.source.get("fingerprint")
+        assert info["export"]["format"] == policy.manifest.format
+        assert list(info["timings_ms"])[-1] == "total" and info["timings_ms"]["total"] > 0
+    assert policy.get_action(obs, {"embodiment": "new_embodiment", "temperature": 1})[1]["ignored_options"] == ["temperature"]
+    with pytest.raises(ObservationError, match="options must be a dict"):
+        policy.get_action(obs, ["new_embodiment"])
+
+
+def test_validate_checks_without_running_the_graphs(policy, monkeypatch):
+    def no_graphs(*args, **kwargs):
+        raise AssertionError("validate ran the graphs")
+
+    monkeypatch.setattr(policy.pipeline, "run", no_graphs)
+    assert policy.validate(observation(), "new_embodiment") == "new_embodiment"
+    bad = observation()
+    bad["state"]["eef"] = bad["state"]["eef"][..., :5]
+    with pytest.raises(ObservationError, match="eef.*width 5, expected 6"):
+        policy.validate(bad, "new_embodiment")
+    with pytest.raises(ObservationError, match="image"):  # a camera size the export has no graphs for
+        policy.validate(observation(size=(160, 160)), "new_embodiment")
+
+
+def test_modality_config_in_isaac_gr00t_format(policy):
+    from gr00t_trt.serve.wire import ModalityConfig
+
+    config = policy.modality_config("new_embodiment")
+    assert set(config) == {"video", "state", "action", "language"}
+    assert all(isinstance(c, ModalityConfig) for c in config.values())
+    spec = policy.preprocessor.spec.embodiment("new_embodiment")
+    assert config["state"].modality_keys == list(spec.state_keys)
+    assert config["action"].horizon == spec.action_horizon
+    assert policy.get_modality_config("new_embodiment") == config
+    assert policy.reset() == {}

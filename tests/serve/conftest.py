@@ -135,3 +135,21 @@ def observation(served_policy):
 
     return synthetic_observation(served_policy.preprocessor.spec, EMBODIMENT, seed=3,
                                  image_sizes=served_policy.manifest.image_sizes)
+
+
+@pytest.fixture(scope="session")
+def openpi_served(served_policy):
+    """The tiny export behind openpi's websocket protocol: token, 4 MiB limit, default embodiment, 6 clients."""
+    pytest.importorskip("websockets")
+    from gr00t_trt.serve.core import ServerOptions
+    from gr00t_trt.serve.openpi import OpenpiServer
+
+    server = OpenpiServer(served_policy, ServerOptions(host="127.0.0.1", port=0, api_token=TOKEN, max_message_bytes=LIMIT,
+                                                       embodiment=EMBODIMENT, max_clients=6))
+    thread = threading.Thread(target=server.serve, daemon=True)
+    thread.start()
+    yield server
+    server.stop()
+    thread.join(timeout=10)
+    assert not thread.is_alive(), "openpi server thread did not stop"
+    server.close()

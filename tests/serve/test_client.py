@@ -27,7 +27,7 @@ def client(served):
 
 def test_get_action_equals_in_process_policy(client, observation, reference_policy):
     action, info = client.get_action(observation, {"seed": 4})
-    want = reference_policy.get_action(observation, embodiment=EMBODIMENT, seed=4)
+    want = reference_policy.predict(observation, embodiment=EMBODIMENT, seed=4)
     assert set(action) == set(want)
     for key in want:
         np.testing.assert_array_equal(action[key], want[key])
@@ -43,6 +43,13 @@ def test_ping_reset_and_modality_config(client, served):
     spec = served.policy.preprocessor.spec.embodiment(EMBODIMENT)
     assert configs["action"].horizon == spec.action_horizon
     assert configs["state"].modality_keys == list(spec.state_keys)
+
+
+def test_modality_config_is_the_in_process_call(client, served_policy):
+    """The one API: client.modality_config(tag) == policy.modality_config(tag), for another embodiment too."""
+    for tag in sorted(served_policy.manifest.embodiments):
+        assert client.modality_config(tag) == served_policy.modality_config(tag)
+    assert client.modality_config() == served_policy.modality_config(EMBODIMENT)
 
 
 def test_server_errors_are_raised_as_one_line(served, observation):

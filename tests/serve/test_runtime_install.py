@@ -142,7 +142,7 @@ def test_runtime_profile_runs_and_serves_without_torch(runtime_venv, tiny_export
     assert server.returncode == 0, log
     assert "get_action ok" in log
 
-    want = reference_policy.get_action(obs, embodiment=EMBODIMENT, seed=5)
+    want = reference_policy.predict(obs, embodiment=EMBODIMENT, seed=5)
     with np.load(tmp_path / "served.npz") as served:
         assert set(served.files) == set(want)
         for key in want:  # another onnxruntime build may round differently: float tolerance, not bits

@@ -51,7 +51,7 @@ def test_serve_command_answers_logs_and_stops_on_sigterm(tiny_export, observatio
             client.timeout_ms = 30000
             client._open_socket()
             action, info = client.get_action(observation, {"seed": 9})
-        want = reference_policy.get_action(observation, embodiment=EMBODIMENT, seed=9)
+        want = reference_policy.predict(observation, embodiment=EMBODIMENT, seed=9)
         for key in want:
             np.testing.assert_array_equal(action[key], want[key])
         proc.send_signal(signal.SIGTERM)
@@ -101,7 +101,7 @@ def test_loopback_detection():
 
 def test_wide_binding_without_token_warns(served_policy, caplog, monkeypatch):
     # tests stay on loopback: pretend 127.0.0.1 is a wide interface to reach the warning
-    monkeypatch.setattr("gr00t_trt.serve.server.is_loopback", lambda host: False)
+    monkeypatch.setattr("gr00t_trt.serve.core.is_loopback", lambda host: False)
     with caplog.at_level(logging.WARNING, logger="gr00t_trt.serve"):
         PolicyServer(served_policy, ServerOptions(port=0, api_token="t")).close()
         assert not caplog.records
@@ -121,3 +121,53 @@ def test_serve_is_a_command_with_the_safe_defaults():
         assert option in text
     assert "127.0.0.1" in text and "5555" in text and "GR00T_TRT_API_TOKEN" in text
     assert "`ps`" in text  # the help says why the environment variable is the better way to pass the token
+
+
+def test_serve_openpi_protocol_with_threads_answers_and_stops_on_sigterm(tiny_export, observation, reference_policy):
+    """``--protocol openpi --threads 1``: /healthz, then openpi frames with the token as Api-Key, then SIGTERM."""
+    import http.client
+
+    import pytest
+
+    pytest.importorskip("websockets")
+    from gr00t_trt.serve.openpi_client import OpenpiClient
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gr00t_trt.cli", "serve", str(tiny_export), "--backend", "ort", "--protocol", "openpi",
+         "--embodiment", EMBODIMENT, "--port", str(port), "--threads", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "GR00T_TRT_API_TOKEN": "tok"},
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, f"server exited early: {proc.communicate()[1]}"
+            assert time.monotonic() < deadline, "the openpi server did not answer /healthz in time"
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                conn.request("GET", "/healthz")
+                if conn.getresponse().status == 200:
+                    break
+            except OSError:
+                time.sleep(0.2)
+        with OpenpiClient("127.0.0.1", port, api_key="tok", timeout_s=60) as client:
+            action, info = client.get_action(observation, {"seed": 9})
+        want = reference_policy.predict(observation, embodiment=EMBODIMENT, seed=9)
+        for key in want:
+            np.testing.assert_array_equal(action[key], want[key])
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, stderr
+    assert f"ws://127.0.0.1:{port}" in stderr and "openpi protocol" in stderr
+    assert "infer ok" in stderr and "received SIGTERM" in stderr and "server stopped" in stderr
+
+
+def test_serve_refuses_an_unknown_protocol(tiny_export):
+    result = subprocess.run([sys.executable, "-m", "gr00t_trt.cli", "serve", str(tiny_export), "--protocol", "grpc"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert "unknown --protocol 'grpc' — expected one of: zmq, openpi" in result.stdout + result.stderr

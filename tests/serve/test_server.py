@@ -39,7 +39,7 @@ def test_ping_answers_status_identity_and_shapes(raw, served):
 
 def test_served_actions_equal_in_process_policy_with_seed(raw, observation, reference_policy):
     action, info = raw.call("get_action", {"observation": observation, "options": {"seed": 11}})
-    want = reference_policy.get_action(observation, embodiment=EMBODIMENT, seed=11)
+    want = reference_policy.predict(observation, embodiment=EMBODIMENT, seed=11)
     assert_same_actions(action, want)
     assert info["seed"] == 11 and info["noise"] == "seeded" and info["embodiment"] == EMBODIMENT
     assert info["timings_ms"]["total"] > 0 and info["timings_ms"]["preprocess"] > 0
@@ -51,7 +51,7 @@ def test_served_actions_equal_in_process_policy_with_noise(raw, observation, ref
     noise = np.random.default_rng(5).standard_normal((1, m.dims["H"], m.dims["Da"]), dtype=np.float32)
     action, info = raw.call("get_action", {"observation": observation, "options": {"noise": noise}})
     assert info["noise"] == "given"
-    assert_same_actions(action, reference_policy.get_action(observation, embodiment=EMBODIMENT, noise=noise))
+    assert_same_actions(action, reference_policy.predict(observation, embodiment=EMBODIMENT, noise=noise))
     other, _ = raw.call("get_action", {"observation": observation, "options": {"noise": -noise}})
     assert not np.array_equal(other[next(iter(other))], action[next(iter(action))])
 
@@ -61,7 +61,7 @@ def test_request_without_endpoint_is_get_action_in_flat_form(raw, observation, r
     flat |= {f"state.{k}": v for k, v in observation["state"].items()}
     flat |= {k: [t[0] for t in v] for k, v in observation["language"].items()}
     action, _ = raw.call(None, {"observation": flat, "options": {"seed": 2}})
-    want = reference_policy.get_action(flat, embodiment=EMBODIMENT, seed=2)
+    want = reference_policy.predict(flat, embodiment=EMBODIMENT, seed=2)
     assert all(key.startswith("action.") for key in action)
     assert_same_actions(action, want)
 
@@ -195,7 +195,7 @@ def test_the_token_is_checked_before_the_data_is_unpacked(raw):
 def test_the_token_is_compared_in_constant_time(served, raw, monkeypatch):
     import hmac
 
-    from gr00t_trt.serve import server as server_module
+    from gr00t_trt.serve import core as server_module
 
     assert server_module.compare_token is hmac.compare_digest
     calls = []
@@ -289,7 +289,7 @@ def test_1000_sequential_requests_with_flat_memory(raw, observation):
 
 def test_two_clients_at_once_get_their_own_answers(served, observation, reference_policy):
     seeds = {0: [21, 22, 23], 1: [31, 32, 33]}
-    want = {s: reference_policy.get_action(observation, embodiment=EMBODIMENT, seed=s) for v in seeds.values() for s in v}
+    want = {s: reference_policy.predict(observation, embodiment=EMBODIMENT, seed=s) for v in seeds.values() for s in v}
     got, errors = {}, []
     start = threading.Barrier(2)
 
@@ -321,6 +321,6 @@ def test_big_endian_noise_is_accepted_like_big_endian_state(served_policy, obser
     """issue 17, item 18: float32 noise in the other byte order gives the same actions, not a refusal."""
     h, da = served_policy.manifest.dims["H"], served_policy.manifest.dims["Da"]
     noise = np.random.default_rng(5).standard_normal((1, h, da), dtype=np.float32)
-    want = served_policy.get_action(observation, embodiment=EMBODIMENT, noise=noise)
-    got = served_policy.get_action(observation, embodiment=EMBODIMENT, noise=noise.astype(">f4"))
+    want = served_policy.predict(observation, embodiment=EMBODIMENT, noise=noise)
+    got = served_policy.predict(observation, embodiment=EMBODIMENT, noise=noise.astype(">f4"))
     assert_same_actions(got, want)

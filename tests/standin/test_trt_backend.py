@@ -42,9 +42,9 @@ def test_auto_picks_trt_and_matches_ort_with_capture_and_replay_in_two_buckets(t
         assert policy.pipeline.backend.name == "trt"
         for batch in (1, 2):  # two shape buckets
             tag, obs = _observations(policy, batch)
-            expected = ref.get_action(obs, embodiment=tag, seed=7)
+            expected = ref.predict(obs, embodiment=tag, seed=7)
             before = _launches(state)
-            runs = [policy.get_action(obs, embodiment=tag, seed=7) for _ in range(3)]  # warm-up, capture, replay
+            runs = [policy.predict(obs, embodiment=tag, seed=7) for _ in range(3)]  # warm-up, capture, replay
             for actions in runs:
                 assert actions.keys() == expected.keys()
                 for key in expected:
@@ -63,8 +63,8 @@ def test_without_cuda_graphs_every_launch_is_plain_enqueue(trt_export):
     with Policy.load(folder, backend="trt", cuda_graphs=False) as policy:
         tag, obs = _observations(policy, 1)
         before = _launches(state)
-        first = policy.get_action(obs, embodiment=tag, seed=1)
-        second = policy.get_action(obs, embodiment=tag, seed=1)
+        first = policy.predict(obs, embodiment=tag, seed=1)
+        second = policy.predict(obs, embodiment=tag, seed=1)
         assert _launches(state) == before
         for key in first:
             np.testing.assert_array_equal(first[key], second[key])
@@ -76,9 +76,9 @@ def test_integrated_gpu_uses_mapped_zero_copy_buffers(trt_export):
     try:
         with Policy.load(folder, backend="ort") as ref, Policy.load(folder, backend="trt") as policy:
             tag, obs = _observations(policy, 1)
-            expected = ref.get_action(obs, embodiment=tag, seed=3)
+            expected = ref.predict(obs, embodiment=tag, seed=3)
             for _ in range(2):
-                got = policy.get_action(obs, embodiment=tag, seed=3)
+                got = policy.predict(obs, embodiment=tag, seed=3)
             for key in expected:
                 np.testing.assert_allclose(got[key], expected[key], rtol=1e-5, atol=1e-5)
             kinds = {kind for _array, kind in state.heap.values()}
@@ -104,8 +104,8 @@ def test_teardown_frees_every_allocation(trt_export):
     live = set(state.heap)
     policy = Policy.load(folder, backend="trt")
     tag, obs = _observations(policy, 1)
-    policy.get_action(obs, embodiment=tag, seed=0)
-    policy.get_action(obs, embodiment=tag, seed=0)
+    policy.predict(obs, embodiment=tag, seed=0)
+    policy.predict(obs, embodiment=tag, seed=0)
     assert set(state.heap) - live
     policy.close()
     assert set(state.heap) == live
@@ -134,10 +134,10 @@ def test_failed_capture_falls_back_to_plain_enqueue_and_says_so(trt_export, capl
     try:
         with Policy.load(folder, backend="ort") as ref, Policy.load(folder, backend="trt") as policy:
             tag, obs = _observations(policy, 1)
-            expected = ref.get_action(obs, embodiment=tag, seed=5)
+            expected = ref.predict(obs, embodiment=tag, seed=5)
             before = _launches(state)
             with caplog.at_level("WARNING", logger="gr00t_trt.runtime.trt_backend"):
-                runs = [policy.get_action(obs, embodiment=tag, seed=5) for _ in range(3)]
+                runs = [policy.predict(obs, embodiment=tag, seed=5) for _ in range(3)]
             for got in runs:
                 for key in expected:
                     np.testing.assert_allclose(got[key], expected[key], rtol=1e-5, atol=1e-5)
@@ -178,7 +178,7 @@ def test_every_bucket_every_call_with_new_inputs_and_a_quiet_steady_state(trt_ex
                 continue
             obs = synthetic_observation(spec, tag, seed=i, batch=batch, image_sizes=sizes,
                                         instruction="pick up the cube")  # one instruction keeps the buckets
-            _assert_same(policy.get_action(obs, embodiment=tag, seed=i), ref.get_action(obs, embodiment=tag, seed=i))
+            _assert_same(policy.predict(obs, embodiment=tag, seed=i), ref.predict(obs, embodiment=tag, seed=i))
         programs = sum(len(p.programs) for p in policy.pipeline._plans.values())
         assert len(policy.pipeline._plans) == 2
         assert _calls(state, "cudaGraphLaunch") - before["cudaGraphLaunch"] == 2 * programs  # each bucket twice
@@ -191,7 +191,7 @@ def test_each_engine_gets_an_activation_block_of_its_own_size(trt_export):
     folder, _state = trt_export
     with Policy.load(folder, backend="trt") as policy:
         tag, obs = _observations(policy, 1)
-        policy.get_action(obs, embodiment=tag, seed=0)
+        policy.predict(obs, embodiment=tag, seed=0)
         engines = policy.pipeline.backend._engines
         sizes = {name: slot.engine.device_memory_size_v2 for name, slot in engines.items() if slot.activation}
         assert len(set(sizes.values())) > 1  # the stand-in gives each engine its own size
@@ -204,18 +204,18 @@ def test_a_false_enqueue_raises_with_the_logged_error_and_never_leaves_a_capture
     folder, state = trt_export
     with Policy.load(folder, backend="ort") as ref, Policy.load(folder, backend="trt") as policy:
         tag, obs = _observations(policy, 1)
-        want = ref.get_action(obs, embodiment=tag, seed=4)
+        want = ref.predict(obs, embodiment=tag, seed=4)
         for warm_up in (False, True):  # the plain (warm-up) path, then the capture path
             if warm_up:
-                policy.get_action(obs, embodiment=tag, seed=4)
+                policy.predict(obs, embodiment=tag, seed=4)
             state.enqueue_fails = True
             try:
                 with pytest.raises(BackendError, match=r"TensorRT failed to enqueue graph .*illegal memory access"):
-                    policy.get_action(obs, embodiment=tag, seed=4)
+                    policy.predict(obs, embodiment=tag, seed=4)
             finally:
                 state.enqueue_fails = False
             assert not any(cudart.is_capturing(s) for s in list(cudart._streams))
-        _assert_same(policy.get_action(obs, embodiment=tag, seed=4), want)  # plain enqueues after the failed capture
+        _assert_same(policy.predict(obs, embodiment=tag, seed=4), want)  # plain enqueues after the failed capture
 
 
 def test_evicted_buckets_release_their_execution_contexts(trt_export):
@@ -229,7 +229,7 @@ def test_evicted_buckets_release_their_execution_contexts(trt_export):
         counts = []
         for batch in (1, 2, 1, 2):
             tag, obs = _observations(policy, batch)
-            policy.get_action(obs, embodiment=tag, seed=batch)
+            policy.predict(obs, embodiment=tag, seed=batch)
             gc.collect()
             counts.append(len(trt.IExecutionContext._live))
         assert counts[0] == counts[1] == counts[2] == counts[3]  # one bucket's contexts, not one more per bucket
@@ -246,13 +246,13 @@ def test_get_action_from_another_thread_runs_on_the_chosen_device(trt_export):
             got = {}
 
             def serve(seed):
-                got[seed] = policy.get_action(obs, embodiment=tag, seed=seed)
+                got[seed] = policy.predict(obs, embodiment=tag, seed=seed)
 
             for seed in (1, 2):  # a server thread per request: neither has made device 1 current yet
                 worker = threading.Thread(target=serve, args=(seed,))
                 worker.start()
                 worker.join()
-                _assert_same(got[seed], ref.get_action(obs, embodiment=tag, seed=seed))
+                _assert_same(got[seed], ref.predict(obs, embodiment=tag, seed=seed))
     finally:
         state.device_count = 1
 
@@ -283,7 +283,7 @@ def test_plans_are_deserialised_from_a_memory_map_not_a_second_copy(trt_export):
     before = len(state.calls)
     with Policy.load(folder, backend="trt") as policy:
         tag, obs = _observations(policy, 1)
-        policy.get_action(obs, embodiment=tag, seed=0)
+        policy.predict(obs, embodiment=tag, seed=0)
     loads = [call for owner, call in state.calls[before:] if owner == "Runtime"]
     assert loads and set(loads) == {"deserialize_cuda_engine(mmap)"}
 

@@ -30,8 +30,8 @@ def test_one_vision_engine_serves_16_9_portrait_square_and_batch_2(trt_export):
         cases = [(1, ((252, 448), (448, 252))), (2, ((252, 252), (588, 252))), (1, ((252, 588), (336, 252)))]
         for batch, sizes in cases:
             obs = synthetic_observation(spec, "libero_panda", seed=batch, batch=batch, image_sizes=sizes)
-            want = ref.get_action(obs, embodiment="libero_panda", seed=3)
-            got = policy.get_action(obs, embodiment="libero_panda", seed=3)
+            want = ref.predict(obs, embodiment="libero_panda", seed=3)
+            got = policy.predict(obs, embodiment="libero_panda", seed=3)
             for key in want:
                 np.testing.assert_allclose(got[key], want[key], rtol=1e-5, atol=1e-5)
         engine = policy.pipeline.backend
@@ -39,5 +39,5 @@ def test_one_vision_engine_serves_16_9_portrait_square_and_batch_2(trt_export):
         bad = synthetic_observation(spec, "unitree_g1", seed=0, image_sizes=((252, 896),))  # one 32:9 camera
         with pytest.raises(ObservationError, match=r"image 0 is 252x896 but the export serves .* W in 252\.\.588 — "
                                                     r"re-export with --image-size 252x896"):
-            policy.get_action(bad, embodiment="unitree_g1")
+            policy.predict(bad, embodiment="unitree_g1")
 
