@@ -51,9 +51,9 @@ def test_two_frames_per_view_run_and_give_each_key_its_horizon(n17_tiny):
     with Policy.load(export_dir, backend="ort") as policy:
         obs = synthetic_observation(policy.preprocessor, DROID, seed=3, batch=2)
         assert next(iter(obs["video"].values())).shape[1] == 2  # DROID sends two frames per view
-        first = policy.get_action(obs, embodiment=DROID, seed=0)
-        again = policy.get_action(obs, embodiment=DROID, seed=0)
-        other = policy.get_action(obs, embodiment=DROID, seed=1)
+        first = policy.predict(obs, embodiment=DROID, seed=0)
+        again = policy.predict(obs, embodiment=DROID, seed=0)
+        other = policy.predict(obs, embodiment=DROID, seed=1)
         spec = policy.preprocessor.spec.embodiment(DROID)
     for key, width in spec.action_dims.items():
         assert first[key].shape == (2, spec.action_horizon, width) and np.isfinite(first[key]).all()
