@@ -13,6 +13,7 @@ import typer
 
 from ..base.errors import Gr00tTrtError
 from ..bench.devices import DEVICES
+from ..families.registry import DEFAULT_FAMILY, FAMILIES
 from .app import app, console, err_console, flag, friendly
 from .render import (
     render_actions,
@@ -56,7 +57,8 @@ def _writable_file(path: Path | None, option: str) -> None:
 
 # ------------------------------------------------------------------------------------------ inspect
 #: --model of the commands that make a model (the others read the family from config.json / the manifest)
-MODEL_HELP = "Model family: n1.6 (GR00T N1.6) or n1.7 (GR00T N1.7)."
+MODEL_HELP = "Model family: " + ", ".join(f"{f.name} ({f.title})" for f in FAMILIES) + "."
+DEFAULT_MODEL = DEFAULT_FAMILY.name  # what make-checkpoint and demo make without --model
 
 @app.command()
 @friendly
@@ -119,7 +121,7 @@ def make_checkpoint(
     preset: Annotated[str, typer.Option(help="tiny (tests), small (benchmarks) or full (real N1.6 sizes, ~9.4 GB: bf16 backbone, fp32 action head).")] = "tiny",
     seed: Annotated[int, typer.Option(min=0, help="Random seed of the weights and statistics.")] = 0,
     force: Annotated[bool, flag("--force", "Replace an existing synthetic checkpoint (or empty folder).")] = False,
-    model: Annotated[str, typer.Option(help=MODEL_HELP)] = "n1.6",
+    model: Annotated[str, typer.Option(help=MODEL_HELP)] = DEFAULT_MODEL,
 ) -> None:
     """Write a synthetic checkpoint in the real file layout of N1.6 or N1.7 (--model), with random weights."""
     from ..families.registry import family_named
@@ -349,7 +351,7 @@ def verify(
 @friendly
 def demo(
     workdir: Annotated[Path, typer.Option(help="Where to put the synthetic checkpoint and the export.")] = Path("gr00t-demo"),
-    model: Annotated[str, typer.Option(help=MODEL_HELP)] = "n1.6",
+    model: Annotated[str, typer.Option(help=MODEL_HELP)] = DEFAULT_MODEL,
 ) -> None:
     """The whole flow on a tiny synthetic checkpoint: make → export → run on ONNX Runtime → verify."""
     from ..workflows.demo import DEMO_STEPS, run_demo

@@ -17,7 +17,7 @@ from typing import Any
 from ..base.errors import EmbodimentError, Gr00tTrtError, ManifestError
 from ..base.files import read_json, write_json
 from ..families.family import ModelFamily
-from ..families.registry import family_named, family_of_manifest
+from ..families.registry import DEFAULT_FAMILY, family_named, family_of_manifest
 from .dataflow import Contract
 from .graphs import TensorSpec, find_tensor
 from .manifest_checks import check_integrity, validate_manifest_data
@@ -79,7 +79,7 @@ class Manifest:
     vision: dict[str, Any] = field(default_factory=dict)
     #: the model family (``families.registry``): which graph declarations, dataflow and host processing
     #: the export follows; manifests written before families existed are N1.6's
-    family: str = "n1.6"
+    family: str = DEFAULT_FAMILY.name
     format: str = FORMAT_NAME
     format_version: int = FORMAT_VERSION
 

@@ -40,19 +40,19 @@ class DemoReport:
         return self.parity.passed
 
 
-def run_demo(workdir: str | Path, *, model: str = "n1.6", embodiment: str | None = None,
+def run_demo(workdir: str | Path, *, model: str | None = None, embodiment: str | None = None,
              on_step: Callable[[int], None] | None = None,
              progress: Callable[[str, str], None] | None = None) -> DemoReport:
-    """Run the demo in ``workdir`` on the family ``model`` ("n1.6", "n1.7"); ``on_step(i)`` is called as
+    """Run the demo in ``workdir`` on the family named ``model`` (default: the first); ``on_step(i)`` is called as
     step i of ``DEMO_STEPS`` starts."""
     from ..export.driver import ExportOptions, export_checkpoint
-    from ..families.registry import family_named
+    from ..families.registry import FAMILIES, family_named
     from ..processing.observations import synthetic_observation
     from ..runtime.policy import Policy
     from ..verification.verify import verify_export
 
     on_step = on_step or (lambda index: None)
-    family = family_named(model)
+    family = family_named(model) if model else FAMILIES[0]
     embodiment = embodiment or family.demo_embodiment
     workdir = Path(workdir)
     checkpoint, export_dir = workdir / "checkpoint-tiny", workdir / "export-tiny"
