@@ -34,6 +34,7 @@ class FamilyExport(Protocol):
     """The PyTorch face: reading checkpoints, the faithful reference, and the graphs' export wrappers."""
 
     FP8_PLAN: Mapping[str, Any]  # per-graph fp8 Q/DQ plan (which GEMMs are quantised)
+    INT8_PLAN: Mapping[str, Any]  # per-graph int8 W8A8 Q/DQ plan (which GEMMs are quantised)
 
     def read_config(self, folder: Path) -> Any:
         """The checkpoint's config.json as the family's config object (one-line ConfigError otherwise)."""

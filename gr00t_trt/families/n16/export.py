@@ -12,9 +12,10 @@ from ...model.presets import preset_config
 from ...model.reference import load_reference
 from ...model.synthetic import make_checkpoint
 from .fp8_plan import FP8_PLAN
+from .int8_plan import INT8_PLAN
 
 __all__ = [
-    "FP8_PLAN", "expected_layout", "graph_modules", "load_reference", "make_checkpoint", "preset_config",
+    "FP8_PLAN", "INT8_PLAN", "expected_layout", "graph_modules", "load_reference", "make_checkpoint", "preset_config",
     "read_config",
 ]
 
