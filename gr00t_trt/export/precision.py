@@ -91,6 +91,14 @@ class PrecisionPlan:
     def uses_fp8(self) -> bool:
         return "fp8" in self.graphs.values()
 
+    def remainder(self, precision: str) -> str:
+        """Precision of the non-quantised part of a quantised graph. fp8 graphs only run on GPUs: fp16.
+        int8 graphs: fp16 for a GPU (``--device``: TensorRT runs norms, softmax and attention in fp16), fp32
+        otherwise — ONNX Runtime's CPU provider fuses DQ→MatMul into its integer kernels
+        (MatMulIntegerToFloat) only with fp32 scales, and has no fp16 kernels for the rest (it casts);
+        TensorRT builds that graph too, with the remainder in fp32."""
+        return "fp16" if precision == "fp8" or self.device is not None else "fp32"
+
     @property
     def quantised(self) -> bool:
         """True when some graph is fp8 or int8 (Q/DQ written by ModelOpt, needs calibration)."""
@@ -388,7 +396,7 @@ class ExportPrecision:
                     "with images"
                 )
             self.quantized[name] = quantize_graph(path, kind, calls, head_dim=head_dim(kind, self.config),
-                                                  mode=precision)
+                                                  mode=precision, high_precision=self.plan.remainder(precision))
             self.samples[name] = len(calls)
             self.modes[name] = precision
             del calls
@@ -403,6 +411,7 @@ class ExportPrecision:
         if self.calibration is not None:
             section["calibration"] = self.calibration.to_dict()
             section["calibration"]["samples"] = {n: c for n, c in self.samples.items() if n in self.quantized}
+        section["remainder"] = {n: self.plan.remainder(mode) for n, mode in sorted(self.modes.items())}
         for mode in QUANTISED:  # fp8_gemms / int8_gemms: graph -> {GEMM node: role}
             graphs = {n: nodes for n, nodes in self.quantized.items() if self.modes[n] == mode}
             if graphs or mode == "fp8":
