@@ -150,6 +150,20 @@ def quantized_nodes(model: onnx.ModelProto, mode: str = "fp8") -> list[str]:
     return sorted(n.name for n in nodes if n.op_type in GEMM_OPS and any(i in dq_outputs for i in n.input))
 
 
+def check_plan(label: str, mode: str, quantised: onnx.ModelProto, plan: Sequence[GemmNode]) -> list[str]:
+    """The GEMMs ``quantised`` carries ``mode`` Q/DQ on, which must be exactly the planned ones: a planned
+    GEMM left unquantised, or a quantised one the plan does not name, raises ExportError."""
+    got = quantized_nodes(quantised, mode)
+    want = sorted(g.name for g in plan)
+    if got != want:
+        extra, missing = sorted(set(got) - set(want)), sorted(set(want) - set(got))
+        raise ExportError(
+            f"{label}: {mode} quantised GEMMs differ from the plan — unexpected {extra[:3]}, "
+            f"missing {missing[:3]} ({len(got)} quantised, {len(want)} planned)"
+        )
+    return got
+
+
 class _FeedReader:
     """ONNX Runtime CalibrationDataReader over a list of feed dicts. ModelOpt's MHA analysis also calls
     ``get_first()``, which ORT's base class does not define (tensorrt-notes §3.1)."""
@@ -240,14 +254,7 @@ def quantize_graph(
             raise ExportError(f"{mode} quantisation of {path.name} failed: {type(exc).__name__}: {first}") from exc
     try:
         quantised = onnx.load(str(out), load_external_data=False)
-        got = quantized_nodes(quantised, mode)
-        want = sorted(g.name for g in plan)
-        if got != want:
-            extra, missing = sorted(set(got) - set(want)), sorted(set(want) - set(got))
-            raise ExportError(
-                f"{path.name}: {mode} quantised GEMMs differ from the plan — unexpected {extra[:3]}, "
-                f"missing {missing[:3]} ({len(got)} quantised, {len(want)} planned)"
-            )
+        got = check_plan(path.name, mode, quantised, plan)
         _replace_graph(out, path)
     finally:
         _remove(out)
