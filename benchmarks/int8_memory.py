@@ -119,7 +119,7 @@ def main() -> None:
             work.mkdir()
             row = {"config": name, "mode": mode, "options": options, **measure(args.export, args.graph, kind, mode, options, feeds_file, names, work)}
             shutil.rmtree(work)
-            base = rows[0]["peak_rss_mb"] if rows and rows[0]["mode"] is None else 0.0
+            base = rows[0]["peak_rss_mb"] if rows and rows[0]["mode"] is None else row["peak_rss_mb"] * (mode is None)
             # what the quantisation adds over the interpreter, per byte of graph, scaled to the full graph
             row["peak_over_graph"] = (row["peak_rss_mb"] - base) * 2**20 / size
             row["extrapolated_gb"] = row["peak_over_graph"] * args.graph_gb + base / 1024

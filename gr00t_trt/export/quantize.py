@@ -1,4 +1,11 @@
-"""fp8 graphs: explicit FLOAT8E4M3FN Q/DQ in front of the planned GEMMs, by ModelOpt's ONNX quantiser.
+"""fp8 and int8 graphs: explicit FLOAT8E4M3FN or INT8 Q/DQ in front of the planned GEMMs, by ModelOpt's
+ONNX quantiser.
+
+int8 (``mode="int8"``, W8A8) works like fp8 below, with ``INT8_PLAN``/``INT8_KEEP``
+(``families/n16/int8_plan.py``): ModelOpt's int8 mode is ONNX Runtime's static QDQ quantiser with symmetric
+activations, per-channel weights (axis 1 of a MatMul weight [K, N]: one scale per output channel) and
+zero point 0, max calibration here. Its remainder is fp32 unless the export targets a GPU
+(``PrecisionPlan.remainder``).
 
 The fp32 graph is exported first; ``quantize_graph`` then calls
 ``modelopt.onnx.quantization.quantize(quantize_mode="fp8", calibration_eps=["cpu"])`` on it with the
@@ -211,7 +218,8 @@ def quantize_graph(
     name: its role}.
 
     ``isolate``: run ModelOpt in a child process. It holds several copies of the graph at once (the
-    full-size DiT of 3.3 GB takes it past 20 GB) and does not give that memory back, so in-process every
+    full-size DiT of 3.3 GB takes it past 20 GB; ``benchmarks/int8_memory.py``) and does not give that
+    memory back, so in-process every
     fp8 graph after the first would start from the last one's peak; the child gets the feeds through a
     file next to the graph, and its death (e.g. out of memory) is one line.
 

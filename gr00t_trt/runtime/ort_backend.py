@@ -49,7 +49,8 @@ X64_QUANT_PRECISION = "session.x64quantprecision"
 
 def optimization_level(ort: Any, precision: str) -> Any:
     """The graph optimisation level of a session: fp8 Q/DQ graphs run on the CPU only at ORT_ENABLE_BASIC
-    (above it ONNX Runtime fuses them into kernels it does not have; tensorrt-notes §0.7)."""
+    (above it ONNX Runtime fuses them into kernels it does not have; tensorrt-notes §0.7); int8 graphs run
+    at ORT_ENABLE_ALL, where DequantizeLinear → MatMul becomes the integer kernel MatMulIntegerToFloat."""
     level = ort.GraphOptimizationLevel
     return level.ORT_ENABLE_BASIC if precision == "fp8" else level.ORT_ENABLE_ALL
 
