@@ -38,7 +38,7 @@ def test_fp8_means_the_architecture_defaults():
 
 def test_device_defaults_and_orin_has_no_fp8():
     assert plan_precision(device="thor").graphs == plan_precision("fp8").graphs
-    assert set(plan_precision(device="orin").graphs.values()) == {"fp16"}
+    assert set(plan_precision(device="orin").graphs.values()) == {"fp16", "int8"}  # int8 W8A8 (test_int8_device.py)
     assert set(DEVICE_DEFAULTS) == set(DEVICES)  # one --device vocabulary for export and bench
     assert plan_precision(device="rtx5090").graphs == plan_precision("fp8").graphs
     with pytest.raises(ExportError, match="dit at fp8 for --device orin — Jetson AGX Orin .* has no fp8 tensor cores"):
