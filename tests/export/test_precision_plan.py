@@ -64,7 +64,7 @@ def test_activation_dtype_is_float16_only_when_every_graph_is_fp16():
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"precision": "int8"}, r"--precision 'int8' — expected one of: fp32, fp16, bf16, fp8"),
+        ({"precision": "int4"}, r"--precision 'int4' — expected one of: fp32, fp16, bf16, fp8, int8"),
         ({"overrides": "dit"}, r"--graph-precision part 'dit' — expected GRAPH=PRECISION, e.g. dit=fp8"),
         ({"overrides": "llm=fp8"}, r"graph 'llm' is unknown — expected one of: vision, backbone"),
         ({"overrides": "dit=fp4"}, r"--graph-precision dit 'fp4' — expected one of"),
