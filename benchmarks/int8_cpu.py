@@ -34,8 +34,8 @@ def bench(export: Path, checkpoint: Path, out: Path, args) -> dict:
     return json.loads(out.read_text())
 
 
-def ort_profile(graph: Path) -> dict[str, float]:
-    """ms per ORT op type over 5 runs of ``graph`` on opt-shaped random inputs (kernel time only)."""
+def _session_and_feeds(graph: Path, seed: int = 0):
+    """A runtime-configured CPU session of ``graph`` and random feeds at the export's opt dims."""
     import numpy as np
     import onnxruntime as ort
 
@@ -43,17 +43,55 @@ def ort_profile(graph: Path) -> dict[str, float]:
 
     manifest = json.loads((graph.parent / "manifest.json").read_text())
     dims = {name: bounds[1] for name, bounds in manifest["dynamic_dims"].items()}
-    precision = manifest["graphs"][graph.stem]["precision"]
     options = ort.SessionOptions()
-    options.enable_profiling = True
-    options.graph_optimization_level = optimization_level(ort, precision)
+    options.graph_optimization_level = optimization_level(ort, manifest["graphs"][graph.stem]["precision"])
     session = cpu_session(graph, options)
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     feeds = {}
     for tensor in session.get_inputs():
         shape = [d if isinstance(d, int) else dims.get(d, 1) for d in tensor.shape]
-        feeds[tensor.name] = (rng.standard_normal(shape).astype(np.float32) if "float" in tensor.type
-                              else np.zeros(shape, np.int64))
+        if "float" in tensor.type:
+            feeds[tensor.name] = rng.standard_normal(shape).astype(np.float32)
+        else:  # masks all attended, ids and steps 0
+            feeds[tensor.name] = np.ones(shape, bool) if "bool" in tensor.type else np.zeros(shape, np.int64)
+    return session, feeds
+
+
+def interleaved_graphs(fp32: Path, int8: Path, graphs=("backbone", "dit"), rounds: int = 30) -> dict:
+    """Each graph of both exports timed alone, alternating fp32/int8 call by call in one process, so a
+    loaded machine slows both alike: median ms each side and the median of per-round ratios."""
+    import statistics
+    import time
+
+    result = {}
+    for name in graphs:
+        sides = {p: _session_and_feeds(folder / f"{name}.onnx") for p, folder in (("fp32", fp32), ("int8", int8))}
+        for session, feeds in sides.values():
+            session.run(None, feeds)
+        times: dict[str, list[float]] = {"fp32": [], "int8": []}
+        for _ in range(rounds):
+            for p, (session, feeds) in sides.items():
+                started = time.perf_counter()
+                session.run(None, feeds)
+                times[p].append((time.perf_counter() - started) * 1e3)
+        ratios = [a / b for a, b in zip(times["fp32"], times["int8"], strict=True)]
+        result[name] = {"fp32_ms": statistics.median(times["fp32"]), "int8_ms": statistics.median(times["int8"]),
+                        "speedup": statistics.median(ratios), "rounds": rounds}
+    return result
+
+
+def ort_profile(graph: Path) -> dict[str, float]:
+    """ms per ORT op type over 5 runs of ``graph`` on opt-shaped random inputs (kernel time only)."""
+    import onnxruntime as ort
+
+    from gr00t_trt.runtime.ort_backend import cpu_session, optimization_level
+
+    manifest = json.loads((graph.parent / "manifest.json").read_text())
+    options = ort.SessionOptions()
+    options.enable_profiling = True
+    options.graph_optimization_level = optimization_level(ort, manifest["graphs"][graph.stem]["precision"])
+    session = cpu_session(graph, options)
+    _, feeds = _session_and_feeds(graph)
     for _ in range(5):
         session.run(None, feeds)
     trace = Path(session.end_profiling())
@@ -77,7 +115,16 @@ def main() -> None:
     parser.add_argument("--reference-mode", default="interleaved")
     parser.add_argument("--embodiment", default="libero_panda")
     parser.add_argument("--ort-profile", action="store_true")
+    parser.add_argument("--graphs-only", action="store_true",
+                        help="only the interleaved per-graph timing (robust on a loaded machine), no bench runs")
     args = parser.parse_args()
+    if args.graphs_only:
+        result = {"graphs": interleaved_graphs(args.fp32, args.int8)}
+        if args.ort_profile:
+            result["ort_profile_ms"] = {g: ort_profile(args.int8 / f"{g}.onnx") for g in ("backbone", "dit")}
+        args.out.with_suffix(".json").write_text(json.dumps(result, indent=1))
+        print(json.dumps(result, indent=1))
+        return
     runs = {p: bench(export, args.checkpoint, args.out.with_name(f"{args.out.name}_{p}.json"), args)
             for p, export in (("fp32", args.fp32), ("int8", args.int8))}
     rows = []
@@ -88,6 +135,7 @@ def main() -> None:
             rows.append((stage, got["fp32"], got["int8"], got["fp32"] / got["int8"]))
     reference = {p: r["reference"]["rows_p50_ms"] for p, r in runs.items() if r.get("reference")}
     result = {"rows": rows, "reference": reference, "header": runs["int8"]["header"]}
+    result["graphs"] = interleaved_graphs(args.fp32, args.int8)
     if args.ort_profile:
         result["ort_profile_ms"] = {g: ort_profile(args.int8 / f"{g}.onnx") for g in ("backbone", "dit")}
     lines = ["| stage | fp32 p50 ms | int8 p50 ms | int8 speed-up |", "|---|---|---|---|"]
