@@ -206,7 +206,7 @@ def export(
     render_graph_sizes(console, graph_sizes(out, manifest))
     calibration = manifest.precision.get("calibration")
     if calibration:
-        console.print(f"fp8 calibration: {calibration['source']}, {calibration['observations']} observations "
+        console.print(f"calibration: {calibration['source']}, {calibration['observations']} observations "
                       f"(fingerprint {calibration['fingerprint'][:12]}…)")
     console.print("add another camera resolution with --image-size HxW (multiples of 28).")
 

@@ -33,7 +33,7 @@ def export_action_head(head, config, out_dir: str | Path, *, embodiment_slots: l
                 for kind, module in action_head_graph_modules(head, embodiment_slots, kinds=kinds).items()}
 
     plan = ExportPrecision(plan_precision(precision, "", None), config)
-    if plan.plan.uses_fp8:
+    if plan.plan.quantised:  # fp8 and int8 graphs need calibration observations
         raise ExportError("an action-head export has no calibration observations — choose fp32, fp16 or bf16")
     staging = StagingFolder(out_dir, progress)
     try:
