@@ -21,13 +21,13 @@ class DeviceSpec:
     key: str  # short name used on the command line: "thor", "rtx5090", ...
     name: str
     memory_gbs: float  # peak DRAM bandwidth, GB/s
-    tflops: dict[str, float]  # dense TFLOP/s per precision: fp32, fp16 (= bf16), fp8, fp4
+    tflops: dict[str, float]  # dense TFLOP/s per precision: fp32, fp16 (= bf16), fp8, int8 (TOPS), fp4
     #: lower-case substrings of a detected device name (machine.device_name()) that mean this device
     match: tuple[str, ...] = field(default=())
 
     def rate(self, precision: str) -> tuple[str, float]:
         """(precision actually used, dense TFLOP/s): the precision itself or the next wider one."""
-        order = ("fp4", "fp8", "fp16", "fp32")
+        order = ("int8", "fp16", "fp32") if precision == "int8" else ("fp4", "fp8", "fp16", "fp32")
         wanted = "fp16" if precision == "bf16" else precision
         for p in order[order.index(wanted):] if wanted in order else ("fp32",):
             if p in self.tflops:
@@ -46,7 +46,7 @@ DEVICES: dict[str, DeviceSpec] = {
         # Jetson AGX Orin 64 GB: 204.8 GB/s LPDDR5; GPU 170 INT8 TOPS sparse (of the module's 275 with the
         # DLAs; Jetson AGX Orin data sheet) -> 85 dense INT8 -> 42.5 dense FP16 (Ampere: no FP8 tensor
         # cores). FP32: 2048 CUDA cores x 2 x 1.3 GHz = 5.3 TFLOPS.
-        DeviceSpec("orin", "Jetson AGX Orin 64 GB", 204.8, {"fp16": 42.5, "fp32": 5.3}, ("orin",)),
+        DeviceSpec("orin", "Jetson AGX Orin 64 GB", 204.8, {"int8": 85.0, "fp16": 42.5, "fp32": 5.3}, ("orin",)),
         # GeForce RTX 4090 (Ada Lovelace GPU architecture whitepaper, appendix table): 1008 GB/s GDDR6X;
         # dense FP16 tensor with FP32 accumulate 165.2, FP8 with FP32 accumulate 330.3; FP32 82.6.
         DeviceSpec("rtx4090", "GeForce RTX 4090", 1008.0, {"fp8": 330.3, "fp16": 165.2, "fp32": 82.6}, ("4090",)),

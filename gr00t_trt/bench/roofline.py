@@ -33,10 +33,10 @@ from ..model.config import Gr00tConfig
 from .devices import DeviceSpec
 
 #: precisions a graph can be exported at
-PRECISIONS = ("fp32", "fp16", "bf16", "fp8")
+PRECISIONS = ("fp32", "fp16", "bf16", "fp8", "int8")
 #: bytes of one (GEMM weight, other weight) element at each precision
 ELEMENT_BYTES: dict[str, tuple[float, float]] = {
-    "fp32": (4, 4), "fp16": (2, 2), "bf16": (2, 2), "fp8": (1, 2), "fp4": (0.5, 2),
+    "fp32": (4, 4), "fp16": (2, 2), "bf16": (2, 2), "fp8": (1, 2), "int8": (1, 2), "fp4": (0.5, 2),
 }
 #: graph kinds in run order (GRAPH_SPECS order, vision first)
 GRAPH_KINDS = ("vision", "backbone", "dit_context", "state_encoder", "action_encoder", "dit", "action_decoder")
@@ -333,7 +333,8 @@ class Roofline:
     # --------------------------------------------------------------- sums
     def precision(self, item: WorkItem) -> str:
         precision = self.precisions[item.graph]
-        return "fp16" if precision == "fp8" and item.fp8_kept else precision
+        # the int8 plan keeps the same backbone GEMMs as the fp8 one (int8_plan.py)
+        return "fp16" if precision in ("fp8", "int8") and item.fp8_kept else precision
 
     def stage_keys(self) -> list[str]:
         """Timing stages in run order: vision, backbone, dit_context, state_encoder, denoise_0..N−1."""

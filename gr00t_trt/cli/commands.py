@@ -166,15 +166,15 @@ def export(
     ] = None,
     steps: Annotated[int | None, typer.Option(help="Denoising steps (default: the checkpoint's, 4).")] = None,
     precision: Annotated[str, typer.Option(
-        help="fp32 (reference), fp16 or bf16 for every graph, or fp8: vision and small graphs fp16, backbone, "
-             "dit_context and dit fp8.")] = "fp32",
+        help="fp32 (reference), fp16 or bf16 for every graph, or fp8 / int8 (W8A8): vision and small graphs "
+             "fp16, backbone, dit_context and dit fp8 / int8.")] = "fp32",
     graph_precision: Annotated[str, typer.Option(
-        help="Per-graph overrides, e.g. vision=fp16,backbone=bf16,dit=fp8.")] = "",
+        help="Per-graph overrides, e.g. vision=fp16,backbone=bf16,dit=fp8 or dit=int8.")] = "",
     device: Annotated[str | None, typer.Option(
-        help=f"Use the precision defaults of a device: {DEVICE_NAMES} (orin: fp16, no fp8).")] = None,
+        help=f"Use the precision defaults of a device: {DEVICE_NAMES} (orin: int8 backbone and DiT, fp16 elsewhere, never fp8).")] = None,
     calib: Annotated[str | None, typer.Option(
         help="Folder of recorded observations (.npz, the --obs format; `run --record`) to calibrate fp8 "
-             "graphs on. Default: synthetic observations (said in the manifest).")] = None,
+             "and int8 graphs on. Default: synthetic observations (said in the manifest).")] = None,
     calib_count: Annotated[int, typer.Option(
         help="Synthetic calibration observations per embodiment when --calib is not given.")] = 4,
     max_batch: Annotated[int, typer.Option(help="Largest batch the engines will be built for.")] = 4,
@@ -229,7 +229,7 @@ def export(
     render_graph_sizes(console, graph_sizes(out, manifest))
     calibration = manifest.precision.get("calibration")
     if calibration:
-        console.print(f"fp8 calibration: {calibration['source']}, {calibration['observations']} observations "
+        console.print(f"calibration: {calibration['source']}, {calibration['observations']} observations "
                       f"(fingerprint {calibration['fingerprint'][:12]}…)")
     console.print(f"add another camera resolution with --image-size HxW (multiples of {manifest.dims['R']}).")
 

@@ -27,7 +27,7 @@ MAX_DYNAMIC = 1 << 20  # dynamic dims (B, S, n, T)
 MAX_STEPS = 1000  # denoising steps (N1.6 uses 4)
 MAX_IMAGE_SIDE = 8192
 MAX_EMBODIMENT_ROWS = 1024
-PRECISIONS = ("fp32", "fp16", "bf16", "fp8")
+PRECISIONS = ("fp32", "fp16", "bf16", "fp8", "int8")
 TENSOR_DTYPES = ("float32", "float16", "bfloat16", "int64", "int32", "bool", "uint8", "float8_e4m3fn")
 TOKEN_KEYS = ("image_token_index", "image_start_token_id", "image_end_token_id", "pad_token_id")
 #: files the runtime reads from an export folder besides the graphs (processor and tokenizer)

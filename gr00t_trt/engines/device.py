@@ -37,7 +37,7 @@ class GpuInfo:
 
 
 #: lowest compute capability with tensor-core support for a precision (fp8: Ada/Hopper, fp4: Blackwell)
-PRECISION_MIN_SM = {"bf16": (8, 0), "fp8": (8, 9), "fp4": (10, 0)}
+PRECISION_MIN_SM = {"int8": (7, 2), "bf16": (8, 0), "fp8": (8, 9), "fp4": (10, 0)}
 
 
 def supports_precision(compute_capability: tuple[int, int] | None, precision: str) -> bool:

@@ -94,11 +94,12 @@ def export_checkpoint(
     tokenizer = face.resolve_tokenizer(folder, options.tokenizer, config)
 
     # the precision plan and, for fp8 graphs, the calibration observations
-    fp8 = [kind for kind, value in check_precision_options(options).graphs.items() if value == "fp8"]
-    unplanned = [kind for kind in fp8 if kind not in face.FP8_PLAN]
+    plans = {"fp8": face.FP8_PLAN, "int8": face.INT8_PLAN}
+    unplanned = [f"{kind} at {value}" for kind, value in check_precision_options(options).graphs.items()
+                 if value in plans and kind not in plans[value]]
     if unplanned:
-        raise ExportError(f"{family.title} has no fp8 plan for {', '.join(unplanned)} yet — export those graphs "
-                          "at fp16 or bf16 (--precision fp16, or --graph-precision GRAPH=fp16)")
+        raise ExportError(f"{family.title} has no quantisation plan for {', '.join(unplanned)} yet — export those "
+                          "graphs at fp16 or bf16 (--precision fp16, or --graph-precision GRAPH=fp16)")
     contract = family.runtime().CONTRACT
     precision = ExportPrecision.prepare(
         options, config, processor, embodiments, slots, image_sizes, contract=contract, static=static,

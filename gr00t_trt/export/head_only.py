@@ -38,7 +38,7 @@ def export_action_head(head, config, out_dir: str | Path, *, embodiment_slots: l
 
     plan = ExportPrecision(plan_precision(precision, "", None), config, contract=N16.runtime().CONTRACT,
                            static=static_dims(config))
-    if plan.plan.uses_fp8:
+    if plan.plan.quantised:  # fp8 and int8 graphs need calibration observations
         raise ExportError("an action-head export has no calibration observations — choose fp32, fp16 or bf16")
     staging = StagingFolder(out_dir, progress)
     try:

@@ -1,8 +1,8 @@
 """The precision plan of an export, and half precision written into the graphs (architecture §5).
 
 TensorRT 11 has no precision builder flags, so every graph carries its precision in the ONNX itself:
-half-precision initializers and compute for ``fp16``/``bf16``, explicit FLOAT8E4M3FN Q/DQ for ``fp8``
-(``quantize.py``). This module decides which graph gets which precision and wraps each graph module so
+half-precision initializers and compute for ``fp16``/``bf16``, explicit FLOAT8E4M3FN Q/DQ for ``fp8`` and
+symmetric INT8 Q/DQ for ``int8`` (``quantize.py``; both are "quantised" precisions, calibrated alike). This module decides which graph gets which precision and wraps each graph module so
 that the exported graph computes at its precision while its I/O has the export's one activation dtype.
 
 I/O dtype rule (``activation_dtype``): every float tensor between graphs has one dtype for the whole
@@ -37,24 +37,38 @@ from torch import nn
 from ..base.errors import ExportError
 from ..bench.devices import DEVICES
 from ..families.n16.fp8_plan import FP8_DEFAULTS
+from ..families.n16.int8_plan import INT8_DEFAULTS, INT8_PLAN
 
-PRECISIONS = ("fp32", "fp16", "bf16", "fp8")
+PRECISIONS = ("fp32", "fp16", "bf16", "fp8", "int8")
+#: precisions written as Q/DQ by ModelOpt after an fp32 export, calibrated on the graph's own inputs
+QUANTISED = ("fp8", "int8")
 #: the graph kinds a precision plan names (every family's control step has these seven)
 GRAPH_KINDS = tuple(FP8_DEFAULTS)
 HALF_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 #: graphs that may be quantised to fp8 (GEMM-heavy); the small graphs stay in higher precision
 FP8_KINDS = ("vision", "backbone", "dit_context", "dit")
+#: graphs that may be quantised, per quantised precision
+QUANTISED_KINDS = {"fp8": FP8_KINDS, "int8": tuple(INT8_PLAN)}
+#: the defaults of ``--precision fp8`` / ``--precision int8``: GEMM-heavy graphs quantised, the rest fp16
+QUANTISED_DEFAULTS = {"fp8": FP8_DEFAULTS, "int8": INT8_DEFAULTS}
 #: numpy dtype name of the inter-graph float tensors, per activation rule
 ACTIVATION_DTYPES = ("float32", "float16")
 #: saturation bound of graphs computing in fp16: half the fp16 range, like the mask biases
 FP16_SATURATION = float(torch.finfo(torch.float16).max) / 2
 
-#: the fp8 defaults per device of ``bench.devices`` (one --device vocabulary for export and bench); a device
-#: without fp8 tensor cores (Orin, Ampere sm_87) gets fp16 everywhere
-DEVICE_DEFAULTS: dict[str, dict[str, str]] = {
-    key: dict(FP8_DEFAULTS) if "fp8" in spec.tflops else dict.fromkeys(GRAPH_KINDS, "fp16")
-    for key, spec in DEVICES.items()
-}
+
+
+def _device_defaults(tflops: dict[str, float]) -> dict[str, str]:
+    """A device's plan: fp8 defaults where it has fp8 tensor cores, else int8 defaults where it has int8
+    ones (Orin, Ampere sm_87: int8 GEMM-heavy graphs, fp16 elsewhere, never fp8), else fp16 everywhere."""
+    for precision in QUANTISED:
+        if precision in tflops:
+            return dict(QUANTISED_DEFAULTS[precision])
+    return dict.fromkeys(GRAPH_KINDS, "fp16")
+
+
+#: the defaults per device of ``bench.devices`` (one --device vocabulary for export and bench)
+DEVICE_DEFAULTS: dict[str, dict[str, str]] = {key: _device_defaults(spec.tflops) for key, spec in DEVICES.items()}
 _NO_FP8 = {key: f"{spec.name} has no fp8 tensor cores" for key, spec in DEVICES.items() if "fp8" not in spec.tflops}
 
 
@@ -62,7 +76,7 @@ _NO_FP8 = {key: f"{spec.name} has no fp8 tensor cores" for key, spec in DEVICES.
 class PrecisionPlan:
     """Precision of every graph kind, and the dtype of the float tensors between graphs."""
 
-    graphs: dict[str, str]  # kind -> fp32 | fp16 | bf16 | fp8
+    graphs: dict[str, str]  # kind -> fp32 | fp16 | bf16 | fp8 | int8
     device: str | None = None  # device class whose defaults were used, if any
     overrides: dict[str, str] = field(default_factory=dict)
 
@@ -77,6 +91,19 @@ class PrecisionPlan:
     @property
     def uses_fp8(self) -> bool:
         return "fp8" in self.graphs.values()
+
+    def remainder(self, precision: str) -> str:
+        """Precision of the non-quantised part of a quantised graph. fp8 graphs only run on GPUs: fp16.
+        int8 graphs: fp16 for a GPU (``--device``: TensorRT runs norms, softmax and attention in fp16), fp32
+        otherwise — ONNX Runtime's CPU provider fuses DQ→MatMul into its integer kernels
+        (MatMulIntegerToFloat) only with fp32 scales, and has no fp16 kernels for the rest (it casts);
+        TensorRT builds that graph too, with the remainder in fp32."""
+        return "fp16" if precision == "fp8" or self.device is not None else "fp32"
+
+    @property
+    def quantised(self) -> bool:
+        """True when some graph is fp8 or int8 (Q/DQ written by ModelOpt, needs calibration)."""
+        return any(p in QUANTISED for p in self.graphs.values())
 
     @property
     def head_precision(self) -> str:
@@ -95,7 +122,7 @@ class PrecisionPlan:
 
 def least_precise(precisions: list[str]) -> str:
     """The least precise of some graphs' precisions: what their combined result is judged at."""
-    for candidate in ("fp8", "fp16", "bf16", "fp32"):
+    for candidate in ("fp8", "int8", "fp16", "bf16", "fp32"):
         if candidate in precisions:
             return candidate
     return "fp32"
@@ -121,8 +148,8 @@ def parse_graph_precision(text: str) -> dict[str, str]:
 def plan_precision(
     precision: str = "fp32", overrides: dict[str, str] | str | None = None, device: str | None = None
 ) -> PrecisionPlan:
-    """The plan of an export: ``precision`` for every graph (``fp8``: the §5 defaults, which keep vision
-    and the small graphs in fp16), or a device class's defaults, then the per-graph ``overrides``."""
+    """The plan of an export: ``precision`` for every graph (``fp8``/``int8``: their defaults, which keep
+    vision and the small graphs in fp16), or a device class's defaults, then the per-graph ``overrides``."""
     _check_precision(precision, "--precision")
     if isinstance(overrides, str):
         overrides = parse_graph_precision(overrides)
@@ -138,8 +165,8 @@ def plan_precision(
                 "pass one of them (and --graph-precision for single graphs)"
             )
         graphs = dict(DEVICE_DEFAULTS[device])
-    elif precision == "fp8":
-        graphs = dict(FP8_DEFAULTS)
+    elif precision in QUANTISED:
+        graphs = dict(QUANTISED_DEFAULTS[precision])
     else:
         graphs = {kind: precision for kind in GRAPH_KINDS}
     for kind, value in overrides.items():
@@ -147,10 +174,10 @@ def plan_precision(
         _check_precision(value, f"--graph-precision {kind}")
         graphs[kind] = value
     for kind, value in graphs.items():
-        if value == "fp8" and kind not in FP8_KINDS:
+        if value in QUANTISED and kind not in QUANTISED_KINDS[value]:
             raise ExportError(
-                f"{kind} at fp8 — expected fp32, fp16 or bf16: only {', '.join(FP8_KINDS)} are quantised "
-                "(the small graphs are a few GEMMs with little to gain and per-embodiment weights)"
+                f"{kind} at {value} — expected fp32, fp16 or bf16: only {', '.join(QUANTISED_KINDS[value])} are "
+                "quantised (the small graphs are a few GEMMs with little to gain and per-embodiment weights)"
             )
         if value == "fp8" and device in _NO_FP8:
             raise ExportError(f"{kind} at fp8 for --device {device} — {_NO_FP8[device]}; use fp16 or bf16")
@@ -238,14 +265,14 @@ class HalfDecoderGraph(nn.Module):
 def precision_module(kind: str, module: nn.Module, precision: str, activation_dtype: str,
                      input_names: list[str] | None = None) -> nn.Module:
     """The module to export for a graph of ``kind`` at ``precision``. Casts ``module`` in place for
-    fp16/bf16 (wrappers own their parameters, so the loaded model is untouched). fp8 graphs are exported
-    in fp32 and quantised afterwards; they get fp16 saturation because ModelOpt computes their
+    fp16/bf16 (wrappers own their parameters, so the loaded model is untouched). fp8/int8 graphs are
+    exported in fp32 and quantised afterwards; they get fp16 saturation because ModelOpt computes their
     non-quantised part in fp16."""
     io = torch_dtype(activation_dtype)
     if precision == "fp32" and io == torch.float32:
         return module.float()
     compute = HALF_DTYPES.get(precision, torch.float32)
-    saturate = FP16_SATURATION if precision in ("fp16", "fp8") or io == torch.float16 else None
+    saturate = FP16_SATURATION if precision in ("fp16", *QUANTISED) or io == torch.float16 else None
     if kind == "action_decoder":
         return HalfDecoderGraph(module, compute, io, saturate).eval()
     names = input_names or list(inspect.signature(module.forward).parameters)
@@ -256,10 +283,10 @@ def precision_module(kind: str, module: nn.Module, precision: str, activation_dt
 def check_precision_options(options) -> PrecisionPlan:
     """Validate the precision options of ``ExportOptions`` before any work (one-line errors)."""
     plan = plan_precision(options.precision, options.graph_precision, options.device)
-    if options.calib and not plan.uses_fp8:
+    if options.calib and not plan.quantised:
         raise ExportError(
-            f"--calib {options.calib} is given but no graph is fp8 — expected --precision fp8 or "
-            "--graph-precision GRAPH=fp8 (only fp8 graphs are calibrated)"
+            f"--calib {options.calib} is given but no graph is fp8 or int8 — expected --precision fp8/int8 or "
+            "--graph-precision GRAPH=int8 (only quantised graphs are calibrated)"
         )
     if options.calib_count < 1:
         raise ExportError(f"--calib-count must be ≥ 1, got {options.calib_count}")
@@ -293,6 +320,7 @@ class ExportPrecision:
     chains: list | None = None  # the calibration observations' dataflow values so far (calibrate())
     samples: dict[str, int] = field(default_factory=dict)  # fp8 graph -> calibration feeds it was quantised on
     quantized: dict[str, dict[str, str]] = field(default_factory=dict)  # graph -> {GEMM node: role}
+    modes: dict[str, str] = field(default_factory=dict)  # quantised graph -> fp8 | int8
 
     @classmethod
     def prepare(cls, options, config, processor, embodiments: dict, slots, image_sizes, *, contract, static,
@@ -305,7 +333,7 @@ class ExportPrecision:
         state = cls(plan, config, contract=contract, static=dict(static),
                     slot_of={spec.id: (0 if slots else spec.id) for spec in embodiments.values()},
                     image_sizes=tuple(image_sizes))
-        if plan.uses_fp8:
+        if plan.quantised:
             tags = list(embodiments)
             if options.calib:
                 state.calibration = recorded_calibration_set(options.calib, processor, tags)
@@ -321,14 +349,14 @@ class ExportPrecision:
         from .calibration import GraphRecords, calibration_chains, recording, reference_grids, torch_runner
 
         kinds = {kind for kind, _, _ in modules.values()} | set(later)
-        if self.calibration is None or not any(self.plan.of(kind) == "fp8" for kind in kinds):
+        if self.calibration is None or not any(self.plan.of(kind) in QUANTISED for kind in kinds):
             self.chains = None
             return
         if self.chains is None:
             self.chains = calibration_chains(self.calibration, self.preprocessor, self.config, self.contract,
                                              self.slot_of)
         self.records = self.records or GraphRecords()
-        fp8 = {name for name, (kind, _, _) in modules.items() if self.plan.of(kind) == "fp8"}
+        fp8 = {name for name, (kind, _, _) in modules.items() if self.plan.of(kind) in QUANTISED}
         progress("calibration", f"running {', '.join(modules)} (fp32) on the calibration observations")
         run = recording(torch_runner(modules, self.contract), self.records, names=fp8, outputs=False)
         steps = self.config.num_inference_timesteps
@@ -360,15 +388,17 @@ class ExportPrecision:
         if precision != "bf16":
             wrapped = None
             release_memory()
-        if precision == "fp8":
+        if precision in QUANTISED:
             calls = (self.records.inputs if self.records else {}).pop(name, None)
             if not calls:
                 raise ExportError(
                     f"{name}: no calibration sample reached this graph — expected calibration observations "
                     "with images"
                 )
-            self.quantized[name] = quantize_graph(path, kind, calls, head_dim=head_dim(kind, self.config))
+            self.quantized[name] = quantize_graph(path, kind, calls, head_dim=head_dim(kind, self.config),
+                                                  mode=precision, high_precision=self.plan.remainder(precision))
             self.samples[name] = len(calls)
+            self.modes[name] = precision
             del calls
             release_memory()
         inputs, outputs = read_io(path, spec)
@@ -381,7 +411,11 @@ class ExportPrecision:
         if self.calibration is not None:
             section["calibration"] = self.calibration.to_dict()
             section["calibration"]["samples"] = {n: c for n, c in self.samples.items() if n in self.quantized}
-        section["fp8_gemms"] = {name: dict(sorted(nodes.items())) for name, nodes in self.quantized.items()}
+        section["remainder"] = {n: self.plan.remainder(mode) for n, mode in sorted(self.modes.items())}
+        for mode in QUANTISED:  # fp8_gemms / int8_gemms: graph -> {GEMM node: role}
+            graphs = {n: nodes for n, nodes in self.quantized.items() if self.modes[n] == mode}
+            if graphs or mode == "fp8":
+                section[f"{mode}_gemms"] = {n: dict(sorted(nodes.items())) for n, nodes in graphs.items()}
         return section
 
 

@@ -1,4 +1,11 @@
-"""fp8 graphs: explicit FLOAT8E4M3FN Q/DQ in front of the planned GEMMs, by ModelOpt's ONNX quantiser.
+"""fp8 and int8 graphs: explicit FLOAT8E4M3FN or INT8 Q/DQ in front of the planned GEMMs, by ModelOpt's
+ONNX quantiser.
+
+int8 (``mode="int8"``, W8A8) works like fp8 below, with ``INT8_PLAN``/``INT8_KEEP``
+(``families/n16/int8_plan.py``): ModelOpt's int8 mode is ONNX Runtime's static QDQ quantiser with symmetric
+activations, per-channel weights (axis 1 of a MatMul weight [K, N]: one scale per output channel) and
+zero point 0, max calibration here. Its remainder is fp32 unless the export targets a GPU
+(``PrecisionPlan.remainder``).
 
 The fp32 graph is exported first; ``quantize_graph`` then calls
 ``modelopt.onnx.quantization.quantize(quantize_mode="fp8", calibration_eps=["cpu"])`` on it with the
@@ -56,16 +63,27 @@ import numpy as np
 import onnx
 
 from ..base.errors import ExportError, require
-from ..families.n16.fp8_plan import FP8_PLAN, is_planned, role_of
+from ..families.n16.fp8_plan import FP8_KEEP, FP8_PLAN, is_planned, role_of
+from ..families.n16.int8_plan import INT8_KEEP, INT8_PLAN
 from .onnx_io import all_nodes
 
 GEMM_OPS = ("MatMul", "Gemm")
 #: attribute under which precision.CastGraph holds the graph module (stripped from roles)
 WRAPPER_ATTRIBUTE = "inner"
 FP8_DTYPE = onnx.TensorProto.FLOAT8E4M3FN
+#: the quantised precisions: (plan, keep) per graph kind, and the zero-point dtype their Q/DQ carry
+PLANS = {"fp8": (FP8_PLAN, FP8_KEEP), "int8": (INT8_PLAN, INT8_KEEP)}
+ZERO_POINT_DTYPES = {"fp8": FP8_DTYPE, "int8": onnx.TensorProto.INT8}
 #: ModelOpt's FP8 MHA pattern (and TensorRT's FP8 fMHA) needs 8 < head dim ≤ 256
 MHA_HEAD_DIM = (9, 256)
 PIP_FP8 = "gr00t-trt[fp8]"
+#: ModelOpt options per mode. int8 plans no attention matmul, so ModelOpt's MHA analysis is skipped
+#: (``disable_mha_qdq``: one full inference of the graph less), and so is its GEMV exclusion (another
+#: inference; every planned GEMM has M = tokens > 1): the plan alone decides what is quantised
+MODE_OPTIONS: dict[str, dict] = {
+    "fp8": {},
+    "int8": {"disable_mha_qdq": True, "enable_gemv_detection_for_trt": False},
+}
 
 
 @dataclass(frozen=True)
@@ -114,29 +132,43 @@ def gemm_nodes(model: onnx.ModelProto) -> list[GemmNode]:
     return result
 
 
-def planned_nodes(kind: str, model: onnx.ModelProto, head_dim: int | None = None) -> list[GemmNode]:
-    """The GEMMs ``FP8_PLAN`` quantises in this graph, less those ``FP8_KEEP`` keeps; attention matmuls
-    only when ``head_dim`` fits the FP8 MHA pattern (None: include them)."""
-    patterns = FP8_PLAN.get(kind)
-    if patterns is None:
-        raise ExportError(f"graph kind {kind!r} has no fp8 plan — expected one of: {', '.join(FP8_PLAN)}")
+def planned_nodes(kind: str, model: onnx.ModelProto, head_dim: int | None = None, mode: str = "fp8") -> list[GemmNode]:
+    """The GEMMs the ``mode`` plan (``FP8_PLAN``/``INT8_PLAN``) quantises in this graph, less those its
+    keep list keeps; attention matmuls only when ``head_dim`` fits the FP8 MHA pattern (None: include them)."""
+    plan, keep = PLANS[mode]
+    if kind not in plan:
+        raise ExportError(f"graph kind {kind!r} has no {mode} plan — expected one of: {', '.join(plan)}")
     mha_ok = head_dim is None or MHA_HEAD_DIM[0] <= head_dim <= MHA_HEAD_DIM[1]
     return [gemm for gemm in gemm_nodes(model)
-            if (mha_ok or not gemm.attention) and is_planned(kind, gemm.path, gemm.attention)]
+            if (mha_ok or not gemm.attention) and is_planned(kind, gemm.path, gemm.attention, plan, keep)]
 
 
-def quantized_nodes(model: onnx.ModelProto) -> list[str]:
-    """Names of the GEMMs fed by a DequantizeLinear whose zero point is FLOAT8E4M3FN (read back from a
-    quantised graph, to compare with the plan)."""
+def quantized_nodes(model: onnx.ModelProto, mode: str = "fp8") -> list[str]:
+    """Names of the GEMMs fed by a DequantizeLinear whose zero point has the ``mode``'s dtype
+    (FLOAT8E4M3FN, INT8), read back from a quantised graph to compare with the plan."""
     nodes = list(all_nodes(model.graph))
     inits = {i.name: i for i in model.graph.initializer}
-    fp8_dq_outputs = set()
+    dq_outputs = set()
     for node in nodes:
         if node.op_type == "DequantizeLinear" and len(node.input) > 2:
             zero = inits.get(node.input[2])
-            if zero is not None and zero.data_type == FP8_DTYPE:
-                fp8_dq_outputs.add(node.output[0])
-    return sorted(n.name for n in nodes if n.op_type in GEMM_OPS and any(i in fp8_dq_outputs for i in n.input))
+            if zero is not None and zero.data_type == ZERO_POINT_DTYPES[mode]:
+                dq_outputs.add(node.output[0])
+    return sorted(n.name for n in nodes if n.op_type in GEMM_OPS and any(i in dq_outputs for i in n.input))
+
+
+def check_plan(label: str, mode: str, quantised: onnx.ModelProto, plan: Sequence[GemmNode]) -> list[str]:
+    """The GEMMs ``quantised`` carries ``mode`` Q/DQ on, which must be exactly the planned ones: a planned
+    GEMM left unquantised, or a quantised one the plan does not name, raises ExportError."""
+    got = quantized_nodes(quantised, mode)
+    want = sorted(g.name for g in plan)
+    if got != want:
+        extra, missing = sorted(set(got) - set(want)), sorted(set(want) - set(got))
+        raise ExportError(
+            f"{label}: {mode} quantised GEMMs differ from the plan — unexpected {extra[:3]}, "
+            f"missing {missing[:3]} ({len(got)} quantised, {len(want)} planned)"
+        )
+    return got
 
 
 class _FeedReader:
@@ -180,36 +212,38 @@ def quantize_graph(
     head_dim: int | None = None,
     high_precision: str = "fp16",
     isolate: bool = True,
+    mode: str = "fp8",
 ) -> dict[str, str]:
     """Quantise the fp32 graph at ``path`` in place (``.onnx`` + ``.onnx.data``) → {quantised GEMM node
     name: its role}.
 
     ``isolate``: run ModelOpt in a child process. It holds several copies of the graph at once (the
-    full-size DiT of 3.3 GB takes it past 20 GB) and does not give that memory back, so in-process every
+    full-size DiT of 3.3 GB takes it past 20 GB; ``benchmarks/int8_memory.py``) and does not give that
+    memory back, so in-process every
     fp8 graph after the first would start from the last one's peak; the child gets the feeds through a
     file next to the graph, and its death (e.g. out of memory) is one line.
 
     Raises ExportError when the result quantises other GEMMs than the plan or none at all."""
     if not feeds:
         raise ExportError(f"{path.name}: no calibration feeds — expected at least one sample per graph")
-    require("modelopt.onnx.quantization", PIP_FP8, "fp8 quantisation")
+    require("modelopt.onnx.quantization", PIP_FP8, f"{mode} quantisation")
     if isolate:
-        return _quantize_in_child(path, kind, feeds, head_dim, high_precision)
+        return _quantize_in_child(path, kind, feeds, head_dim, high_precision, mode)
     from modelopt.onnx.quantization import quantize
 
     model = onnx.load(str(path), load_external_data=False)
-    plan = planned_nodes(kind, model, head_dim)
+    plan = planned_nodes(kind, model, head_dim, mode)
     if not plan:
-        raise ExportError(f"{path.name}: the fp8 plan selects no GEMM — expected the {kind} GEMMs of FP8_PLAN "
-                          "less FP8_KEEP; export this graph at fp16 or bf16")
+        raise ExportError(f"{path.name}: the {mode} plan selects no GEMM — expected the {kind} GEMMs of "
+                          f"{mode.upper()}_PLAN less {mode.upper()}_KEEP; export this graph at fp16 or bf16")
     shapes = ",".join(f"{k}:{'x'.join(str(d) for d in v.shape)}" for k, v in feeds[0].items())
-    out = path.with_name(f".{path.stem}.fp8-{os.getpid()}.onnx")
+    out = path.with_name(f".{path.stem}.{mode}-{os.getpid()}.onnx")
     started = time.perf_counter()
     with _quiet_modelopt():
         try:
             quantize(
                 str(path),
-                quantize_mode="fp8",
+                quantize_mode=mode,
                 calibration_data_reader=_calibration_reader(feeds),
                 calibration_method="max",
                 calibration_eps=["cpu"],
@@ -220,30 +254,25 @@ def quantize_graph(
                 use_external_data_format=True,
                 output_path=str(out),
                 log_level="ERROR",
+                **MODE_OPTIONS[mode],
             )
         except Exception as exc:  # ModelOpt and ORT raise many types; report one line
             _remove(out)
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise ExportError(f"fp8 quantisation of {path.name} failed: {type(exc).__name__}: {first}") from exc
+            raise ExportError(f"{mode} quantisation of {path.name} failed: {type(exc).__name__}: {first}") from exc
     try:
         quantised = onnx.load(str(out), load_external_data=False)
-        got = quantized_nodes(quantised)
-        want = sorted(g.name for g in plan)
-        if got != want:
-            extra, missing = sorted(set(got) - set(want)), sorted(set(want) - set(got))
-            raise ExportError(
-                f"{path.name}: fp8 quantised GEMMs differ from the plan — unexpected {extra[:3]}, "
-                f"missing {missing[:3]} ({len(got)} quantised, {len(want)} planned)"
-            )
+        got = check_plan(path.name, mode, quantised, plan)
         _replace_graph(out, path)
     finally:
         _remove(out)
-    logging.getLogger(__name__).info("%s: %d GEMMs at fp8 in %.1fs", path.name, len(got), time.perf_counter() - started)
+    logging.getLogger(__name__).info("%s: %d GEMMs at %s in %.1fs", path.name, len(got), mode, time.perf_counter() - started)
     roles = {g.name: g.role for g in plan}
     return {name: roles[name] for name in got}
 
 
-def _quantize_in_child(path: Path, kind: str, feeds, head_dim: int | None, high_precision: str) -> dict[str, str]:
+def _quantize_in_child(path: Path, kind: str, feeds, head_dim: int | None, high_precision: str,
+                       mode: str) -> dict[str, str]:
     """``quantize_graph`` in a fresh interpreter started with ``subprocess`` — not multiprocessing's
     spawn, which re-runs the caller's ``__main__`` and so fails from any script without a main guard.
     The request goes on the command line, the feeds and the result through files next to the graph."""
@@ -251,11 +280,11 @@ def _quantize_in_child(path: Path, kind: str, feeds, head_dim: int | None, high_
     import subprocess
     import sys
 
-    stem = path.with_name(f".{path.stem}.fp8-child-{os.getpid()}")
+    stem = path.with_name(f".{path.stem}.{mode}-child-{os.getpid()}")
     feeds_file, result_file = stem.with_suffix(".npz"), stem.with_suffix(".json")
     names = list(feeds[0])
     request = {"path": str(path), "kind": kind, "feeds": str(feeds_file), "names": names, "head_dim": head_dim,
-               "high_precision": high_precision, "result": str(result_file)}
+               "high_precision": high_precision, "mode": mode, "result": str(result_file)}
     package_root = str(Path(__file__).resolve().parents[2])  # the child imports this very gr00t_trt
     # ModelOpt's scratch copies of the graph (GBs at full size, left behind when it fails) go next to the
     # graph, on the disk the user chose, and are removed with this folder whatever happens
@@ -273,11 +302,11 @@ def _quantize_in_child(path: Path, kind: str, feeds, head_dim: int | None, high_
         if not result_file.is_file():  # the child died without a word: killed (out of memory) or crashed
             if child.returncode < 0:
                 raise ExportError(
-                    f"fp8 quantisation of {path.name} was killed (signal {-child.returncode}) — out of memory? "
+                    f"{mode} quantisation of {path.name} was killed (signal {-child.returncode}) — out of memory? "
                     f"ModelOpt needs several times the graph's {_size_gb(path):.1f} GB of RAM"
                 )
             last = (child.stderr.strip().splitlines() or ["no output"])[-1]
-            raise ExportError(f"fp8 quantisation of {path.name} crashed (exit code {child.returncode}): {last}")
+            raise ExportError(f"{mode} quantisation of {path.name} crashed (exit code {child.returncode}): {last}")
         result = json.loads(result_file.read_text())
     finally:
         _remove(feeds_file)
@@ -304,12 +333,13 @@ def _child_main() -> None:
             count = len(stored.files) // len(names)
             feeds = [{name: stored[f"{i}/{name}"] for name in names} for i in range(count)]
         result = {"status": "ok", "value": quantize_graph(path, request["kind"], feeds, head_dim=request["head_dim"],
-                                                          high_precision=request["high_precision"], isolate=False)}
+                                                          high_precision=request["high_precision"], isolate=False,
+                                                          mode=request["mode"])}
     except ExportError as exc:
         result = {"status": "error", "message": str(exc)}
     except Exception as exc:  # report one line to the parent
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        result = {"status": "error", "message": f"fp8 quantisation of {path.name} failed: {type(exc).__name__}: {first}"}
+        result = {"status": "error", "message": f"{request.get('mode', 'fp8')} quantisation of {path.name} failed: {type(exc).__name__}: {first}"}
     write_json(request["result"], result)
 
 

@@ -63,7 +63,7 @@ def precision_plan(compute_capability: tuple[int, int] | None) -> str:
     if compute_capability >= (8, 9):
         return "vision fp16, backbone fp8, dit_context fp8, dit fp8, small graphs fp16"
     if compute_capability >= (8, 0):
-        return "fp16 (or bf16) everywhere — this GPU has no fp8"
+        return "backbone, dit_context and dit int8, the rest fp16 (--device orin) — this GPU has no fp8"
     return "fp16 everywhere — this GPU has no fp8 or bf16"
 
 
@@ -139,9 +139,26 @@ def run_doctor(export_dir: str | Path | None = None, device_id: int = 0) -> Doct
     report.add("fp4", "yes" if supports_precision(cc, "fp4") else "no", ok=True)
     trt_version = _tensorrt_row(report, gpu_problem)
     if export_dir is not None:
+        _precision_row(report, Path(export_dir), gpu)
         report.add("engines", _engines_status(Path(export_dir), gpu, trt_version))
     report.add("precision plan", precision_plan(cc))
     return report
+
+
+def _precision_row(report: DoctorReport, export_dir: Path, gpu) -> None:
+    """Whether this GPU runs every graph's precision — the same one-line refusal ``build`` gives (fp8 below
+    sm 8.9), up front, before anyone waits for a build."""
+    from ..contract.manifest import load_manifest
+    from ..engines.build import check_precisions
+
+    if gpu is None:
+        return
+    try:
+        check_precisions(list(load_manifest(export_dir, verify_files=False).graphs.values()), gpu, export_dir)
+    except Gr00tTrtError as exc:
+        report.add("export precisions", str(exc), ok=False)
+        return
+    report.add("export precisions", "this GPU runs every graph's precision")
 
 
 def _engines_status(export_dir: Path, gpu, trt_version: str | None) -> str:

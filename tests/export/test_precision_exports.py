@@ -129,8 +129,8 @@ def _recorded(folder, checkpoint):
 @pytest.mark.parametrize(
     ("precision", "overrides", "recorded"),
     [("fp16", "", False), ("bf16", "", False), ("fp8", "", False), ("fp8", "", True),
-     ("fp16", "vision=fp16,backbone=bf16,dit=fp8", False)],
-    ids=["fp16", "bf16", "fp8-synthetic", "fp8-recorded", "mixed"],
+     ("fp16", "vision=fp16,backbone=bf16,dit=fp8", False), ("int8", "", True)],
+    ids=["fp16", "bf16", "fp8-synthetic", "fp8-recorded", "mixed", "int8-recorded"],
 )
 def test_small_preset_against_architecture_thresholds(small_checkpoint, tmp_path, precision, overrides, recorded):
     out = tmp_path / "export"

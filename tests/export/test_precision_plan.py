@@ -38,7 +38,7 @@ def test_fp8_means_the_architecture_defaults():
 
 def test_device_defaults_and_orin_has_no_fp8():
     assert plan_precision(device="thor").graphs == plan_precision("fp8").graphs
-    assert set(plan_precision(device="orin").graphs.values()) == {"fp16"}
+    assert set(plan_precision(device="orin").graphs.values()) == {"fp16", "int8"}  # int8 W8A8 (test_int8_device.py)
     assert set(DEVICE_DEFAULTS) == set(DEVICES)  # one --device vocabulary for export and bench
     assert plan_precision(device="rtx5090").graphs == plan_precision("fp8").graphs
     with pytest.raises(ExportError, match="dit at fp8 for --device orin — Jetson AGX Orin .* has no fp8 tensor cores"):
@@ -64,7 +64,7 @@ def test_activation_dtype_is_float16_only_when_every_graph_is_fp16():
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"precision": "int8"}, r"--precision 'int8' — expected one of: fp32, fp16, bf16, fp8"),
+        ({"precision": "int4"}, r"--precision 'int4' — expected one of: fp32, fp16, bf16, fp8, int8"),
         ({"overrides": "dit"}, r"--graph-precision part 'dit' — expected GRAPH=PRECISION, e.g. dit=fp8"),
         ({"overrides": "llm=fp8"}, r"graph 'llm' is unknown — expected one of: vision, backbone"),
         ({"overrides": "dit=fp4"}, r"--graph-precision dit 'fp4' — expected one of"),

@@ -38,9 +38,11 @@ def role_of(path: str, attention: bool = False) -> str:
     return "attention" if attention else ".".join("*" if part.isdigit() else part for part in path.split("."))
 
 
-def is_planned(kind: str, path: str, attention: bool = False) -> bool:
-    """True when the fp8 plan of graph ``kind`` quantises the GEMM at module ``path``."""
-    if any(fnmatch.fnmatchcase(path, p) for p in FP8_KEEP.get(kind, ())):
+def is_planned(kind: str, path: str, attention: bool = False, plan: dict | None = None, keep: dict | None = None) -> bool:
+    """True when the plan of graph ``kind`` (the fp8 one unless ``plan``/``keep`` are given, e.g. the int8
+    plan) quantises the GEMM at module ``path``."""
+    plan, keep = (FP8_PLAN, FP8_KEEP) if plan is None else (plan, keep or {})
+    if any(fnmatch.fnmatchcase(path, p) for p in keep.get(kind, ())):
         return False
     role = role_of(path, attention)
-    return any(fnmatch.fnmatchcase(role, p) for p in FP8_PLAN.get(kind, ()))
+    return any(fnmatch.fnmatchcase(role, p) for p in plan.get(kind, ()))

@@ -17,11 +17,13 @@ from ..processing.tokenizer import save_qwen3_vl_tokenizer as save_tokenizer
 from ..synthetic import make_checkpoint
 from .graph_modules import graph_modules, segment_modules, static_dims
 
-#: N1.7's fp8 plan is not chosen yet (no sensitivity run on the Qwen3-VL backbone): no graph is fp8
+#: N1.7's fp8 and int8 plans are not chosen yet (no sensitivity run on the Qwen3-VL backbone): the export
+#: refuses to quantise its graphs (``export.driver``)
 FP8_PLAN: dict[str, tuple[str, ...]] = {}
+INT8_PLAN: dict[str, tuple[str, ...]] = {}
 
 __all__ = [
-    "BUILTIN_EMBODIMENT_IDS", "FP8_PLAN", "compare_layout", "count_components", "estimate_engines",
+    "BUILTIN_EMBODIMENT_IDS", "FP8_PLAN", "INT8_PLAN", "compare_layout", "count_components", "estimate_engines",
     "example_step", "expected_layout", "graph_modules", "host_processor", "load_reference", "make_checkpoint",
     "manifest_tokens", "open_model", "preset_config", "processed_image_size", "processor_spec", "read_config",
     "reference_case", "resolve_tokenizer", "save_tokenizer", "segment_modules", "static_dims",
