@@ -30,12 +30,22 @@ def roofline_from_checkpoint(checkpoint: str | Path, *, precision: str | None = 
     from ..model.inspect import inspect_checkpoint  # header reading; its module imports torch
 
     report = inspect_checkpoint(checkpoint)
+    from ..families.registry import family_of_checkpoint
+
+    _check_modelled(family_of_checkpoint(report.folder), str(checkpoint))
     counted = {c.name: c.params for c in report.components if c.parent is None}
     check_stored_params(report.config, counted, str(checkpoint))
     workload = default_workload(report.config, image_sizes, cameras=cameras, batch=batch, bucket=bucket)
     roof = Roofline.build(report.config, workload, precisions_for(precision))
     roof.notes.append(f"counts from {checkpoint}: config.json, checked against {report.num_tensors} safetensors headers")
     return roof
+
+
+def _check_modelled(family, source: str) -> None:
+    """One line instead of a config error for a family the roofline does not model yet."""
+    if not family.roofline:
+        raise ManifestError(f"{source}: the roofline models no {family.title} graphs yet — run `gr00t-trt bench` "
+                            "without --model-only for measured latencies")
 
 
 def roofline_from_export(folder: str | Path, *, precision: str | None = None, cameras: int | None = None,
@@ -45,6 +55,7 @@ def roofline_from_export(folder: str | Path, *, precision: str | None = None, ca
     from ..contract.manifest import load_manifest
 
     manifest = load_manifest(folder, verify_files=False)
+    _check_modelled(manifest.model_family, str(folder))
     config = Gr00tConfig.from_dict(manifest.model, source=f"{folder}/manifest.json model")
     if precision is None:
         precisions = {}

@@ -113,20 +113,16 @@ class ReferenceRunner:
     """The PyTorch reference (fp32) timed per stage, fed through our preprocessor and decoder."""
 
     def __init__(self, checkpoint: str | Path, preprocessor: Any, manifest: Any) -> None:
-        import dataclasses
-
         import torch
 
-        from ..model.checkpoint import load_model
-
         self.torch = torch
-        model, config, _ = load_model(checkpoint, dtype=torch.float32)
-        if dict(config.to_dict(), num_inference_timesteps=manifest.steps) != dict(manifest.model, num_inference_timesteps=manifest.steps):
+        self.face = manifest.model_family.export()  # the export's family: its reference and stage split
+        try:
+            model, _ = self.face.load_reference(checkpoint, manifest, "the export")
+        except VerificationError:
             raise VerificationError(
                 f"{checkpoint} has a different config than the export was made from — pass the checkpoint it was exported from"
-            )
-        config = dataclasses.replace(config, num_inference_timesteps=manifest.steps)
-        model.config = model.action_head.config = config
+            ) from None
         self.model, self.preprocessor = model, preprocessor
 
     def __call__(self, observation: dict, tag: str, noise: np.ndarray) -> tuple[float, dict[str, float], dict]:
@@ -136,22 +132,11 @@ class ReferenceRunner:
         inputs = self.preprocessor(observation, tag)
         prepared = time.perf_counter()
         with torch.inference_mode():
-            ids = torch.from_numpy(inputs.input_ids)
-            attention = torch.from_numpy(inputs.attention_mask)
-            images = [torch.from_numpy(np.array(im)) for im in inputs.images]
-            embeds = model.encode_images(images)
-            seen = time.perf_counter()
-            features = model.backbone(ids, embeds, attention)
-            backboned = time.perf_counter()
-            action = model.action_head.reference_denoise(
-                features, ids == model.config.backbone.image_token_index, attention,
-                torch.from_numpy(inputs.state).float(), torch.from_numpy(inputs.embodiment_id), torch.from_numpy(noise),
-            )
-            headed = time.perf_counter()
-        actions = self.preprocessor.decode(action.float().numpy(), inputs)
+            timed, action = self.face.timed_reference(model, inputs, noise)  # vision, backbone, action head
+        headed = time.perf_counter()
+        actions = self.preprocessor.decode(action, inputs)
         done = time.perf_counter()
-        stages = {"preprocess": prepared - start, "vision": seen - prepared, "backbone": backboned - seen,
-                  "action head": headed - backboned, "decode": done - headed}
+        stages = {"preprocess": prepared - start, **timed, "decode": done - headed}
         return (done - start) * 1e3, {k: v * 1e3 for k, v in stages.items()}, actions
 
 

@@ -60,6 +60,9 @@ class FamilyExport(Protocol):
     def reference_case(self, model: Any, inputs: Any, noise: Any) -> Any:
         """One reference control step on preprocessed inputs → verification.reference_case.ReferenceCase."""
 
+    def timed_reference(self, model: Any, inputs: Any, noise: Any) -> tuple[dict[str, float], Any]:
+        """({vision, backbone, action head}: seconds, normalised actions) of one reference step (bench)."""
+
     def static_dims(self, config: Any) -> dict[str, int]:
         """Every static dim of the family's contract, sized from a config."""
 
@@ -114,6 +117,9 @@ class ModelFamily:
     runtime_module: str  # dotted path of a module satisfying FamilyRuntime
     export_module: str  # dotted path of a module satisfying FamilyExport
     demo_embodiment: str  # the embodiment of its synthetic checkpoints that ``demo`` runs
+    #: whether ``bench.roofline`` models its FLOPs and bytes (N1.6's graphs so far): bench and
+    #: ``bench --model-only`` report a roofline only for such families
+    roofline: bool = False
 
     def runtime(self) -> FamilyRuntime:
         return _checked(self.runtime_module, FamilyRuntime, self)

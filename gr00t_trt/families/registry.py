@@ -21,6 +21,7 @@ N16 = ModelFamily(
     runtime_module="gr00t_trt.families.n16.runtime",
     export_module="gr00t_trt.families.n16.export",
     demo_embodiment="libero_panda",
+    roofline=True,
 )
 
 N17 = ModelFamily(

@@ -28,7 +28,7 @@ from .int8_plan import INT8_PLAN
 __all__ = [
     "BUILTIN_EMBODIMENT_IDS", "FP8_PLAN", "INT8_PLAN", "compare_layout", "count_components", "estimate_engines", "example_step", "expected_layout", "graph_modules", "host_processor", "load_reference",
     "make_checkpoint", "manifest_tokens", "open_model", "preset_config", "processed_image_size", "processor_spec",
-    "read_config", "reference_case", "resolve_tokenizer", "save_tokenizer", "segment_modules", "static_dims",
+    "read_config", "reference_case", "timed_reference", "resolve_tokenizer", "save_tokenizer", "segment_modules", "static_dims",
     "vision_declaration",
 ]
 
@@ -67,6 +67,26 @@ def manifest_tokens(config: Gr00tConfig, tokenizer: Any) -> dict[str, int]:
 def vision_declaration(config: Gr00tConfig) -> dict[str, str]:
     """The manifest's ``vision`` section (the per-size position grid and the table it is resampled from)."""
     return _vision_declaration()
+
+
+def timed_reference(model: Any, inputs: Any, noise: np.ndarray) -> tuple[dict[str, float], np.ndarray]:
+    """The reference's control step split as bench reports it: seconds of vision, backbone and action
+    head, and the normalised actions (float32)."""
+    import time
+
+    import torch
+
+    ids, attention = torch.from_numpy(inputs.input_ids), torch.from_numpy(inputs.attention_mask)
+    start = time.perf_counter()
+    embeds = model.encode_images([torch.from_numpy(np.array(im)) for im in inputs.images])
+    seen = time.perf_counter()
+    features = model.backbone(ids, embeds, attention)
+    backboned = time.perf_counter()
+    action = model.action_head.reference_denoise(
+        features, ids == model.config.backbone.image_token_index, attention,
+        torch.from_numpy(inputs.state).float(), torch.from_numpy(inputs.embodiment_id), torch.from_numpy(noise))
+    done = time.perf_counter()
+    return {"vision": seen - start, "backbone": backboned - seen, "action head": done - backboned}, action.float().numpy()
 
 
 def reference_case(model: Any, inputs: Any, noise: np.ndarray):

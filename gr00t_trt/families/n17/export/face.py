@@ -26,7 +26,7 @@ __all__ = [
     "BUILTIN_EMBODIMENT_IDS", "FP8_PLAN", "INT8_PLAN", "compare_layout", "count_components", "estimate_engines",
     "example_step", "expected_layout", "graph_modules", "host_processor", "load_reference", "make_checkpoint",
     "manifest_tokens", "open_model", "preset_config", "processed_image_size", "processor_spec", "read_config",
-    "reference_case", "resolve_tokenizer", "save_tokenizer", "segment_modules", "static_dims",
+    "reference_case", "resolve_tokenizer", "timed_reference", "save_tokenizer", "segment_modules", "static_dims",
     "vision_declaration",
 ]
 
@@ -92,6 +92,27 @@ def example_step(config: N17Config, slots: Any, *, start: str = "vision", seed: 
     from .examples import n17_example_step
 
     return n17_example_step(config, slots, start=start, seed=seed)
+
+
+def timed_reference(model: Any, inputs: Any, noise: np.ndarray) -> tuple[dict[str, float], np.ndarray]:
+    """The reference's control step split as bench reports it: seconds of vision, backbone (LLM) and
+    action head (VLLN + VL self-attention + denoising), and the normalised actions (float32)."""
+    import time
+
+    import torch
+
+    t = {name: torch.from_numpy(np.ascontiguousarray(getattr(inputs, name)))
+         for name in ("input_ids", "attention_mask", "position_ids", "image_mask", "state", "embodiment_id")}
+    start = time.perf_counter()
+    pixels = torch.from_numpy(np.concatenate([np.asarray(p, np.float32) for p in inputs.pixel_values]))
+    embeds, deepstack = model.vision(pixels, torch.tensor([list(g) for g in inputs.image_grids], dtype=torch.int64))
+    seen = time.perf_counter()
+    features = model.backbone_features(t["input_ids"], embeds, deepstack, t["position_ids"], t["attention_mask"])
+    backboned = time.perf_counter()
+    action = model.action_head.reference_denoise(features, t["image_mask"], t["attention_mask"], t["state"],
+                                                 t["embodiment_id"], torch.from_numpy(noise))
+    done = time.perf_counter()
+    return {"vision": seen - start, "backbone": backboned - seen, "action head": done - backboned}, action.float().numpy()
 
 
 def reference_case(model: Any, inputs: Any, noise: np.ndarray):
