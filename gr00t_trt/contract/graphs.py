@@ -72,6 +72,38 @@ class DimSpec:
     product: tuple[str, ...] = ()
 
 
+#: The dims every family's graphs share: the dynamic batch, sequence and image dims, the derived image
+#: dims and the widths of the action head. A family's ``DIMS`` is these plus its own.
+SHARED_DIMS: tuple[DimSpec, ...] = (
+    DimSpec("B", "batch", dynamic=True, example=2, trace_max=1024),
+    DimSpec("S", "backbone sequence length (text + image tokens, padded to a bucket)", dynamic=True,
+            trace_max=32768),
+    DimSpec("T", "image-embedding rows given to the backbone (Σ tokens of all images)", dynamic=True,
+            trace_max=65536),
+    DimSpec("n", "images in one vision call", dynamic=True, example=3, trace_max=1024),
+    # example r ≠ c, both distinct from every other example and static size, so both stay symbolic
+    DimSpec("r", "token-grid rows of the images of one vision call", dynamic=True, example=5, trace_max=256),
+    DimSpec("c", "token-grid columns of the images of one vision call", dynamic=True, example=7, trace_max=256),
+    DimSpec("h", "image height (token rows x pixels per token side)", product=DERIVED["h"]),
+    DimSpec("w", "image width", product=DERIVED["w"]),
+    DimSpec("gh", "patch-grid rows (token rows x patches per token side)", product=DERIVED["gh"]),
+    DimSpec("gw", "patch-grid columns", product=DERIVED["gw"]),
+    DimSpec("t", "tokens per image", product=DERIVED["t"]),
+    DimSpec("R", "pixels per token side (patch x patches per token side)"),
+    DimSpec("U", "patches per token side (unshuffle / spatial merge factor)"),
+    DimSpec("Dv", "vision width"),
+    DimSpec("E", "LLM width"),
+    DimSpec("H", "action horizon"),
+    DimSpec("Ds", "padded state dim"),
+    DimSpec("Da", "padded action dim"),
+    DimSpec("C", "DiT input width"),
+    DimSpec("L", "cross-attention blocks"),
+    DimSpec("Hc", "DiT attention heads"),
+    DimSpec("Dh", "DiT attention head dim"),
+    DimSpec("O", "DiT output width"),
+)
+
+
 @dataclass(frozen=True)
 class GraphSpec:
     """One exported graph kind's declared interface."""

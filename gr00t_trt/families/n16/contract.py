@@ -18,45 +18,14 @@ An input's source in ``CONTROL_STEP`` is explained in ``contract/dataflow.py``.
 from __future__ import annotations
 
 from ...contract.dataflow import CARRY, GRID, OBS, STEP, Contract, Stage
-from ...contract.graphs import FLOAT, DimSpec, GraphSpec, TensorSpec
+from ...contract.graphs import FLOAT, SHARED_DIMS, DimSpec, GraphSpec, TensorSpec
 
 
 def _t(name: str, dtype: str, *dims: str | int) -> TensorSpec:
     return TensorSpec(name, dtype, tuple(dims))
 
 
-DIMS: dict[str, DimSpec] = {
-    d.name: d
-    for d in (
-        DimSpec("B", "batch", dynamic=True, example=2, trace_max=1024),
-        DimSpec("S", "backbone sequence length (text + image tokens, padded to a bucket)", dynamic=True,
-                trace_max=32768),
-        DimSpec("T", "image-embedding rows given to the backbone (Σ tokens of all images)", dynamic=True,
-                trace_max=65536),
-        DimSpec("n", "images in one vision call", dynamic=True, example=3, trace_max=1024),
-        # example r ≠ c, both distinct from every other example and static size, so both stay symbolic
-        DimSpec("r", "token-grid rows of the images of one vision call", dynamic=True, example=5, trace_max=256),
-        DimSpec("c", "token-grid columns of the images of one vision call", dynamic=True, example=7,
-                trace_max=256),
-        DimSpec("h", "image height (token rows x pixels per token side)", product=("r", "R")),
-        DimSpec("w", "image width", product=("c", "R")),
-        DimSpec("gh", "position-grid rows (token rows x patches per token side)", product=("r", "U")),
-        DimSpec("gw", "position-grid columns", product=("c", "U")),
-        DimSpec("t", "tokens per image", product=("r", "c")),
-        DimSpec("R", "pixels per token side (patch x unshuffle factor)"),
-        DimSpec("U", "patches per token side (unshuffle factor)"),
-        DimSpec("Dv", "vision width"),
-        DimSpec("E", "LLM width"),
-        DimSpec("H", "action horizon"),
-        DimSpec("Ds", "padded state dim"),
-        DimSpec("Da", "padded action dim"),
-        DimSpec("C", "DiT input width"),
-        DimSpec("L", "cross-attention blocks"),
-        DimSpec("Hc", "DiT attention heads"),
-        DimSpec("Dh", "DiT attention head dim"),
-        DimSpec("O", "DiT output width"),
-    )
-}
+DIMS: dict[str, DimSpec] = {d.name: d for d in SHARED_DIMS}
 
 
 VISION = GraphSpec(

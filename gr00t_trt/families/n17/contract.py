@@ -18,7 +18,7 @@ The action-head graphs are N1.6's, at N1.7's widths.
 from __future__ import annotations
 
 from ...contract.dataflow import CARRY, GRID, OBS, STEP, Contract, Stage
-from ...contract.graphs import FLOAT, DimSpec, GraphSpec, TensorSpec
+from ...contract.graphs import DERIVED, FLOAT, SHARED_DIMS, DimSpec, GraphSpec, TensorSpec
 from ..n16.contract import ACTION_DECODER, ACTION_ENCODER, DIT, STATE_ENCODER
 
 #: the DeepStack features the vision graph returns and the backbone adds after layers 0, 1, 2
@@ -32,34 +32,9 @@ def _t(name: str, dtype: str, *dims: str | int) -> TensorSpec:
 DIMS: dict[str, DimSpec] = {
     d.name: d
     for d in (
-        DimSpec("B", "batch", dynamic=True, example=2, trace_max=1024),
-        DimSpec("S", "backbone sequence length (text + image tokens, padded to a bucket)", dynamic=True,
-                trace_max=32768),
-        DimSpec("T", "image-embedding rows given to the backbone (Σ tokens of all images)", dynamic=True,
-                trace_max=65536),
-        DimSpec("n", "images in one vision call", dynamic=True, example=3, trace_max=1024),
-        DimSpec("r", "token-grid rows of the images of one vision call", dynamic=True, example=5, trace_max=256),
-        DimSpec("c", "token-grid columns of the images of one vision call", dynamic=True, example=7,
-                trace_max=256),
-        DimSpec("h", "image height (token rows x pixels per token side)", product=("r", "R")),
-        DimSpec("w", "image width", product=("c", "R")),
-        DimSpec("gh", "patch-grid rows (token rows x merge factor)", product=("r", "U")),
-        DimSpec("gw", "patch-grid columns", product=("c", "U")),
-        DimSpec("P", "patches per image (merge-block order)", product=("gh", "gw")),
-        DimSpec("t", "tokens per image", product=("r", "c")),
-        DimSpec("R", "pixels per token side (patch x merge factor: 32)"),
-        DimSpec("U", "patches per token side (spatial merge factor: 2)"),
-        DimSpec("Dv", "vision width"),
+        *SHARED_DIMS,
+        DimSpec("P", "patches per image (merge-block order)", product=DERIVED["P"]),
         DimSpec("Dr", "vision attention head dim (the rotary tables' width)"),
-        DimSpec("E", "LLM width"),
-        DimSpec("H", "action horizon"),
-        DimSpec("Ds", "padded state dim"),
-        DimSpec("Da", "padded action dim"),
-        DimSpec("C", "DiT input width"),
-        DimSpec("L", "cross-attention blocks"),
-        DimSpec("Hc", "DiT attention heads"),
-        DimSpec("Dh", "DiT attention head dim"),
-        DimSpec("O", "DiT output width"),
     )
 }
 
