@@ -22,10 +22,10 @@ from dataclasses import dataclass
 FLOAT = "float"
 
 #: Derived dims, the same products in every family (a family's ``DimSpec.product`` repeats them for its
-#: readers; a test checks they agree): image height/width, patch-grid rows/columns, patches and tokens
-#: per image, from the token grid (r, c), pixels per token side R and patches per token side U.
+#: readers; a test checks they agree): image height/width, patch-grid rows/columns and tokens per
+#: image, from the token grid (r, c), pixels per token side R and patches per token side U.
 DERIVED: dict[str, tuple[str, ...]] = {
-    "h": ("r", "R"), "w": ("c", "R"), "gh": ("r", "U"), "gw": ("c", "U"), "P": ("gh", "gw"), "t": ("r", "c"),
+    "h": ("r", "R"), "w": ("c", "R"), "gh": ("r", "U"), "gw": ("c", "U"), "t": ("r", "c"),
 }
 
 

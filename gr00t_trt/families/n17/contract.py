@@ -18,7 +18,7 @@ The action-head graphs are N1.6's, at N1.7's widths.
 from __future__ import annotations
 
 from ...contract.dataflow import CARRY, GRID, OBS, STEP, Contract, Stage
-from ...contract.graphs import DERIVED, FLOAT, SHARED_DIMS, DimSpec, GraphSpec, TensorSpec
+from ...contract.graphs import FLOAT, SHARED_DIMS, DimSpec, GraphSpec, TensorSpec
 from ..n16.contract import ACTION_DECODER, ACTION_ENCODER, DIT, STATE_ENCODER
 
 #: the DeepStack features the vision graph returns and the backbone adds after layers 0, 1, 2
@@ -33,7 +33,6 @@ DIMS: dict[str, DimSpec] = {
     d.name: d
     for d in (
         *SHARED_DIMS,
-        DimSpec("P", "patches per image (merge-block order)", product=DERIVED["P"]),
         DimSpec("Dr", "vision attention head dim (the rotary tables' width)"),
     )
 }
