@@ -59,7 +59,7 @@ def test_existing_directory_needs_force(tiny_checkpoint, tmp_path):
 @pytest.mark.parametrize(
     ("options", "match"),
     [
-        (ExportOptions(precision="int8"), "--precision 'int8' — expected one of: fp32, fp16, bf16, fp8"),
+        (ExportOptions(precision="int4"), "--precision 'int4' — expected one of: fp32, fp16, bf16, fp8, int8"),
         (ExportOptions(image_sizes=((250, 336),)), "250x336 is not a positive multiple of 28"),
         (ExportOptions(steps=0), "--steps must be ≥ 1"),
         (ExportOptions(max_batch=0), "--max-batch must be ≥ 1"),
