@@ -49,10 +49,10 @@ from gr00t_trt.bench.machine import CpuMeter, rss_bytes
 from gr00t_trt.bench.machine import load_average as package_load_average
 from gr00t_trt.bench.machine import machine_info as package_machine_info
 from gr00t_trt.contract import dataflow
-from gr00t_trt.contract.graphs import ACTION_HEAD_KINDS, GRAPH_SPECS
 from gr00t_trt.contract.manifest import load_manifest
 from gr00t_trt.export.action_head_graphs import action_head_graph_modules
 from gr00t_trt.export.head_only import export_action_head
+from gr00t_trt.families.n16.contract import ACTION_HEAD_KINDS, CONTRACT, GRAPH_SPECS
 from gr00t_trt.model.action_head import Gr00tActionHead, dit_block_kinds
 from gr00t_trt.model.presets import preset_config
 from gr00t_trt.model.synthetic import init_synthetic_
@@ -400,7 +400,7 @@ class OursRunner:
                   "state": head.state, "embodiment_id": pipe.slots(head.embodiment_id), dataflow.CARRY_START: self.noise}
         for _ in range(repeats):
             per: dict[str, float] = {}
-            dataflow.evaluate(timed, values, steps=pipe.manifest.steps, start="dit_context")
+            CONTRACT.evaluate(timed, values, steps=pipe.manifest.steps, start="dit_context")
             for kind, ms in per.items():
                 samples.setdefault(kind, []).append(ms)
         return {kind: statistics.median(v) for kind, v in samples.items()}
@@ -427,7 +427,7 @@ def ort_op_profile(folder: Path, config, x: Inputs, bucket: int, threads: int, r
         for kind in ACTION_HEAD_KINDS:
             events = json.loads(traces[kind].read_text())
             runs_seen = [e for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"]
-            per_step = config.num_inference_timesteps if dataflow.STAGES[kind].per_step else 1
+            per_step = config.num_inference_timesteps if CONTRACT.stages[kind].per_step else 1
             start = runs_seen[-runs * per_step]["ts"]
             per_op: collections.Counter = collections.Counter()
             for e in events:
@@ -458,7 +458,7 @@ def ours_torch_run(wrappers: dict, x: Inputs, steps: int) -> torch.Tensor:
     values = {"backbone_features": x.features, "image_mask": x.image_mask, "attention_mask": x.attention_mask,
               "state": x.state, "embodiment_id": torch.zeros(1, dtype=torch.int64), dataflow.CARRY_START: x.noise}
     with torch.inference_mode():
-        actions = dataflow.evaluate(run, values, steps=steps, start="dit_context")[dataflow.CARRIED_INPUT]
+        actions = CONTRACT.evaluate(run, values, steps=steps, start="dit_context")[dataflow.CARRIED_INPUT]
     return actions[-1] if actions else x.noise
 
 
