@@ -104,6 +104,7 @@ def export_checkpoint(
     precision = ExportPrecision.prepare(
         options, config, processor, embodiments, slots, image_sizes, contract=contract, static=static,
         preprocessor=lambda: face.host_processor(processor, tokenizer, config))
+    precision.plans = {"fp8": (face.FP8_PLAN, face.FP8_KEEP), "int8": (face.INT8_PLAN, face.INT8_KEEP)}
     if precision.calibration is not None:
         progress("calibration", precision.calibration.describe())
 

@@ -312,6 +312,8 @@ class ExportPrecision:
     config: Any  # the family's config (Gr00tConfig, N17Config)
     contract: Any = None  # contract.dataflow.Contract of the family
     static: dict[str, int] = field(default_factory=dict)  # the export's static dim sizes
+    #: the family's quantisation plans: mode -> (plan, keep) (None: N1.6's, as quantize.py defaults)
+    plans: dict[str, tuple[dict, dict]] | None = None
     calibration: Any = None  # calibration.CalibrationSet, when some graph is fp8
     preprocessor: Any = None  # processing.Preprocessor for the calibration observations
     slot_of: dict[int, int] = field(default_factory=dict)
@@ -335,11 +337,12 @@ class ExportPrecision:
                     image_sizes=tuple(image_sizes))
         if plan.quantised:
             tags = list(embodiments)
+            state.preprocessor = preprocessor()
             if options.calib:
                 state.calibration = recorded_calibration_set(options.calib, processor, tags)
-            else:
-                state.calibration = synthetic_calibration_set(processor, tags, image_sizes, options.calib_count)
-            state.preprocessor = preprocessor()
+            else:  # the family's own image chain sizes the synthetic cameras
+                state.calibration = synthetic_calibration_set(state.preprocessor, tags, image_sizes,
+                                                              options.calib_count)
         return state
 
     def calibrate(self, modules: dict, start: str, stop: str | None, later: set[str], progress) -> None:
@@ -396,7 +399,8 @@ class ExportPrecision:
                     "with images"
                 )
             self.quantized[name] = quantize_graph(path, kind, calls, head_dim=head_dim(kind, self.config),
-                                                  mode=precision, high_precision=self.plan.remainder(precision))
+                                                  mode=precision, high_precision=self.plan.remainder(precision),
+                                                  plans=(self.plans or {}).get(precision))
             self.samples[name] = len(calls)
             self.modes[name] = precision
             del calls
@@ -423,7 +427,8 @@ def head_dim(kind: str, config) -> int | None:
     """Attention head size of a graph kind (decides whether ModelOpt quantises its attention matmuls)."""
     if kind == "vision":
         vision = config.backbone.vision
-        return vision.hidden_size // vision.num_attention_heads
+        heads = getattr(vision, "num_attention_heads", None) or vision.num_heads  # SigLIP2 / Qwen3-VL names
+        return vision.hidden_size // heads
     if kind == "backbone":
         return config.backbone.text.head_dim
     if kind == "dit":

@@ -132,10 +132,12 @@ def gemm_nodes(model: onnx.ModelProto) -> list[GemmNode]:
     return result
 
 
-def planned_nodes(kind: str, model: onnx.ModelProto, head_dim: int | None = None, mode: str = "fp8") -> list[GemmNode]:
-    """The GEMMs the ``mode`` plan (``FP8_PLAN``/``INT8_PLAN``) quantises in this graph, less those its
-    keep list keeps; attention matmuls only when ``head_dim`` fits the FP8 MHA pattern (None: include them)."""
-    plan, keep = PLANS[mode]
+def planned_nodes(kind: str, model: onnx.ModelProto, head_dim: int | None = None, mode: str = "fp8",
+                  plans: tuple[dict, dict] | None = None) -> list[GemmNode]:
+    """The GEMMs the ``mode`` plan quantises in this graph, less those its keep list keeps; attention
+    matmuls only when ``head_dim`` fits the FP8 MHA pattern (None: include them). ``plans``: the model
+    family's (plan, keep) for ``mode`` (default: N1.6's ``FP8_PLAN``/``INT8_PLAN``)."""
+    plan, keep = plans if plans is not None else PLANS[mode]
     if kind not in plan:
         raise ExportError(f"graph kind {kind!r} has no {mode} plan — expected one of: {', '.join(plan)}")
     mha_ok = head_dim is None or MHA_HEAD_DIM[0] <= head_dim <= MHA_HEAD_DIM[1]
@@ -213,6 +215,7 @@ def quantize_graph(
     high_precision: str = "fp16",
     isolate: bool = True,
     mode: str = "fp8",
+    plans: tuple[dict, dict] | None = None,
 ) -> dict[str, str]:
     """Quantise the fp32 graph at ``path`` in place (``.onnx`` + ``.onnx.data``) → {quantised GEMM node
     name: its role}.
@@ -228,11 +231,11 @@ def quantize_graph(
         raise ExportError(f"{path.name}: no calibration feeds — expected at least one sample per graph")
     require("modelopt.onnx.quantization", PIP_FP8, f"{mode} quantisation")
     if isolate:
-        return _quantize_in_child(path, kind, feeds, head_dim, high_precision, mode)
+        return _quantize_in_child(path, kind, feeds, head_dim, high_precision, mode, plans)
     from modelopt.onnx.quantization import quantize
 
     model = onnx.load(str(path), load_external_data=False)
-    plan = planned_nodes(kind, model, head_dim, mode)
+    plan = planned_nodes(kind, model, head_dim, mode, plans)
     if not plan:
         raise ExportError(f"{path.name}: the {mode} plan selects no GEMM — expected the {kind} GEMMs of "
                           f"{mode.upper()}_PLAN less {mode.upper()}_KEEP; export this graph at fp16 or bf16")
@@ -272,7 +275,7 @@ def quantize_graph(
 
 
 def _quantize_in_child(path: Path, kind: str, feeds, head_dim: int | None, high_precision: str,
-                       mode: str) -> dict[str, str]:
+                       mode: str, plans: tuple[dict, dict] | None = None) -> dict[str, str]:
     """``quantize_graph`` in a fresh interpreter started with ``subprocess`` — not multiprocessing's
     spawn, which re-runs the caller's ``__main__`` and so fails from any script without a main guard.
     The request goes on the command line, the feeds and the result through files next to the graph."""
@@ -284,7 +287,9 @@ def _quantize_in_child(path: Path, kind: str, feeds, head_dim: int | None, high_
     feeds_file, result_file = stem.with_suffix(".npz"), stem.with_suffix(".json")
     names = list(feeds[0])
     request = {"path": str(path), "kind": kind, "feeds": str(feeds_file), "names": names, "head_dim": head_dim,
-               "high_precision": high_precision, "mode": mode, "result": str(result_file)}
+               "high_precision": high_precision, "mode": mode, "result": str(result_file),
+               "plans": None if plans is None else [{kind: list(plans[0].get(kind, ()))},
+                                                    {kind: list(plans[1].get(kind, ()))}]}
     package_root = str(Path(__file__).resolve().parents[2])  # the child imports this very gr00t_trt
     # ModelOpt's scratch copies of the graph (GBs at full size, left behind when it fails) go next to the
     # graph, on the disk the user chose, and are removed with this folder whatever happens
@@ -334,7 +339,7 @@ def _child_main() -> None:
             feeds = [{name: stored[f"{i}/{name}"] for name in names} for i in range(count)]
         result = {"status": "ok", "value": quantize_graph(path, request["kind"], feeds, head_dim=request["head_dim"],
                                                           high_precision=request["high_precision"], isolate=False,
-                                                          mode=request["mode"])}
+                                                          mode=request["mode"], plans=request.get("plans"))}
     except ExportError as exc:
         result = {"status": "error", "message": str(exc)}
     except Exception as exc:  # report one line to the parent

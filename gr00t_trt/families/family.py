@@ -38,6 +38,8 @@ class FamilyExport(Protocol):
     FP8_PLAN: Mapping[str, Any]  # per-graph fp8 Q/DQ plan (which GEMMs are quantised)
     BUILTIN_EMBODIMENT_IDS: Mapping[str, int]  # the release's tag -> projector index (embodiment_id.json wins)
     INT8_PLAN: Mapping[str, Any]  # per-graph int8 W8A8 Q/DQ plan (which GEMMs are quantised)
+    FP8_KEEP: Mapping[str, Any]  # GEMMs (module paths with indices) kept high precision although planned
+    INT8_KEEP: Mapping[str, Any]
 
     def read_config(self, folder: Path) -> Any:
         """The checkpoint's config.json as the family's config object (one-line ConfigError otherwise)."""

@@ -22,11 +22,11 @@ from ...processing.modality import BUILTIN_EMBODIMENT_IDS
 from ...processing.modality import load_processor_spec as processor_spec
 from ...processing.position_grid import vision_declaration as _vision_declaration
 from ...processing.tokenizer import save_tokenizer
-from .fp8_plan import FP8_PLAN
-from .int8_plan import INT8_PLAN
+from .fp8_plan import FP8_KEEP, FP8_PLAN
+from .int8_plan import INT8_KEEP, INT8_PLAN
 
 __all__ = [
-    "BUILTIN_EMBODIMENT_IDS", "FP8_PLAN", "INT8_PLAN", "compare_layout", "count_components", "estimate_engines", "example_step", "expected_layout", "graph_modules", "host_processor", "load_reference",
+    "BUILTIN_EMBODIMENT_IDS", "FP8_KEEP", "FP8_PLAN", "INT8_KEEP", "INT8_PLAN", "compare_layout", "count_components", "estimate_engines", "example_step", "expected_layout", "graph_modules", "host_processor", "load_reference",
     "make_checkpoint", "manifest_tokens", "open_model", "preset_config", "processed_image_size", "processor_spec",
     "read_config", "reference_case", "timed_reference", "resolve_tokenizer", "save_tokenizer", "segment_modules", "static_dims",
     "vision_declaration",

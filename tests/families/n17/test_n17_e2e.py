@@ -75,3 +75,13 @@ def test_inspect_counts_the_full_n17_layout_from_headers(tmp_path):
         "action_decoder": 37_916_800, "position_embedding": 1_572_864, "dit": 1_091_722_240}
     assert (report.total_params_without_lm_head, report.total_params) == (3_144_016_000, 3_455_180_928)
     assert report.configured_embodiments[-1] == DROID
+
+
+@pytest.mark.parametrize("precision", ["fp8", "int8"])
+def test_quantised_precisions_are_refused_before_any_work_until_n17_has_a_plan(n17_tiny, tmp_path, precision):
+    from gr00t_trt.base.errors import ExportError
+
+    checkpoint, _ = n17_tiny
+    with pytest.raises(ExportError, match=f"GR00T N1.7 has no quantisation plan for backbone at {precision}"):
+        export_checkpoint(checkpoint, tmp_path / "out", ExportOptions(precision=precision))
+    assert not list(tmp_path.iterdir())  # refused before the staging folder
