@@ -17,8 +17,9 @@ The action-head graphs are N1.6's, at N1.7's widths.
 
 from __future__ import annotations
 
-from ...contract.dataflow import CARRY, GRID, OBS, STEP, Contract, Stage
+from ...contract.dataflow import GRID, OBS, Contract, Stage
 from ...contract.graphs import FLOAT, SHARED_DIMS, DimSpec, GraphSpec, TensorSpec
+from ..n16 import contract as n16
 from ..n16.contract import ACTION_DECODER, ACTION_ENCODER, DIT, STATE_ENCODER
 
 #: the DeepStack features the vision graph returns and the backbone adds after layers 0, 1, 2
@@ -74,12 +75,7 @@ DIT_CONTEXT = GraphSpec(
         _t("attention_mask", "bool", "B", "S"),
         _t("original_mask", "bool", "B", "S"),
     ),
-    outputs=(
-        _t("cross_k", FLOAT, "L", "B", "Hc", "S", "Dh"),
-        _t("cross_v", FLOAT, "L", "B", "Hc", "S", "Dh"),
-        _t("text_bias", FLOAT, "B", 1, 1, "S"),
-        _t("image_bias", FLOAT, "B", 1, 1, "S"),
-    ),
+    outputs=n16.DIT_CONTEXT.outputs,  # the cross K/V and masks the DiT reads, as N1.6's
     doc="VLLN, the VL self-attention (keys: the original's columns, its own padding included), the to_k/to_v "
         "of every cross-attention block once per control step, additive masks",
 )
@@ -96,12 +92,7 @@ CONTROL_STEP: tuple[Stage, ...] = (
                        "image_index": OBS, "position_ids": OBS, "attention_mask": OBS}, "backbone"),
     Stage("dit_context", {"backbone_features": "backbone", "image_mask": OBS, "attention_mask": OBS,
                           "original_mask": OBS}, "dit_context"),
-    Stage("state_encoder", {"state": OBS, "embodiment_id": OBS}, "action_head"),
-    Stage("action_encoder", {"actions": CARRY, "step": STEP, "embodiment_id": OBS}, "action_head", per_step=True),
-    Stage("dit", {"state_features": "state_encoder", "action_features": "action_encoder", "cross_k": "dit_context",
-                  "cross_v": "dit_context", "text_bias": "dit_context", "image_bias": "dit_context", "step": STEP},
-          "action_head", per_step=True),
-    Stage("action_decoder", {"dit_out": "dit", "actions": CARRY, "embodiment_id": OBS}, "action_head", per_step=True),
+    *n16.CONTROL_STEP[3:],  # the action unit: N1.6's stages
 )
 
 CONTRACT = Contract(family="n1.7", graphs=GRAPH_SPECS, dims=DIMS, control_step=CONTROL_STEP)
