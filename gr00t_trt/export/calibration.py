@@ -17,7 +17,7 @@ The same chain also gives the per-graph reference inputs and outputs of the CPU 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +27,7 @@ from ..base.errors import EmbodimentError, ExportError
 from ..contract.dataflow import CARRY_START, Contract
 from ..processing.observations import OBSERVATION_SUFFIX
 from ..runtime.buffers import fill_image_index
-from .examples import run_torch_graph
+from .examples import reference_grids, run_torch_graph
 
 #: synthetic calibration observations per exported embodiment (enough for max-abs ranges of random
 #: weights; pass recorded observations for a real robot)
@@ -136,20 +136,6 @@ def torch_runner(modules: dict, contract: Contract):
         return run_torch_graph(modules[name][1], contract.graphs[kind], feeds)
 
     return run
-
-
-def reference_grids(modules: dict) -> Callable[[str, int, int], np.ndarray]:
-    """``evaluate``'s per-size tables from the vision wrapper among ``modules`` (name → (kind, module,
-    dims)): its own PyTorch computation of them (``grid_feed``), for the export's example and calibration
-    steps and the preflight."""
-
-    def grids(name: str, height: int, width: int) -> np.ndarray:
-        found = [m for kind, m, _ in modules.values() if kind == "vision"]
-        if not found:
-            raise ExportError(f"no per-size table {name!r} for a {height}x{width} image — expected the vision graph")
-        return found[0].grid_feed(name, height, width)
-
-    return grids
 
 
 def chain_values(inputs, contract: Contract, *, slot_of: dict[int, int], noise: np.ndarray) -> dict:

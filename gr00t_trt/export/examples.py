@@ -9,6 +9,7 @@ differ from each other and from every static dim, so torch.export keeps them sym
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,8 +59,6 @@ class ExampleStep:
             return
         # vision: one call on the example batch (a size distinct from every static dim, so the image size
         # stays symbolic); each sample of the rest of the chain holds one of its images
-        from .calibration import reference_grids
-
         kind, _, _ = modules[graph_name("vision")]
         h, w = self.images.shape[1:3]
         grids = reference_grids(modules)
@@ -71,6 +70,20 @@ class ExampleStep:
                               "expected the config's pixels per token to give the same count")
         for name in self.contract.image_rows():  # [T = B·t, X]: sample b holds example image b
             self.values[name] = outputs[name][:EXAMPLE_BATCH].reshape(-1, outputs[name].shape[-1])
+
+
+def reference_grids(modules: dict) -> Callable[[str, int, int], np.ndarray]:
+    """``evaluate``'s per-size tables from the vision wrapper among ``modules`` (name → (kind, module,
+    dims)): its own PyTorch computation of them (``grid_feed``), for the export's example and calibration
+    steps and the preflight."""
+
+    def grids(name: str, height: int, width: int) -> np.ndarray:
+        found = [m for kind, m, _ in modules.values() if kind == "vision"]
+        if not found:
+            raise ExportError(f"no per-size table {name!r} for a {height}x{width} image — expected the vision graph")
+        return found[0].grid_feed(name, height, width)
+
+    return grids
 
 
 def run_torch_graph(module: torch.nn.Module, spec: GraphSpec, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

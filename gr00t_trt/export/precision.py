@@ -349,7 +349,8 @@ class ExportPrecision:
         """Run the calibration observations' control steps through the fp32 ``modules`` of one
         ``dataflow.segments`` piece (from ``start`` to ``stop``, before they are cast in place), recording
         the inputs of its fp8 graphs; ``later``: the kinds still to come (none fp8: nothing more to run)."""
-        from .calibration import GraphRecords, calibration_chains, recording, reference_grids, torch_runner
+        from .calibration import GraphRecords, calibration_chains, recording, torch_runner
+        from .examples import reference_grids
 
         kinds = {kind for kind, _, _ in modules.values()} | set(later)
         if self.calibration is None or not any(self.plan.of(kind) in QUANTISED for kind in kinds):

@@ -70,7 +70,8 @@ def preflight_export(
     ``checkpoint`` on ``observations`` (default: one synthetic observation per exported embodiment)."""
 
     from ..contract.manifest import load_manifest
-    from ..export.calibration import chain_graphs, reference_grids, torch_runner
+    from ..export.calibration import chain_graphs, torch_runner
+    from ..export.examples import reference_grids
     from ..export.precision import io_value, least_precise
     from ..processing.observations import synthetic_observation
 
