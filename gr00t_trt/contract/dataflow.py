@@ -31,6 +31,8 @@ from .graphs import DERIVED, DimSpec, GraphSpec, graph_name
 OBS, STEP, CARRY, GRID = "obs", "step", "carry", "grid"
 #: the carried value: its name at the encoder/decoder inputs, its start, and what replaces it each step
 CARRIED_INPUT, CARRY_START, CARRY_OUTPUT = "actions", "noise", ("action_decoder", "next_actions")
+#: the host input weighing each action row's Euler update (prefix conditioning; 1: the plain sampler)
+STEP_WEIGHT = "step_weight"
 #: stages a sub-chain may start from (the inputs of skipped stages become caller-provided values)
 STARTS = ("vision", "backbone", "dit_context")
 

@@ -5,14 +5,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..model.action_head import Gr00tActionHead, check_embodiment_slots
+from ..model.action_head import Gr00tActionHead, check_embodiment_slots, euler_update
 
 
 class ActionDecoderGraph(nn.Module):
-    """(dit_out [B, H, O], actions [B, H, Da], embodiment_id [B]) → (next_actions [B, H, Da],).
+    """(dit_out [B, H, O], actions [B, H, Da], embodiment_id [B], step_weight [B, H]) → (next_actions [B, H, Da],).
 
-    next_actions = actions + dt·velocity with dt = 1/N a constant of the graph (N = the config's
-    num_inference_timesteps at construction). The DiT graph already kept only the H action positions,
+    next_actions = actions + (dt·velocity)·step_weight with dt = 1/N a constant of the graph (N = the
+    config's num_inference_timesteps at construction). The per-row weight is a host input so prefix
+    conditioning (real-time chunking: 0 on frozen rows, a ramp over the rest of the overlap) runs in the
+    recorded programs; a weight of 1 multiplies exactly, so the plain sampler's bits are unchanged. The DiT graph already kept only the H action positions,
     so no slicing happens here (the decoder is token-wise, so this equals decoding 1+H and slicing).
     """
 
@@ -27,6 +29,8 @@ class ActionDecoderGraph(nn.Module):
         self.action_decoder = head.action_decoder.select(self.embodiment_slots, dtype or head.dtype)
         self.dt = 1.0 / head.config.num_inference_timesteps
 
-    def forward(self, dit_out: torch.Tensor, actions: torch.Tensor, embodiment_id: torch.Tensor):
+    def forward(self, dit_out: torch.Tensor, actions: torch.Tensor, embodiment_id: torch.Tensor,
+                step_weight: torch.Tensor):
         velocity = self.action_decoder(dit_out, embodiment_id)  # [B, H, Da]
-        return (actions + self.dt * velocity,)
+        return (euler_update(actions, self.dt * velocity, step_weight),)
+

@@ -104,5 +104,6 @@ def example_inputs(
         "text_bias": mask_bias(~image_mask & attention_mask, dtype),
         "image_bias": mask_bias(image_mask & attention_mask, dtype),
         "dit_out": randn(batch, c.action_horizon, c.hidden_size),
+        "step_weight": torch.rand(batch, c.action_horizon, generator=generator).to(device=device, dtype=dtype),
     }
     return tuple(values[t.name] for t in GRAPH_SPECS[kind].inputs)

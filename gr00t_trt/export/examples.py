@@ -96,6 +96,12 @@ def run_torch_graph(module: torch.nn.Module, spec: GraphSpec, feeds: dict[str, n
     return {t.name: r.detach().float().numpy() for t, r in zip(spec.outputs, result, strict=True)}
 
 
+def example_step_weight(horizon: int) -> np.ndarray:
+    """float32 [EXAMPLE_BATCH, H] per-row update weights from 0 to 1 (prefix conditioning's range), so the
+    example step exercises the weighted Euler update; deterministic (no draw from the example's rng)."""
+    return np.broadcast_to(np.linspace(0.0, 1.0, horizon, dtype=np.float32), (EXAMPLE_BATCH, horizon)).copy()
+
+
 def example_step(config, slots: list[int] | None, *, start: str = "vision", seed: int = 0) -> ExampleStep:
     """The inputs of one example control step from ``start`` (vision, or dit_context: the action head alone
     on example backbone features); ``ExampleStep.run`` then runs it through the graphs piece by piece."""
@@ -114,6 +120,7 @@ def example_step(config, slots: list[int] | None, *, start: str = "vision", seed
         "embodiment_id": np.array([0, min(1, n_slots - 1)], dtype=np.int64),
         CARRY_START: rng.standard_normal(
             (EXAMPLE_BATCH, config.action_horizon, config.max_action_dim)).astype(np.float32),
+        "step_weight": example_step_weight(config.action_horizon),
     }
     if start == "dit_context":  # the action head alone: example backbone features
         from .action_head_graphs import example_masks

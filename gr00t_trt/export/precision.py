@@ -38,6 +38,7 @@ from ..base.errors import ExportError
 from ..bench.devices import DEVICES
 from ..families.n16.fp8_plan import FP8_DEFAULTS
 from ..families.n16.int8_plan import INT8_DEFAULTS, INT8_PLAN
+from ..model.action_head import euler_update
 
 PRECISIONS = ("fp32", "fp16", "bf16", "fp8", "int8")
 #: precisions written as Q/DQ by ModelOpt after an fp32 export, calibrated on the graph's own inputs
@@ -246,7 +247,7 @@ def _named_forward(run, input_names: list[str]):
 
 class HalfDecoderGraph(nn.Module):
     """``action_decoder`` with the velocity MLP in half precision and the Euler update
-    ``actions + dt·velocity`` in fp32 (the update is where per-step rounding would accumulate)."""
+    ``actions + (dt·velocity)·step_weight`` in fp32 (the update is where per-step rounding would accumulate)."""
 
     def __init__(self, graph: nn.Module, compute: torch.dtype, io: torch.dtype, saturate: float | None):
         super().__init__()
@@ -254,12 +255,13 @@ class HalfDecoderGraph(nn.Module):
         self.dt = graph.dt
         self.compute, self.io, self.saturate = compute, io, saturate
 
-    def forward(self, dit_out: torch.Tensor, actions: torch.Tensor, embodiment_id: torch.Tensor):
+    def forward(self, dit_out: torch.Tensor, actions: torch.Tensor, embodiment_id: torch.Tensor,
+                step_weight: torch.Tensor):
         x = dit_out.to(self.compute)
         if self.saturate is not None:
             x = x.clamp(-self.saturate, self.saturate)
         velocity = self.action_decoder(x, embodiment_id).float()  # [B, H, Da]
-        return ((actions.float() + self.dt * velocity).to(self.io),)
+        return (euler_update(actions.float(), self.dt * velocity, step_weight).to(self.io),)
 
 
 def precision_module(kind: str, module: nn.Module, precision: str, activation_dtype: str,

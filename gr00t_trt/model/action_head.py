@@ -341,6 +341,14 @@ class AlternateVLDiT(nn.Module):
 
 
 # ------------------------------------------------------------------------------------------ action head
+def euler_update(actions: torch.Tensor, step: torch.Tensor, step_weight: torch.Tensor | None) -> torch.Tensor:
+    """actions + step·weight per row ([B, H, Da] + [B, H, Da]·[B, H, 1]); no weight: the plain update
+    (a weight of 1 multiplies exactly, so both give the same bits)."""
+    if step_weight is None:
+        return actions + step
+    return actions + step * step_weight.to(step.dtype).unsqueeze(-1)
+
+
 @dataclass
 class ReferenceStep:
     """Intermediates of one reference Euler step (for lock-step and per-graph verification)."""
@@ -349,7 +357,7 @@ class ReferenceStep:
     action_features: torch.Tensor  # [B, H, C], action encoder + position embedding
     dit_out: torch.Tensor  # [B, H, O], DiT output at the action positions
     velocity: torch.Tensor  # [B, H, Da]
-    next_actions: torch.Tensor  # [B, H, Da], x + dt·velocity
+    next_actions: torch.Tensor  # [B, H, Da], x + (dt·velocity)·step_weight
 
 
 class Gr00tActionHead(nn.Module):
@@ -400,8 +408,10 @@ class Gr00tActionHead(nn.Module):
         image_mask: torch.Tensor,
         attention_mask: torch.Tensor,
         embodiment_id: torch.Tensor,
+        step_weight: torch.Tensor | None = None,
     ) -> ReferenceStep:
-        """One Euler step from actions x [B, H, Da] at step k, with every intermediate returned.
+        """One Euler step from actions x [B, H, Da] at step k, with every intermediate returned;
+        ``step_weight`` [B, H] scales each row's update (prefix conditioning), None: 1.
 
         ``vl`` is the VLLN output (``encode_context``), ``state_features`` the state token
         (``encode_state``). Nothing is cached across steps: the timestep MLP and the K/V projections
@@ -422,7 +432,7 @@ class Gr00tActionHead(nn.Module):
             action_features=action_features,
             dit_out=dit_out[:, -horizon:],
             velocity=velocity,
-            next_actions=x + dt * velocity,
+            next_actions=euler_update(x, dt * velocity, step_weight),
         )
 
     def reference_step(
@@ -434,10 +444,11 @@ class Gr00tActionHead(nn.Module):
         image_mask: torch.Tensor,
         attention_mask: torch.Tensor,
         embodiment_id: torch.Tensor,
+        step_weight: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """One Euler step: x_{k+1} = x_k + dt·v(x_k, τ_k)."""
+        """One Euler step: x_{k+1} = x_k + (dt·v(x_k, τ_k))·w (w = step_weight per row, default 1)."""
         return self.reference_step_outputs(
-            x, k, vl, state_features, image_mask, attention_mask, embodiment_id
+            x, k, vl, state_features, image_mask, attention_mask, embodiment_id, step_weight
         ).next_actions
 
     # ---------------------------------------------------------------- the sampler
@@ -449,15 +460,23 @@ class Gr00tActionHead(nn.Module):
         state: torch.Tensor,
         embodiment_id: torch.Tensor,
         noise: torch.Tensor,
+        step_weight: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The original flow-matching sampler, unoptimised: N Euler steps from ``noise`` [B, H, Da] to the
-        normalised, padded action chunk ``action_pred`` [B, H, Da], in the module's dtype."""
+        normalised, padded action chunk ``action_pred`` [B, H, Da], in the module's dtype.
+
+        Prefix conditioning (real-time chunking, Isaac-GR00T N1.7's sampler): ``noise`` carries the seeded
+        prefix rows and ``step_weight`` [B, H] the per-row strength of every update
+        (``runtime/prefix.py`` makes both); None is the plain sampler."""
         self.check_inputs(backbone_features, image_mask, attention_mask, state, embodiment_id, noise)
+        if step_weight is not None and tuple(step_weight.shape) != (noise.shape[0], self.config.action_horizon):
+            raise ObservationError(f"step_weight has shape {tuple(step_weight.shape)} — expected "
+                                   f"{[noise.shape[0], self.config.action_horizon]}")
         vl = self.encode_context(backbone_features)  # [B, S, E], once
         state_features = self.encode_state(state, embodiment_id)  # [B, 1, C], once
         x = noise.to(self.dtype)
         for k in range(self.config.num_inference_timesteps):
-            x = self.reference_step(x, k, vl, state_features, image_mask, attention_mask, embodiment_id)
+            x = self.reference_step(x, k, vl, state_features, image_mask, attention_mask, embodiment_id, step_weight)
         return x
 
     def check_inputs(

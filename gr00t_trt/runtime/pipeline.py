@@ -30,6 +30,7 @@ from ..contract.dataflow import (
     GRID,
     OBS,
     STEP,
+    STEP_WEIGHT,
     GraphRunner,
     Stage,
     image_groups,
@@ -157,15 +158,18 @@ class Pipeline:
         self.close()
 
     # ----------------------------------------------------------------- hot path
-    def run(self, inputs: ModelInputsLike | HeadInputs, noise: np.ndarray, *, start: str = "vision") -> np.ndarray:
+    def run(self, inputs: ModelInputsLike | HeadInputs, noise: np.ndarray, *, start: str = "vision",
+            step_weight: np.ndarray | None = None) -> np.ndarray:
         """Normalised actions float32 [B, H, Da] from model inputs and initial noise [B, H, Da].
 
-        ``start="dit_context"`` runs the action head alone on ``HeadInputs`` (given backbone features)."""
+        ``start="dit_context"`` runs the action head alone on ``HeadInputs`` (given backbone features).
+        ``step_weight`` float [B, H]: each row's weight in every Euler update (prefix conditioning,
+        ``runtime/prefix.py``); None: 1 everywhere, the plain sampler."""
         began = time.perf_counter()
-        batch, seq = self.check(inputs, noise, start=start)
+        batch, seq = self.check(inputs, noise, start=start, step_weight=step_weight)
         images = tuple(inputs.images) if start == "vision" else ()
         plan = self._plan(BucketKey(batch, self._padded(seq), tuple(im.shape[:2] for im in images), start))
-        plan.fill(inputs, noise)
+        plan.fill(inputs, noise, step_weight)
         be = self.backend
         for buf in plan.uploads:
             be.upload(buf)
@@ -185,7 +189,15 @@ class Pipeline:
         np.copyto(plan.action_pred, plan.result.host)
         return plan.action_pred
 
-    def check(self, inputs: Any, noise: np.ndarray, *, start: str = "vision") -> tuple[int, int]:
+    @property
+    def takes_step_weight(self) -> bool:
+        """Whether the export's action decoder weighs each row's update (exports before prefix conditioning
+        do not: they run the plain sampler only)."""
+        decoder = self.graphs.get("action_decoder")
+        return decoder is not None and any(t.name == STEP_WEIGHT for t in decoder.inputs)
+
+    def check(self, inputs: Any, noise: np.ndarray, *, start: str = "vision",
+              step_weight: np.ndarray | None = None) -> tuple[int, int]:
         """Validate shapes, dtypes and limits with one-line errors; returns (B, S)."""
         if start not in ("vision", "dit_context"):
             raise Gr00tTrtError(f"a control step runs from 'vision' or 'dit_context', not {start!r}")
@@ -222,9 +234,21 @@ class Pipeline:
             raise ObservationError(f"noise must be float32 [{batch}, {h}, {da}], got {_describe(noise)}")
         if not np.isfinite(noise).all():
             raise ObservationError("noise contains NaN or inf — expected finite standard-normal samples")
+        if step_weight is not None:
+            self._check_step_weight(step_weight, batch)
         if start == "vision":
             self._check_images(inputs)
         return batch, seq
+
+    def _check_step_weight(self, weight: Any, batch: int) -> None:
+        if not self.takes_step_weight:
+            raise ManifestError("this export's action_decoder has no step_weight input (it was made before prefix "
+                                "conditioning) — re-export it with `gr00t-trt export` to pass a prefix")
+        h = self.dims["H"]
+        if not isinstance(weight, np.ndarray) or weight.shape != (batch, h) or weight.dtype.kind != "f":
+            raise ObservationError(f"step_weight must be float [{batch}, {h}], got {_describe(weight)}")
+        if not np.isfinite(weight).all():
+            raise ObservationError("step_weight contains NaN or inf — expected per-row weights in [0, 1]")
 
     def _check_sequence_inputs(self, inputs: Any, start: str, batch: int, seq: int) -> None:
         """The family's further per-token inputs (e.g. position ids, masks): shape and dtype as declared."""
@@ -321,11 +345,12 @@ class Pipeline:
 
         return run
 
-    def host_values(self, inputs: Any, noise: np.ndarray, *, start: str = "vision", padded: bool = True) -> dict[str, Any]:
+    def host_values(self, inputs: Any, noise: np.ndarray, *, start: str = "vision", padded: bool = True,
+                    step_weight: np.ndarray | None = None) -> dict[str, Any]:
         """The caller-provided values of a (sub-)chain as the hot path writes them — padded to the bucket
         (unless ``padded=False``), embodiment slots, each in its consumer's dtype — plus ``images`` (a list,
         LLM order) and the noise: what ``evaluate`` takes. Fresh arrays (slow paths only)."""
-        batch, seq = self.check(inputs, noise, start=start)
+        batch, seq = self.check(inputs, noise, start=start, step_weight=step_weight)
         sizes = {**self.dims, "B": batch, "S": self._padded(seq) if padded else seq}
         stages = self.contract.chain(start)
         run = {s.kind for s in stages}
@@ -334,10 +359,13 @@ class Pipeline:
             if name == "images":
                 values[name] = list(inputs.images)
                 continue
+            if name == STEP_WEIGHT and not self.takes_step_weight:  # an older export: its graph ignores it
+                values[name] = np.ones((batch, self.dims["H"]), np.float32)
+                continue
             tensor = next(self.graphs[s.kind].tensor(name) for s in stages
                           if name in s.feeds and (s.feeds[name] == OBS or s.feeds[name] not in run))
             values[name] = np.empty(tensor.shape(sizes), numpy_dtype(tensor.dtype))
-            _writer(name, self)(values[name], inputs, noise, None)
+            _writer(name, self)(values[name], inputs, noise, _HostWeight(step_weight))
         return values
 
     def run_stages(self, inputs: ModelInputsLike, noise: np.ndarray) -> dict[str, Any]:
@@ -505,8 +533,9 @@ class _Plan:
         return buf
 
     # ----------------------------------------------------------------- per call
-    def fill(self, inputs: Any, noise: np.ndarray) -> None:
+    def fill(self, inputs: Any, noise: np.ndarray, step_weight: np.ndarray | None = None) -> None:
         """Write one control step's host inputs into this bucket's buffers (allocation-free)."""
+        self.step_weight = step_weight
         for write, dst in self._writers:
             write(dst, inputs, noise, self)
 
@@ -532,6 +561,8 @@ def _writer(value: str, pipe: Pipeline) -> Callable[..., None]:
         return lambda dst, x, noise, plan: pipe.slots(x.embodiment_id, dst)
     if value == "actions_0":
         return lambda dst, x, noise, plan: np.copyto(dst, noise, casting="unsafe")
+    if value == STEP_WEIGHT:
+        return _write_step_weight
     if value.startswith("images_"):
         def images(dst, x, noise, plan):
             for host, positions in plan._image_groups:
@@ -543,6 +574,21 @@ def _writer(value: str, pipe: Pipeline) -> Callable[..., None]:
         fill, axis = padding(value, pipe.manifest), pipe.sequence_inputs[value]
         return lambda dst, x, noise, plan: pad_right(dst, getattr(x, value), fill, axis)
     raise ManifestError(f"the runtime does not know how to fill host input {value!r} — update the Pipeline's writers")
+
+
+def _write_step_weight(dst: np.ndarray, x: Any, noise: np.ndarray, plan: Any) -> None:
+    """The per-row update weights of this call, or 1 everywhere (the plain sampler) when none are given."""
+    if plan.step_weight is None:
+        dst.fill(1)
+    else:
+        np.copyto(dst, plan.step_weight, casting="unsafe")
+
+
+class _HostWeight:
+    """What ``_write_step_weight`` reads when the slow path writes host values without a bucket's plan."""
+
+    def __init__(self, step_weight: np.ndarray | None) -> None:
+        self.step_weight = step_weight
 
 
 def padding(name: str, manifest: Manifest) -> int | bool:

@@ -17,7 +17,7 @@ An input's source in ``CONTROL_STEP`` is explained in ``contract/dataflow.py``.
 
 from __future__ import annotations
 
-from ...contract.dataflow import CARRY, GRID, OBS, STEP, Contract, Stage
+from ...contract.dataflow import CARRY, GRID, OBS, STEP, STEP_WEIGHT, Contract, Stage
 from ...contract.graphs import FLOAT, SHARED_DIMS, DimSpec, GraphSpec, TensorSpec
 
 
@@ -103,9 +103,11 @@ ACTION_DECODER = GraphSpec(
         _t("dit_out", FLOAT, "B", "H", "O"),
         _t("actions", FLOAT, "B", "H", "Da"),
         _t("embodiment_id", "int64", "B"),
+        _t(STEP_WEIGHT, FLOAT, "B", "H"),
     ),
     outputs=(_t("next_actions", FLOAT, "B", "H", "Da"),),
-    doc="CategorySpecificMLP velocity and the Euler update actions + dt * velocity",
+    doc="CategorySpecificMLP velocity and the Euler update actions + (dt * velocity) * step_weight per row "
+        "(1 everywhere: the plain sampler; 0 / a ramp on prefix rows: real-time chunking)",
 )
 
 #: Every graph kind, in the order a control step runs them.
@@ -127,7 +129,8 @@ CONTROL_STEP: tuple[Stage, ...] = (
     Stage("dit", {"state_features": "state_encoder", "action_features": "action_encoder", "cross_k": "dit_context",
                   "cross_v": "dit_context", "text_bias": "dit_context", "image_bias": "dit_context", "step": STEP},
           "action_head", per_step=True),
-    Stage("action_decoder", {"dit_out": "dit", "actions": CARRY, "embodiment_id": OBS}, "action_head", per_step=True),
+    Stage("action_decoder", {"dit_out": "dit", "actions": CARRY, "embodiment_id": OBS, STEP_WEIGHT: OBS},
+          "action_head", per_step=True),
 )
 
 CONTRACT = Contract(family="n1.6", graphs=GRAPH_SPECS, dims=DIMS, control_step=CONTROL_STEP)

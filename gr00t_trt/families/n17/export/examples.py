@@ -20,6 +20,7 @@ from ....export.examples import (
     EXAMPLE_ROWS,
     EXAMPLE_TEXT,
     ExampleStep,
+    example_step_weight,
 )
 from ..config import N17Config
 from ..contract import CONTRACT
@@ -58,6 +59,7 @@ def n17_example_step(config: N17Config, slots: list[int] | None, *, start: str =
         "state": rng.standard_normal((EXAMPLE_BATCH, 1, config.max_state_dim)).astype(np.float32),
         "embodiment_id": np.array([0, min(1, n_slots - 1)], dtype=np.int64),
         CARRY_START: rng.standard_normal((EXAMPLE_BATCH, config.action_horizon, config.max_action_dim)).astype(np.float32),
+        "step_weight": example_step_weight(config.action_horizon),
     }
     if start == "dit_context":
         values["backbone_features"] = rng.standard_normal((EXAMPLE_BATCH, seq, config.backbone_embedding_dim)).astype(np.float32)
