@@ -30,7 +30,7 @@ class ActionDecoderGraph(nn.Module):
         self.dt = 1.0 / head.config.num_inference_timesteps
 
     def forward(self, dit_out: torch.Tensor, actions: torch.Tensor, embodiment_id: torch.Tensor,
-                step_weight: torch.Tensor):
+                step_weight: torch.Tensor | None = None):
         velocity = self.action_decoder(dit_out, embodiment_id)  # [B, H, Da]
         return (euler_update(actions, self.dt * velocity, step_weight),)
 

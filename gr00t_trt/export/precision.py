@@ -256,7 +256,7 @@ class HalfDecoderGraph(nn.Module):
         self.compute, self.io, self.saturate = compute, io, saturate
 
     def forward(self, dit_out: torch.Tensor, actions: torch.Tensor, embodiment_id: torch.Tensor,
-                step_weight: torch.Tensor):
+                step_weight: torch.Tensor | None = None):
         x = dit_out.to(self.compute)
         if self.saturate is not None:
             x = x.clamp(-self.saturate, self.saturate)

@@ -260,3 +260,38 @@ def _reference_state(raw_state: Mapping[str, np.ndarray], state_key: str, action
             f"raw state {state_key!r} must be [{batch}, T, {dim}] to decode action {action_key!r}, got {list(state.shape)}"
         )
     return state[:, -1, :]  # last observed step is the reference frame
+
+
+# ------------------------------------------------------------------------------------------ prefixes
+def encode_prefix(prefix: object, spec: EmbodimentSpec, raw_state: Mapping[str, np.ndarray], batch: int,
+                  flat: bool = False) -> np.ndarray:
+    """Physical actions of an earlier chunk to continue, ``{key: [B, n, width]}`` exactly as ``get_action``
+    returns them (``"action.<key>"`` keys for a flat observation), -> normalised float32 [B, n, Da]: the
+    exact inverse of decoding with the *current* observation's state (rows 0 … n−1 of the new chunk's
+    statistics). Min/max keys outside their statistics come back clipped, as decoding clips."""
+    if not isinstance(prefix, Mapping):
+        raise ObservationError(f"prefix must be a dict {{action key: [B, n, width]}}, got {type(prefix).__name__}")
+    names = {(f"action.{key}" if flat else key): key for key in spec.action_keys}
+    unknown = sorted(str(k) for k in prefix if k not in names)
+    missing = sorted(k for k in names if k not in prefix)
+    if unknown or missing:
+        raise ObservationError(f"prefix keys {sorted(map(str, prefix))} — expected exactly {sorted(names)} "
+                               f"(missing {missing}, unknown {unknown})")
+    rows, actions = None, {}
+    for name, key in names.items():
+        value = prefix[name]
+        width = spec.action_dims[key]
+        if not isinstance(value, np.ndarray) or value.dtype.kind != "f":
+            raise ObservationError(f"prefix[{name!r}] must be a float array [B, n, {width}], got {type(value).__name__}"
+                                   f"{'' if not isinstance(value, np.ndarray) else f' {value.dtype}'}")
+        n = value.shape[1] if value.ndim == 3 else None
+        if value.ndim != 3 or value.shape[0] != batch or value.shape[2] != width or (rows is not None and n != rows):
+            expected = f"[{batch}, {rows if rows is not None else 'n'}, {width}]"
+            raise ObservationError(f"prefix[{name!r}] has shape {list(value.shape)} — expected {expected}")
+        if not 1 <= n <= spec.action_horizon:
+            raise ObservationError(f"prefix[{name!r}] has {n} rows — expected 1..{spec.action_horizon} (the "
+                                   f"action horizon of {spec.tag!r})")
+        if not np.isfinite(value).all():
+            raise ObservationError(f"prefix[{name!r}] contains NaN or inf — expected finite physical actions")
+        rows, actions[key] = n, value
+    return encode_actions(actions, spec, raw_state)

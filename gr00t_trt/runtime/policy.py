@@ -20,12 +20,14 @@ from ..base.errors import BackendError, EmbodimentError, ObservationError
 from ..contract.manifest import Manifest, load_manifest
 from .backend import Backend
 from .pipeline import Pipeline
+from .prefix import PREFIX, PREFIX_OPTIONS, check_prefix_options, plan_prefix
 from .registry import backend_names, make_backend
 
 #: kept for callers of earlier versions: the names ``Policy.load(backend=...)`` accepts
 BACKENDS = backend_names()
-#: what ``get_action``'s ``options`` may hold (a server request's ``options`` likewise)
-OPTION_KEYS = ("embodiment", "noise", "seed")
+#: what ``get_action``'s ``options`` may hold (a server request's ``options`` likewise); the prefix options
+#: are real-time chunking's (``runtime/prefix.py``, Isaac-GR00T's ``rtc_*`` names)
+OPTION_KEYS = ("embodiment", "noise", "seed", *PREFIX_OPTIONS)
 
 
 class Policy:
@@ -68,6 +70,13 @@ class Policy:
         arguments win over it). ``info``: ``timings_ms`` of this call, the ``embodiment``, the ``seed``, how
         the ``noise`` was made, the ``backend`` and the ``export``'s identity (source checkpoint,
         fingerprint, format); option keys it does not know are listed in ``ignored_options``.
+
+        Prefix conditioning (real-time chunking): ``options["prefix"]`` holds the actions the new chunk must
+        continue, ``{key: float [B, n, width]}`` in physical units exactly as this method returns them
+        (usually the executing chunk's unexecuted tail), with Isaac-GR00T's ``rtc_overlap_steps`` (rows
+        seeded from the prefix's last rows, default n), ``rtc_frozen_steps`` (rows kept exactly, default 0),
+        ``rtc_ramp_rate`` and ``action_horizon`` (see ``runtime/prefix.py``); ``info["prefix"]`` echoes the
+        plan. Without a prefix the result is bit-identical to the plain sampler's.
         """
         if options is not None and not isinstance(options, dict):
             raise ObservationError(f"options must be a dict (embodiment, seed, noise) or None, got {type(options).__name__}")
@@ -75,7 +84,8 @@ class Policy:
         embodiment = options.get("embodiment") if embodiment is None else embodiment
         noise = options.get("noise") if noise is None else noise
         seed = options.get("seed") if seed is None else seed
-        actions, timings, tag = self._run(obs, embodiment, noise, seed)
+        prefix = options if check_prefix_options(options) else None
+        actions, timings, tag, plan = self._run(obs, embodiment, noise, seed, prefix)
         info: dict[str, Any] = {
             "timings_ms": timings,
             "embodiment": tag,
@@ -84,6 +94,8 @@ class Policy:
             "backend": self.pipeline.backend.name,
             "export": export_identity(self.manifest),
         }
+        if plan is not None:
+            info["prefix"] = {"overlap": plan.overlap, "frozen": plan.frozen, "ramp_rate": plan.ramp_rate}
         ignored = sorted(str(k) for k in options if k not in OPTION_KEYS)
         if ignored:
             info["ignored_options"] = ignored
@@ -99,8 +111,8 @@ class Policy:
         """
         return self._run(obs, embodiment, noise, seed)[0]
 
-    def _run(self, obs: dict, embodiment: str | None, noise: np.ndarray | None,
-             seed: int | None) -> tuple[dict[str, np.ndarray], dict[str, float], str]:
+    def _run(self, obs: dict, embodiment: str | None, noise: np.ndarray | None, seed: int | None,
+             prefix: dict[str, Any] | None = None) -> tuple[dict[str, np.ndarray], dict[str, float], str, Any]:
         _check_seed(seed)
         with self._lock:
             if self._closed:  # the backend's own message would name its activate(), which a Policy user never calls
@@ -115,7 +127,12 @@ class Policy:
                 noise = np.random.default_rng(seed).standard_normal(shape, dtype=np.float32)
             elif isinstance(noise, np.ndarray) and noise.dtype == np.dtype(np.float32).newbyteorder():
                 noise = noise.astype(np.float32)  # big-endian float32 (as state is accepted): same values
-            action_pred = self.pipeline.run(inputs, noise)
+            plan = None
+            if prefix is None:
+                action_pred = self.pipeline.run(inputs, noise)
+            else:
+                noise, weights, plan = self._condition(inputs, tag, noise, prefix)
+                action_pred = self.pipeline.run(inputs, noise, step_weight=weights)
             ran = time.perf_counter()
             actions = self.preprocessor.decode(action_pred.copy(), inputs)  # the pipeline reuses its buffer
             done = time.perf_counter()
@@ -125,7 +142,19 @@ class Policy:
             timings["decode"] = (done - ran) * 1e3
             timings["total"] = (done - start) * 1e3
             self.last_timings = timings
-            return actions, dict(timings), tag
+            return actions, dict(timings), tag, plan
+
+    def _condition(self, inputs: Any, tag: str, noise: np.ndarray, options: dict[str, Any]):
+        """(seeded initial actions, step weights [B, H], the plan) for a prefix (``runtime/prefix.py``)."""
+        from ..processing.actions import encode_prefix
+
+        batch, horizon = inputs.embodiment_id.shape[0], self.manifest.dims["H"]
+        # the noise's shape and that the export takes step weights (else: re-export), before any work
+        self.pipeline.check(inputs, noise, step_weight=np.ones((batch, horizon), np.float32))
+        spec = self.preprocessor.spec.embodiment(tag)
+        normalised = encode_prefix(options[PREFIX], spec, inputs.raw_state, batch, flat=inputs.flat)
+        plan = plan_prefix(options, normalised.shape[1], spec.action_horizon)
+        return plan.seed(noise, normalised), plan.weights(batch, horizon), plan
 
     def validate(self, obs: dict, embodiment: str | None = None) -> str:
         """Check an observation as ``get_action`` would (keys, dtypes, shapes, batch, prompt length, image

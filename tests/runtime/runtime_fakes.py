@@ -43,6 +43,11 @@ class FakeSpec:
     pad: int = 39
     sizes: dict = field(default_factory=lambda: {(4, 6): 6, (8, 4): 8})  # named size -> tokens (h/R)·(w/R)
     embodiments: dict = field(default_factory=lambda: {"robot_a": (3, 0), "robot_b": (7, 1)})  # tag -> (id, slot)
+    step_weight: bool = True  # False: an export made before prefix conditioning (no action_decoder step_weight)
+
+    def inputs(self, kind: str):
+        """The declared inputs of a graph kind this fake export has."""
+        return tuple(t for t in GRAPH_SPECS[kind].inputs if self.step_weight or t.name != "step_weight")
 
     @property
     def slots(self) -> dict[int, int]:
@@ -80,15 +85,16 @@ class _Builder:
         self.nodes.append(helper.make_node(op_type, list(inputs), [out], **attrs))
         return out
 
-    def model(self, kind: str, dims: dict[str, int]) -> onnx.ModelProto:
+    def model(self, kind: str, dims: dict[str, int], inputs=None) -> onnx.ModelProto:
         spec = GRAPH_SPECS[kind]
+        inputs = spec.inputs if inputs is None else inputs
 
         def info(t):
             dtype = self.ft if t.dtype == "float" else np.dtype(t.dtype)
             shape = [d if isinstance(d, int) else dims.get(d, d) for d in t.dims]
             return helper.make_tensor_value_info(t.name, _ONNX[dtype], shape)
 
-        graph = helper.make_graph(self.nodes, self.name, [info(t) for t in spec.inputs],
+        graph = helper.make_graph(self.nodes, self.name, [info(t) for t in inputs],
                                   [info(t) for t in spec.outputs], initializer=self.inits)
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)], ir_version=10)
         onnx.checker.check_model(model)
@@ -204,8 +210,11 @@ def _action_decoder(w: Weights, p) -> onnx.ModelProto:
     g = _Builder("action_decoder", p)
     weight = g.op("Gather", g.const(w.wd), "embodiment_id", axis=0)  # [B, O, Da]
     velocity = g.op("Tanh", g.op("MatMul", "dit_out", weight))
-    g.op("Add", "actions", g.op("Mul", velocity, g.const(np.float32(1 / w.spec.steps))), out="next_actions")
-    return g.model("action_decoder", w.spec.dims)
+    step = g.op("Mul", velocity, g.const(np.float32(1 / w.spec.steps)))
+    if w.spec.step_weight:  # per-row weight of the update (prefix conditioning)
+        step = g.op("Mul", step, g.op("Unsqueeze", "step_weight", g.const(np.array([-1], np.int64))))
+    g.op("Add", "actions", step, out="next_actions")
+    return g.model("action_decoder", w.spec.dims, w.spec.inputs("action_decoder"))
 
 
 _BUILDERS = {"backbone": _backbone, "dit_context": _dit_context, "state_encoder": _state_encoder,
@@ -246,8 +255,9 @@ class FakeExport:
         grid = _round(resample_grid(w.table, rows * d["U"], cols * d["U"]), self.p("vision"))
         return _round((x.T @ w.patch + grid.reshape(-1, d["Dv"])) @ w.project, self.p("vision"))
 
-    def reference(self, inputs, noise: np.ndarray, steps=None) -> dict:
-        """The expected results, unpadded, straight from the math (image rows in LLM order)."""
+    def reference(self, inputs, noise: np.ndarray, steps=None, step_weight=None) -> dict:
+        """The expected results, unpadded, straight from the math (image rows in LLM order);
+        ``step_weight`` [B, H] weighs each row's update (None: 1)."""
         w, d, spec = self.weights, self.spec.dims, self.spec
         r = self.p
         image_embeds = (np.concatenate([self.vision(im) for im in inputs.images]) if inputs.images
@@ -281,7 +291,10 @@ class FakeExport:
             o = out.transpose(0, 2, 1, 3).reshape(B, d["H"], -1)
             dit_out = _round(o @ w.wo + w.to[step][None, None], r("dit"))
             velocity = np.tanh(_round(dit_out, r("action_decoder")) @ w.wd[slots])
-            actions = _round(_round(actions, r("action_decoder")) + velocity / spec.steps, r("action_decoder"))
+            update = velocity / spec.steps
+            if step_weight is not None:
+                update = update * _round(step_weight.astype(np.float32), r("action_decoder"))[..., None]
+            actions = _round(_round(actions, r("action_decoder")) + update, r("action_decoder"))
             per_step.append(actions)
         return {"image_embeds": image_embeds,
                 "backbone_features": features, "state_features": sf, "actions": per_step, "action_pred": actions}
@@ -343,7 +356,7 @@ def write_fake_export(folder: Path, precisions: dict[str, str] | None = None, se
 
         float_name = (io or _FLOAT[precision]).name
         inputs, outputs = ([TensorSpec(t.name, float_name if t.dtype == "float" else t.dtype, t.dims) for t in ts]
-                           for ts in (spec.inputs, spec.outputs))
+                           for ts in (fake.inputs(kind), spec.outputs))
         graphs[name] = GraphEntry(name, kind, f"{name}.onnx", precision, tuple(inputs), tuple(outputs), gdims)
         for file in (f"{name}.onnx", f"{name}.onnx.data"):
             files[file] = sha256_file(folder / file)
