@@ -277,21 +277,24 @@ def encode_prefix(prefix: object, spec: EmbodimentSpec, raw_state: Mapping[str, 
     if unknown or missing:
         raise ObservationError(f"prefix keys {sorted(map(str, prefix))} — expected exactly {sorted(names)} "
                                f"(missing {missing}, unknown {unknown})")
-    rows, actions = None, {}
+    first, actions = None, {}
     for name, key in names.items():
         value = prefix[name]
         width = spec.action_dims[key]
         if not isinstance(value, np.ndarray) or value.dtype.kind != "f":
             raise ObservationError(f"prefix[{name!r}] must be a float array [B, n, {width}], got {type(value).__name__}"
                                    f"{'' if not isinstance(value, np.ndarray) else f' {value.dtype}'}")
-        n = value.shape[1] if value.ndim == 3 else None
-        if value.ndim != 3 or value.shape[0] != batch or value.shape[2] != width or (rows is not None and n != rows):
-            expected = f"[{batch}, {rows if rows is not None else 'n'}, {width}]"
-            raise ObservationError(f"prefix[{name!r}] has shape {list(value.shape)} — expected {expected}")
+        if value.ndim != 3 or value.shape[0] != batch or value.shape[2] != width:
+            raise ObservationError(f"prefix[{name!r}] has shape {list(value.shape)} — expected [{batch}, n, {width}]")
+        n = value.shape[1]
+        if first is not None and n != prefix[first].shape[1]:
+            raise ObservationError(f"prefix[{name!r}] has {n} rows but prefix[{first!r}] has "
+                                   f"{prefix[first].shape[1]} — every key needs the same rows")
         if not 1 <= n <= spec.action_horizon:
             raise ObservationError(f"prefix[{name!r}] has {n} rows — expected 1..{spec.action_horizon} (the "
                                    f"action horizon of {spec.tag!r})")
         if not np.isfinite(value).all():
             raise ObservationError(f"prefix[{name!r}] contains NaN or inf — expected finite physical actions")
-        rows, actions[key] = n, value
+        first = first or name
+        actions[key] = value
     return encode_actions(actions, spec, raw_state)

@@ -10,6 +10,7 @@ from gr00t_trt.processing.actions import (
     absolute_to_relative,
     decode_actions,
     encode_actions,
+    encode_prefix,
     matrix_to_rot6d,
     matrix_to_rotvec,
     relative_to_absolute,
@@ -125,6 +126,57 @@ def test_encode_decode_round_trip(spec, tag):
     for key in emb.action_keys:
         assert decoded[key].shape == (2, emb.action_horizon, emb.action_dims[key]) and decoded[key].dtype == np.float32
         np.testing.assert_allclose(decoded[key], actions[key], atol=2e-5, err_msg=key)
+
+
+#: every action representation the decoder supports: min/max (N1.6), q01/q99 (N1.7's percentiles), with and
+#: without relative actions (joint and end-effector, rot6d and rotvec, per-step statistics)
+SETTINGS = {"minmax-relative": {}, "q01q99-relative": {"use_percentiles": True},
+            "minmax-absolute": {"use_relative_action": False},
+            "q01q99-absolute": {"use_percentiles": True, "use_relative_action": False}}
+
+
+@pytest.mark.parametrize("flat", [False, True], ids=["nested", "flat"])
+@pytest.mark.parametrize("tag", ["libero_panda", "unitree_g1", "new_embodiment"])
+@pytest.mark.parametrize("settings", list(SETTINGS.values()), ids=list(SETTINGS))
+def test_encode_prefix_exactly_inverts_decoding(make_spec, settings, tag, flat):
+    """decode(encode(a)) == a for a prefix of the first n rows, with the current state as the reference."""
+    emb = make_spec(lambda kw, st, ids: kw.update(**settings)).embodiment(tag)
+    rng = np.random.default_rng(11)
+    raw_state = random_state(emb, 2, rng)
+    actions = physical_actions(emb, 2, rng, raw_state)
+    n = emb.action_horizon - 3
+    prefix = {(f"action.{k}" if flat else k): v[:, :n] for k, v in actions.items()}
+    normalised = encode_prefix(prefix, emb, raw_state, 2, flat=flat)
+    assert normalised.shape == (2, n, emb.max_action_dim) and normalised.dtype == np.float32
+    chunk = np.zeros((2, emb.action_horizon, emb.max_action_dim), np.float32)
+    chunk[:, :n] = normalised
+    decoded = decode_actions(chunk, emb, raw_state)
+    for key in emb.action_keys:
+        np.testing.assert_allclose(decoded[key][:, :n], actions[key][:, :n], atol=2e-5, err_msg=key)
+
+
+def test_encode_prefix_errors_name_the_key_and_the_expected_shape(spec):
+    emb = spec.embodiment("new_embodiment")
+    rng = np.random.default_rng(2)
+    raw_state = random_state(emb, 1, rng)
+    good = {k: v[:, :4] for k, v in physical_actions(emb, 1, rng, raw_state).items()}
+    first = emb.action_keys[0]
+    cases = [
+        ([1, 2], "prefix must be a dict"),
+        ({k: v for k, v in good.items() if k != first}, "missing"),
+        ({**good, "tail": good[first]}, "unknown"),
+        ({**good, first: good[first][..., :-1]}, rf"prefix\['{first}'\] has shape"),
+        ({**good, first: good[first][:, :3]}, "the same rows"),
+        ({**good, first: np.concatenate([good[first]] * 10, axis=1)}, "rows"),
+        ({**good, first: np.full_like(good[first], np.nan)}, "NaN"),
+        ({**good, first: good[first].astype(np.int64)}, "float array"),
+    ]
+    for prefix, match in cases:
+        with pytest.raises(ObservationError, match=match) as info:
+            encode_prefix(prefix, emb, raw_state, 1)
+        assert "\n" not in str(info.value)
+    with pytest.raises(ObservationError, match="action.eef"):  # a flat observation answers flat keys
+        encode_prefix(good, emb, raw_state, 1, flat=True)
 
 
 def test_decode_slices_horizon_and_ignores_padding(spec):
