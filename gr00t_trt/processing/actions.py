@@ -266,9 +266,16 @@ def _reference_state(raw_state: Mapping[str, np.ndarray], state_key: str, action
 def encode_prefix(prefix: object, spec: EmbodimentSpec, raw_state: Mapping[str, np.ndarray], batch: int,
                   flat: bool = False) -> np.ndarray:
     """Physical actions of an earlier chunk to continue, ``{key: [B, n, width]}`` exactly as ``get_action``
-    returns them (``"action.<key>"`` keys for a flat observation), -> normalised float32 [B, n, Da]: the
-    exact inverse of decoding with the *current* observation's state (rows 0 … n−1 of the new chunk's
-    statistics). Min/max keys outside their statistics come back clipped, as decoding clips."""
+    returns them (``"action.<key>"`` keys for a flat observation), -> normalised float32 [B, n, Da] for
+    rows 0 … n−1 of the new chunk: the exact inverse of decoding with the *current* observation's state and
+    those rows' statistics (per-row statistics: encode the rows where they will be decoded). Min/max keys
+    outside their statistics come back clipped, as decoding clips."""
+    return encode_actions(check_prefix(prefix, spec, batch, flat), spec, raw_state)
+
+
+def check_prefix(prefix: object, spec: EmbodimentSpec, batch: int, flat: bool = False) -> dict[str, np.ndarray]:
+    """A prefix's arrays by bare action key after checking keys, shapes [B, n, width] (one n, at most the
+    horizon) and values, with one-line errors."""
     if not isinstance(prefix, Mapping):
         raise ObservationError(f"prefix must be a dict {{action key: [B, n, width]}}, got {type(prefix).__name__}")
     names = {(f"action.{key}" if flat else key): key for key in spec.action_keys}
@@ -297,4 +304,4 @@ def encode_prefix(prefix: object, spec: EmbodimentSpec, raw_state: Mapping[str, 
             raise ObservationError(f"prefix[{name!r}] contains NaN or inf — expected finite physical actions")
         first = first or name
         actions[key] = value
-    return encode_actions(actions, spec, raw_state)
+    return actions

@@ -146,14 +146,16 @@ class Policy:
 
     def _condition(self, inputs: Any, tag: str, noise: np.ndarray, options: dict[str, Any]):
         """(seeded initial actions, step weights [B, H], the plan) for a prefix (``runtime/prefix.py``)."""
-        from ..processing.actions import encode_prefix
+        from ..processing.actions import check_prefix, encode_actions
 
         batch, horizon = inputs.embodiment_id.shape[0], self.manifest.dims["H"]
         # the noise's shape and that the export takes step weights (else: re-export), before any work
         self.pipeline.check(inputs, noise, step_weight=np.ones((batch, horizon), np.float32))
         spec = self.preprocessor.spec.embodiment(tag)
-        normalised = encode_prefix(options[PREFIX], spec, inputs.raw_state, batch, flat=inputs.flat)
-        plan = plan_prefix(options, normalised.shape[1], spec.action_horizon)
+        given = check_prefix(options[PREFIX], spec, batch, flat=inputs.flat)
+        plan = plan_prefix(options, next(iter(given.values())).shape[1], spec.action_horizon)
+        # encoded where they will be decoded: the chosen rows become rows 0 … overlap−1 (per-row statistics)
+        normalised = encode_actions({k: v[:, plan.start:plan.stop] for k, v in given.items()}, spec, inputs.raw_state)
         return plan.seed(noise, normalised), plan.weights(batch, horizon), plan
 
     def validate(self, obs: dict, embodiment: str | None = None) -> str:

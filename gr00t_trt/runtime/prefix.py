@@ -38,7 +38,7 @@ DEFAULT_RAMP_RATE = 5.0
 class PrefixPlan:
     """Which rows of the new chunk come from the prefix and how strongly each is denoised.
 
-    ``rows`` [start, stop) of the given prefix seed rows [0, overlap) of the new chunk."""
+    Rows [start, stop) of the given prefix seed rows [0, overlap) of the new chunk."""
 
     overlap: int
     frozen: int
@@ -50,11 +50,11 @@ class PrefixPlan:
         """float32 [B, H]: 0 on frozen rows, the ramp over the rest of the overlap, 1 elsewhere."""
         return np.broadcast_to(row_weights(horizon, self.frozen, self.overlap, self.ramp_rate), (batch, horizon)).copy()
 
-    def seed(self, noise: np.ndarray, normalised_prefix: np.ndarray) -> np.ndarray:
-        """A copy of ``noise`` [B, H, Da] whose rows [0, overlap) are the chosen prefix rows (normalised,
-        zero-padded to Da as the model's training targets are)."""
+    def seed(self, noise: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """A copy of ``noise`` [B, H, Da] whose rows [0, overlap) are ``rows`` [B, overlap, ≤Da]: the chosen
+        prefix rows [start, stop), normalised as rows 0 … overlap−1 (zero-padded to Da as the model's
+        training targets are)."""
         x = noise.copy()
-        rows = normalised_prefix[:, self.start:self.stop]
         x[:, : self.overlap, : rows.shape[2]] = rows
         x[:, : self.overlap, rows.shape[2]:] = 0.0
         return x

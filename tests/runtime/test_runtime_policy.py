@@ -18,12 +18,17 @@ TOKENS = 108  # (252 / 28) * (336 / 28)
 
 @pytest.fixture(scope="module")
 def policy_export(tmp_path_factory):
+    return make_policy_export(tmp_path_factory.mktemp("policy") / "export")
+
+
+def make_policy_export(folder, step_weight: bool = True):
+    """A fake export sized to the tiny preset with the synthetic processor files; ``step_weight=False``:
+    as exported before prefix conditioning."""
     from gr00t_trt.model.presets import preset_config
     from gr00t_trt.model.synthetic_processor import write_processor_files, write_synthetic_tokenizer
     from gr00t_trt.processing.tokenizer import load_tokenizer
 
     config = preset_config("tiny")
-    folder = tmp_path_factory.mktemp("policy") / "export"
     folder.mkdir()
     write_processor_files(folder, config, seed=0)
     write_synthetic_tokenizer(folder, config)
@@ -37,6 +42,7 @@ def policy_export(tmp_path_factory):
         vocab=config.backbone.text.vocab_size, img=config.backbone.image_token_index,
         pad=load_tokenizer(folder).pad_token_id, sizes={SIZE: TOKENS},
         embodiments={"unitree_g1": (8, 0), "new_embodiment": (10, 1)},  # sliced: slots differ from ids
+        step_weight=step_weight,
     )
     return write_fake_export(folder, fake=fake, pixels_per_token=patch * patch)
 
