@@ -49,9 +49,12 @@ def make_inputs(batch: int, seq: int, embodiments: list[int], seed: int = 3):
 
 
 def run_graphs(
-    graphs: dict, features, image_mask, attention_mask, state, embodiment_id, noise
+    graphs: dict, features, image_mask, attention_mask, state, embodiment_id, noise, step_weight=None
 ) -> torch.Tensor:
-    """One control step's action head the way the runtime chains the graphs."""
+    """One control step's action head the way the runtime chains the graphs (step weights of 1 unless
+    given, as the runtime writes them)."""
+    if step_weight is None:
+        step_weight = torch.ones(noise.shape[:2])
     cross_k, cross_v, text_bias, image_bias = graphs["dit_context"](features, image_mask, attention_mask)
     (state_features,) = graphs["state_encoder"](state, embodiment_id)
     x = noise
@@ -61,7 +64,7 @@ def run_graphs(
         (dit_out,) = graphs["dit"](
             state_features, action_features, cross_k, cross_v, text_bias, image_bias, step
         )
-        (x,) = graphs["action_decoder"](dit_out, x, embodiment_id)
+        (x,) = graphs["action_decoder"](dit_out, x, embodiment_id, step_weight)
     return x
 
 
@@ -197,6 +200,74 @@ def test_full_size_graphs_drop_the_precomputed_weights():
     assert count(graphs["dit_context"]) == 16 * 2 * (2048 * C + C) + 2 * 2048 == 100_716_544
     assert count(graphs["state_encoder"]) == 54_607_872 // 32
     assert count(graphs["action_decoder"]) == 37_785_600 // 32
+
+
+def decoder_inputs(batch: int = 2, seed: int = 4):
+    g = torch.Generator().manual_seed(seed)
+    dit_out = torch.randn(batch, TINY.action_horizon, TINY.hidden_size, generator=g)
+    actions = torch.randn(batch, TINY.action_horizon, TINY.max_action_dim, generator=g)
+    return dit_out, actions, torch.tensor([1, 0][:batch])
+
+
+def test_step_weight_one_is_the_plain_euler_update_bit_for_bit(head):
+    """Prefix conditioning costs the plain sampler nothing: weight 1 gives the old formula's very bits, in
+    the fp32 wrapper and in the half-precision one (fp32 update)."""
+    from gr00t_trt.export.precision import precision_module
+
+    dit_out, actions, ids = decoder_inputs()
+    ones = torch.ones(actions.shape[:2])
+    fp32 = action_head_graph_modules(head, SLOTS)["action_decoder"]
+    half = precision_module("action_decoder", action_head_graph_modules(head, SLOTS)["action_decoder"], "fp16",
+                            "float32")
+    with torch.no_grad():
+        old = actions + fp32.dt * fp32.action_decoder(dit_out, ids)  # the update before step weights
+        assert torch.equal(fp32(dit_out, actions, ids, ones)[0], old)
+        assert torch.equal(half(dit_out, actions, ids, ones)[0], half(dit_out, actions, ids)[0])
+
+
+def test_weighted_graphs_reproduce_the_weighted_reference(head):
+    features, image_mask, attention_mask, state, ids, noise = make_inputs(2, 13, [3, 7])
+    weight = torch.rand(2, TINY.action_horizon, generator=torch.Generator().manual_seed(1))
+    weight[:, :4] = 0  # frozen rows
+    with torch.no_grad():
+        reference = head.reference_denoise(features, image_mask, attention_mask, state, ids, noise, step_weight=weight)
+        plain = head.reference_denoise(features, image_mask, attention_mask, state, ids, noise)
+        slot_ids = torch.tensor([SLOTS.index(e) for e in ids.tolist()])
+        graphs = run_graphs(action_head_graph_modules(head, SLOTS), features, image_mask, attention_mask, state,
+                            slot_ids, noise, weight)
+    assert torch.equal(reference[:, :4], noise[:, :4])  # weight 0: the seeded rows never move
+    assert rel_l2(graphs, reference) <= 1e-5
+    assert rel_l2(reference, plain) > 1e-2  # the weights matter
+
+
+def test_exported_decoder_with_weight_one_matches_the_old_graph_on_onnxruntime(head, tmp_path):
+    """ONNX Runtime: the exported decoder with step_weight 1 gives the same bits as a graph exported with
+    the plain update (an export made before prefix conditioning)."""
+    import dataclasses
+
+    class PlainDecoder(torch.nn.Module):
+        def __init__(self, graph):
+            super().__init__()
+            self.graph = graph
+
+        def forward(self, dit_out, actions, embodiment_id):
+            return self.graph(dit_out, actions, embodiment_id)
+
+    spec = GRAPH_SPECS["action_decoder"]
+    plain_spec = dataclasses.replace(spec, inputs=spec.inputs[:3])
+    graph = action_head_graph_modules(head, SLOTS)["action_decoder"]
+    args = example_inputs("action_decoder", TINY, batch=2, seq_len=24, embodiment_slots=SLOTS)
+    export_onnx(graph, args, spec, tmp_path / "new.onnx", dims=DIMS)
+    export_onnx(PlainDecoder(graph), args[:3], plain_spec, tmp_path / "old.onnx", dims=DIMS)
+    dit_out, actions, ids = (a.numpy() for a in decoder_inputs(3 - 1))
+    feeds = {"dit_out": dit_out, "actions": actions, "embodiment_id": ids}
+    ones = np.ones(actions.shape[:2], np.float32)
+    new = ort_session(tmp_path / "new.onnx").run(None, {**feeds, "step_weight": ones})[0]
+    old = ort_session(tmp_path / "old.onnx").run(None, feeds)[0]
+    np.testing.assert_array_equal(new, old)
+    weight = np.linspace(0, 1, actions.shape[1], dtype=np.float32)[None].repeat(2, 0)
+    weighted = ort_session(tmp_path / "new.onnx").run(None, {**feeds, "step_weight": weight})[0]
+    np.testing.assert_allclose(weighted, actions + (old - actions) * weight[..., None], rtol=1e-5, atol=1e-6)
 
 
 # ------------------------------------------------------------------------------------------ (b) ONNX
