@@ -16,9 +16,16 @@ How a new chunk takes over (``align``):
 ``handover="crossfade"`` blends the rest of the old chunk into the start of the new one (linear weights over
 their overlap) instead of replacing it: temporal smoothing without the model's help.
 
-Prefix conditioning arrives with issue 21 item 1: per request the runner already computes the old chunk's
-not-yet-executed tail and the last measured delay in ticks, and hands both to ``_infer``, which does not
-yet pass them on.
+Prefix conditioning (``rtc=True``, real-time chunking): each request carries the executing chunk's rows that
+the new chunk will replace, as ``options["prefix"]`` with Isaac-GR00T's ``rtc_overlap_steps`` /
+``rtc_frozen_steps`` (``Policy.get_action``), so the policy continues the old plan instead of sampling a new
+one from scratch. Which rows, depending on ``align``:
+- ``"time"``: the whole unexecuted tail at the request (its row i is tick request + i, as the new chunk's);
+  frozen = the last measured delay d (those rows run before the new chunk arrives and are dropped then).
+- ``"arrival"``: the new chunk starts when it arrives, about d ticks after the request, so its row i stands
+  for the old tail's row d + i: the prefix is the tail from row d on; 1 row frozen (``rtc_frozen``) pins
+  the first executed action of the new chunk to the one the old chunk would have executed.
+The rest of the overlap is ramped (``rtc_ramp_rate``); ``rtc_overlap`` caps the rows passed.
 
 numpy and the standard library only (robot computers need neither torch nor onnxruntime).
 """
@@ -50,7 +57,7 @@ class ChunkRecord:
     delay_ticks: int
     latency_ms: float
     prefix_len: int  # the old chunk's unexecuted actions at the request (the future prefix)
-    frozen: int  # the delay estimate handed to _infer (ticks)
+    frozen: int | None  # the delay estimate handed to _infer (ticks; None: none measured yet)
     discontinuity: float | None  # None for the first chunk (nothing executed before it)
 
 
@@ -60,7 +67,9 @@ class _Request:
     tick: int
     generation: int
     prefix: np.ndarray | None
-    frozen: int
+    frozen: int | None
+    conditioning: dict[str, Any]  # the prefix options passed with it (rtc), or {}
+    shift: int | None  # with a prefix: the row of ``prefix`` the new chunk's first row stands for
 
 
 class ChunkRunner:
@@ -73,18 +82,26 @@ class ChunkRunner:
     """
 
     def __init__(self, policy: Any, *, threshold: float = 0.5, align: str = "arrival", handover: str = "replace",
-                 options: dict[str, Any] | None = None, timeout_s: float = 60.0) -> None:
+                 options: dict[str, Any] | None = None, timeout_s: float = 60.0, rtc: bool = False,
+                 rtc_overlap: int | None = None, rtc_frozen: int | None = None,
+                 rtc_ramp_rate: float | None = None) -> None:
         if not 0.0 <= threshold < 1.0:
             raise RunnerError(f"threshold must be a fraction of the chunk in [0, 1), got {threshold!r}")
         if align not in ALIGNS:
             raise RunnerError(f"unknown align {align!r} — expected one of: {', '.join(ALIGNS)}")
         if handover not in HANDOVERS:
             raise RunnerError(f"unknown handover {handover!r} — expected one of: {', '.join(HANDOVERS)}")
+        for name, value, low in (("rtc_overlap", rtc_overlap, 1), ("rtc_frozen", rtc_frozen, 0)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+                raise RunnerError(f"{name} must be an integer ≥ {low} or None, got {value!r}")
+        if rtc_ramp_rate is not None and not (isinstance(rtc_ramp_rate, int | float) and rtc_ramp_rate > 0):
+            raise RunnerError(f"rtc_ramp_rate must be a number > 0 or None, got {rtc_ramp_rate!r}")
         if not callable(getattr(policy, "get_action", None)):
             raise RunnerError(f"the policy must have get_action(observation, options) -> (action, info), got a "
                               f"{type(policy).__name__}")
         self.policy, self.threshold, self.align, self.handover = policy, threshold, align, handover
         self.options, self.timeout_s = dict(options or {}), timeout_s
+        self.rtc, self.rtc_overlap, self.rtc_frozen, self.rtc_ramp_rate = rtc, rtc_overlap, rtc_frozen, rtc_ramp_rate
         self.records: list[ChunkRecord] = []
         self.starved_ticks = 0
         self.ticks = 0
@@ -99,7 +116,7 @@ class ChunkRunner:
         self._generation = 0  # bumped by reset(): a chunk asked for earlier is dropped on arrival
         self._error: BaseException | None = None
         self._last_action: np.ndarray | None = None
-        self._delay_ticks = 0
+        self._delay_ticks: int | None = None  # measured at the last hand-over the robot kept moving through
         self._started_episode = False  # a chunk has arrived since the last reset (later waits are starvation)
         self._stopping = False
         self._thread: threading.Thread | None = None
@@ -139,7 +156,10 @@ class ChunkRunner:
     def _ask(self, obs: dict) -> None:
         """Queue one request for the worker (lock held): the observation, and the future prefix."""
         prefix = np.stack(self._queue) if self._queue else None
-        self._request = _Request(obs, self.ticks, self._generation, prefix, self._delay_ticks)
+        conditioning, shift = {}, None
+        if self.rtc and prefix is not None and self._delay_ticks is not None:
+            conditioning, shift = self.prefix_options(prefix, self._delay_ticks)
+        self._request = _Request(obs, self.ticks, self._generation, prefix, self._delay_ticks, conditioning, shift)
         self._cond.notify_all()
 
     # ------------------------------------------------------------------ the background inference
@@ -159,7 +179,7 @@ class ChunkRunner:
             start = time.perf_counter()
             try:
                 with self._calls:
-                    action, info = self._infer(request.obs, prefix=request.prefix, frozen=request.frozen)
+                    action, info = self._infer(request.obs, request.conditioning)
                 chunk = self._stack(action)
             except BaseException as exc:  # handed to the control thread, which raises it from step()
                 with self._cond:
@@ -174,22 +194,42 @@ class ChunkRunner:
                     self.last_info = info if isinstance(info, dict) else {}
                 self._cond.notify_all()
 
-    def _infer(self, obs: dict, prefix: np.ndarray | None = None, frozen: int = 0) -> tuple[dict, dict]:
-        """The one call to the policy. ``prefix`` (the executing chunk's unexecuted tail, [n, B, D]) and
-        ``frozen`` (the measured inference delay, ticks) are for prefix conditioning, which arrives with
-        issue 21 item 1; until then no prefix is passed on."""
-        result = self.policy.get_action(obs, dict(self.options))
+    def _infer(self, obs: dict, conditioning: dict[str, Any] | None = None) -> tuple[dict, dict]:
+        """The one call to the policy, with the prefix options of the request (``prefix_options``)."""
+        result = self.policy.get_action(obs, {**self.options, **(conditioning or {})})
         if not isinstance(result, tuple) or len(result) != 2:
             raise RunnerError(f"get_action must return (action, info) — got {type(result).__name__}; an in-process "
                               "Policy and a PolicyClient both do")
         return result
 
+    def prefix_options(self, tail: np.ndarray, delay: int) -> tuple[dict[str, Any], int | None]:
+        """(prefix options, shift) of one request from the unexecuted tail [n, B, D] at the request and the
+        delay estimate (ticks); shift is the tail row the new chunk's row 0 stands for (None and no options
+        when no row of the old chunk is left to continue). No prefix before a delay was measured (``_ask``):
+        its rows could not be placed."""
+        shift = 0 if self.align == "time" else delay
+        rows = tail[shift:]
+        if self.rtc_overlap is not None:
+            rows = rows[: self.rtc_overlap]
+        if not len(rows):
+            return {}, None
+        frozen = self.rtc_frozen if self.rtc_frozen is not None else delay if self.align == "time" else 1
+        options: dict[str, Any] = {"prefix": self._unstack(rows), "rtc_overlap_steps": len(rows),
+                                   "rtc_frozen_steps": min(frozen, len(rows))}
+        if self.rtc_ramp_rate is not None:
+            options["rtc_ramp_rate"] = self.rtc_ramp_rate
+        return options, shift
+
     def _install(self, chunk: np.ndarray, request: _Request, latency_ms: float) -> None:
         """Hand over to a new chunk [H, B, D] (lock held)."""
         delay = self.ticks - request.tick
-        self._delay_ticks = delay
-        fresh = chunk[delay:] if self.align == "time" else chunk
-        if self.handover == "crossfade" and self._queue:
+        if request.prefix is not None:  # the robot ran on the old chunk meanwhile: a real delay
+            self._delay_ticks = delay
+        if request.shift is not None:
+            fresh = self._continue(chunk, delay - request.shift)
+        else:
+            fresh = chunk[delay:] if self.align == "time" else chunk
+        if self.handover == "crossfade" and self._queue and request.shift is None:
             fresh = fresh.copy()
             overlap = min(len(self._queue), len(fresh))
             for j, old in zip(range(overlap), self._queue, strict=False):
@@ -202,6 +242,16 @@ class ChunkRunner:
         self._started_episode = True
         self.records.append(ChunkRecord(len(self.records), request.tick, self.ticks, delay, latency_ms,
                                         0 if request.prefix is None else len(request.prefix), request.frozen, jump))
+
+    def _continue(self, chunk: np.ndarray, late: int) -> np.ndarray:
+        """A prefix-conditioned chunk placed where its prefix was (lock held): its row 0 stands for the old
+        tail's row ``shift``, which the robot reaches ``late`` ticks before now (drop that many of its rows)
+        or ``-late`` ticks from now (finish those old rows first), so the hand-over is exact whatever the
+        delay turned out to be."""
+        if late >= 0:
+            return chunk[late:]
+        pending = list(self._queue)[:-late]
+        return np.concatenate([np.stack(pending), chunk]) if pending else chunk
 
     # ------------------------------------------------------------------ chunk layout
     def _stack(self, action: dict) -> np.ndarray:
@@ -225,6 +275,14 @@ class ChunkRunner:
                                   f"{self._horizon}) to {layout} (horizon {parts[0].shape[1]})")
         return np.concatenate(parts, axis=2).transpose(1, 0, 2)
 
+    def _unstack(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """[n, B, D] -> {key: float32 [B, n, width]}, the layout the policy answered in."""
+        out, at = {}, 0
+        for key, width in self._layout:
+            out[key] = np.ascontiguousarray(rows[:, :, at:at + width].transpose(1, 0, 2), dtype=np.float32)
+            at += width
+        return out
+
     def _split(self, row: np.ndarray) -> dict[str, np.ndarray]:
         out, at = {}, 0
         for key, width in self._layout:
@@ -246,7 +304,7 @@ class ChunkRunner:
         with self._cond:
             self._generation += 1
             self._queue.clear()
-            self._request, self._last_action, self._delay_ticks = None, None, 0
+            self._request, self._last_action, self._delay_ticks = None, None, None
             self._started_episode = False
         reset = getattr(self.policy, "reset", None)
         if callable(reset):

@@ -3,7 +3,10 @@ stand-in policy that follows a known smooth path, so every executed action can b
 
 ``TrajectoryPolicy`` answers ``get_action(obs, options) -> (action, info)`` after a chosen delay with the
 path from the observed tick on (the observation carries the tick: "conditioned through the state"),
-optionally offset per chunk (two samples of a real policy disagree). ``run_loop`` steps a runner at a
+optionally offset per chunk (two samples of a real policy disagree), and honours prefix conditioning as an
+ideal flow-matching model with straight paths would: the weighted Euler steps from a seed row s towards the
+row's target t end at s + w·(t − s), so overlap rows blend the prefix into its own path with Isaac-GR00T's
+row weights (frozen rows stay the prefix). ``run_loop`` steps a runner at a
 fixed period the way a robot's loop does: sleep to the next deadline, and a late tick moves the next
 deadline instead of bursting to catch up.
 """
@@ -15,6 +18,8 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+
+from ..runtime.prefix import FROZEN, OVERLAP, PREFIX, RAMP, plan_prefix
 
 
 def trajectory(ticks: np.ndarray) -> np.ndarray:
@@ -41,7 +46,16 @@ class TrajectoryPolicy:
         if self.fail:
             raise ValueError("camera unplugged")
         path = trajectory(np.arange(tick, tick + self.horizon)) + self.noise * self._rng.standard_normal(3)
-        return {"arm": path[None, :, :2].astype(np.float32), "gripper": path[None, :, 2:].astype(np.float32)}, {"tick": tick}
+        info: dict[str, Any] = {"tick": tick}
+        prefix = (options or {}).get(PREFIX)
+        if prefix is not None:
+            seed = np.concatenate([prefix["arm"][0], prefix["gripper"][0]], axis=1).astype(np.float64)  # [n, 3]
+            plan = plan_prefix({k: v for k, v in options.items() if k in (OVERLAP, FROZEN, RAMP)}, len(seed),
+                               self.horizon)
+            w = plan.weights(1, self.horizon)[0, : plan.overlap, None]
+            path[: plan.overlap] = seed[plan.start:plan.stop] + w * (path[: plan.overlap] - seed[plan.start:plan.stop])
+            info["prefix"] = {"overlap": plan.overlap, "frozen": plan.frozen}
+        return {"arm": path[None, :, :2].astype(np.float32), "gripper": path[None, :, 2:].astype(np.float32)}, info
 
     def reset(self, options: dict | None = None) -> dict:
         self.resets += 1

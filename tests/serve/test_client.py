@@ -169,3 +169,19 @@ def test_the_client_talks_ipv6_loopback():
             assert client.call_endpoint("ping", requires_input=False) == {"status": "ok"}
         thread.join(timeout=20)
         sock.close(linger=0)
+
+
+def test_prefix_options_travel_to_the_server(client, observation, reference_policy):
+    """Prefix conditioning over the wire: the prefix arrays and Isaac-GR00T's rtc_* options reach the policy
+    (same actions as in-process) and the info echoes the plan."""
+    first, _ = reference_policy.get_action(observation, {"embodiment": EMBODIMENT, "seed": 1})
+    options = {"seed": 4, "prefix": {k: v[:, :6] for k, v in first.items()}, "rtc_frozen_steps": 2,
+               "rtc_ramp_rate": 3.0}
+    action, info = client.get_action(observation, options)
+    want, want_info = reference_policy.get_action(observation, dict(options, embodiment=EMBODIMENT))
+    for key in want:
+        np.testing.assert_array_equal(action[key], want[key])
+    assert info["prefix"] == want_info["prefix"] == {"overlap": 6, "frozen": 2, "ramp_rate": 3.0}
+    assert "ignored_options" not in info
+    with pytest.raises(ServeError, match="rtc_frozen_steps must be an integer in 0..6"):
+        client.get_action(observation, dict(options, rtc_frozen_steps=7))

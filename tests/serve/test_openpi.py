@@ -103,6 +103,16 @@ def test_openpi_client_class_gives_the_one_api(openpi_served, observation, refer
     assert info["embodiment"] == EMBODIMENT and info["server_timing"]["infer_ms"] > 0
 
 
+def test_prefix_options_travel_over_openpi(openpi_served, observation, reference_policy):
+    first, _ = reference_policy.get_action(observation, {"embodiment": EMBODIMENT, "seed": 1})
+    options = {"seed": 12, "prefix": {k: v[:, :5] for k, v in first.items()}, "rtc_frozen_steps": 1}
+    with OpenpiClient("127.0.0.1", openpi_served.port, api_key=TOKEN) as client:
+        action, info = client.get_action(observation, options)
+    want, _ = reference_policy.get_action(observation, dict(options, embodiment=EMBODIMENT))
+    assert_same_actions(action, want)
+    assert info["prefix"] == {"overlap": 5, "frozen": 1, "ramp_rate": 5.0}
+
+
 def test_real_openpi_client_gets_the_in_process_actions(openpi_served, observation, reference_policy):
     websocket_client_policy = pytest.importorskip("openpi_client.websocket_client_policy")
     client = websocket_client_policy.WebsocketClientPolicy(host="127.0.0.1", port=openpi_served.port, api_key=TOKEN)
