@@ -4,11 +4,13 @@ several-client load test of both serving protocols.
 1. **simulated**: ``TrajectoryPolicy`` (a known smooth path conditioned through the observed tick, a
    per-chunk offset standing for sampling noise) answering after 60 % of the chunk's duration; the loop runs
    ``--ticks`` ticks at ``--hz`` in real time, with the new chunk starting on arrival (replaced, or
-   crossfaded) and aligned in time (stale actions dropped: starves past half a chunk); reports starved
-   ticks, per-chunk latency and delay, and the hand-over discontinuity (L2 jump between the last executed
-   action and the first of the next chunk). No prefix conditioning yet (issue 21 item 1).
+   crossfaded, or prefix-conditioned: ``rtc``) and aligned in time (stale actions dropped: starves past half
+   a chunk); reports starved ticks, per-chunk latency and delay, the hand-over discontinuity (L2 jump
+   between the last executed action and the first of the next chunk) and the largest step of the whole run
+   (a jump moved inside the chunk would show there).
 2. **tiny export**: the same loop on a real tiny export in-process (ONNX Runtime), each call padded with
-   sleep up to 60 % of the chunk's duration (the compute time itself is reported).
+   sleep up to 60 % of the chunk's duration (the compute time itself is reported), without and with prefix
+   conditioning.
 3. **load**: the tiny export served over ZeroMQ and openpi's websocket protocol on loopback, ``--clients``
    clients at once, ``--requests`` each: p50/p99 request latency and errors.
 
@@ -64,6 +66,10 @@ def loop_result(runner: ChunkRunner, executed: np.ndarray, wall_s: float) -> dic
     out["wall_s"] = wall_s
     steps = np.linalg.norm(np.diff(executed, axis=0), axis=1) if len(executed) > 1 else np.zeros(0)
     out["step_l2_median"] = float(np.median(steps)) if len(steps) else None  # an ordinary tick's motion
+    first = runner.records[1].arrived_tick if len(runner.records) > 1 else len(executed)  # after the first hand-over
+    later = steps[first - 1:]
+    out["step_l2_max"] = float(later.max()) if len(later) else None
+    out["step_l2_p99"] = float(np.percentile(later, 99)) if len(later) else None
     out["delay_ticks_median"] = float(np.median([r.delay_ticks for r in runner.records[1:]])) if len(runner.records) > 1 else None
     return out
 
@@ -71,12 +77,13 @@ def loop_result(runner: ChunkRunner, executed: np.ndarray, wall_s: float) -> dic
 def simulated(args, horizon: int = 16) -> dict:
     period = 1.0 / args.hz
     results = {}
-    for align, handover in (("arrival", "replace"), ("arrival", "crossfade"), ("time", "replace")):
+    for align, handover, rtc in (("arrival", "replace", False), ("arrival", "crossfade", False),
+                                 ("arrival", "replace", True), ("time", "replace", False), ("time", "replace", True)):
         policy = TrajectoryPolicy(horizon=horizon, delay_s=args.delay_fraction * horizon * period, noise=args.noise)
-        with ChunkRunner(policy, threshold=args.threshold, align=align, handover=handover) as runner:
+        with ChunkRunner(policy, threshold=args.threshold, align=align, handover=handover, rtc=rtc) as runner:
             start = time.perf_counter()
             executed = run_loop(runner, args.ticks, period)
-            name = f"align={align}, handover={handover}"
+            name = f"align={align}, handover={handover}" + (", rtc" if rtc else "")
             results[name] = loop_result(runner, executed, time.perf_counter() - start)
         print(f"simulated {name}: {results[name]}", flush=True)
     return results
@@ -95,18 +102,18 @@ def tiny_export(args, workdir: Path) -> Path:
     return out
 
 
-def real_loop(args, policy, observation) -> dict:
+def real_loop(args, policy, observation, rtc: bool = False) -> dict:
     horizon = policy.preprocessor.spec.embodiment(EMBODIMENT).action_horizon
     period = 1.0 / args.hz
     padded = PaddedPolicy(policy, args.delay_fraction * horizon * period)
-    with ChunkRunner(padded, threshold=args.threshold, options={"embodiment": EMBODIMENT}) as runner:
+    with ChunkRunner(padded, threshold=args.threshold, options={"embodiment": EMBODIMENT}, rtc=rtc) as runner:
         start = time.perf_counter()
         executed = run_loop(runner, args.ticks, period, observe=lambda k: observation)
         out = loop_result(runner, executed, time.perf_counter() - start)
     out["horizon"] = horizon
     out["compute_ms_median"] = float(np.median(padded.compute_ms))
     out["padded_to_ms"] = padded.delay_s * 1e3
-    print(f"tiny export: {out}", flush=True)
+    print(f"tiny export{' rtc' if rtc else ''}: {out}", flush=True)
     return out
 
 
@@ -144,17 +151,27 @@ def markdown(result: dict) -> str:
     a = result["args"]
     lines = [f"# Robot loop — {a['hz']} Hz, inference {a['delay_fraction']:.0%} of a chunk, threshold {a['threshold']}",
              "", f"`{result['command']}` — {result['date']}, {result['machine']}", "",
-             "| loop | chunks | starved ticks | latency p50 / p99 ms | delay ticks (median / max) | jump mean / max | ordinary step |",
-             "|---|---|---|---|---|---|---|"]
+             "| loop | chunks | starved ticks | latency p50 / p99 ms | delay ticks (median / max) | jump mean / max "
+             "| ordinary step | largest step (p99 / max) |",
+             "|---|---|---|---|---|---|---|---|"]
     rows = [(f"simulated, {k}", v) for k, v in result["simulated"].items()]
     if "tiny_export" in result:
         rows.append(("tiny export (ORT), align=arrival, handover=replace", result["tiny_export"]))
+    if "tiny_export_rtc" in result:
+        rows.append(("tiny export (ORT), align=arrival, handover=replace, rtc", result["tiny_export_rtc"]))
     for name, r in rows:
         lines.append(f"| {name} | {r['chunks']} | {r['starved_ticks']} | {r['latency_ms_p50']:.1f} / {r['latency_ms_p99']:.1f} "
                      f"| {r['delay_ticks_median']:.0f} / {r['delay_ticks_max']} | {r['discontinuity_mean']:.4f} / "
-                     f"{r['discontinuity_max']:.4f} | {r['step_l2_median']:.4f} |")
-    lines += ["", "Jump: L2 between the last executed action and the first action of the next chunk (no prefix "
-              "conditioning yet: issue 21 item 1). Ordinary step: median L2 between consecutive actions.", ""]
+                     f"{r['discontinuity_max']:.4f} | {r['step_l2_median']:.4f} | {r['step_l2_p99']:.4f} / "
+                     f"{r['step_l2_max']:.4f} |")
+    sim = result["simulated"]
+    plain, rtc = sim.get("align=arrival, handover=replace"), sim.get("align=arrival, handover=replace, rtc")
+    ratio = (f" Prefix conditioning (rtc: the unexecuted rows passed as prefix, Isaac-GR00T's ramp) / replacing, "
+             f"mean jump on the simulated task: {rtc['discontinuity_mean'] / plain['discontinuity_mean']:.2f}x."
+             if plain and rtc else "")
+    lines += ["", "Jump: L2 between the last executed action and the first action of the next chunk. Ordinary "
+              "step: median L2 between consecutive actions; largest step: over every tick after the first "
+              "hand-over." + ratio, ""]
     if "tiny_export" in result:
         t = result["tiny_export"]
         lines += [f"Tiny export: horizon {t['horizon']}, compute {t['compute_ms_median']:.1f} ms per chunk, padded to "
@@ -197,6 +214,7 @@ def main() -> None:
                 observation = synthetic_observation(policy.preprocessor.spec, EMBODIMENT, seed=0,
                                                     image_sizes=policy.manifest.image_sizes)
                 result["tiny_export"] = real_loop(args, policy, observation)
+                result["tiny_export_rtc"] = real_loop(args, policy, observation, rtc=True)
                 result["load"] = load(args, policy, observation)
     result["loadavg"].append(os.getloadavg()[0])
     out = Path(args.out)
