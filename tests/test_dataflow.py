@@ -30,9 +30,9 @@ def test_a_broken_table_is_caught():
 def test_sub_chains_and_their_external_inputs():
     assert [s.kind for s in CONTRACT.chain("dit_context")] == list(GRAPH_SPECS)[2:]
     assert set(CONTRACT.external_inputs("dit_context")) == {
-        "backbone_features", "image_mask", "attention_mask", "state", "embodiment_id"}
+        "backbone_features", "image_mask", "attention_mask", "state", "embodiment_id", "step_weight"}
     assert set(CONTRACT.external_inputs("vision")) == {
-        "images", "input_ids", "image_index", "attention_mask", "image_mask", "state", "embodiment_id"}
+        "images", "input_ids", "image_index", "attention_mask", "image_mask", "state", "embodiment_id", "step_weight"}
     with pytest.raises(ValueError, match="can start at vision, backbone, dit_context"):
         CONTRACT.chain("dit")
 

@@ -193,9 +193,12 @@ class Contract:
         return out
 
     def denoise_step(self, run: GraphRunner, k: int, values: Mapping[str, Any], actions: np.ndarray) -> np.ndarray:
-        """Denoising step k from ``actions`` through the per-step stages; ``values`` holds the context."""
+        """Denoising step k from ``actions`` through the per-step stages; ``values`` holds the context. A
+        ``STEP_WEIGHT`` not among the values is 1 on every row (the plain sampler)."""
         batch = actions.shape[0]
         local: dict[str, Any] = dict(values)
+        if STEP_WEIGHT not in local:
+            local[STEP_WEIGHT] = np.ones(tuple(actions.shape[:2]), np.float32)
         local[STEP] = np.full((batch,), k, np.int64)
         local[CARRY] = actions
         for stage in self.control_step:

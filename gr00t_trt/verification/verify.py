@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..base.errors import BackendError, Gr00tTrtError, VerificationError
-from ..contract.dataflow import CARRIED_INPUT, GRID
+from ..contract.dataflow import CARRIED_INPUT, GRID, STEP_WEIGHT
 from ..contract.manifest import load_manifest
 from ..runtime.pipeline import HeadInputs
 from .parity import ParityReport, compare, threshold_for
@@ -153,7 +153,7 @@ def _verify_case(report: ParityReport, label: str, model, policy, tag: str, obs:
     # ---- levels 2 and 3: the exported action head (the dataflow's sub-chain) on the reference backbone output
     action_threshold = threshold_for("normalised_action", _precision(manifest, "dit"))
     head_values = {name: getattr(inputs, name) for name in contract.external_inputs("dit_context")
-                   if name != "backbone_features"}
+                   if name not in ("backbone_features", STEP_WEIGHT)}  # step weights: 1, the plain sampler
     head_inputs = HeadInputs(backbone_features=ref.backbone_features, **head_values)
     head = contract.evaluate(run, pipeline.host_values(head_inputs, noise, start="dit_context", padded=False),
                              steps=manifest.steps, start="dit_context")

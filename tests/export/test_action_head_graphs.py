@@ -245,20 +245,17 @@ def test_exported_decoder_with_weight_one_matches_the_old_graph_on_onnxruntime(h
     the plain update (an export made before prefix conditioning)."""
     import dataclasses
 
-    class PlainDecoder(torch.nn.Module):
-        def __init__(self, graph):
-            super().__init__()
-            self.graph = graph
+    from gr00t_trt.export.action_decoder import ActionDecoderGraph
 
+    class PlainDecoder(ActionDecoderGraph):
         def forward(self, dit_out, actions, embodiment_id):
-            return self.graph(dit_out, actions, embodiment_id)
+            return super().forward(dit_out, actions, embodiment_id)
 
     spec = GRAPH_SPECS["action_decoder"]
     plain_spec = dataclasses.replace(spec, inputs=spec.inputs[:3])
-    graph = action_head_graph_modules(head, SLOTS)["action_decoder"]
     args = example_inputs("action_decoder", TINY, batch=2, seq_len=24, embodiment_slots=SLOTS)
-    export_onnx(graph, args, spec, tmp_path / "new.onnx", dims=DIMS)
-    export_onnx(PlainDecoder(graph), args[:3], plain_spec, tmp_path / "old.onnx", dims=DIMS)
+    export_onnx(ActionDecoderGraph(head, SLOTS).eval(), args, spec, tmp_path / "new.onnx", dims=DIMS)
+    export_onnx(PlainDecoder(head, SLOTS).eval(), args[:3], plain_spec, tmp_path / "old.onnx", dims=DIMS)
     dit_out, actions, ids = (a.numpy() for a in decoder_inputs(3 - 1))
     feeds = {"dit_out": dit_out, "actions": actions, "embodiment_id": ids}
     ones = np.ones(actions.shape[:2], np.float32)

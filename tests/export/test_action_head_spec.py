@@ -240,5 +240,6 @@ def test_exported_graphs_on_onnxruntime_follow_the_spec(tiny_export, inputs, exp
         (af,) = run("action_encoder", actions=x, step=step, embodiment_id=ids)
         (dit_out,) = run("dit", state_features=state_features, action_features=af, cross_k=cross_k, cross_v=cross_v,
                          text_bias=text_bias, image_bias=image_bias, step=step)
-        (x,) = run("action_decoder", dit_out=dit_out, actions=x, embodiment_id=ids)
+        (x,) = run("action_decoder", dit_out=dit_out, actions=x, embodiment_id=ids,
+                   step_weight=np.ones(x.shape[:2], np.float32))
     assert rel_l2(x, expected[0]) <= 1e-4
