@@ -59,6 +59,9 @@ class ChunkRecord:
     prefix_len: int  # the old chunk's unexecuted actions at the request (the future prefix)
     frozen: int | None  # the delay estimate handed to _infer (ticks; None: none measured yet)
     discontinuity: float | None  # None for the first chunk (nothing executed before it)
+    #: L2 between the chunk's first executed action and the one the old chunk had planned for that tick (None:
+    #: the old chunk had run out): how far the new chunk departs from the plan it replaces
+    plan_gap: float | None = None
 
 
 @dataclass
@@ -235,13 +238,16 @@ class ChunkRunner:
             for j, old in zip(range(overlap), self._queue, strict=False):
                 keep = 1.0 - (j + 1) / (overlap + 1)
                 fresh[j] = keep * old + (1.0 - keep) * fresh[j]
-        jump = None
+        jump = gap = None
         if self._last_action is not None and len(fresh):
             jump = float(np.linalg.norm(fresh[0] - self._last_action))
+        if self._queue and len(fresh):
+            gap = float(np.linalg.norm(fresh[0] - self._queue[0]))
         self._queue = deque(fresh)
         self._started_episode = True
         self.records.append(ChunkRecord(len(self.records), request.tick, self.ticks, delay, latency_ms,
-                                        0 if request.prefix is None else len(request.prefix), request.frozen, jump))
+                                        0 if request.prefix is None else len(request.prefix), request.frozen, jump,
+                                        gap))
 
     def _continue(self, chunk: np.ndarray, late: int) -> np.ndarray:
         """A prefix-conditioned chunk placed where its prefix was (lock held): its row 0 stands for the old
@@ -331,6 +337,7 @@ class ChunkRunner:
     def summary(self) -> dict[str, Any]:
         """Counts and percentiles over the recorded chunks (what the benchmark prints)."""
         jumps = [r.discontinuity for r in self.records if r.discontinuity is not None]
+        gaps = [r.plan_gap for r in self.records if r.plan_gap is not None]
         latency = [r.latency_ms for r in self.records]
         delays = [r.delay_ticks for r in self.records[1:]]
 
@@ -341,4 +348,5 @@ class ChunkRunner:
                 "latency_ms_p50": pct(latency, 50), "latency_ms_p99": pct(latency, 99),
                 "delay_ticks_max": max(delays) if delays else None,
                 "discontinuity_mean": float(np.mean(jumps)) if jumps else None,
-                "discontinuity_max": max(jumps) if jumps else None}
+                "discontinuity_max": max(jumps) if jumps else None,
+                "plan_gap_mean": float(np.mean(gaps)) if gaps else None}

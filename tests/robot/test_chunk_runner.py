@@ -183,6 +183,8 @@ def test_prefix_conditioning_halves_the_handover_jump():
         summaries[rtc] = runner.summary()
         assert runner.starved_ticks == 0, summaries
     assert summaries[True]["discontinuity_mean"] < 0.5 * summaries[False]["discontinuity_mean"], summaries
+    # the new chunks continue the old plan: their first action is (nearly) the one the old chunk had planned
+    assert summaries[True]["plan_gap_mean"] < 0.5 * summaries[False]["plan_gap_mean"], summaries
 
 
 class Recording(FakePolicy):
