@@ -219,3 +219,28 @@ def test_rtc_passes_the_rows_the_new_chunk_replaces(align):
         start = H - record.prefix_len + shift
         np.testing.assert_array_equal(options["prefix"]["arm"], policy.answers[k - 1]["arm"][:, start:start + rows])
     assert conditioned >= 3
+
+
+class Jittery(FakePolicy):
+    """Inference alternating between slow and fast calls: each delay estimate is off by several ticks."""
+
+    def get_action(self, obs, options=None):
+        self.delay_s = self.delays[len(self.calls) % len(self.delays)]
+        return super().get_action(obs, options)
+
+
+def test_a_conditioned_chunk_is_placed_where_its_prefix_was_whatever_the_delay():
+    """arrival + rtc: the new chunk's row 0 stands for the old tail's row (estimated delay). When the real
+    delay is shorter, the old rows up to there run first, so the first action taken from the new chunk's
+    turn is exactly the old plan's (plan gap 0); when longer, the rows whose tick passed are dropped."""
+    period = 0.004
+    policy = Jittery(noise=0.1)
+    policy.delays = [0.6 * H * period, 0.25 * H * period]
+    with ChunkRunner(policy, threshold=0.75, rtc=True) as runner:
+        run_loop(runner, 150, period)
+    conditioned = [r for r in runner.records if r.frozen is not None and r.frozen < r.prefix_len]  # rows to pass
+    early = [r for r in conditioned if r.delay_ticks < r.frozen]
+    late = [r for r in conditioned if r.delay_ticks > r.frozen]
+    assert early and late, [(r.delay_ticks, r.frozen) for r in runner.records]
+    assert max(r.plan_gap for r in early) < 1e-6
+    assert runner.starved_ticks == 0
