@@ -213,6 +213,14 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def machine() -> str:
+    """CPU, usable threads, architecture and the versions that matter for these numbers."""
+    from gr00t_trt.bench.machine import cpu_model, package_version, usable_threads
+
+    return (f"{cpu_model()}, {usable_threads()} usable threads, {platform.machine()}, Python "
+            f"{platform.python_version()}, numpy {np.__version__}, onnxruntime {package_version('onnxruntime')}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--hz", type=float, default=50.0)
@@ -229,7 +237,7 @@ def main() -> None:
     args = parser.parse_args()
 
     result = {"command": "python " + shlex.join(sys.argv), "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-              "machine": f"{platform.machine()}, {platform.python_version()}", "args": vars(args),
+              "machine": machine(), "args": vars(args),
               "loadavg": [os.getloadavg()[0]], "simulated": simulated(args)}
     if not args.skip_real:
         from gr00t_trt.processing.observations import synthetic_observation
