@@ -122,10 +122,10 @@ def test_half_decoder_keeps_the_euler_update_in_fp32(tiny_model):
     half = precision_module("action_decoder", action_head_graph_modules(tiny_model.action_head)["action_decoder"],
                             "fp16", "float32")
     assert isinstance(half, HalfDecoderGraph)
-    dit_out, actions, embodiment_id = example_inputs("action_decoder", config)
+    dit_out, actions, embodiment_id, step_weight = example_inputs("action_decoder", config)
     actions = actions + 1000.0  # large actions: an fp16 sum would round to 0.5 steps
-    (want,) = fp32(dit_out, actions, embodiment_id)
-    (got,) = half(dit_out, actions, embodiment_id)
+    (want,) = fp32(dit_out, actions, embodiment_id, step_weight)
+    (got,) = half(dit_out, actions, embodiment_id, step_weight)
     assert got.dtype == torch.float32
     # the velocity is fp16, the update is fp32: the error is the velocity's, not the sum's
     assert (got - want).abs().max().item() < 0.01
