@@ -1,7 +1,7 @@
 """ChunkRunner: the robot's control loop over chunks, with a stand-in policy that follows a fixed smooth path
 conditioned through the observation (the tick it was taken at), so every executed action can be checked.
 
-Control periods are a few milliseconds (a 50 Hz loop sped up 4x) so a 500-tick loop takes ~2.5 s."""
+Control periods are a few milliseconds (a 50 Hz loop sped up 2-6x) so a 500-tick loop takes ~5 s."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def runner_threads() -> list[threading.Thread]:
 def test_fifty_hz_loop_with_slow_inference_never_starves():
     """The issue's loop: 16-action chunks, inference taking 60 % of a chunk's duration, 500 ticks: after the
     first chunk no tick waits (the next chunk is asked for at 75 % of the chunk, with the delay to spare)."""
-    period = 0.005  # 50 Hz sped up 4x: a chunk lasts 80 ms, inference takes 48 ms
+    period = 0.01  # 50 Hz sped up 2x: a chunk lasts 160 ms, inference takes 96 ms (24 ms to spare under CI load)
     policy = FakePolicy(delay_s=0.6 * H * period)
     with ChunkRunner(policy, threshold=0.75) as runner:
         executed = run_loop(runner, 500, period)
@@ -172,10 +172,10 @@ def test_a_policy_returning_a_bare_dict_is_refused():
 
 # ------------------------------------------------------------------------------------------ prefix conditioning
 def test_prefix_conditioning_halves_the_handover_jump():
-    """The issue's loop (50 Hz sped up 4x, 16-action chunks, inference 60 % of a chunk, 500 ticks) on a
+    """The issue's loop (50 Hz sped up 2x, 16-action chunks, inference 60 % of a chunk, 500 ticks) on a
     policy whose samples disagree by a per-chunk offset: passing the unexecuted rows as prefix (rtc) keeps
     zero starved ticks and makes the mean hand-over jump less than half of replacing the chunk."""
-    period = 0.005
+    period = 0.01
     summaries = {}
     for rtc in (False, True):
         with ChunkRunner(FakePolicy(delay_s=0.6 * H * period, noise=0.1), threshold=0.75, rtc=rtc) as runner:
