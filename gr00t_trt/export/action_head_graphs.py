@@ -11,9 +11,9 @@ import torch
 from torch import nn
 
 from ..base.errors import ExportError
+from ..families.n16.config import Gr00tConfig
 from ..families.n16.contract import ACTION_HEAD_KINDS, GRAPH_SPECS
 from ..model.action_head import Gr00tActionHead, check_embodiment_slots, cross_block_indices
-from ..model.config import Gr00tConfig
 from .action_decoder import ActionDecoderGraph
 from .action_encoder import ActionEncoderGraph
 from .dit import DitGraph

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..base.errors import ExportError
-from ..model.backbone import EagleBackbone, resize_position_table
+from ..families.n16.backbone import EagleBackbone, resize_position_table
 from ..model.checkpoint import parameters_on_meta
 
 

@@ -12,8 +12,8 @@ from gr00t_trt.export.backbone import BackboneGraph
 from gr00t_trt.export.onnx_io import FORBIDDEN_OPS, export_onnx
 from gr00t_trt.export.vision import VisionGraph
 from gr00t_trt.families.n16.contract import BACKBONE, DIMS, VISION
-from gr00t_trt.model.presets import preset_config
-from gr00t_trt.model.synthetic import synthetic_model
+from gr00t_trt.families.n16.presets import preset_config
+from gr00t_trt.families.n16.synthetic import synthetic_model
 
 SIZES = [(56, 84), (84, 56)]  # two image sizes (tiny preset: 14-pixel patches, 2×2 unshuffle)
 

@@ -108,7 +108,7 @@ small_only = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def small_checkpoint(tmp_path_factory):
-    from gr00t_trt.model.synthetic import make_checkpoint
+    from gr00t_trt.families.n16.synthetic import make_checkpoint
 
     return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "small", "small", seed=0)
 

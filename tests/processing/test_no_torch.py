@@ -44,8 +44,8 @@ def test_synthetic_processor_needs_no_torch(tmp_path):
     result = run(
         f"""
         from pathlib import Path
-        from gr00t_trt.model.presets import preset_config
-        from gr00t_trt.model.synthetic_processor import write_processor_files, write_synthetic_tokenizer
+        from gr00t_trt.families.n16.presets import preset_config
+        from gr00t_trt.families.n16.synthetic_processor import write_processor_files, write_synthetic_tokenizer
         config = preset_config("tiny")
         write_processor_files(Path({str(tmp_path)!r}), config, seed=1)
         write_synthetic_tokenizer(Path({str(tmp_path)!r}), config)

@@ -18,8 +18,8 @@ TOKENS = 108  # (252 / 28) * (336 / 28)
 
 @pytest.fixture(scope="module")
 def policy_export(tmp_path_factory):
-    from gr00t_trt.model.presets import preset_config
-    from gr00t_trt.model.synthetic_processor import write_processor_files, write_synthetic_tokenizer
+    from gr00t_trt.families.n16.presets import preset_config
+    from gr00t_trt.families.n16.synthetic_processor import write_processor_files, write_synthetic_tokenizer
     from gr00t_trt.processing.tokenizer import load_tokenizer
 
     config = preset_config("tiny")

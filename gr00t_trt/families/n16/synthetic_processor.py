@@ -18,11 +18,11 @@ import numpy as np
 from tokenizers import AddedToken, trainers
 from tokenizers.pre_tokenizers import ByteLevel
 
-from ..base.errors import ConfigError
-from ..base.files import write_json
-from ..processing.modality import BUILTIN_EMBODIMENT_IDS
-from ..processing.prompt import EAGLE_CHAT_TEMPLATE
-from ..processing.tokenizer import (
+from ...base.errors import ConfigError
+from ...base.files import write_json
+from ...processing.modality import BUILTIN_EMBODIMENT_IDS
+from ...processing.prompt import EAGLE_CHAT_TEMPLATE
+from ...processing.tokenizer import (
     EAGLE_ADDED_TOKENS,
     QWEN_ADDED_TOKENS,
     EagleTokenizer,
