@@ -13,7 +13,7 @@ from safetensors import safe_open
 from typer.testing import CliRunner
 
 from gr00t_trt.cli import app
-from gr00t_trt.processing.modality import load_processor_spec
+from gr00t_trt.families.n16.processing.modality import load_processor_spec
 from gr00t_trt.processing.observations import save_observation, synthetic_observation
 
 runner = CliRunner()

@@ -114,7 +114,7 @@ def small_checkpoint(tmp_path_factory):
 
 
 def _recorded(folder, checkpoint):
-    from gr00t_trt.processing.modality import load_processor_spec
+    from gr00t_trt.families.n16.processing.modality import load_processor_spec
     from gr00t_trt.processing.observations import record_observation, synthetic_observation
 
     spec = load_processor_spec(checkpoint)

@@ -7,7 +7,7 @@ import weakref
 
 from gr00t_trt.export import precision, quantize
 from gr00t_trt.export.driver import ExportOptions, export_checkpoint
-from gr00t_trt.export.graph_modules import graph_weights
+from gr00t_trt.families.n16.export.graph_modules import graph_weights
 from gr00t_trt.families.registry import N16
 
 

@@ -20,7 +20,6 @@ from tokenizers.pre_tokenizers import ByteLevel
 
 from ...base.errors import ConfigError
 from ...base.files import write_json
-from ...processing.modality import BUILTIN_EMBODIMENT_IDS
 from ...processing.prompt import EAGLE_CHAT_TEMPLATE
 from ...processing.tokenizer import (
     EAGLE_ADDED_TOKENS,
@@ -31,6 +30,7 @@ from ...processing.tokenizer import (
     save_tokenizer,
 )
 from .config import Gr00tConfig
+from .processing.modality import BUILTIN_EMBODIMENT_IDS
 
 
 @dataclass(frozen=True)

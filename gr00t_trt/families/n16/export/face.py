@@ -9,11 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from ....export.examples import example_step
-from ....export.graph_modules import graph_modules, segment_modules, static_dims
+from ....export.graph_modules import segment_modules
 from ....processing.images import processed_image_size
-from ....processing.modality import BUILTIN_EMBODIMENT_IDS
-from ....processing.modality import load_processor_spec as processor_spec
 from ....processing.position_grid import vision_declaration as _vision_declaration
 from ....processing.tokenizer import save_tokenizer
 from ..checkpoint import compare_layout, expected_layout, load_model, open_model
@@ -22,7 +19,11 @@ from ..fp8_plan import FP8_KEEP, FP8_PLAN
 from ..inspect import count_components, estimate_engines
 from ..int8_plan import INT8_KEEP, INT8_PLAN
 from ..presets import preset_config
+from ..processing.modality import BUILTIN_EMBODIMENT_IDS
+from ..processing.modality import load_processor_spec as processor_spec
 from ..synthetic import make_checkpoint
+from .examples import example_step
+from .graph_modules import graph_modules, static_dims
 
 __all__ = [
     "BUILTIN_EMBODIMENT_IDS", "FP8_KEEP", "FP8_PLAN", "INT8_KEEP", "INT8_PLAN", "compare_layout", "count_components", "estimate_engines", "example_step", "expected_layout", "graph_modules", "host_processor", "load_reference",
@@ -53,7 +54,7 @@ def load_reference(checkpoint: Any, manifest: Any, export_dir: Any):
 
 def host_processor(processor: Any, tokenizer: Any, config: Gr00tConfig):
     """The Eagle preprocessor on a checkpoint's processor spec (the export's calibration observations)."""
-    from ....processing.preprocess import Preprocessor
+    from ..processing.preprocess import Preprocessor
 
     return Preprocessor(processor, tokenizer, max_state_dim=config.max_state_dim,
                         image_token_index=config.backbone.image_token_index,
