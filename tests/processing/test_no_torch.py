@@ -19,7 +19,7 @@ def test_processing_imports_and_runs_without_torch(synthetic_dir, tiny_config):
         import numpy as np
         import gr00t_trt.processing
         from gr00t_trt.processing import actions, images, modality, position_grid, preprocess, prompt, state, tokenizer
-        from gr00t_trt.processing.preprocess import Preprocessor
+        from gr00t_trt.families.n16.processing.preprocess import Preprocessor
 
         pre = Preprocessor.from_dir({str(synthetic_dir)!r}, max_state_dim={tiny_config.max_state_dim},
                                     image_token_index={tiny_config.backbone.image_token_index}, pixels_per_token=784)
