@@ -30,7 +30,7 @@ from ...model.synthetic import (
     synthetic_tensor,
     write_sharded_weights,
 )
-from ..n16.synthetic_processor import _Action, _check_fits, _Embodiment, _modality_config, _statistics
+from ...model.synthetic_processor import _Action, _check_fits, _Embodiment, _modality_config, _statistics
 from .config import BUILTIN_EMBODIMENT_IDS, CONFIG_FILE, QWEN_ADDED_TOKENS, N17Config, preset_config
 from .layout import config_layout
 from .processing.tokenizer import save_qwen3_vl_tokenizer
@@ -141,8 +141,8 @@ def make_checkpoint(out_dir: str | Path, preset: str = "tiny", seed: int = 0, *,
 def synthetic_tokenizer(config: N17Config):
     """Qwen3-VL's layout at a preset's size: a synthetic byte-level BPE of ``vocab_size − 26`` tokens,
     then Qwen's 26 added tokens, so every special token sits at the config's id."""
+    from ...model.synthetic_processor import synthetic_bpe
     from ...processing.tokenizer import add_tokens_in_order
-    from ..n16.synthetic_processor import synthetic_bpe
     from .processing.tokenizer import Qwen3VLTokenizer, qwen_added_tokens
 
     base = config.backbone.text.vocab_size - QWEN_ADDED_TOKENS
