@@ -31,6 +31,27 @@ class DiTConfig:
     def inner_dim(self) -> int:
         return self.num_attention_heads * self.attention_head_dim
 
+    @classmethod
+    def from_json(cls, raw: dict[str, Any], hidden_size: Any, num_layers: int = 32) -> DiTConfig:
+        """From config.json's ``diffusion_model_cfg``; absent keys take the original's constructor defaults
+        (``output_dim``: the model's ``hidden_size``; ``num_layers``: the family's)."""
+        return cls(
+            num_layers=raw.get("num_layers", num_layers),
+            num_attention_heads=raw.get("num_attention_heads", 32),
+            attention_head_dim=raw.get("attention_head_dim", 48),
+            output_dim=raw.get("output_dim", hidden_size),
+            norm_eps=raw.get("norm_eps", 1e-5),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """config.json's ``diffusion_model_cfg`` as the released checkpoints write it."""
+        return {
+            "num_layers": self.num_layers, "num_attention_heads": self.num_attention_heads,
+            "attention_head_dim": self.attention_head_dim, "output_dim": self.output_dim,
+            "norm_type": "ada_norm", "interleave_self_attention": True, "positional_embeddings": None,
+            "final_dropout": True, "dropout": 0.2,
+        }  # fmt: skip
+
 
 #: plausibility limits (inclusive) of integer fields, by field name: far above the released models' sizes (and
 #: what a fine-tune could change them to), far below sizes that would make inspect, layout checks or a

@@ -189,13 +189,7 @@ class Gr00tConfig:
         dit_raw = data.get("diffusion_model_cfg") or {}
         if not isinstance(dit_raw, dict):
             raise ConfigError(f"{source}: diffusion_model_cfg must be an object, got {type(dit_raw).__name__}")
-        dit = DiTConfig(
-            num_layers=dit_raw.get("num_layers", 32),
-            num_attention_heads=dit_raw.get("num_attention_heads", 32),
-            attention_head_dim=dit_raw.get("attention_head_dim", 48),
-            output_dim=dit_raw.get("output_dim", data.get("hidden_size", 1024)),
-            norm_eps=dit_raw.get("norm_eps", 1e-5),
-        )
+        dit = DiTConfig.from_json(dit_raw, data.get("hidden_size", 1024))
         scalar_fields = {f.name for f in fields(cls)} - {"backbone", "dit", "model_name"}
         values = {k: data[k] for k in scalar_fields if k in data}
         try:
@@ -217,17 +211,7 @@ class Gr00tConfig:
     def to_dict(self) -> dict[str, Any]:
         """config.json form (what ``make-checkpoint`` writes and ``manifest.json`` records)."""
         data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("backbone", "dit")}
-        data["diffusion_model_cfg"] = {
-            "num_layers": self.dit.num_layers,
-            "num_attention_heads": self.dit.num_attention_heads,
-            "attention_head_dim": self.dit.attention_head_dim,
-            "output_dim": self.dit.output_dim,
-            "norm_type": "ada_norm",
-            "interleave_self_attention": True,
-            "positional_embeddings": None,
-            "final_dropout": True,
-            "dropout": 0.2,
-        }
+        data["diffusion_model_cfg"] = self.dit.to_json()
         if self.model_name not in BUILTIN_BACKBONES or self.backbone != BUILTIN_BACKBONES[self.model_name]:
             data[SYNTHETIC_BACKBONE_KEY] = self.backbone.to_dict()
         return data
