@@ -9,7 +9,6 @@ from typing import Any
 
 import numpy as np
 
-from ....export.graph_modules import segment_modules
 from ....processing.images import processed_image_size
 from ....processing.position_grid import vision_declaration as _vision_declaration
 from ....processing.tokenizer import save_tokenizer
@@ -23,7 +22,7 @@ from ..processing.modality import BUILTIN_EMBODIMENT_IDS
 from ..processing.modality import load_processor_spec as processor_spec
 from ..synthetic import make_checkpoint
 from .examples import example_step
-from .graph_modules import graph_modules, static_dims
+from .graph_modules import graph_modules, segment_modules, static_dims
 
 __all__ = [
     "BUILTIN_EMBODIMENT_IDS", "FP8_KEEP", "FP8_PLAN", "INT8_KEEP", "INT8_PLAN", "compare_layout", "count_components", "estimate_engines", "example_step", "expected_layout", "graph_modules", "host_processor", "load_reference",
