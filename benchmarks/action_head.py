@@ -53,10 +53,10 @@ from gr00t_trt.contract.manifest import load_manifest
 from gr00t_trt.export.action_head_graphs import action_head_graph_modules
 from gr00t_trt.export.head_only import export_action_head
 from gr00t_trt.families.n16.contract import ACTION_HEAD_KINDS, CONTRACT, GRAPH_SPECS
+from gr00t_trt.families.n16.presets import preset_config
+from gr00t_trt.families.n16.processing.modality import BUILTIN_EMBODIMENT_IDS
 from gr00t_trt.model.action_head import Gr00tActionHead, dit_block_kinds
-from gr00t_trt.model.presets import preset_config
 from gr00t_trt.model.synthetic import init_synthetic_
-from gr00t_trt.processing.modality import BUILTIN_EMBODIMENT_IDS
 from gr00t_trt.runtime.buffers import pad_right, padded_length
 from gr00t_trt.runtime.ort_backend import OrtBackend
 from gr00t_trt.runtime.pipeline import HeadInputs, Pipeline

@@ -115,7 +115,7 @@ def tiny_export(args, workdir: Path) -> Path:
     if args.export:
         return Path(args.export)
     from gr00t_trt.export.driver import ExportOptions, export_checkpoint
-    from gr00t_trt.model.synthetic import make_checkpoint
+    from gr00t_trt.families.n16.synthetic import make_checkpoint
 
     print("building a tiny export ...", flush=True)
     checkpoint = make_checkpoint(workdir / "ckpt", "tiny", seed=0)

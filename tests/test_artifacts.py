@@ -17,8 +17,8 @@ from gr00t_trt.base.errors import CheckpointError, ExportError
 from gr00t_trt.cli import app
 from gr00t_trt.export import driver
 from gr00t_trt.export.driver import ExportOptions, export_checkpoint, is_export
-from gr00t_trt.model.presets import preset_config
-from gr00t_trt.model.synthetic import make_header_only_checkpoint
+from gr00t_trt.families.n16.presets import preset_config
+from gr00t_trt.families.n16.synthetic import make_header_only_checkpoint
 
 
 def _modes(folder):

@@ -48,9 +48,9 @@ def test_precision_the_gpu_lacks_is_refused_before_any_work(tmp_path):
 def test_orchestration_through_the_standin(tiny_checkpoint, tiny_export, tmp_path, monkeypatch):
     """Every check on the tiny fp32 export (copied, not re-exported), the report files, and a failing
     check that is reported while the rest still run."""
-    import gr00t_trt.model.synthetic as synthetic
+    from gr00t_trt.families.registry import DEFAULT_FAMILY
 
-    monkeypatch.setattr(synthetic, "make_checkpoint", lambda *a, **k: tiny_checkpoint)
+    monkeypatch.setattr(DEFAULT_FAMILY.export(), "make_checkpoint", lambda *a, **k: tiny_checkpoint)
     monkeypatch.setattr(selftest, "_export", lambda ckpt, folder, precision: str(shutil.copytree(tiny_export, folder)))
     said: list[str] = []
     monkeypatch.setattr(selftest, "STEADY_STEPS", 10)  # fewer steps keep the test quick; the checks are the same

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from ..base.errors import Gr00tTrtError, ManifestError
 from ..contract.export_sizes import stored_weight_bytes
+from ..families.n16.config import Gr00tConfig
 from ..families.n16.fp8_plan import FP8_DEFAULTS
-from ..model.config import Gr00tConfig
 from .roofline import GRAPH_KINDS, PRECISIONS, Roofline, Workload, check_stored_params, default_workload
 
 

@@ -257,14 +257,11 @@ def _worker(request_path: str) -> None:
     """Entry point of the separate reference process."""
     from ..contract.manifest import load_manifest
     from ..processing.observations import load_observation
-    from ..processing.preprocess import Preprocessor
 
     request = json.loads(Path(request_path).read_text())
     folder = Path(request["folder"])
     manifest = load_manifest(request["export_dir"], verify_files=False)
-    preprocessor = Preprocessor.from_dir(request["export_dir"], max_state_dim=manifest.dims["Ds"],
-                                         image_token_index=manifest.tokens["image_token_index"],
-                                         pixels_per_token=manifest.pixels_per_token)
+    preprocessor = manifest.model_family.runtime().make_preprocessor(Path(request["export_dir"]), manifest)
     observation = load_observation(folder / "obs.npz")
     noise = np.load(folder / "noise.npy")
     runner = ReferenceRunner(request["checkpoint"], preprocessor, manifest)

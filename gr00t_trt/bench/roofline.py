@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..base.errors import CheckpointError, Gr00tTrtError
+from ..families.n16.config import Gr00tConfig
 from ..families.n16.fp8_plan import is_planned
-from ..model.config import Gr00tConfig
 from .devices import DeviceSpec
 
 #: precisions a graph can be exported at

@@ -11,14 +11,26 @@ import torch
 from torch import nn
 
 from ..base.errors import ExportError
-from ..families.n16.contract import ACTION_HEAD_KINDS, GRAPH_SPECS
+from ..contract.dataflow import Contract
+from ..families.registry import DEFAULT_FAMILY
 from ..model.action_head import Gr00tActionHead, check_embodiment_slots, cross_block_indices
-from ..model.config import Gr00tConfig
+from ..model.config import ActionHeadConfig
 from .action_decoder import ActionDecoderGraph
 from .action_encoder import ActionEncoderGraph
 from .dit import DitGraph
 from .dit_context import DitContextGraph, mask_bias
 from .state_encoder import StateEncoderGraph
+
+#: kind -> its wrapper built from (head, embodiment slots, dtype), in the order a control step runs them
+WRAPPERS = {
+    "dit_context": lambda head, slots, dtype: DitContextGraph(head, dtype),
+    "state_encoder": lambda head, slots, dtype: StateEncoderGraph(head, slots, dtype),
+    "action_encoder": lambda head, slots, dtype: ActionEncoderGraph(head, slots, dtype),
+    "dit": lambda head, slots, dtype: DitGraph(head, dtype),
+    "action_decoder": lambda head, slots, dtype: ActionDecoderGraph(head, slots, dtype),
+}
+#: the graphs of the action head (everything after the backbone)
+ACTION_HEAD_KINDS = tuple(WRAPPERS)
 
 #: smallest example sequence that still holds padding, text and image positions in every sample
 MIN_EXAMPLE_SEQ_LEN = 6
@@ -35,15 +47,8 @@ def action_head_graph_modules(
     parameters: casting a wrapper (``.half()``) never changes the head.
     """
     slots = check_embodiment_slots(embodiment_slots, head.config.max_num_embodiments)
-    builders = {
-        "dit_context": lambda: DitContextGraph(head, dtype),
-        "state_encoder": lambda: StateEncoderGraph(head, slots, dtype),
-        "action_encoder": lambda: ActionEncoderGraph(head, slots, dtype),
-        "dit": lambda: DitGraph(head, dtype),
-        "action_decoder": lambda: ActionDecoderGraph(head, slots, dtype),
-    }
     wanted = ACTION_HEAD_KINDS if kinds is None else [k for k in ACTION_HEAD_KINDS if k in set(kinds)]
-    return {kind: builders[kind]().eval() for kind in wanted}
+    return {kind: WRAPPERS[kind](head, slots, dtype).eval() for kind in wanted}
 
 
 def example_masks(batch: int, seq_len: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -61,7 +66,7 @@ def example_masks(batch: int, seq_len: int, device=None) -> tuple[torch.Tensor, 
 
 def example_inputs(
     kind: str,
-    config: Gr00tConfig,
+    config: ActionHeadConfig,
     batch: int = 2,
     seq_len: int = 24,
     *,
@@ -69,11 +74,13 @@ def example_inputs(
     device: torch.device | str = "cpu",
     embodiment_slots: list[int] | None = None,
     seed: int = 0,
+    contract: Contract | None = None,
 ) -> tuple[torch.Tensor, ...]:
     """Random but valid inputs of graph ``kind`` in its declared order (float tensors in ``dtype``).
 
     Use batch ≥ 2 and a seq_len other than every static dim when exporting, so torch.export keeps B and
-    S symbolic. embodiment_id and step cycle through the valid rows/steps.
+    S symbolic. embodiment_id and step cycle through the valid rows/steps. ``contract``: the family's
+    (its graph specs give the input order; default ``DEFAULT_FAMILY``'s).
     """
     if kind not in ACTION_HEAD_KINDS:
         raise ExportError(
@@ -106,4 +113,5 @@ def example_inputs(
         "dit_out": randn(batch, c.action_horizon, c.hidden_size),
         "step_weight": torch.rand(batch, c.action_horizon, generator=generator).to(device=device, dtype=dtype),
     }
-    return tuple(values[t.name] for t in GRAPH_SPECS[kind].inputs)
+    specs = (contract or DEFAULT_FAMILY.runtime().CONTRACT).graphs
+    return tuple(values[t.name] for t in specs[kind].inputs)

@@ -1,5 +1,5 @@
-"""Every exported graph's torch wrapper, built from a loaded model: what the exporter exports, what
-fp8 calibration runs in fp32, and what the CPU preflight runs as the reference.
+"""What every family's graph wrappers share: the action head's static dims and weights, and the streamed
+build of one dataflow segment's wrappers (each family's ``export.graph_modules`` lists its own).
 
 The export builds them from a ``LazyModel`` one dataflow segment at a time (``segment_modules``): only
 the weights the segment's wrappers read (``graph_weights``) are read from the checkpoint, and the
@@ -11,15 +11,11 @@ from __future__ import annotations
 import torch
 
 from ..base.errors import ExportError
-from ..contract.graphs import graph_name
 
-#: model state-dict prefixes the wrapper of each graph kind reads (dit_context: also the K/V projections
-#: of the cross-attention blocks, which dit leaves out; head.timestep() places its steps on the device of
-#: the position embedding, so dit reads that table too)
-GRAPH_WEIGHTS: dict[str, tuple[str, ...]] = {
-    "vision": ("backbone.model.vision_model.", "backbone.model.mlp1."),
-    "backbone": ("backbone.model.language_model.",),
-    "dit_context": ("action_head.vlln.",),
+#: model state-dict prefixes the wrappers of the action-head graphs read, the same in every family (a
+#: family's ``GRAPH_WEIGHTS`` adds its vision, backbone and dit_context entries; head.timestep() places
+#: its steps on the device of the position embedding, so dit reads that table too)
+ACTION_HEAD_WEIGHTS: dict[str, tuple[str, ...]] = {
     "state_encoder": ("action_head.state_encoder.",),
     "action_encoder": ("action_head.action_encoder.", "action_head.position_embedding."),
     "dit": ("action_head.model.", "action_head.position_embedding."),
@@ -27,19 +23,9 @@ GRAPH_WEIGHTS: dict[str, tuple[str, ...]] = {
 }
 
 
-def static_dims(config) -> dict[str, int]:
-    """The export's static dim sizes (``graphs.DIMS``), shared by every graph."""
-    return {
-        **action_head_dims(config),
-        "R": config.backbone.vision.patch_size * config.backbone.unshuffle_factor,
-        "U": config.backbone.unshuffle_factor,
-        "Dv": config.backbone.vision.hidden_size,
-    }
-
-
 def action_head_dims(config) -> dict[str, int]:
-    """The static dims of the backbone width and the action head (any family whose config has N1.6's
-    action-head field names)."""
+    """The static dims of the backbone width and the action head (every family's config has the
+    action-head field names, ``model.config.ActionHeadConfig``)."""
     return {
         "E": config.backbone_embedding_dim,
         "H": config.action_horizon,
@@ -53,27 +39,9 @@ def action_head_dims(config) -> dict[str, int]:
     }
 
 
-def graph_modules(model, config, slots, kinds=None) -> dict[str, tuple[str, torch.nn.Module, dict[str, int]]]:
-    """graph name → (kind, wrapper module, the graph's own dim sizes) for every graph of a full model, or
-    only those of ``kinds``, in dataflow order."""
-    from .action_head_graphs import action_head_graph_modules
-    from .backbone import BackboneGraph
-    from .vision import VisionGraph
-
-    wanted = set(kinds) if kinds is not None else None
-    modules: dict[str, tuple[str, torch.nn.Module, dict[str, int]]] = {}
-    if wanted is None or "vision" in wanted:  # one graph for every image size
-        modules[graph_name("vision")] = ("vision", VisionGraph(model.backbone), {})
-    if wanted is None or "backbone" in wanted:
-        modules["backbone"] = ("backbone", BackboneGraph(model.backbone), {})
-    for kind, module in action_head_graph_modules(model.action_head, slots, kinds=kinds).items():
-        modules[kind] = (kind, module, {})
-    return modules
-
-
-def graph_weights(kind: str, config, keys, table: dict[str, tuple[str, ...]] = GRAPH_WEIGHTS) -> list[str]:
+def graph_weights(kind: str, config, keys, table: dict[str, tuple[str, ...]]) -> list[str]:
     """Those of the model's checkpoint ``keys`` that the wrapper of graph ``kind`` reads (``table``: the
-    family's prefixes per kind; the action head's layout is N1.6's in every family)."""
+    family's prefixes per kind; every family's action head has the same layout)."""
     from ..model.action_head import cross_block_indices
 
     cross_kv = tuple(f"action_head.model.transformer_blocks.{i}.attn1.to_{p}."
@@ -83,14 +51,14 @@ def graph_weights(kind: str, config, keys, table: dict[str, tuple[str, ...]] = G
     return [k for k in chosen if not k.startswith(cross_kv)] if kind == "dit" else chosen
 
 
-def segment_modules(lazy, config, kinds, slots, *, build=None,
-                    table: dict[str, tuple[str, ...]] = GRAPH_WEIGHTS) -> dict[str, tuple[str, torch.nn.Module, dict[str, int]]]:
+def segment_modules(lazy, config, kinds, slots, *, build,
+                    table: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, torch.nn.Module, dict[str, int]]]:
     """The wrappers of ``kinds`` (one ``dataflow.segments`` piece) with just their weights read from the
     checkpoint of ``lazy`` (a ``model.checkpoint.LazyModel``); the model is back on meta on return.
-    ``build``/``table``: another family's ``graph_modules`` and ``GRAPH_WEIGHTS`` (default N1.6's)."""
+    ``build``/``table``: the family's ``graph_modules`` and ``GRAPH_WEIGHTS``."""
     keys = list(dict.fromkeys(k for kind in kinds for k in graph_weights(kind, config, lazy.keys, table)))
     with lazy.loaded(keys) as model:
-        modules = (build or graph_modules)(model, config, slots, kinds)
+        modules = build(model, config, slots, kinds)
     for name, (_, module, _) in modules.items():
         on_meta = [n for n, t in (*module.named_parameters(), *module.named_buffers()) if t.is_meta]
         if on_meta:  # GRAPH_WEIGHTS misses a tensor this wrapper reads

@@ -36,8 +36,7 @@ from torch import nn
 
 from ..base.errors import ExportError
 from ..bench.devices import DEVICES
-from ..families.n16.fp8_plan import FP8_DEFAULTS
-from ..families.n16.int8_plan import INT8_DEFAULTS, INT8_PLAN
+from ..contract.quant_plans import FP8_DEFAULTS, INT8_DEFAULTS, QUANTISABLE_KINDS
 from ..model.action_head import euler_update
 
 PRECISIONS = ("fp32", "fp16", "bf16", "fp8", "int8")
@@ -46,10 +45,8 @@ QUANTISED = ("fp8", "int8")
 #: the graph kinds a precision plan names (every family's control step has these seven)
 GRAPH_KINDS = tuple(FP8_DEFAULTS)
 HALF_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
-#: graphs that may be quantised to fp8 (GEMM-heavy); the small graphs stay in higher precision
-FP8_KINDS = ("vision", "backbone", "dit_context", "dit")
-#: graphs that may be quantised, per quantised precision
-QUANTISED_KINDS = {"fp8": FP8_KINDS, "int8": tuple(INT8_PLAN)}
+#: graphs that may be quantised, per quantised precision (GEMM-heavy); the small graphs stay in higher precision
+QUANTISED_KINDS = {"fp8": QUANTISABLE_KINDS, "int8": QUANTISABLE_KINDS}
 #: the defaults of ``--precision fp8`` / ``--precision int8``: GEMM-heavy graphs quantised, the rest fp16
 QUANTISED_DEFAULTS = {"fp8": FP8_DEFAULTS, "int8": INT8_DEFAULTS}
 #: numpy dtype name of the inter-graph float tensors, per activation rule
@@ -311,10 +308,10 @@ class ExportPrecision:
     calibration set of fp8 graphs, and per graph: cast/wrap, export, quantise, validate."""
 
     plan: PrecisionPlan
-    config: Any  # the family's config (Gr00tConfig, N17Config)
+    config: Any  # the family's config
     contract: Any = None  # contract.dataflow.Contract of the family
     static: dict[str, int] = field(default_factory=dict)  # the export's static dim sizes
-    #: the family's quantisation plans: mode -> (plan, keep) (None: N1.6's, as quantize.py defaults)
+    #: the family's quantisation plans: mode -> (plan, keep) (None: the default family's, as quantize.py's)
     plans: dict[str, tuple[dict, dict]] | None = None
     calibration: Any = None  # calibration.CalibrationSet, when some graph is fp8
     preprocessor: Any = None  # processing.Preprocessor for the calibration observations

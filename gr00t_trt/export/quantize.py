@@ -13,8 +13,8 @@ graph's own calibration feeds (``calibration.py``). ModelOpt calibrates max-abs 
 ONNX Runtime CPU, writes per-tensor activation and per-channel weight scales, and converts everything
 that is not quantised to fp16 (I/O stays fp32).
 
-Which nodes are quantised is declared as data in ``gr00t_trt/families/n16/fp8_plan.py`` (``FP8_PLAN``, ``FP8_KEEP``),
-per graph kind, by the PyTorch module each ONNX node came from (the exporter records it in
+Which nodes are quantised is declared as data by each model family (``FP8_PLAN``, ``FP8_KEEP``; N1.6's in
+``families/n16/fp8_plan.py``), per graph kind, by the PyTorch module each ONNX node came from (the exporter records it in
 ``pkg.torch.onnx.name_scopes``):
 
 - the Linear GEMMs and attention matmuls of vision, backbone, dit_context and dit;
@@ -63,8 +63,8 @@ import numpy as np
 import onnx
 
 from ..base.errors import ExportError, require
-from ..families.n16.fp8_plan import FP8_KEEP, FP8_PLAN, is_planned, role_of
-from ..families.n16.int8_plan import INT8_KEEP, INT8_PLAN
+from ..contract.quant_plans import is_planned, role_of
+from ..families.registry import DEFAULT_FAMILY
 from .onnx_io import all_nodes
 
 GEMM_OPS = ("MatMul", "Gemm")
@@ -72,7 +72,10 @@ GEMM_OPS = ("MatMul", "Gemm")
 WRAPPER_ATTRIBUTE = "inner"
 FP8_DTYPE = onnx.TensorProto.FLOAT8E4M3FN
 #: the quantised precisions: (plan, keep) per graph kind, and the zero-point dtype their Q/DQ carry
-PLANS = {"fp8": (FP8_PLAN, FP8_KEEP), "int8": (INT8_PLAN, INT8_KEEP)}
+def default_plans(mode: str) -> tuple[dict, dict]:
+    """(plan, keep) of ``mode`` (fp8, int8) of the default family, for callers that pass no family's."""
+    face = DEFAULT_FAMILY.export()
+    return {"fp8": (face.FP8_PLAN, face.FP8_KEEP), "int8": (face.INT8_PLAN, face.INT8_KEEP)}[mode]
 ZERO_POINT_DTYPES = {"fp8": FP8_DTYPE, "int8": onnx.TensorProto.INT8}
 #: ModelOpt's FP8 MHA pattern (and TensorRT's FP8 fMHA) needs 8 < head dim ≤ 256
 MHA_HEAD_DIM = (9, 256)
@@ -136,8 +139,8 @@ def planned_nodes(kind: str, model: onnx.ModelProto, head_dim: int | None = None
                   plans: tuple[dict, dict] | None = None) -> list[GemmNode]:
     """The GEMMs the ``mode`` plan quantises in this graph, less those its keep list keeps; attention
     matmuls only when ``head_dim`` fits the FP8 MHA pattern (None: include them). ``plans``: the model
-    family's (plan, keep) for ``mode`` (default: N1.6's ``FP8_PLAN``/``INT8_PLAN``)."""
-    plan, keep = plans if plans is not None else PLANS[mode]
+    family's (plan, keep) for ``mode`` (default: ``DEFAULT_FAMILY``'s ``FP8_PLAN``/``INT8_PLAN``)."""
+    plan, keep = plans if plans is not None else default_plans(mode)
     if kind not in plan:
         raise ExportError(f"graph kind {kind!r} has no {mode} plan — expected one of: {', '.join(plan)}")
     mha_ok = head_dim is None or MHA_HEAD_DIM[0] <= head_dim <= MHA_HEAD_DIM[1]

@@ -19,7 +19,7 @@ N16 = ModelFamily(
     title="GR00T N1.6",
     hub_id="nvidia/GR00T-N1.6-3B",
     runtime_module="gr00t_trt.families.n16.runtime",
-    export_module="gr00t_trt.families.n16.export",
+    export_module="gr00t_trt.families.n16.export.face",
     demo_embodiment="libero_panda",
     roofline=True,
 )

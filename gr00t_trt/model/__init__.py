@@ -1,1 +1,3 @@
-"""Faithful PyTorch definition of GR00T N1.6 that loads the real checkpoint (the verification oracle)."""
+"""What every family's PyTorch model shares: the flow-matching action head and its config fields, config
+value checks, checkpoint I/O and synthetic-checkpoint writing. Each family's own model lives in its
+package (``families/n16``, ``families/n17``)."""

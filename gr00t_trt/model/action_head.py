@@ -1,9 +1,9 @@
-"""GR00T N1.6 action head (checkpoint prefix ``action_head.``), written from spec §4.
+"""The GR00T action head both families share (checkpoint prefix ``action_head.``), written from spec §4.
 
 A flow-matching policy: a state token and H noisy action tokens go through a 32-block DiT that
 cross-attends to the (VLLN-normalised) backbone features, and N Euler steps turn Gaussian noise into a
 normalised action chunk. Attribute names equal the checkpoint's keys (spec §2.4), every size comes from
-``Gr00tConfig``, and ``reference_denoise`` is the unoptimised sampler exactly as the original computes it:
+the config (``ActionHeadConfig``), and ``reference_denoise`` is the unoptimised sampler exactly as the original computes it:
 the oracle that every exported graph is verified against.
 
 Sizes in the shape comments: B batch, S backbone tokens, E backbone width, H action horizon, Ds/Da
@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..base.errors import EmbodimentError, ObservationError
-from .config import Gr00tConfig
+from .config import ActionHeadConfig
 
 #: LayerNorm eps of the VLLN, of AdaLayerNorm and of the feed-forward pre-norm (norm3)
 NORM_EPS = 1e-5
@@ -271,7 +271,7 @@ class BasicTransformerBlock(nn.Module):
         return hidden_states + self.ff(self.norm3(hidden_states))
 
 
-def dit_block_kinds(config: Gr00tConfig) -> tuple[str, ...]:
+def dit_block_kinds(config: ActionHeadConfig) -> tuple[str, ...]:
     """Role of every DiT block: "text" (cross-attention to non-image tokens), "self" (odd blocks, no
     mask) or "image" (cross-attention to image tokens). N1.6: text, self, image, self, text, …"""
     period = 2 * config.attend_text_every_n_blocks
@@ -284,7 +284,7 @@ def dit_block_kinds(config: Gr00tConfig) -> tuple[str, ...]:
     return tuple(kinds)
 
 
-def cross_block_indices(config: Gr00tConfig) -> list[int]:
+def cross_block_indices(config: ActionHeadConfig) -> list[int]:
     """Indices of the cross-attention blocks, in order; position l in this list is the ``L`` index of
     the exported ``cross_k`` / ``cross_v`` tensors."""
     return [i for i, kind in enumerate(dit_block_kinds(config)) if kind != "self"]
@@ -293,7 +293,7 @@ def cross_block_indices(config: Gr00tConfig) -> list[int]:
 class AlternateVLDiT(nn.Module):
     """The N1.6 DiT (``action_head.model``): blocks alternate text-cross / self / image-cross / self."""
 
-    def __init__(self, config: Gr00tConfig):
+    def __init__(self, config: ActionHeadConfig):
         super().__init__()
         dit = config.dit
         dim = dit.inner_dim
@@ -361,9 +361,9 @@ class ReferenceStep:
 
 
 class Gr00tActionHead(nn.Module):
-    """``Gr00tN1d6ActionHead`` at inference: state_dict keys equal the checkpoint's ``action_head.*``."""
+    """The original's action head at inference: state_dict keys equal the checkpoint's ``action_head.*``."""
 
-    def __init__(self, config: Gr00tConfig):
+    def __init__(self, config: ActionHeadConfig):
         super().__init__()
         self.config = config
         dim, num_categories = config.input_embedding_dim, config.max_num_embodiments

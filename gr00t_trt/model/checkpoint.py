@@ -1,20 +1,18 @@
-"""Checkpoint I/O: find the folder, read safetensors headers, account for every tensor, load strictly.
+"""Checkpoint I/O every family shares: find the folder, read safetensors headers, read tensors strictly.
 
-A checkpoint is a local folder or a Hugging Face id of the N1.6 layout (spec §5.6): config.json,
+A checkpoint is a local folder or a Hugging Face id (spec §5.6): config.json,
 ``model.safetensors`` or ``model-0000k-of-0000n.safetensors`` + ``model.safetensors.index.json``.
 Tensors are read with safetensors only (nothing is ever unpickled). Headers are parsed here by hand
 so that inspecting even the full 3B checkpoint costs a few kilobytes of reads.
 
 Accounting is strict: every tensor the model expects must be present with its shape, every tensor
-present must be expected, and the three kinds of tensor that real checkpoints carry but GR00T never
-uses (the LLM's ``lm_head``, SigLIP2's pooling ``head``, the training-only ``mask_token``) are skipped
-explicitly and reported by name.
+present must be expected, and tensors real checkpoints carry but GR00T never uses are skipped
+explicitly and reported by name (``LayoutCheck``; each family lists its own expected and unused keys).
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import math
 import re
 from collections.abc import Iterator, Mapping
@@ -26,7 +24,7 @@ from torch import nn
 
 from ..base.errors import CheckpointError
 from ..base.files import parse_json, read_json
-from .config import Gr00tConfig
+from ..families.registry import DEFAULT_FAMILY
 
 INDEX_FILE = "model.safetensors.index.json"
 SINGLE_FILE = "model.safetensors"
@@ -53,9 +51,6 @@ WEIGHT_DTYPES = ("F32", "BF16", "F16")
 MAX_HEADER_BYTES = 100_000_000
 
 # Keys the real checkpoints store but GR00T never reads (spec §2).
-LM_HEAD_KEY = "backbone.model.language_model.lm_head.weight"
-VISION_HEAD_PREFIX = "backbone.model.vision_model.vision_model.head."
-MASK_TOKEN_KEY = "action_head.mask_token"
 
 
 @dataclass(frozen=True)
@@ -89,7 +84,7 @@ def resolve_checkpoint(checkpoint: str | Path, *, local_files_only: bool = False
     if not _HUB_ID.match(text):
         raise CheckpointError(
             f"checkpoint folder not found: {text!r} — expected an existing folder or a Hugging Face id like "
-            "'nvidia/GR00T-N1.6-3B'"
+            f"{DEFAULT_FAMILY.hub_id!r}"
         )
     return _hub_snapshot(text, HUB_ALLOW_PATTERNS, local_files_only)
 
@@ -309,59 +304,8 @@ def read_tensor_index(folder: str | Path) -> dict[str, StoredTensor]:
     if not folder.is_dir():
         raise CheckpointError(f"checkpoint folder not found: {folder}")
     raise CheckpointError(
-        f"{folder} has neither {INDEX_FILE} nor {SINGLE_FILE} — expected a GR00T N1.6 checkpoint folder"
+        f"{folder} has neither {INDEX_FILE} nor {SINGLE_FILE} — expected a GR00T checkpoint folder"
     )
-
-
-# ---------------------------------------------------------------------- layout
-def is_known_unused(key: str) -> bool:
-    """Stored by real checkpoints, never used by GR00T (skipped explicitly when loading)."""
-    return key == LM_HEAD_KEY or key == MASK_TOKEN_KEY or key.startswith(VISION_HEAD_PREFIX)
-
-
-def known_unused_layout(config: Gr00tConfig) -> dict[str, tuple[int, ...]]:
-    """Shapes of the unused tensors a checkpoint of this config normally carries: lm_head, the
-    SigLIP2 pooling head and, only when state dropout was trained, ``mask_token``."""
-    d = config.backbone.vision.hidden_size
-    i = config.backbone.vision.intermediate_size
-    text = config.backbone.text
-    head = {
-        "probe": (1, 1, d),
-        "attention.in_proj_weight": (3 * d, d),
-        "attention.in_proj_bias": (3 * d,),
-        "attention.out_proj.weight": (d, d),
-        "attention.out_proj.bias": (d,),
-        "layernorm.weight": (d,),
-        "layernorm.bias": (d,),
-        "mlp.fc1.weight": (i, d),
-        "mlp.fc1.bias": (i,),
-        "mlp.fc2.weight": (d, i),
-        "mlp.fc2.bias": (d,),
-    }
-    layout = {VISION_HEAD_PREFIX + k: v for k, v in head.items()}
-    layout[LM_HEAD_KEY] = (text.vocab_size, text.hidden_size)
-    if config.state_dropout_prob > 0:
-        layout[MASK_TOKEN_KEY] = (1, 1, config.input_embedding_dim)
-    return layout
-
-
-@functools.lru_cache(maxsize=8)
-def _model_layout(config: Gr00tConfig) -> tuple[tuple[str, tuple[int, ...]], ...]:
-    from .gr00t import Gr00tN1d6
-
-    with torch.device("meta"):
-        model = Gr00tN1d6(config)
-    return tuple((k, tuple(v.shape)) for k, v in model.state_dict().items())
-
-
-def model_layout(config: Gr00tConfig) -> dict[str, tuple[int, ...]]:
-    """Keys and shapes ``Gr00tN1d6(config)`` loads, from a meta-device instance (no memory used)."""
-    return dict(_model_layout(config))
-
-
-def expected_layout(config: Gr00tConfig) -> dict[str, tuple[int, ...]]:
-    """Every tensor a checkpoint of this config holds: the model's plus the known-unused ones."""
-    return {**model_layout(config), **known_unused_layout(config)}
 
 
 @dataclass
@@ -410,48 +354,12 @@ class LayoutCheck:
         }
 
 
-def compare_layout(found: Mapping[str, StoredTensor | tuple[int, ...]], config: Gr00tConfig) -> LayoutCheck:
-    """Account for every tensor: missing, unexpected, wrong shape, or known-unused (skipped). The expected
-    layout is computed from the config (``config_layout``): no model is built for checking."""
-    from .layout import config_layout
-
-    wanted = config_layout(config)
-    check = LayoutCheck()
-    for key, value in found.items():
-        shape = value.shape if isinstance(value, StoredTensor) else tuple(value)
-        if isinstance(value, StoredTensor) and value.dtype not in WEIGHT_DTYPES:
-            check.wrong_dtype.append((key, value.dtype))
-        if key in wanted:
-            if tuple(shape) != wanted[key]:
-                check.misshaped.append((key, wanted[key], tuple(shape)))
-        elif is_known_unused(key):
-            check.skipped.append(key)
-        else:
-            check.unexpected.append(key)
-    check.missing = [k for k in wanted if k not in found]
-    return check
-
-
-def check_layout(
-    found: Mapping[str, StoredTensor | tuple[int, ...]], config: Gr00tConfig, source: str = "checkpoint"
-) -> list[str]:
-    """Raise a one-line CheckpointError unless the tensors match the model exactly; returns the
-    known-unused keys that were skipped."""
-    check = compare_layout(found, config)
-    if not check.ok:
-        raise CheckpointError(
-            f"{source} does not match the GR00T N1.6 model its config.json describes — {check.problems()} "
-            "— is config.json from the same checkpoint?"
-        )
-    return check.skipped
-
-
 def _names(keys: list[str], limit: int = 3) -> str:
     shown = ", ".join(keys[:limit])
     return shown + (f", … {len(keys) - limit} more" if len(keys) > limit else "")
 
 
-# ---------------------------------------------------------------------- loading
+# ---------------------------------------------------------------------- layout and loading
 @contextlib.contextmanager
 def parameters_on_meta() -> Iterator[None]:
     """Create modules with meta-device parameters but real buffers (e.g. rotary frequencies), so a
@@ -493,30 +401,9 @@ def load_state_dict(
     return tensors
 
 
-def load_model(
-    checkpoint: str | Path,
-    dtype: torch.dtype = torch.float32,
-    *,
-    attn_implementation: str = "sdpa",
-    local_files_only: bool = False,
-):
-    """Load ``Gr00tN1d6`` from a checkpoint folder or Hub id → (model in eval mode, config, folder).
-
-    The config comes from config.json; the tensors are checked against the model strictly before
-    anything is read; known-unused tensors are skipped; every parameter and floating buffer (rotary
-    frequencies) is cast to ``dtype``, as the original's ``model.to(dtype)`` does.
-    """
-    lazy, config, folder = open_model(
-        checkpoint, dtype, attn_implementation=attn_implementation, local_files_only=local_files_only
-    )
-    state = load_state_dict(folder, lazy.index, lazy.keys, dtype)
-    lazy.model.load_state_dict(state, strict=True, assign=True)
-    return lazy.model, config, folder
-
-
 @dataclass
 class LazyModel:
-    """A ``Gr00tN1d6`` whose parameters stay on the meta device until ``loaded`` reads some of them from
+    """A model whose parameters stay on the meta device until ``loaded`` reads some of them from
     the checkpoint: what an export uses to hold one graph's weights at a time instead of the whole model."""
 
     model: nn.Module
@@ -541,34 +428,3 @@ class LazyModel:
             current = self.model.state_dict(keep_vars=True)
             meta = {k: torch.empty_like(current[k], device="meta") for k in keys}
             self.model.load_state_dict(meta, strict=False, assign=True)
-
-
-def open_model(
-    checkpoint: str | Path,
-    dtype: torch.dtype = torch.float32,
-    *,
-    attn_implementation: str = "sdpa",
-    local_files_only: bool = False,
-) -> tuple[LazyModel, Gr00tConfig, Path]:
-    """``Gr00tN1d6`` built on the meta device from a checkpoint's config, its tensors checked against the
-    model but not read → (LazyModel, config, folder); ``load_model`` reads them all."""
-    from .gr00t import Gr00tN1d6
-
-    if dtype not in (torch.float32, torch.bfloat16, torch.float16):
-        raise CheckpointError(
-            f"load_model: dtype {dtype} — expected torch.float32, torch.bfloat16 or torch.float16"
-        )
-    folder = resolve_checkpoint(checkpoint, local_files_only=local_files_only)
-    config = Gr00tConfig.from_file(folder / CONFIG_FILE)
-    index = read_tensor_index(folder)
-    skipped = set(check_layout(index, config, source=f"checkpoint {folder}"))
-    with parameters_on_meta():
-        model = Gr00tN1d6(config, attn_implementation=attn_implementation)
-    # the original casts the whole model (Gr00tPolicy: model.to(dtype=bf16)), which also rounds the
-    # floating buffers — the rotary inv_freq among them; do the same so a bf16 reference is faithful
-    # (the parameters are read in ``dtype``)
-    model.to(dtype)
-    model.requires_grad_(False)
-    model.eval()
-    keys = [k for k in index if k not in skipped]
-    return LazyModel(model, folder, index, keys, dtype), config, folder

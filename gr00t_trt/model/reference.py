@@ -8,10 +8,9 @@ import json
 import torch
 
 from ..base.errors import VerificationError
-from .checkpoint import load_model
 
 
-def load_reference(checkpoint, manifest, export_dir, load=load_model):
+def load_reference(checkpoint, manifest, export_dir, *, load):
     """(model, config): the unoptimised fp32 reference of ``checkpoint`` (read by the family's ``load``),
     refused unless its config is the export's, run with the export's number of denoising steps."""
     model, config, _ = load(checkpoint, dtype=torch.float32)

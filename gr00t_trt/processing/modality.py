@@ -24,23 +24,6 @@ from ..base.files import read_json
 PROCESSOR_CONFIG_FILE = "processor_config.json"
 STATISTICS_FILE = "statistics.json"
 EMBODIMENT_ID_FILE = "embodiment_id.json"
-PROCESSOR_CLASS = "Gr00tN1d6Processor"
-
-#: Projector index of each tag built into N1.6's processor; embodiment_id.json entries win over it.
-BUILTIN_EMBODIMENT_IDS: Mapping[str, int] = MappingProxyType(
-    {
-        "oxe_google": 0,
-        "oxe_widowx": 1,
-        "libero_panda": 2,
-        "unitree_g1": 8,
-        "new_embodiment": 10,
-        "robocasa_panda_omron": 13,
-        "oxe_droid": 16,
-        "gr1": 20,
-        "behavior_r1_pro": 24,
-    }
-)
-
 MODALITIES = ("video", "state", "action", "language")
 _STAT_NAMES = ("min", "max", "mean", "std")
 
@@ -95,7 +78,7 @@ class NormParams:
 
 @dataclass(frozen=True)
 class ProcessorSettings:
-    """Processor-wide values of processor_config.json (defaults: Gr00tN1d6Processor's own)."""
+    """Processor-wide values of processor_config.json (defaults: the original processor's own)."""
 
     shortest_image_edge: int | None = 512
     crop_fraction: float | None = 0.95
@@ -212,8 +195,8 @@ class ProcessorSpec:
 def load_processor_spec(
     folder: str | Path,
     *,
-    processor_class: str = PROCESSOR_CLASS,
-    builtin_ids: Mapping[str, int] = BUILTIN_EMBODIMENT_IDS,
+    processor_class: str,
+    builtin_ids: Mapping[str, int],
 ) -> ProcessorSpec:
     """Read processor_config.json + statistics.json (+ embodiment_id.json) from a checkpoint folder
     or an export directory (the keywords as in ``parse_processor_spec``)."""
@@ -232,13 +215,13 @@ def parse_processor_spec(
     embodiment_ids: Mapping[str, int] | None = None,
     source: str = "processor files",
     *,
-    processor_class: str = PROCESSOR_CLASS,
-    builtin_ids: Mapping[str, int] = BUILTIN_EMBODIMENT_IDS,
+    processor_class: str,
+    builtin_ids: Mapping[str, int],
 ) -> ProcessorSpec:
     """Build a ProcessorSpec from the three files' JSON values (see ``load_processor_spec``).
 
     ``processor_class`` and ``builtin_ids`` (the tag -> projector map embodiment_id.json is merged over)
-    are the model family's; the defaults are N1.6's."""
+    are the model family's."""
     cfg_name = f"{source}/{PROCESSOR_CONFIG_FILE}"
     if not isinstance(config, Mapping):
         raise CheckpointError(f"{cfg_name}: expected a JSON object, got {type(config).__name__}")

@@ -273,7 +273,7 @@ def _one_export(run: _Run, preset: str, precision: str, checkpoint: Path, folder
 def run_selftest(out_dir: str | Path, *, presets: tuple[str, ...] = PRESETS, precisions: tuple[str, ...] = (),
                  device_id: int = 0, say: Say = print) -> SelftestReport:
     """Run every check on this GPU, write ``selftest.json`` and ``selftest.md`` in ``out_dir``."""
-    from ..model.synthetic import make_checkpoint
+    from ..families.registry import DEFAULT_FAMILY
     from .doctor import run_doctor
 
     gpu, trt_version = require_gpu(device_id)  # before anything is written
@@ -294,7 +294,7 @@ def run_selftest(out_dir: str | Path, *, presets: tuple[str, ...] = PRESETS, pre
     say(f"selftest on {gpu.name} (sm {gpu.sm}), TensorRT {trt_version}: presets {', '.join(presets)}, "
         f"precisions {', '.join(chosen)} → {out}")
     for preset in presets:
-        checkpoint = make_checkpoint(out / "checkpoints" / preset, preset, seed=0, overwrite=True)
+        checkpoint = DEFAULT_FAMILY.export().make_checkpoint(out / "checkpoints" / preset, preset, seed=0, overwrite=True)
         for precision in chosen:
             _one_export(run, preset, precision, checkpoint, out / "exports" / f"{preset}-{precision}")
     report.seconds = round(time.perf_counter() - run.start, 1)

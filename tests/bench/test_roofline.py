@@ -12,7 +12,7 @@ from gr00t_trt.bench.devices import DEVICES, find_device
 from gr00t_trt.bench.model_only import roofline_from_checkpoint, roofline_from_export
 from gr00t_trt.bench.roofline import Roofline, check_stored_params, default_workload, stored_params
 from gr00t_trt.contract.export_sizes import stored_weight_bytes
-from gr00t_trt.model.presets import preset_config
+from gr00t_trt.families.n16.presets import preset_config
 
 C, E, OUT, FF = 1536, 2048, 1024, 6144
 
@@ -32,7 +32,7 @@ def full_roofline(tmp_path_factory):
     import safetensors
     import torch
 
-    from gr00t_trt.model.synthetic import make_header_only_checkpoint
+    from gr00t_trt.families.n16.synthetic import make_header_only_checkpoint
 
     folder = make_header_only_checkpoint(tmp_path_factory.mktemp("full") / "full", preset_config("full"))
 

@@ -13,7 +13,7 @@ from safetensors import safe_open
 from typer.testing import CliRunner
 
 from gr00t_trt.cli import app
-from gr00t_trt.processing.modality import load_processor_spec
+from gr00t_trt.families.n16.processing.modality import load_processor_spec
 from gr00t_trt.processing.observations import save_observation, synthetic_observation
 
 runner = CliRunner()
@@ -150,8 +150,8 @@ def test_inspect_prints_counts_and_layout(tiny_checkpoint, tmp_path):
 
 
 def test_inspect_full_size_header_only_checkpoint(tmp_path):
-    from gr00t_trt.model.presets import preset_config
-    from gr00t_trt.model.synthetic import make_header_only_checkpoint
+    from gr00t_trt.families.n16.presets import preset_config
+    from gr00t_trt.families.n16.synthetic import make_header_only_checkpoint
 
     folder = make_header_only_checkpoint(tmp_path / "full", preset_config("full"))
     result = invoke("inspect", folder)
@@ -276,8 +276,8 @@ def test_help_texts_say_what_is_true():
 
 
 def test_make_checkpoint_help_quotes_the_full_size_it_writes():
-    from gr00t_trt.model.presets import preset_config
-    from gr00t_trt.model.synthetic import tensor_plan
+    from gr00t_trt.families.n16.presets import preset_config
+    from gr00t_trt.families.n16.synthetic import tensor_plan
 
     total = sum(math.prod(shape) * dtype.itemsize for _, shape, dtype in tensor_plan(preset_config("full")))
     help_text = help_of("make-checkpoint")

@@ -7,9 +7,9 @@ import pytest
 
 from gr00t_trt.base.errors import VerificationError
 from gr00t_trt.export.driver import ExportOptions, export_checkpoint
-from gr00t_trt.model.synthetic import make_checkpoint
+from gr00t_trt.families.n16.processing.modality import load_processor_spec
+from gr00t_trt.families.n16.synthetic import make_checkpoint
 from gr00t_trt.processing.images import processed_image_size
-from gr00t_trt.processing.modality import load_processor_spec
 from gr00t_trt.processing.observations import INSTRUCTIONS, synthetic_observation
 from gr00t_trt.runtime.pipeline import Pipeline
 from gr00t_trt.verification import verify as verify_module

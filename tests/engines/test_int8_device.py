@@ -56,10 +56,10 @@ def test_doctor_and_build_refuse_fp8_below_sm89_in_one_line(standin_trt, tiny_ex
 
 
 def test_the_int8_plan_is_the_n16_familys_data():
-    from gr00t_trt.export.quantize import PLANS
+    from gr00t_trt.export.quantize import default_plans
     from gr00t_trt.families.family import FamilyExport, required_names
     from gr00t_trt.families.registry import N16
 
     assert "INT8_PLAN" in required_names(FamilyExport)  # every family declares one
-    assert N16.export().INT8_PLAN is PLANS["int8"][0]  # and the quantiser reads that very plan
+    assert N16.export().INT8_PLAN is default_plans("int8")[0]  # and the quantiser reads that very plan
     assert set(N16.export().INT8_PLAN) == {"vision", "backbone", "dit_context", "dit"}

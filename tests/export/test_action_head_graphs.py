@@ -18,8 +18,8 @@ from gr00t_trt.base.errors import EmbodimentError
 from gr00t_trt.export.action_head_graphs import action_head_graph_modules, example_inputs, example_masks
 from gr00t_trt.export.onnx_io import FORBIDDEN_OPS, OPSET, all_nodes, export_onnx
 from gr00t_trt.families.n16.contract import ACTION_HEAD_KINDS, DIMS, GRAPH_SPECS
+from gr00t_trt.families.n16.presets import preset_config
 from gr00t_trt.model.action_head import Gr00tActionHead, cross_block_indices
-from gr00t_trt.model.presets import preset_config
 
 TINY = preset_config("tiny")
 SLOTS = [7, 3]  # sliced export: slot 0 holds embodiment 7, slot 1 embodiment 3

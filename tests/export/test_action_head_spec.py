@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from gr00t_trt.export.action_head_graphs import action_head_graph_modules
-from gr00t_trt.model.checkpoint import load_model
+from gr00t_trt.families.n16.checkpoint import load_model
 
 # ------------------------------------------------------------------------------------------ the spec
 

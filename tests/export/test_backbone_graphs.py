@@ -8,12 +8,12 @@ import onnx
 import pytest
 import torch
 
-from gr00t_trt.export.backbone import BackboneGraph
 from gr00t_trt.export.onnx_io import FORBIDDEN_OPS, export_onnx
-from gr00t_trt.export.vision import VisionGraph
 from gr00t_trt.families.n16.contract import BACKBONE, DIMS, VISION
-from gr00t_trt.model.presets import preset_config
-from gr00t_trt.model.synthetic import synthetic_model
+from gr00t_trt.families.n16.export.backbone import BackboneGraph
+from gr00t_trt.families.n16.export.vision import VisionGraph
+from gr00t_trt.families.n16.presets import preset_config
+from gr00t_trt.families.n16.synthetic import synthetic_model
 
 SIZES = [(56, 84), (84, 56)]  # two image sizes (tiny preset: 14-pixel patches, 2×2 unshuffle)
 
@@ -102,7 +102,7 @@ def test_wrappers_do_not_touch_the_model(backbone):
 def test_one_vision_onnx_graph_serves_every_size(backbone, tmp_path):
     """Traced once at 140x196, the graph runs portrait, landscape, square and 21:9-like sizes and 1 or 3
     images at fp32 parity: its patch count is dynamic, fed by the position grid of each size."""
-    from gr00t_trt.export.graph_modules import static_dims
+    from gr00t_trt.families.n16.export.graph_modules import static_dims
 
     graph = VisionGraph(backbone)
     session = export_and_session(graph, vision_feeds(graph, images(3, 140, 196)), VISION, tmp_path / "vision.onnx",

@@ -6,8 +6,8 @@ import shutil
 import time
 
 from gr00t_trt.export.driver import fingerprint
-from gr00t_trt.model.presets import preset_config
-from gr00t_trt.model.synthetic import make_checkpoint, make_header_only_checkpoint
+from gr00t_trt.families.n16.presets import preset_config
+from gr00t_trt.families.n16.synthetic import make_checkpoint, make_header_only_checkpoint
 
 
 def test_fingerprint_tells_other_weights_of_the_same_config_apart(tiny_checkpoint, tmp_path):

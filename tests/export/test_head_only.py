@@ -11,8 +11,8 @@ import torch
 from gr00t_trt.base.errors import ManifestError
 from gr00t_trt.contract.manifest import load_manifest
 from gr00t_trt.export.head_only import export_action_head
+from gr00t_trt.families.n16.presets import preset_config
 from gr00t_trt.model.action_head import Gr00tActionHead
-from gr00t_trt.model.presets import preset_config
 from gr00t_trt.model.synthetic import init_synthetic_
 from gr00t_trt.runtime import HeadInputs, OrtBackend, Pipeline
 

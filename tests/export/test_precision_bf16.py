@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from gr00t_trt.model.checkpoint import load_model
+from gr00t_trt.families.n16.checkpoint import load_model
 
 
 def test_bf16_load_rounds_rotary_frequencies_like_the_original(tiny_checkpoint):

@@ -108,13 +108,13 @@ small_only = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def small_checkpoint(tmp_path_factory):
-    from gr00t_trt.model.synthetic import make_checkpoint
+    from gr00t_trt.families.n16.synthetic import make_checkpoint
 
     return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "small", "small", seed=0)
 
 
 def _recorded(folder, checkpoint):
-    from gr00t_trt.processing.modality import load_processor_spec
+    from gr00t_trt.families.n16.processing.modality import load_processor_spec
     from gr00t_trt.processing.observations import record_observation, synthetic_observation
 
     spec = load_processor_spec(checkpoint)

@@ -86,8 +86,8 @@ def test_parse_ignores_empty_parts():
 
 @pytest.fixture(scope="module")
 def tiny_model():
-    from gr00t_trt.model.presets import preset_config
-    from gr00t_trt.model.synthetic import synthetic_model
+    from gr00t_trt.families.n16.presets import preset_config
+    from gr00t_trt.families.n16.synthetic import synthetic_model
 
     return synthetic_model(preset_config("tiny"), seed=0)
 

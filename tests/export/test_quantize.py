@@ -86,10 +86,10 @@ def records(tiny_export, tiny_checkpoint, tmp_path_factory):
 
     from gr00t_trt.contract.manifest import load_manifest
     from gr00t_trt.export.calibration import calibration_records, recorded_calibration_set
-    from gr00t_trt.export.graph_modules import graph_modules
-    from gr00t_trt.model.checkpoint import load_model
+    from gr00t_trt.families.n16.checkpoint import load_model
+    from gr00t_trt.families.n16.export.graph_modules import graph_modules
+    from gr00t_trt.families.n16.processing.preprocess import Preprocessor
     from gr00t_trt.processing.observations import record_observation, synthetic_observation
-    from gr00t_trt.processing.preprocess import Preprocessor
 
     manifest = load_manifest(tiny_export)
     model, config, _ = load_model(tiny_checkpoint, dtype=torch.float32)

@@ -7,7 +7,7 @@ import weakref
 
 from gr00t_trt.export import precision, quantize
 from gr00t_trt.export.driver import ExportOptions, export_checkpoint
-from gr00t_trt.export.graph_modules import graph_weights
+from gr00t_trt.families.n16.export.graph_modules import graph_weights
 from gr00t_trt.families.registry import N16
 
 
@@ -70,8 +70,8 @@ def test_the_export_holds_one_dataflow_piece_of_weights_at_a_time(tiny_checkpoin
 
 def test_graph_weights_split_the_model_between_the_graphs(tiny_checkpoint):
     """Every checkpoint tensor is read by some graph; only the action head's small tables by two."""
+    from gr00t_trt.families.n16.checkpoint import open_model
     from gr00t_trt.families.n16.contract import GRAPH_SPECS
-    from gr00t_trt.model.checkpoint import open_model
 
     lazy, config, _ = open_model(tiny_checkpoint)
     readers: dict[str, list[str]] = {}

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from gr00t_trt.base.errors import EmbodimentError, ObservationError
+from gr00t_trt.families.n16.presets import preset_config
 from gr00t_trt.model.action_head import (
     CategorySpecificLinear,
     Gr00tActionHead,
@@ -23,7 +24,6 @@ from gr00t_trt.model.action_head import (
     dit_block_kinds,
     dit_time_sinusoid,
 )
-from gr00t_trt.model.presets import preset_config
 
 TINY = preset_config("tiny")
 

@@ -14,7 +14,7 @@ from transformers.models.siglip2.image_processing_pil_siglip2 import convert_ima
 from transformers.models.siglip2.modeling_siglip2 import Siglip2VisionEmbeddings
 
 from gr00t_trt.base.errors import ObservationError
-from gr00t_trt.model.backbone import EagleBackbone
+from gr00t_trt.families.n16.backbone import EagleBackbone
 from gr00t_trt.model.synthetic import init_synthetic_
 
 

@@ -13,22 +13,25 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from gr00t_trt.base.errors import CheckpointError
-from gr00t_trt.model import checkpoint as ckpt
-from gr00t_trt.model.checkpoint import (
-    INDEX_FILE,
+from gr00t_trt.families.n16.checkpoint import (
     check_layout,
     expected_layout,
-    hub_offline,
     is_known_unused,
     known_unused_layout,
     load_model,
     model_layout,
+)
+from gr00t_trt.families.n16.presets import preset_config
+from gr00t_trt.families.n16.synthetic import make_header_only_checkpoint
+from gr00t_trt.model import checkpoint as ckpt
+from gr00t_trt.model.checkpoint import (
+    INDEX_FILE,
+    hub_offline,
     read_tensor_index,
     resolve_checkpoint,
     resolve_checkpoint_headers,
 )
-from gr00t_trt.model.presets import preset_config
-from gr00t_trt.model.synthetic import make_header_only_checkpoint, synthetic_tensor
+from gr00t_trt.model.synthetic import synthetic_tensor
 
 UNUSED_COUNT = 12  # lm_head + 11 SigLIP2 pooling-head tensors
 
@@ -63,7 +66,7 @@ def rewrite(folder: Path, mutate) -> None:
 @pytest.mark.parametrize("preset", ["tiny", "small", "full"])
 def test_meta_model_plus_unused_equals_checkpoint_layout(preset, tmp_path, tiny_checkpoint):
     """The meta-device model's state_dict + the known-unused tensors == the checkpoint's tensors."""
-    from gr00t_trt.model.gr00t import Gr00tN1d6
+    from gr00t_trt.families.n16.model import Gr00tN1d6
 
     config = preset_config(preset)
     folder = tiny_checkpoint if preset == "tiny" else make_header_only_checkpoint(tmp_path / preset, config)
@@ -357,7 +360,7 @@ def test_load_model_rejects_unknown_dtype(tiny_checkpoint):
 
 
 def test_parameters_on_meta_keeps_buffers_real():
-    from gr00t_trt.model.backbone import EagleBackbone
+    from gr00t_trt.families.n16.backbone import EagleBackbone
 
     with ckpt.parameters_on_meta():
         bb = EagleBackbone(preset_config("tiny"))

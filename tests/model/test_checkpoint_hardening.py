@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from gr00t_trt.base.errors import CheckpointError
-from gr00t_trt.model.checkpoint import INDEX_FILE, load_model, read_safetensors_header, read_tensor_index
+from gr00t_trt.families.n16.checkpoint import load_model
+from gr00t_trt.model.checkpoint import INDEX_FILE, read_safetensors_header, read_tensor_index
 from gr00t_trt.model.inspect import inspect_checkpoint
 
 

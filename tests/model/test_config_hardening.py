@@ -10,12 +10,13 @@ import time
 import pytest
 
 from gr00t_trt.base.errors import ConfigError
-from gr00t_trt.model import checkpoint, gr00t
-from gr00t_trt.model.checkpoint import model_layout
-from gr00t_trt.model.config import SYNTHETIC_BACKBONE_KEY, Gr00tConfig
+from gr00t_trt.families.n16 import checkpoint
+from gr00t_trt.families.n16 import model as gr00t
+from gr00t_trt.families.n16.checkpoint import model_layout
+from gr00t_trt.families.n16.config import SYNTHETIC_BACKBONE_KEY, Gr00tConfig
+from gr00t_trt.families.n16.layout import config_layout
+from gr00t_trt.families.n16.presets import preset_config
 from gr00t_trt.model.inspect import inspect_checkpoint
-from gr00t_trt.model.layout import config_layout
-from gr00t_trt.model.presets import preset_config
 
 
 def _config_dict(preset: str = "tiny") -> dict:

@@ -9,9 +9,9 @@ from types import SimpleNamespace
 
 import pytest
 
+from gr00t_trt.families.n16.presets import preset_config
+from gr00t_trt.families.n16.synthetic import make_header_only_checkpoint
 from gr00t_trt.model.inspect import inspect_checkpoint
-from gr00t_trt.model.presets import preset_config
-from gr00t_trt.model.synthetic import make_header_only_checkpoint
 
 #: spec §6, derived independently from the published architecture
 FULL_COUNTS = {

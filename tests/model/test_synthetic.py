@@ -12,16 +12,12 @@ import torch
 from safetensors import safe_open
 
 from gr00t_trt.base.errors import CheckpointError
-from gr00t_trt.model.checkpoint import INDEX_FILE, expected_layout, load_model, read_tensor_index
-from gr00t_trt.model.config import Gr00tConfig
-from gr00t_trt.model.presets import preset_config
-from gr00t_trt.model.synthetic import (
-    make_checkpoint,
-    make_header_only_checkpoint,
-    synthetic_tensor,
-    tensor_plan,
-    write_sharded_weights,
-)
+from gr00t_trt.families.n16.checkpoint import expected_layout, load_model
+from gr00t_trt.families.n16.config import Gr00tConfig
+from gr00t_trt.families.n16.presets import preset_config
+from gr00t_trt.families.n16.synthetic import make_checkpoint, make_header_only_checkpoint, tensor_plan
+from gr00t_trt.model.checkpoint import INDEX_FILE, read_tensor_index
+from gr00t_trt.model.synthetic import synthetic_tensor, write_sharded_weights
 
 
 # ------------------------------------------------------------------------------------------ files
@@ -89,7 +85,7 @@ def test_weight_scales_are_sane():
 
 
 def test_interrupted_write_leaves_nothing_that_looks_complete(tmp_path, monkeypatch):
-    from gr00t_trt.model import synthetic_processor
+    from gr00t_trt.families.n16 import synthetic_processor
 
     def boom(*args, **kwargs):
         raise KeyboardInterrupt

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gr00t_trt.model.presets import preset_config
-from gr00t_trt.model.synthetic_processor import write_processor_files, write_synthetic_tokenizer
-from gr00t_trt.processing.modality import parse_processor_spec
+from gr00t_trt.families.n16.presets import preset_config
+from gr00t_trt.families.n16.processing.modality import parse_processor_spec
+from gr00t_trt.families.n16.synthetic_processor import write_processor_files, write_synthetic_tokenizer
 
 #: the repository checkout this test file belongs to (tests/processing/conftest.py -> <repo>)
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from gr00t_trt.base.errors import ObservationError
+from gr00t_trt.families.n16.processing.modality import load_processor_spec
 from gr00t_trt.processing.actions import (
     absolute_to_relative,
     decode_actions,
@@ -17,7 +18,7 @@ from gr00t_trt.processing.actions import (
     rot6d_to_matrix,
     rotvec_to_matrix,
 )
-from gr00t_trt.processing.modality import ActionFormat, ActionType, load_processor_spec
+from gr00t_trt.processing.modality import ActionFormat, ActionType
 
 from .conftest import random_state
 

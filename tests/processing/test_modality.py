@@ -8,13 +8,8 @@ import numpy as np
 import pytest
 
 from gr00t_trt.base.errors import CheckpointError, EmbodimentError
-from gr00t_trt.processing.modality import (
-    BUILTIN_EMBODIMENT_IDS,
-    ActionFormat,
-    ActionRep,
-    ActionType,
-    load_processor_spec,
-)
+from gr00t_trt.families.n16.processing.modality import BUILTIN_EMBODIMENT_IDS, load_processor_spec
+from gr00t_trt.processing.modality import ActionFormat, ActionRep, ActionType
 
 
 def test_synthetic_files_load(synthetic_dir, tiny_config):

@@ -19,7 +19,7 @@ def test_processing_imports_and_runs_without_torch(synthetic_dir, tiny_config):
         import numpy as np
         import gr00t_trt.processing
         from gr00t_trt.processing import actions, images, modality, position_grid, preprocess, prompt, state, tokenizer
-        from gr00t_trt.processing.preprocess import Preprocessor
+        from gr00t_trt.families.n16.processing.preprocess import Preprocessor
 
         pre = Preprocessor.from_dir({str(synthetic_dir)!r}, max_state_dim={tiny_config.max_state_dim},
                                     image_token_index={tiny_config.backbone.image_token_index}, pixels_per_token=784)
@@ -44,8 +44,8 @@ def test_synthetic_processor_needs_no_torch(tmp_path):
     result = run(
         f"""
         from pathlib import Path
-        from gr00t_trt.model.presets import preset_config
-        from gr00t_trt.model.synthetic_processor import write_processor_files, write_synthetic_tokenizer
+        from gr00t_trt.families.n16.presets import preset_config
+        from gr00t_trt.families.n16.synthetic_processor import write_processor_files, write_synthetic_tokenizer
         config = preset_config("tiny")
         write_processor_files(Path({str(tmp_path)!r}), config, seed=1)
         write_synthetic_tokenizer(Path({str(tmp_path)!r}), config)

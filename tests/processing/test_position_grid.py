@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from gr00t_trt.base.errors import ManifestError
-from gr00t_trt.model.backbone import resize_position_table
+from gr00t_trt.families.n16.backbone import resize_position_table
 from gr00t_trt.processing.position_grid import PositionGrids, load_table, resample_grid, table_bytes
 
 EPS = np.finfo(np.float32).eps

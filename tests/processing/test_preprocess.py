@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 
 from gr00t_trt.base.errors import CheckpointError, EmbodimentError, ObservationError, TokenizerError
-from gr00t_trt.model.presets import preset_config
-from gr00t_trt.model.synthetic_processor import write_processor_files
+from gr00t_trt.families.n16.presets import preset_config
+from gr00t_trt.families.n16.processing.preprocess import Preprocessor
+from gr00t_trt.families.n16.synthetic_processor import write_processor_files
 from gr00t_trt.processing.images import processed_image_size
-from gr00t_trt.processing.preprocess import ModelInputs, Preprocessor
+from gr00t_trt.processing.preprocess import ModelInputs
 from gr00t_trt.processing.tokenizer import save_tokenizer
 
 from .conftest import random_state

@@ -50,7 +50,7 @@ def test_sincos_layout_is_all_sines_then_all_cosines():
 
 
 def test_layout_padding_and_dtype(synthetic_dir):
-    from gr00t_trt.processing.modality import load_processor_spec
+    from gr00t_trt.families.n16.processing.modality import load_processor_spec
 
     spec = load_processor_spec(synthetic_dir).embodiment("unitree_g1")
     state = random_state(spec, 3, np.random.default_rng(0))
@@ -75,7 +75,7 @@ def test_out_of_range_state_is_clipped(make_spec):
 
 @pytest.mark.parametrize("tag", ["libero_panda", "unitree_g1", "new_embodiment"])
 def test_round_trip(synthetic_dir, tag):
-    from gr00t_trt.processing.modality import load_processor_spec
+    from gr00t_trt.families.n16.processing.modality import load_processor_spec
 
     spec = load_processor_spec(synthetic_dir).embodiment(tag)
     state = random_state(spec, 4, np.random.default_rng(2))
@@ -87,7 +87,7 @@ def test_round_trip(synthetic_dir, tag):
 
 
 def test_mean_std_state_key_round_trip(synthetic_dir):
-    from gr00t_trt.processing.modality import load_processor_spec
+    from gr00t_trt.families.n16.processing.modality import load_processor_spec
 
     spec = load_processor_spec(synthetic_dir).embodiment("new_embodiment")
     assert spec.state_mean_std_keys == ("gripper",)

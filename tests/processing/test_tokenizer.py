@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from gr00t_trt.base.errors import TokenizerError
-from gr00t_trt.model.presets import preset_config
-from gr00t_trt.model.synthetic_processor import build_synthetic_tokenizer
+from gr00t_trt.families.n16.presets import preset_config
+from gr00t_trt.families.n16.synthetic_processor import build_synthetic_tokenizer
 from gr00t_trt.processing import prompt as prompt_mod
 from gr00t_trt.processing.prompt import (
     EAGLE_CHAT_TEMPLATE,

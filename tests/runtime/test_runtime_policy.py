@@ -24,8 +24,8 @@ def policy_export(tmp_path_factory):
 def make_policy_export(folder, step_weight: bool = True):
     """A fake export sized to the tiny preset with the synthetic processor files; ``step_weight=False``:
     as exported before prefix conditioning."""
-    from gr00t_trt.model.presets import preset_config
-    from gr00t_trt.model.synthetic_processor import write_processor_files, write_synthetic_tokenizer
+    from gr00t_trt.families.n16.presets import preset_config
+    from gr00t_trt.families.n16.synthetic_processor import write_processor_files, write_synthetic_tokenizer
     from gr00t_trt.processing.tokenizer import load_tokenizer
 
     config = preset_config("tiny")

@@ -16,12 +16,6 @@ README give the numbers of the int8 plan on the ``small`` preset.
 
 from __future__ import annotations
 
-#: precision of every graph kind in an int8 export: the GEMM-heavy LLM and DiT graphs at int8, vision and
-#: the small graphs at fp16 (``--device orin`` uses these)
-INT8_DEFAULTS: dict[str, str] = {
-    "vision": "fp16", "backbone": "int8", "dit_context": "int8", "state_encoder": "fp16",
-    "action_encoder": "fp16", "dit": "int8", "action_decoder": "fp16",
-}
 #: graph kind -> fnmatch patterns over a GEMM's role (module path with indices as ``*``)
 INT8_PLAN: dict[str, tuple[str, ...]] = {
     "vision": ("encoder_layers.*.self_attn.*_proj", "encoder_layers.*.mlp.fc*", "mlp1.*"),

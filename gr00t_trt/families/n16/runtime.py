@@ -12,7 +12,7 @@ __all__ = ["CONTRACT", "make_grids", "make_preprocessor"]
 
 def make_preprocessor(folder: Path, manifest: Any, **options: Any) -> Any:
     """The Eagle processor of an N1.6 export: SigLIP2 image chain, Eagle prompt, state/action statistics."""
-    from ...processing.preprocess import Preprocessor
+    from .processing.preprocess import Preprocessor
 
     return Preprocessor.from_dir(
         folder,

@@ -203,13 +203,8 @@ class N17Config:
                 f"(or a synthetic checkpoint with a '{SYNTHETIC_BACKBONE_KEY}' field)"
             )
         dit_raw = _section(data, "diffusion_model_cfg", source) or {}
-        dit = DiTConfig(
-            num_layers=dit_raw.get("num_layers", CODE_DEFAULTS["diffusion_model_cfg.num_layers"]),
-            num_attention_heads=dit_raw.get("num_attention_heads", 32),
-            attention_head_dim=dit_raw.get("attention_head_dim", 48),
-            output_dim=dit_raw.get("output_dim", data.get("hidden_size", 1024)),
-            norm_eps=dit_raw.get("norm_eps", 1e-5),
-        )
+        dit = DiTConfig.from_json(dit_raw, data.get("hidden_size", 1024),
+                                  num_layers=CODE_DEFAULTS["diffusion_model_cfg.num_layers"])
         vlsa_raw = _section(data, "vl_self_attention_cfg", source)
         vlsa = None if vlsa_raw is None else _build(
             VLSelfAttentionConfig, vlsa_raw, f"{source}: vl_self_attention_cfg")
@@ -226,12 +221,7 @@ class N17Config:
         skip = ("backbone", "dit", "vl_self_attention")
         data: dict[str, Any] = {"architectures": [MODEL_TYPE], "model_type": MODEL_TYPE}
         data.update({f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip})
-        data["diffusion_model_cfg"] = {
-            "num_layers": self.dit.num_layers, "num_attention_heads": self.dit.num_attention_heads,
-            "attention_head_dim": self.dit.attention_head_dim, "output_dim": self.dit.output_dim,
-            "norm_type": "ada_norm", "interleave_self_attention": True, "positional_embeddings": None,
-            "final_dropout": True, "dropout": 0.2,
-        }  # fmt: skip
+        data["diffusion_model_cfg"] = self.dit.to_json()
         if self.vl_self_attention is not None:
             data["vl_self_attention_cfg"] = {**asdict(self.vl_self_attention), "dropout": 0.2,
                                              "final_dropout": True, "positional_embeddings": None}  # fmt: skip

@@ -1,7 +1,7 @@
 """Every tensor a GR00T N1.7 checkpoint holds, by arithmetic over the config (spec §2), and the strict
 accounting of a checkpoint's tensors against it.
 
-As for N1.6 (``gr00t_trt.model.layout``), shapes are formulas of the config so that ``inspect`` on an
+As for N1.6 (``gr00t_trt.families.n16.layout``, on the shared ``gr00t_trt.model.layout``), shapes are formulas of the config so that ``inspect`` on an
 untrusted config.json never builds a model; a test keeps the table equal to the reference model's
 state_dict. The action head has N1.6's key names at N1.7's widths, so its table is N1.6's function
 (duck-typed on the config) plus the new VL self-attention blocks. The released checkpoint also stores

@@ -19,7 +19,6 @@ from torch import nn
 
 from ...base.errors import CheckpointError, ObservationError
 from ...model.action_head import Gr00tActionHead
-from ...model.backbone import Holder
 from ...model.checkpoint import (
     LazyModel,
     load_state_dict,
@@ -27,6 +26,7 @@ from ...model.checkpoint import (
     read_tensor_index,
     resolve_checkpoint,
 )
+from ...model.holder import Holder
 from .backbone import BackboneGraph
 from .config import N17Config, read_config
 from .layout import check_layout

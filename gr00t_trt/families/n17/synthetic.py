@@ -1,6 +1,6 @@
 """Synthetic GR00T N1.7 checkpoints: the real key names, shapes, sharding and sidecar files, random weights.
 
-The writing machinery is N1.6's (``gr00t_trt.model.synthetic``: deterministic per-key values, tensors
+The writing machinery is shared (``gr00t_trt.model.synthetic``: deterministic per-key values, tensors
 streamed one at a time into sharded safetensors + index, a staged folder published by rename, the
 synthetic marker that ``--force`` checks); this module only supplies N1.7's layout and sidecars:
 config.json (Gr00tN1d7), processor_config.json (Gr00tN1d7Processor with modality configs of a few

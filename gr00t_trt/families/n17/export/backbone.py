@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ....model.backbone import Holder
+from ....model.holder import Holder
 from ..backbone import BackboneGraph
 from ..config import N17Config
 from .weights import detached

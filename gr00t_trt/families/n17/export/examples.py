@@ -1,7 +1,7 @@
 """N1.7's example control step: the inputs every N1.7 graph is traced and validated on.
 
-As N1.6's (``export/examples.py``): one example vision call on images of a size distinct from every
-static dim, then two samples that each hold one of its images amid text. N1.7's own inputs: M-RoPE
+As N1.6's (``families/n16/export/examples.py``, on ``export/examples.py``): one example vision call on
+images of a size distinct from every static dim, then two samples that each hold one of its images amid text. N1.7's own inputs: M-RoPE
 position ids (text positions, the image's rows and columns on its tokens), left padding of the shorter
 sample (the original's own) and two columns of runtime bucket padding on the right (``original_mask``
 False there), so the VL self-attention's masking is part of what every export validates.

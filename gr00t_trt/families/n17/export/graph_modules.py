@@ -1,5 +1,5 @@
 """Every N1.7 graph's torch wrapper, built from a loaded (or lazily loaded) ``Gr00tN1d7``, with the same
-contract as N1.6's ``export.graph_modules``: the same functions over N1.7's checkpoint layout.
+contract as N1.6's (``families.n16.export.graph_modules``): the same functions over N1.7's checkpoint layout.
 
 The action-head graphs are N1.6's wrappers on ``N17ActionHead`` (same key names, N1.7's widths), except
 ``dit_context``, which adds the VL self-attention.
@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from ....contract.graphs import graph_name
-from ....export import graph_modules as n16
+from ....export import graph_modules as shared
 from ..contract import GRAPH_SPECS
 from ..layout import LLM, VISION, VL_SELF_ATTENTION
 
@@ -23,10 +23,7 @@ GRAPH_WEIGHTS: dict[str, tuple[str, ...]] = {
                VISION + "deepstack_merger_list."),
     "backbone": (LLM + "embed_tokens.", LLM + "layers."),
     "dit_context": ("action_head.vlln.", VL_SELF_ATTENTION),
-    "state_encoder": n16.GRAPH_WEIGHTS["state_encoder"],
-    "action_encoder": n16.GRAPH_WEIGHTS["action_encoder"],
-    "dit": n16.GRAPH_WEIGHTS["dit"],
-    "action_decoder": n16.GRAPH_WEIGHTS["action_decoder"],
+    **shared.ACTION_HEAD_WEIGHTS,
 }
 assert set(GRAPH_WEIGHTS) == set(GRAPH_SPECS), "every N1.7 graph kind needs its weights"
 
@@ -35,7 +32,7 @@ def static_dims(config) -> dict[str, int]:
     """The export's static dim sizes (``contract.DIMS``), shared by every graph."""
     v = config.backbone.vision
     return {
-        **n16.action_head_dims(config),
+        **shared.action_head_dims(config),
         "R": v.patch_size * v.spatial_merge_size,
         "U": v.spatial_merge_size,
         "Dv": v.hidden_size,
@@ -57,8 +54,8 @@ def graph_modules(model, config, slots, kinds=None) -> dict[str, tuple[str, torc
         "backbone": lambda: N17BackboneGraph(model.backbone.model.model.language_model, config),
         "dit_context": lambda: N17DitContextGraph(model.action_head),
     }
-    shared = [k for k in GRAPH_SPECS if k in wanted and k not in builders]  # N1.6's action-head wrappers
-    others = action_head_graph_modules(model.action_head, slots, kinds=shared) if shared else {}
+    common = [k for k in GRAPH_SPECS if k in wanted and k not in builders]  # the shared action-head wrappers
+    others = action_head_graph_modules(model.action_head, slots, kinds=common) if common else {}
     modules: dict[str, tuple[str, torch.nn.Module, dict[str, int]]] = {}
     for kind in GRAPH_SPECS:
         if kind in wanted:
@@ -69,10 +66,10 @@ def graph_modules(model, config, slots, kinds=None) -> dict[str, tuple[str, torc
 
 def graph_weights(kind: str, config, keys) -> list[str]:
     """Those of the model's checkpoint ``keys`` that the wrapper of graph ``kind`` reads."""
-    return n16.graph_weights(kind, config, keys, GRAPH_WEIGHTS)
+    return shared.graph_weights(kind, config, keys, GRAPH_WEIGHTS)
 
 
 def segment_modules(lazy, config, kinds, slots) -> dict[str, tuple[str, torch.nn.Module, dict[str, int]]]:
     """The wrappers of ``kinds`` with just their weights read from the checkpoint of ``lazy`` (an N1.7
     ``LazyModel``, ``families.n17.model.open_model``); the model is back on meta on return."""
-    return n16.segment_modules(lazy, config, kinds, slots, build=graph_modules, table=GRAPH_WEIGHTS)
+    return shared.segment_modules(lazy, config, kinds, slots, build=graph_modules, table=GRAPH_WEIGHTS)

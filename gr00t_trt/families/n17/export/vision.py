@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ....base.errors import ExportError
-from ....model.backbone import Holder
+from ....model.holder import Holder
 from ..config import N17Config
 from ..vision import VisionGraph, merge_block_order, position_table, rotary_table
 from .weights import detached

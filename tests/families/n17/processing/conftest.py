@@ -56,9 +56,9 @@ def build_two_frame_spec(folder: Path):
     Torch-free, so the no-torch test can call it too."""
     import dataclasses
 
-    from gr00t_trt.model.presets import preset_config
-    from gr00t_trt.model.synthetic_processor import write_processor_files
-    from gr00t_trt.processing.modality import load_processor_spec
+    from gr00t_trt.families.n16.presets import preset_config
+    from gr00t_trt.families.n16.processing.modality import load_processor_spec
+    from gr00t_trt.families.n16.synthetic_processor import write_processor_files
 
     write_processor_files(folder, preset_config("tiny"), seed=0)
     spec = load_processor_spec(folder)

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from gr00t_trt.base.errors import CheckpointError
+from gr00t_trt.families.n16.presets import preset_config
+from gr00t_trt.families.n16.processing.modality import load_processor_spec
+from gr00t_trt.families.n16.synthetic_processor import write_processor_files
 from gr00t_trt.families.n17.processing.feeds import N17HostProcessor
 from gr00t_trt.families.n17.processing.modality import load_n17_processor_spec, read_letter_box
-from gr00t_trt.model.presets import preset_config
-from gr00t_trt.model.synthetic_processor import write_processor_files
-from gr00t_trt.processing.modality import load_processor_spec
 
 from .conftest import valid_state
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..base.errors import ObservationError
-from .action_head import Gr00tActionHead
+from ...base.errors import ObservationError
+from ...model.action_head import Gr00tActionHead
 from .backbone import EagleBackbone
 from .config import Gr00tConfig
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..model.backbone import EagleBackbone, causal_padding_bias
+from ..backbone import EagleBackbone, causal_padding_bias
 from .vision import detached_backbone
 
 

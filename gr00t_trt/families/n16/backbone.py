@@ -20,20 +20,12 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import Qwen3Config, Qwen3Model, Siglip2VisionConfig, Siglip2VisionModel
 
-from ..base.errors import ObservationError
+from ...base.errors import ObservationError
+from ...model.holder import Holder
 from .config import Gr00tConfig
 
 #: attention implementations of transformers that need no extra package (flash-attn is not used)
 ATTN_IMPLEMENTATIONS = ("sdpa", "eager")
-
-
-class Holder(nn.Module):
-    """A parameter-free node that only exists so that state_dict keys get the checkpoint's nesting."""
-
-    def __init__(self, **children: nn.Module):
-        super().__init__()
-        for name, child in children.items():
-            self.add_module(name, child)
 
 
 def siglip2_config(config: Gr00tConfig, attn_implementation: str = "sdpa") -> Siglip2VisionConfig:

@@ -14,9 +14,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..base.errors import ExportError
-from ..model.backbone import EagleBackbone, resize_position_table
-from ..model.checkpoint import parameters_on_meta
+from ....base.errors import ExportError
+from ....model.checkpoint import parameters_on_meta
+from ..backbone import EagleBackbone, resize_position_table
 
 
 def detached_backbone(backbone: EagleBackbone, dtype: torch.dtype | None = None) -> EagleBackbone:

@@ -9,21 +9,20 @@ from typing import Any
 
 import numpy as np
 
-from ...export.examples import example_step
-from ...export.graph_modules import graph_modules, segment_modules, static_dims
-from ...model.checkpoint import compare_layout, expected_layout, open_model
-from ...model.config import Gr00tConfig
-from ...model.inspect import count_components, estimate_engines
-from ...model.presets import preset_config
-from ...model.reference import load_reference
-from ...model.synthetic import make_checkpoint
-from ...processing.images import processed_image_size
-from ...processing.modality import BUILTIN_EMBODIMENT_IDS
-from ...processing.modality import load_processor_spec as processor_spec
-from ...processing.position_grid import vision_declaration as _vision_declaration
-from ...processing.tokenizer import save_tokenizer
-from .fp8_plan import FP8_KEEP, FP8_PLAN
-from .int8_plan import INT8_KEEP, INT8_PLAN
+from ....processing.images import processed_image_size
+from ....processing.position_grid import vision_declaration as _vision_declaration
+from ....processing.tokenizer import save_tokenizer
+from ..checkpoint import compare_layout, expected_layout, load_model, open_model
+from ..config import Gr00tConfig
+from ..fp8_plan import FP8_KEEP, FP8_PLAN
+from ..inspect import count_components, estimate_engines
+from ..int8_plan import INT8_KEEP, INT8_PLAN
+from ..presets import preset_config
+from ..processing.modality import BUILTIN_EMBODIMENT_IDS
+from ..processing.modality import load_processor_spec as processor_spec
+from ..synthetic import make_checkpoint
+from .examples import example_step
+from .graph_modules import graph_modules, segment_modules, static_dims
 
 __all__ = [
     "BUILTIN_EMBODIMENT_IDS", "FP8_KEEP", "FP8_PLAN", "INT8_KEEP", "INT8_PLAN", "compare_layout", "count_components", "estimate_engines", "example_step", "expected_layout", "graph_modules", "host_processor", "load_reference",
@@ -40,14 +39,21 @@ def read_config(folder: Path) -> Gr00tConfig:
 
 def resolve_tokenizer(folder: Path, override: str | None, config: Gr00tConfig):
     """The Eagle tokenizer beside the checkpoint (or ``override``), checked against the config."""
-    from ...processing.tokenizer import resolve_tokenizer as resolve
+    from ....processing.tokenizer import resolve_tokenizer as resolve
 
     return resolve(folder, override, config.backbone.image_token_index, config.backbone.text.vocab_size)
 
 
+def load_reference(checkpoint: Any, manifest: Any, export_dir: Any):
+    """(model, config): the fp32 N1.6 reference of ``checkpoint``, checked against the export's config."""
+    from ....model.reference import load_reference as load
+
+    return load(checkpoint, manifest, export_dir, load=load_model)
+
+
 def host_processor(processor: Any, tokenizer: Any, config: Gr00tConfig):
     """The Eagle preprocessor on a checkpoint's processor spec (the export's calibration observations)."""
-    from ...processing.preprocess import Preprocessor
+    from ..processing.preprocess import Preprocessor
 
     return Preprocessor(processor, tokenizer, max_state_dim=config.max_state_dim,
                         image_token_index=config.backbone.image_token_index,
@@ -93,7 +99,7 @@ def reference_case(model: Any, inputs: Any, noise: np.ndarray):
     """One reference control step of the N1.6 model on preprocessed ``inputs`` (``ModelInputs``)."""
     import torch
 
-    from ...verification.reference_case import ReferenceCase
+    from ....verification.reference_case import ReferenceCase
 
     t = {
         "input_ids": torch.from_numpy(inputs.input_ids),
