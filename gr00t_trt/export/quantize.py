@@ -173,6 +173,55 @@ def check_plan(label: str, mode: str, quantised: onnx.ModelProto, plan: Sequence
     return got
 
 
+def separate_activation_quantizers(model: onnx.ModelProto) -> int:
+    """Give every consumer of a quantised activation its own QuantizeLinear → DequantizeLinear pair (same
+    scale and zero point, in initializers of its own) → the number of pairs added.
+
+    Why: ModelOpt writes one pair per tensor, shared by the GEMMs that read it (q/k/v, gate/up, to_k/to_v).
+    On x86 CPUs without VNNI, ONNX Runtime fuses DequantizeLinear → MatMul into its integer kernel
+    (MatMulIntegerToFloat) only after turning the int8 activation pair into uint8, and it does that only
+    for a QuantizeLinear with one consumer; its common-subexpression elimination merges identical copies
+    back, hence the separate initializers. Measured on ``small``: backbone 0 of 15 planned GEMMs on the
+    integer kernel before, 15 of 15 after; DiT 28 → 40 of 40. TensorRT reads each copy as the same
+    quantisation of the tensor (still symmetric int8, zero point 0)."""
+    graph = model.graph
+    initializers = {tensor.name: tensor for tensor in graph.initializer}
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    nodes, added = [], 0
+    for node in graph.node:
+        nodes.append(node)
+        if node.op_type != "QuantizeLinear" or node.input[0] in initializers:
+            continue  # a weight's Q has one DequantizeLinear and one GEMM
+        pairs = [(dq, user) for dq in consumers.get(node.output[0], ())
+                 if dq.op_type == "DequantizeLinear" and dq.input[1:] == node.input[1:]
+                 for user in consumers.get(dq.output[0], ())]
+        for dq, user in pairs[1:]:  # the first consumer keeps the original pair
+            suffix = f"/for/{user.name or added}"
+            quant, dequant = onnx.NodeProto(), onnx.NodeProto()
+            quant.CopyFrom(node)
+            dequant.CopyFrom(dq)
+            quant.name, dequant.name = node.name + suffix, dq.name + suffix
+            quant.output[0], dequant.output[0] = node.output[0] + suffix, dq.output[0] + suffix
+            dequant.input[0] = quant.output[0]
+            for position in range(1, len(node.input)):  # scale, zero point
+                copy = onnx.TensorProto()
+                copy.CopyFrom(initializers[node.input[position]])
+                copy.name = node.input[position] + suffix
+                graph.initializer.append(copy)
+                quant.input[position] = copy.name
+                if position < len(dequant.input):
+                    dequant.input[position] = copy.name
+            user.input[list(user.input).index(dq.output[0])] = dequant.output[0]
+            nodes += [quant, dequant]
+            added += 1
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return added
+
+
 class _FeedReader:
     """ONNX Runtime CalibrationDataReader over a list of feed dicts. ModelOpt's MHA analysis also calls
     ``get_first()``, which ORT's base class does not define (tensorrt-notes §3.1)."""
@@ -265,8 +314,10 @@ def quantize_graph(
             raise ExportError(f"{mode} quantisation of {path.name} failed: {type(exc).__name__}: {first}") from exc
     try:
         quantised = onnx.load(str(out), load_external_data=False)
+        if mode == "int8":
+            separate_activation_quantizers(quantised)
         got = check_plan(path.name, mode, quantised, plan)
-        _replace_graph(out, path)
+        _replace_graph(quantised, out, path)
     finally:
         _remove(out)
     logging.getLogger(__name__).info("%s: %d GEMMs at %s in %.1fs", path.name, len(got), mode, time.perf_counter() - started)
@@ -353,27 +404,29 @@ def _size_gb(path: Path) -> float:
     return (path.stat().st_size + (data.stat().st_size if data.exists() else 0)) / 1e9
 
 
-def _replace_graph(src: Path, dst: Path) -> None:
-    """Move ``src`` (+ its external data, renamed to ``dst``'s) over ``dst`` atomically per file."""
-    model = onnx.load(str(src), load_external_data=True)
+def _replace_graph(model: onnx.ModelProto, src: Path, dst: Path) -> None:
+    """Put ``model`` (read from ``src`` without its weights) over ``dst``, atomically per file. The weights
+    stay where ModelOpt wrote them: its one external-data file is renamed to ``dst``'s and the graph's
+    references to it rewritten — no load of the weights, so no copy of the graph in memory."""
+    locations = {entry.value for tensor in _external_tensors(model) for entry in tensor.external_data
+                 if entry.key == "location"}
+    if len(locations) > 1:
+        raise ExportError(f"{src.name}: weights in {len(locations)} files ({sorted(locations)[:3]}) — "
+                          "expected ModelOpt's one external-data file")
+    data_name = f"{dst.name}.data"
+    for tensor in _external_tensors(model):
+        for entry in tensor.external_data:
+            if entry.key == "location":
+                entry.value = data_name
     fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
     os.close(fd)
-    data_name = f"{dst.name}.data"
-    tmp_data = dst.with_name(f".{data_name}.{os.getpid()}.tmp")
     try:
-        onnx.save(model, tmp, save_as_external_data=True, all_tensors_to_one_file=True, location=tmp_data.name)
-        # the graph refers to its data file by name: rewrite the reference to the final name
-        final = onnx.load(tmp, load_external_data=False)
-        for tensor in _external_tensors(final):
-            for entry in tensor.external_data:
-                if entry.key == "location":
-                    entry.value = data_name
-        onnx.save(final, tmp)
-        os.replace(tmp_data, dst.with_name(data_name))
+        onnx.save(model, tmp)
+        if locations:
+            os.replace(src.with_name(locations.pop()), dst.with_name(data_name))
         os.replace(tmp, dst)
     finally:
         _remove(Path(tmp))
-        _remove(tmp_data)
 
 
 def _external_tensors(model: onnx.ModelProto) -> Iterable[onnx.TensorProto]:
