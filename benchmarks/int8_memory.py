@@ -44,25 +44,27 @@ from gr00t_trt.export import quantize
 request = json.loads(sys.argv[1])
 if request["options"] is not None and request["mode"] is not None:
     quantize.MODE_OPTIONS[request["mode"]] = {**quantize.MODE_OPTIONS[request["mode"]], **request["options"]}
-with np.load(request["feeds"]) as stored:
-    names = request["names"]
-    feeds = [{n: stored[f"{i}/{n}"] for n in names} for i in range(len(stored.files) // len(names))]
-if request["mode"] is None:
-    import modelopt.onnx.quantization  # noqa: F401 — what every configuration imports
-    print(0)
-    raise SystemExit
 if request.get("trace"):
     sys.path.insert(0, request["trace"])
     import int8_memory
     int8_memory.trace_phases()
-got = quantize.quantize_graph(Path(request["path"]), request["kind"], feeds, isolate=False, mode=request["mode"],
-                              high_precision=request["high_precision"])
+with np.load(request["feeds"]) as stored:
+    feeds = quantize._StoredFeeds(stored, request["names"])  # what the export's child reads: one sample at a time
+    if request["feeds_in_memory"]:  # how the child read them before: all samples for the whole run
+        feeds = list(feeds)
+    if request["mode"] is None:
+        import modelopt.onnx.quantization  # noqa: F401 — what every configuration imports
+        print(0)
+        raise SystemExit
+    got = quantize.quantize_graph(Path(request["path"]), request["kind"], feeds, isolate=False, mode=request["mode"],
+                                  high_precision=request["high_precision"])
 print(len(got))
 """
 
 #: the steps of a quantisation whose memory ``--trace`` reports: (module, attribute) of each function
 TRACED = [
     ("modelopt.onnx.quantization.quantize", "_preprocess_onnx"),
+    ("modelopt.onnx.quantization.quantize", "load_onnx_model"),
     ("modelopt.onnx.quantization.quantize", "quantize_int8"),
     ("modelopt.onnx.quantization.quantize", "quantize_fp8"),
     ("modelopt.onnx.quantization.int8", "quantize_static"),
@@ -70,6 +72,8 @@ TRACED = [
     ("onnxruntime.quantization.calibrate", "MinMaxCalibrater.collect_data"),
     ("onnxruntime.quantization.calibrate", "MinMaxCalibrater.compute_data"),
     ("onnxruntime.quantization.qdq_quantizer", "QDQQuantizer.quantize_model"),
+    ("modelopt.onnx.quantization.quantize", "save_onnx"),
+    ("onnx_graphsurgeon", "import_onnx"),
     ("gr00t_trt.export.quantize", "_replace_graph"),
 ]
 
@@ -134,6 +138,8 @@ def random_feeds(path: Path, manifest: dict, samples: int, seed: int = 0) -> lis
             shape = [d if isinstance(d, int) else dims.get(d, 1) for d in tensor.shape]
             if "float" in tensor.type:
                 feed[tensor.name] = rng.standard_normal(shape).astype(np.float32)
+            elif "bool" in tensor.type:  # masks: everything attended
+                feed[tensor.name] = np.ones(shape, bool)
             else:
                 feed[tensor.name] = np.full(shape, i % 4, np.int64)
         feeds.append(feed)
@@ -141,11 +147,11 @@ def random_feeds(path: Path, manifest: dict, samples: int, seed: int = 0) -> lis
 
 
 def measure(export: Path, graph: str, kind: str, mode: str, options, feeds_file: Path, names, work: Path,
-            trace: bool = False, high_precision: str = "fp16") -> dict:
+            trace: bool = False, high_precision: str = "fp16", feeds_in_memory: bool = False) -> dict:
     for suffix in ("", ".data"):
         shutil.copyfile(export / f"{graph}.onnx{suffix}", work / f"{graph}.onnx{suffix}")
     request = {"path": str(work / f"{graph}.onnx"), "kind": kind, "mode": mode, "options": options,
-               "feeds": str(feeds_file), "names": names, "high_precision": high_precision,
+               "feeds": str(feeds_file), "names": names, "high_precision": high_precision, "feeds_in_memory": feeds_in_memory,
                "trace": str(Path(__file__).parent) if trace and mode else None}
     env = dict(os.environ, TMPDIR=str(work), PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     started = time.perf_counter()
@@ -176,6 +182,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     parser.add_argument("--high-precision", default="fp16", choices=("fp16", "fp32"),
                         help="the quantised graph's remainder: fp16 for a GPU export, fp32 for the CPU (int8 only)")
+    parser.add_argument("--feeds-in-memory", action="store_true",
+                        help="hold every calibration sample in the child, as it did before (default: read one at a time)")
     parser.add_argument("--trace", action="store_true", help="RSS on entry, peak and exit of each quantiser step")
     args = parser.parse_args()
     manifest = json.loads((args.export / "manifest.json").read_text())
@@ -194,7 +202,7 @@ def main() -> None:
             work = Path(tmp) / "work"
             work.mkdir()
             row = {"config": name, "mode": mode, "options": options, **measure(args.export, args.graph, kind, mode, options, feeds_file, names, work, args.trace,
-                                                     args.high_precision)}
+                                                     args.high_precision, args.feeds_in_memory)}
             shutil.rmtree(work)
             base = rows[0]["peak_rss_mb"] if rows and rows[0]["mode"] is None else row["peak_rss_mb"] * (mode is None)
             # what the quantisation adds over the interpreter, per byte of graph, scaled to the full graph

@@ -227,7 +227,7 @@ class _FeedReader:
     ``get_first()``, which ORT's base class does not define (tensorrt-notes §3.1)."""
 
     def __init__(self, feeds: Sequence[dict[str, np.ndarray]]):
-        self.feeds = list(feeds)
+        self.feeds = feeds  # not copied: _StoredFeeds reads one sample at a time
         self.position = 0
 
     def get_next(self) -> dict[str, np.ndarray] | None:
@@ -244,6 +244,24 @@ class _FeedReader:
 
     def __len__(self) -> int:
         return len(self.feeds)
+
+
+class _StoredFeeds(Sequence):
+    """The calibration samples of the child's ``.npz``, each read from the file when asked for: the child
+    holds one sample at a time instead of all of them for the whole quantisation (16 samples of the
+    full-size DiT's cross-attention K/V are ~1 GB)."""
+
+    def __init__(self, stored, names: Sequence[str]):
+        self.stored, self.names = stored, list(names)
+        self.count = len(stored.files) // len(self.names)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index):
+        if not 0 <= index < self.count:
+            raise IndexError(index)
+        return {name: self.stored[f"{index}/{name}"] for name in self.names}
 
 
 def _calibration_reader(feeds: Sequence[dict[str, np.ndarray]]):
@@ -291,23 +309,16 @@ def quantize_graph(
     shapes = ",".join(f"{k}:{'x'.join(str(d) for d in v.shape)}" for k, v in feeds[0].items())
     out = path.with_name(f".{path.stem}.{mode}-{os.getpid()}.onnx")
     started = time.perf_counter()
+    options = dict(calibration_data_reader=_calibration_reader(feeds), calibration_method="max",
+                   calibration_eps=["cpu"], calibration_shapes=shapes, op_types_to_quantize=list(GEMM_OPS),
+                   nodes_to_quantize=[f"^{re.escape(g.name)}$" for g in plan], high_precision_dtype=high_precision,
+                   use_external_data_format=True, log_level="ERROR", **MODE_OPTIONS[mode])
     with _quiet_modelopt():
         try:
-            quantize(
-                str(path),
-                quantize_mode=mode,
-                calibration_data_reader=_calibration_reader(feeds),
-                calibration_method="max",
-                calibration_eps=["cpu"],
-                calibration_shapes=shapes,
-                op_types_to_quantize=list(GEMM_OPS),
-                nodes_to_quantize=[f"^{re.escape(g.name)}$" for g in plan],
-                high_precision_dtype=high_precision,
-                use_external_data_format=True,
-                output_path=str(out),
-                log_level="ERROR",
-                **MODE_OPTIONS[mode],
-            )
+            if mode == "int8":
+                _int8_step(path, out, options)
+            else:
+                quantize(str(path), quantize_mode=mode, output_path=str(out), **options)
         except Exception as exc:  # ModelOpt and ORT raise many types; report one line
             _remove(out)
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
@@ -323,6 +334,23 @@ def quantize_graph(
     logging.getLogger(__name__).info("%s: %d GEMMs at %s in %.1fs", path.name, len(got), mode, time.perf_counter() - started)
     roles = {g.name: g.role for g in plan}
     return {name: roles[name] for name in got}
+
+
+def _int8_step(path: Path, out: Path, options: dict) -> None:
+    """ModelOpt's int8 step alone, without its ``quantize()`` wrapper, written to ``out``. The wrapper's
+    preprocessing (opset upgrade, node naming, shape inference) has nothing to do on our graphs (opset 21,
+    every node named, no custom ops) but keeps its loaded copy of the graph — ≈ 3× the graph's size — alive
+    for the whole run; measured on a 384 MB DiT-shaped graph: peak 4.2 → see benchmarks/results/int8_memory.md."""
+    from modelopt.onnx.quantization.int8 import quantize as quantize_int8
+
+    scratch: list[str] = []  # ModelOpt's intermediate files, which its wrapper would delete
+    try:
+        model = quantize_int8(onnx_path=str(path), intermediate_generated_files=scratch, **options)
+        onnx.save(model, str(out), save_as_external_data=True, all_tensors_to_one_file=True,
+                  location=f"{out.name}.data")
+    finally:
+        for name in scratch:
+            _remove(Path(name))
 
 
 def _quantize_in_child(path: Path, kind: str, feeds, head_dim: int | None, high_precision: str,
@@ -384,13 +412,12 @@ def _child_main() -> None:
     request = json.loads(sys.argv[1])
     path = Path(request["path"])
     try:
-        names = request["names"]
         with np.load(request["feeds"]) as stored:
-            count = len(stored.files) // len(names)
-            feeds = [{name: stored[f"{i}/{name}"] for name in names} for i in range(count)]
-        result = {"status": "ok", "value": quantize_graph(path, request["kind"], feeds, head_dim=request["head_dim"],
-                                                          high_precision=request["high_precision"], isolate=False,
-                                                          mode=request["mode"], plans=request.get("plans"))}
+            feeds = _StoredFeeds(stored, request["names"])
+            value = quantize_graph(path, request["kind"], feeds, head_dim=request["head_dim"],
+                                   high_precision=request["high_precision"], isolate=False,
+                                   mode=request["mode"], plans=request.get("plans"))
+        result = {"status": "ok", "value": value}
     except ExportError as exc:
         result = {"status": "error", "message": str(exc)}
     except Exception as exc:  # report one line to the parent
@@ -424,6 +451,8 @@ def _replace_graph(model: onnx.ModelProto, src: Path, dst: Path) -> None:
         onnx.save(model, tmp)
         if locations:
             os.replace(src.with_name(locations.pop()), dst.with_name(data_name))
+        else:  # every tensor inline: the fp32 graph's weights file must not outlive it
+            dst.with_name(data_name).unlink(missing_ok=True)
         os.replace(tmp, dst)
     finally:
         _remove(Path(tmp))
