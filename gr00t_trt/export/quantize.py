@@ -8,7 +8,8 @@ zero point 0, max calibration here. Its remainder is fp32 unless the export targ
 (``PrecisionPlan.remainder``).
 
 The fp32 graph is exported first; ``quantize_graph`` then calls
-``modelopt.onnx.quantization.quantize(quantize_mode="fp8", calibration_eps=["cpu"])`` on it with the
+``modelopt.onnx.quantization.quantize(quantize_mode="fp8", calibration_eps=["cpu"])`` (int8: ModelOpt's
+int8 step alone, ``_int8_step``) on it with the
 graph's own calibration feeds (``calibration.py``). ModelOpt calibrates max-abs activation ranges on
 ONNX Runtime CPU, writes per-tensor activation and per-channel weight scales, and converts everything
 that is not quantised to fp16 (I/O stays fp32).
@@ -340,7 +341,8 @@ def _int8_step(path: Path, out: Path, options: dict) -> None:
     """ModelOpt's int8 step alone, without its ``quantize()`` wrapper, written to ``out``. The wrapper's
     preprocessing (opset upgrade, node naming, shape inference) has nothing to do on our graphs (opset 21,
     every node named, no custom ops) but keeps its loaded copy of the graph — ≈ 3× the graph's size — alive
-    for the whole run; measured on a 384 MB DiT-shaped graph: peak 4.2 → see benchmarks/results/int8_memory.md."""
+    for the whole run. Measured on a 384 MB DiT-shaped graph: peak 4.2 → 3.1 GB
+    (``benchmarks/results/int8_memory.md``)."""
     from modelopt.onnx.quantization.int8 import quantize as quantize_int8
 
     scratch: list[str] = []  # ModelOpt's intermediate files, which its wrapper would delete
