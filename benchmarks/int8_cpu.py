@@ -20,6 +20,7 @@ import collections
 import json
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 STAGES = ("vision", "backbone", "dit_context", "denoise_0", "denoise_1", "denoise_2", "denoise_3", "pipeline")
@@ -103,6 +104,69 @@ def ort_profile(graph: Path) -> dict[str, float]:
     return dict(sorted(times.items(), key=lambda item: -item[1]))
 
 
+def linear_graph(m: int, k: int, n: int, int8: bool) -> bytes:
+    """One Linear [m, k] @ [k, n] as ONNX: fp32, or the int8 export's form (per-tensor symmetric activation
+    Q/DQ, per-output-channel int8 weight DQ, zero points 0)."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = (np.random.default_rng(0).standard_normal((k, n)) / np.sqrt(k)).astype(np.float32)
+    if int8:
+        scale = np.abs(weight).max(axis=0) / 127
+        inits = [numpy_helper.from_array(np.round(weight / scale).astype(np.int8), "wq"),
+                 numpy_helper.from_array(scale.astype(np.float32), "ws"), numpy_helper.from_array(np.zeros(n, np.int8), "wz"),
+                 numpy_helper.from_array(np.array(4 / 127, np.float32), "xs"), numpy_helper.from_array(np.array(0, np.int8), "xz")]
+        nodes = [helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"]),
+                 helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
+                 helper.make_node("DequantizeLinear", ["wq", "ws", "wz"], ["w"], axis=1),
+                 helper.make_node("MatMul", ["xd", "w"], ["y"])]
+    else:
+        inits, nodes = [numpy_helper.from_array(weight, "w")], [helper.make_node("MatMul", ["x", "w"], ["y"])]
+    graph = helper.make_graph(nodes, "linear", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, m, k])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, m, n])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)]).SerializeToString()
+
+
+def gemm_sweep(sizes=((256, 256, 256), (256, 1024, 1024), (256, 2048, 2048), (256, 2048, 6144)),
+               rounds: int = 15) -> list[dict]:
+    """fp32 vs int8 for one GEMM per size, in the runtime's sessions (int8: MatMulIntegerToFloat, exact
+    path), interleaved: whether this CPU's integer GEMM beats its fp32 one at all, and if the gain grows
+    with size — the ceiling of any int8 graph here."""
+    import statistics
+    import time
+
+    import numpy as np
+    import onnxruntime as ort
+
+    from gr00t_trt.runtime.ort_backend import cpu_session, optimization_level
+
+    rows = []
+    for m, k, n in sizes:
+        sessions = {}
+        for side in ("fp32", "int8"):
+            options = ort.SessionOptions()
+            options.graph_optimization_level = optimization_level(ort, side)
+            with tempfile.TemporaryDirectory() as folder:
+                path = Path(folder) / "linear.onnx"
+                path.write_bytes(linear_graph(m, k, n, side == "int8"))
+                sessions[side] = cpu_session(path, options)
+        x = {"x": np.random.default_rng(1).standard_normal((1, m, k)).astype(np.float32)}
+        outputs = {side: s.run(None, x)[0].ravel() for side, s in sessions.items()}
+        times: dict[str, list[float]] = {"fp32": [], "int8": []}
+        for _ in range(rounds):
+            for side, session in sessions.items():
+                started = time.perf_counter()
+                session.run(None, x)
+                times[side].append((time.perf_counter() - started) * 1e3)
+        a, b = outputs["fp32"], outputs["int8"]
+        rows.append({"m": m, "k": k, "n": n, "fp32_ms": statistics.median(times["fp32"]),
+                     "int8_ms": statistics.median(times["int8"]),
+                     "speedup": statistics.median(f / i for f, i in zip(times["fp32"], times["int8"], strict=True)),
+                     "cosine": float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))})
+        print(rows[-1], flush=True)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint", type=Path)
@@ -115,11 +179,15 @@ def main() -> None:
     parser.add_argument("--reference-mode", default="interleaved")
     parser.add_argument("--embodiment", default="libero_panda")
     parser.add_argument("--ort-profile", action="store_true")
+    parser.add_argument("--gemm-sweep", action="store_true",
+                        help="also time one fp32 and one int8 GEMM per size (this CPU's int8 ceiling)")
     parser.add_argument("--graphs-only", action="store_true",
                         help="only the interleaved per-graph timing (robust on a loaded machine), no bench runs")
     args = parser.parse_args()
     if args.graphs_only:
         result = {"graphs": interleaved_graphs(args.fp32, args.int8)}
+        if args.gemm_sweep:
+            result["gemm_sweep"] = gemm_sweep()
         if args.ort_profile:
             result["ort_profile_ms"] = {g: ort_profile(args.int8 / f"{g}.onnx") for g in ("backbone", "dit")}
         args.out.with_suffix(".json").write_text(json.dumps(result, indent=1))

@@ -44,17 +44,85 @@ from gr00t_trt.export import quantize
 request = json.loads(sys.argv[1])
 if request["options"] is not None and request["mode"] is not None:
     quantize.MODE_OPTIONS[request["mode"]] = {**quantize.MODE_OPTIONS[request["mode"]], **request["options"]}
+if request.get("trace"):
+    sys.path.insert(0, request["trace"])
+    import int8_memory
+    int8_memory.trace_phases()
 with np.load(request["feeds"]) as stored:
-    names = request["names"]
-    feeds = [{n: stored[f"{i}/{n}"] for n in names} for i in range(len(stored.files) // len(names))]
-if request["mode"] is None:
-    import modelopt.onnx.quantization  # noqa: F401 — what every configuration imports
-    print(0)
-    raise SystemExit
-got = quantize.quantize_graph(Path(request["path"]), request["kind"], feeds, isolate=False, mode=request["mode"],
-                              high_precision=request["high_precision"])
+    feeds = quantize._StoredFeeds(stored, request["names"])  # what the export's child reads: one sample at a time
+    if request["feeds_in_memory"]:  # how the child read them before: all samples for the whole run
+        feeds = list(feeds)
+    if request["mode"] is None:
+        import modelopt.onnx.quantization  # noqa: F401 — what every configuration imports
+        print(0)
+        raise SystemExit
+    got = quantize.quantize_graph(Path(request["path"]), request["kind"], feeds, isolate=False, mode=request["mode"],
+                                  high_precision=request["high_precision"])
 print(len(got))
 """
+
+#: the steps of a quantisation whose memory ``--trace`` reports: (module, attribute) of each function
+TRACED = [
+    ("modelopt.onnx.quantization.quantize", "_preprocess_onnx"),
+    ("modelopt.onnx.quantization.quantize", "load_onnx_model"),
+    ("modelopt.onnx.quantization.quantize", "quantize_int8"),
+    ("modelopt.onnx.quantization.quantize", "quantize_fp8"),
+    ("modelopt.onnx.quantization.int8", "quantize_static"),
+    ("modelopt.onnx.quantization.int8", "_convert_to_runtime_precision"),
+    ("onnxruntime.quantization.calibrate", "MinMaxCalibrater.collect_data"),
+    ("onnxruntime.quantization.calibrate", "MinMaxCalibrater.compute_data"),
+    ("onnxruntime.quantization.qdq_quantizer", "QDQQuantizer.quantize_model"),
+    ("modelopt.onnx.quantization.quantize", "save_onnx"),
+    ("onnx_graphsurgeon", "import_onnx"),
+    ("gr00t_trt.export.quantize", "_replace_graph"),
+]
+
+
+def trace_phases(period: float = 0.01) -> None:
+    """In the quantisation child: sample the resident set every ``period`` s on a thread and wrap the
+    ``TRACED`` functions, so that at exit each call prints its RSS on entry, its peak and its RSS on exit
+    (MB). Resident memory counts what ONNX Runtime allocates in C++, which tracemalloc cannot see."""
+    import atexit
+    import functools
+    import importlib
+    import threading
+
+    page = os.sysconf("SC_PAGE_SIZE") / 2**20
+    samples: list[float] = []
+
+    def rss() -> float:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * page
+
+    def sample() -> None:
+        while True:
+            samples.append(rss())
+            time.sleep(period)
+
+    threading.Thread(target=sample, daemon=True).start()
+    calls: list[tuple[str, float, float, float]] = []
+
+    def wrap(label, function):
+        @functools.wraps(function)
+        def traced(*args, **kwargs):
+            start, entry = len(samples), rss()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                calls.append((label, entry, max([entry, rss(), *samples[start:]]), rss()))
+        return traced
+
+    for module_name, attribute in TRACED:
+        module = importlib.import_module(module_name)
+        owner_name, _, name = attribute.rpartition(".")
+        owner = getattr(module, owner_name) if owner_name else module
+        if hasattr(owner, name):
+            setattr(owner, name, wrap(attribute, getattr(owner, name)))
+
+    @atexit.register
+    def report() -> None:
+        print(json.dumps({"trace": [dict(zip(("call", "entry_mb", "peak_mb", "exit_mb"), c, strict=True)) for c in calls],
+                          "peak_mb": max(samples, default=0.0)}))
 
 
 def random_feeds(path: Path, manifest: dict, samples: int, seed: int = 0) -> list[dict[str, np.ndarray]]:
@@ -70,17 +138,21 @@ def random_feeds(path: Path, manifest: dict, samples: int, seed: int = 0) -> lis
             shape = [d if isinstance(d, int) else dims.get(d, 1) for d in tensor.shape]
             if "float" in tensor.type:
                 feed[tensor.name] = rng.standard_normal(shape).astype(np.float32)
+            elif "bool" in tensor.type:  # masks: everything attended
+                feed[tensor.name] = np.ones(shape, bool)
             else:
                 feed[tensor.name] = np.full(shape, i % 4, np.int64)
         feeds.append(feed)
     return feeds
 
 
-def measure(export: Path, graph: str, kind: str, mode: str, options, feeds_file: Path, names, work: Path) -> dict:
+def measure(export: Path, graph: str, kind: str, mode: str, options, feeds_file: Path, names, work: Path,
+            trace: bool = False, high_precision: str = "fp16", feeds_in_memory: bool = False) -> dict:
     for suffix in ("", ".data"):
         shutil.copyfile(export / f"{graph}.onnx{suffix}", work / f"{graph}.onnx{suffix}")
     request = {"path": str(work / f"{graph}.onnx"), "kind": kind, "mode": mode, "options": options,
-               "feeds": str(feeds_file), "names": names, "high_precision": "fp16"}
+               "feeds": str(feeds_file), "names": names, "high_precision": high_precision, "feeds_in_memory": feeds_in_memory,
+               "trace": str(Path(__file__).parent) if trace and mode else None}
     env = dict(os.environ, TMPDIR=str(work), PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     started = time.perf_counter()
     child = subprocess.Popen([sys.executable, "-c", CHILD, json.dumps(request)], env=env,
@@ -89,8 +161,15 @@ def measure(export: Path, graph: str, kind: str, mode: str, options, feeds_file:
     out, err = child.stdout.read(), child.stderr.read()
     if status != 0:
         raise SystemExit(f"{mode} {options}: child failed ({status}): {err.strip().splitlines()[-1:]}")
-    return {"peak_rss_mb": usage.ru_maxrss / 1024, "seconds": round(time.perf_counter() - started, 1),
-            "gemms": int(out.strip().splitlines()[-1])}
+    lines = out.strip().splitlines()
+    traced = [json.loads(line) for line in lines if line.startswith('{"trace"')]
+    row = {"peak_rss_mb": usage.ru_maxrss / 1024, "seconds": round(time.perf_counter() - started, 1),
+           "gemms": int(next(line for line in reversed(lines) if not line.startswith("{")))}
+    if traced:
+        row["trace"] = traced[0]["trace"]
+        for call in row["trace"]:
+            print(f"    {call['call']:45s} entry {call['entry_mb']:7.0f}  peak {call['peak_mb']:7.0f}  exit {call['exit_mb']:7.0f} MB")
+    return row
 
 
 def main() -> None:
@@ -101,6 +180,11 @@ def main() -> None:
     parser.add_argument("--graph-gb", type=float, default=3.3, help="graph size to extrapolate to (full DiT: 3.3)")
     parser.add_argument("--only", nargs="*", help="config names to run (default: all)")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
+    parser.add_argument("--high-precision", default="fp16", choices=("fp16", "fp32"),
+                        help="the quantised graph's remainder: fp16 for a GPU export, fp32 for the CPU (int8 only)")
+    parser.add_argument("--feeds-in-memory", action="store_true",
+                        help="hold every calibration sample in the child, as it did before (default: read one at a time)")
+    parser.add_argument("--trace", action="store_true", help="RSS on entry, peak and exit of each quantiser step")
     args = parser.parse_args()
     manifest = json.loads((args.export / "manifest.json").read_text())
     kind = manifest["graphs"][args.graph]["kind"]
@@ -117,7 +201,8 @@ def main() -> None:
                 continue
             work = Path(tmp) / "work"
             work.mkdir()
-            row = {"config": name, "mode": mode, "options": options, **measure(args.export, args.graph, kind, mode, options, feeds_file, names, work)}
+            row = {"config": name, "mode": mode, "options": options, **measure(args.export, args.graph, kind, mode, options, feeds_file, names, work, args.trace,
+                                                     args.high_precision, args.feeds_in_memory)}
             shutil.rmtree(work)
             base = rows[0]["peak_rss_mb"] if rows and rows[0]["mode"] is None else row["peak_rss_mb"] * (mode is None)
             # what the quantisation adds over the interpreter, per byte of graph, scaled to the full graph

@@ -8,7 +8,8 @@ zero point 0, max calibration here. Its remainder is fp32 unless the export targ
 (``PrecisionPlan.remainder``).
 
 The fp32 graph is exported first; ``quantize_graph`` then calls
-``modelopt.onnx.quantization.quantize(quantize_mode="fp8", calibration_eps=["cpu"])`` on it with the
+``modelopt.onnx.quantization.quantize(quantize_mode="fp8", calibration_eps=["cpu"])`` (int8: ModelOpt's
+int8 step alone, ``_int8_step``) on it with the
 graph's own calibration feeds (``calibration.py``). ModelOpt calibrates max-abs activation ranges on
 ONNX Runtime CPU, writes per-tensor activation and per-channel weight scales, and converts everything
 that is not quantised to fp16 (I/O stays fp32).
@@ -176,12 +177,61 @@ def check_plan(label: str, mode: str, quantised: onnx.ModelProto, plan: Sequence
     return got
 
 
+def separate_activation_quantizers(model: onnx.ModelProto) -> int:
+    """Give every consumer of a quantised activation its own QuantizeLinear → DequantizeLinear pair (same
+    scale and zero point, in initializers of its own) → the number of pairs added.
+
+    Why: ModelOpt writes one pair per tensor, shared by the GEMMs that read it (q/k/v, gate/up, to_k/to_v).
+    On x86 CPUs without VNNI, ONNX Runtime fuses DequantizeLinear → MatMul into its integer kernel
+    (MatMulIntegerToFloat) only after turning the int8 activation pair into uint8, and it does that only
+    for a QuantizeLinear with one consumer; its common-subexpression elimination merges identical copies
+    back, hence the separate initializers. Measured on ``small``: backbone 0 of 15 planned GEMMs on the
+    integer kernel before, 15 of 15 after; DiT 28 → 40 of 40. TensorRT reads each copy as the same
+    quantisation of the tensor (still symmetric int8, zero point 0)."""
+    graph = model.graph
+    initializers = {tensor.name: tensor for tensor in graph.initializer}
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    nodes, added = [], 0
+    for node in graph.node:
+        nodes.append(node)
+        if node.op_type != "QuantizeLinear" or node.input[0] in initializers:
+            continue  # a weight's Q has one DequantizeLinear and one GEMM
+        pairs = [(dq, user) for dq in consumers.get(node.output[0], ())
+                 if dq.op_type == "DequantizeLinear" and dq.input[1:] == node.input[1:]
+                 for user in consumers.get(dq.output[0], ())]
+        for dq, user in pairs[1:]:  # the first consumer keeps the original pair
+            suffix = f"/for/{user.name or added}"
+            quant, dequant = onnx.NodeProto(), onnx.NodeProto()
+            quant.CopyFrom(node)
+            dequant.CopyFrom(dq)
+            quant.name, dequant.name = node.name + suffix, dq.name + suffix
+            quant.output[0], dequant.output[0] = node.output[0] + suffix, dq.output[0] + suffix
+            dequant.input[0] = quant.output[0]
+            for position in range(1, len(node.input)):  # scale, zero point
+                copy = onnx.TensorProto()
+                copy.CopyFrom(initializers[node.input[position]])
+                copy.name = node.input[position] + suffix
+                graph.initializer.append(copy)
+                quant.input[position] = copy.name
+                if position < len(dequant.input):
+                    dequant.input[position] = copy.name
+            user.input[list(user.input).index(dq.output[0])] = dequant.output[0]
+            nodes += [quant, dequant]
+            added += 1
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return added
+
+
 class _FeedReader:
     """ONNX Runtime CalibrationDataReader over a list of feed dicts. ModelOpt's MHA analysis also calls
     ``get_first()``, which ORT's base class does not define (tensorrt-notes §3.1)."""
 
     def __init__(self, feeds: Sequence[dict[str, np.ndarray]]):
-        self.feeds = list(feeds)
+        self.feeds = feeds  # not copied: _StoredFeeds reads one sample at a time
         self.position = 0
 
     def get_next(self) -> dict[str, np.ndarray] | None:
@@ -198,6 +248,24 @@ class _FeedReader:
 
     def __len__(self) -> int:
         return len(self.feeds)
+
+
+class _StoredFeeds(Sequence):
+    """The calibration samples of the child's ``.npz``, each read from the file when asked for: the child
+    holds one sample at a time instead of all of them for the whole quantisation (16 samples of the
+    full-size DiT's cross-attention K/V are ~1 GB)."""
+
+    def __init__(self, stored, names: Sequence[str]):
+        self.stored, self.names = stored, list(names)
+        self.count = len(stored.files) // len(self.names)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index):
+        if not 0 <= index < self.count:
+            raise IndexError(index)
+        return {name: self.stored[f"{index}/{name}"] for name in self.names}
 
 
 def _calibration_reader(feeds: Sequence[dict[str, np.ndarray]]):
@@ -245,36 +313,49 @@ def quantize_graph(
     shapes = ",".join(f"{k}:{'x'.join(str(d) for d in v.shape)}" for k, v in feeds[0].items())
     out = path.with_name(f".{path.stem}.{mode}-{os.getpid()}.onnx")
     started = time.perf_counter()
+    options = dict(calibration_data_reader=_calibration_reader(feeds), calibration_method="max",
+                   calibration_eps=["cpu"], calibration_shapes=shapes, op_types_to_quantize=list(GEMM_OPS),
+                   nodes_to_quantize=[f"^{re.escape(g.name)}$" for g in plan], high_precision_dtype=high_precision,
+                   use_external_data_format=True, log_level="ERROR", **MODE_OPTIONS[mode])
     with _quiet_modelopt():
         try:
-            quantize(
-                str(path),
-                quantize_mode=mode,
-                calibration_data_reader=_calibration_reader(feeds),
-                calibration_method="max",
-                calibration_eps=["cpu"],
-                calibration_shapes=shapes,
-                op_types_to_quantize=list(GEMM_OPS),
-                nodes_to_quantize=[f"^{re.escape(g.name)}$" for g in plan],
-                high_precision_dtype=high_precision,
-                use_external_data_format=True,
-                output_path=str(out),
-                log_level="ERROR",
-                **MODE_OPTIONS[mode],
-            )
+            if mode == "int8":
+                _int8_step(path, out, options)
+            else:
+                quantize(str(path), quantize_mode=mode, output_path=str(out), **options)
         except Exception as exc:  # ModelOpt and ORT raise many types; report one line
             _remove(out)
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise ExportError(f"{mode} quantisation of {path.name} failed: {type(exc).__name__}: {first}") from exc
     try:
         quantised = onnx.load(str(out), load_external_data=False)
+        if mode == "int8":
+            separate_activation_quantizers(quantised)
         got = check_plan(path.name, mode, quantised, plan)
-        _replace_graph(out, path)
+        _replace_graph(quantised, out, path)
     finally:
         _remove(out)
     logging.getLogger(__name__).info("%s: %d GEMMs at %s in %.1fs", path.name, len(got), mode, time.perf_counter() - started)
     roles = {g.name: g.role for g in plan}
     return {name: roles[name] for name in got}
+
+
+def _int8_step(path: Path, out: Path, options: dict) -> None:
+    """ModelOpt's int8 step alone, without its ``quantize()`` wrapper, written to ``out``. The wrapper's
+    preprocessing (opset upgrade, node naming, shape inference) has nothing to do on our graphs (opset 21,
+    every node named, no custom ops) but keeps its loaded copy of the graph — ≈ 3× the graph's size — alive
+    for the whole run. Measured on a 384 MB DiT-shaped graph: peak 4.2 → 3.1 GB
+    (``benchmarks/results/int8_memory.md``)."""
+    from modelopt.onnx.quantization.int8 import quantize as quantize_int8
+
+    scratch: list[str] = []  # ModelOpt's intermediate files, which its wrapper would delete
+    try:
+        model = quantize_int8(onnx_path=str(path), intermediate_generated_files=scratch, **options)
+        onnx.save(model, str(out), save_as_external_data=True, all_tensors_to_one_file=True,
+                  location=f"{out.name}.data")
+    finally:
+        for name in scratch:
+            _remove(Path(name))
 
 
 def _quantize_in_child(path: Path, kind: str, feeds, head_dim: int | None, high_precision: str,
@@ -336,13 +417,12 @@ def _child_main() -> None:
     request = json.loads(sys.argv[1])
     path = Path(request["path"])
     try:
-        names = request["names"]
         with np.load(request["feeds"]) as stored:
-            count = len(stored.files) // len(names)
-            feeds = [{name: stored[f"{i}/{name}"] for name in names} for i in range(count)]
-        result = {"status": "ok", "value": quantize_graph(path, request["kind"], feeds, head_dim=request["head_dim"],
-                                                          high_precision=request["high_precision"], isolate=False,
-                                                          mode=request["mode"], plans=request.get("plans"))}
+            feeds = _StoredFeeds(stored, request["names"])
+            value = quantize_graph(path, request["kind"], feeds, head_dim=request["head_dim"],
+                                   high_precision=request["high_precision"], isolate=False,
+                                   mode=request["mode"], plans=request.get("plans"))
+        result = {"status": "ok", "value": value}
     except ExportError as exc:
         result = {"status": "error", "message": str(exc)}
     except Exception as exc:  # report one line to the parent
@@ -356,27 +436,31 @@ def _size_gb(path: Path) -> float:
     return (path.stat().st_size + (data.stat().st_size if data.exists() else 0)) / 1e9
 
 
-def _replace_graph(src: Path, dst: Path) -> None:
-    """Move ``src`` (+ its external data, renamed to ``dst``'s) over ``dst`` atomically per file."""
-    model = onnx.load(str(src), load_external_data=True)
+def _replace_graph(model: onnx.ModelProto, src: Path, dst: Path) -> None:
+    """Put ``model`` (read from ``src`` without its weights) over ``dst``, atomically per file. The weights
+    stay where ModelOpt wrote them: its one external-data file is renamed to ``dst``'s and the graph's
+    references to it rewritten — no load of the weights, so no copy of the graph in memory."""
+    locations = {entry.value for tensor in _external_tensors(model) for entry in tensor.external_data
+                 if entry.key == "location"}
+    if len(locations) > 1:
+        raise ExportError(f"{src.name}: weights in {len(locations)} files ({sorted(locations)[:3]}) — "
+                          "expected ModelOpt's one external-data file")
+    data_name = f"{dst.name}.data"
+    for tensor in _external_tensors(model):
+        for entry in tensor.external_data:
+            if entry.key == "location":
+                entry.value = data_name
     fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
     os.close(fd)
-    data_name = f"{dst.name}.data"
-    tmp_data = dst.with_name(f".{data_name}.{os.getpid()}.tmp")
     try:
-        onnx.save(model, tmp, save_as_external_data=True, all_tensors_to_one_file=True, location=tmp_data.name)
-        # the graph refers to its data file by name: rewrite the reference to the final name
-        final = onnx.load(tmp, load_external_data=False)
-        for tensor in _external_tensors(final):
-            for entry in tensor.external_data:
-                if entry.key == "location":
-                    entry.value = data_name
-        onnx.save(final, tmp)
-        os.replace(tmp_data, dst.with_name(data_name))
+        onnx.save(model, tmp)
+        if locations:
+            os.replace(src.with_name(locations.pop()), dst.with_name(data_name))
+        else:  # every tensor inline: the fp32 graph's weights file must not outlive it
+            dst.with_name(data_name).unlink(missing_ok=True)
         os.replace(tmp, dst)
     finally:
         _remove(Path(tmp))
-        _remove(tmp_data)
 
 
 def _external_tensors(model: onnx.ModelProto) -> Iterable[onnx.TensorProto]:

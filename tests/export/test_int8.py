@@ -140,24 +140,76 @@ def test_build_dry_run_writes_strongly_typed_trtexec_lines(int8_export, tmp_path
         assert not any(flag in line.split() for flag in ("--int8", "--fp16", "--bf16", "--fp8", "--best"))
 
 
-def test_ort_cpu_runs_the_dit_gemms_on_integer_kernels(int8_export, tmp_path):
-    """The DiT (4 runs per control step) and vision: ONNX Runtime fuses DequantizeLinear → MatMul into
-    MatMulIntegerToFloat at the runtime's optimisation level. Not yet the backbone and dit_context, whose
-    DQ → MatMul pairs ORT 1.32 leaves as fp32 MatMuls (issue 20 note; README)."""
+@pytest.mark.parametrize("name", QUANTISED_GRAPHS)
+def test_ort_cpu_runs_every_planned_gemm_on_an_integer_kernel(int8_export, name, tmp_path):
+    """At the runtime's optimisation level ONNX Runtime fuses each planned DequantizeLinear → MatMul into
+    MatMulIntegerToFloat, no DequantizeLinear is left over, and its profile shows the integer kernel
+    running. The backbone and dit_context need ``separate_activation_quantizers``: ORT fuses none of
+    their GEMMs that share one activation Q/DQ (q/k/v, gate/up, to_k/to_v)."""
+    import json
+
     import onnxruntime as ort
 
-    from gr00t_trt.runtime.ort_backend import cpu_session, optimization_level
+    from gr00t_trt.runtime.ort_backend import _ORT_TYPES, cpu_session, optimization_level
 
-    fused = {}
-    for name in ("vision", "dit"):
-        options = ort.SessionOptions()
-        options.graph_optimization_level = optimization_level(ort, "int8")
-        options.optimized_model_filepath = str(tmp_path / f"{name}.optimised.onnx")
-        cpu_session(int8_export / f"{name}.onnx", options)
-        optimised = onnx.load(options.optimized_model_filepath, load_external_data=False)
-        kernels = [n for n in optimised.graph.node if n.op_type in ORT_INT8_GEMMS]
-        fused[name] = (len(kernels), len(quantized_nodes(_graph(int8_export, name), "int8")))
-    assert all(2 * got >= planned > 0 for got, planned in fused.values()), fused
+    options = ort.SessionOptions()
+    options.graph_optimization_level = optimization_level(ort, "int8")
+    options.optimized_model_filepath = str(tmp_path / f"{name}.optimised.onnx")
+    options.enable_profiling = True
+    options.profile_file_prefix = str(tmp_path / name)
+    session = cpu_session(int8_export / f"{name}.onnx", options)
+    optimised = onnx.load(options.optimized_model_filepath, load_external_data=False)
+    kernels = [n for n in optimised.graph.node if n.op_type in ORT_INT8_GEMMS]
+    planned = quantized_nodes(_graph(int8_export, name), "int8")
+    assert len(kernels) == len(planned) > 0, (name, len(kernels), len(planned))
+    assert not [n.name for n in optimised.graph.node if n.op_type == "DequantizeLinear"]
+    if name == "vision":
+        return  # its image dims are expressions of the patch grid; the fused graph above is what it runs
+    dims = {dim: bounds[1] for dim, bounds in json.loads((int8_export / "manifest.json").read_text())["dynamic_dims"].items()}
+    feeds = {t.name: np.ones([d if isinstance(d, int) else dims[d] for d in t.shape], _ORT_TYPES[t.type])
+             for t in session.get_inputs()}
+    session.run(None, feeds)
+    ran = {event["args"]["op_name"] for event in json.loads(Path(session.end_profiling()).read_text())
+           if event.get("cat") == "Node" and event["name"].endswith("_kernel_time")}
+    assert "MatMulIntegerToFloat" in ran, sorted(ran)
+
+
+def test_separate_activation_quantizers_gives_each_gemm_its_own_pair():
+    """One activation Q/DQ read by two MatMuls → two pairs with equal scales in separate initializers;
+    the weights' Q/DQ are left alone and the result still runs to the same numbers."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    from gr00t_trt.export.quantize import separate_activation_quantizers
+
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(np.array(0.05, np.float32), "xs"), numpy_helper.from_array(np.array(0, np.int8), "xz")]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"], name="qx"),
+             helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"], name="dqx")]
+    for w in ("a", "b"):
+        inits += [numpy_helper.from_array(rng.integers(-127, 128, (8, 4)).astype(np.int8), f"{w}q"),
+                  numpy_helper.from_array(np.full(4, 0.01, np.float32), f"{w}s"),
+                  numpy_helper.from_array(np.zeros(4, np.int8), f"{w}z")]
+        nodes += [helper.make_node("DequantizeLinear", [f"{w}q", f"{w}s", f"{w}z"], [f"{w}d"], axis=1),
+                  helper.make_node("MatMul", ["xd", f"{w}d"], [f"y{w}"], name=f"mm_{w}")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 8])],
+                              [helper.make_tensor_value_info(f"y{w}", TensorProto.FLOAT, [3, 4]) for w in "ab"], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+    before = model.SerializeToString()
+    assert separate_activation_quantizers(model) == 1
+    onnx.checker.check_model(model)
+    feeding = {n.name: [i for i in n.input] for n in model.graph.node if n.op_type == "MatMul"}
+    assert feeding["mm_a"][0] != feeding["mm_b"][0]  # each GEMM reads its own DequantizeLinear
+    quants = [n for n in model.graph.node if n.op_type == "QuantizeLinear"]
+    assert len(quants) == 2 and quants[0].input[0] == quants[1].input[0] == "x"
+    assert quants[0].input[1] != quants[1].input[1]  # own initializers, so ORT's CSE keeps both
+    assert quantized_nodes(model, "int8") == ["mm_a", "mm_b"]
+    x = {"x": rng.standard_normal((3, 8)).astype(np.float32)}
+    plain = ort.SessionOptions()
+    plain.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # the graphs' own arithmetic
+    runs = [ort.InferenceSession(m, plain, providers=["CPUExecutionProvider"]).run(None, x)
+            for m in (before, model.SerializeToString())]
+    np.testing.assert_array_equal(runs[0], runs[1])
 
 
 def test_int8_shares_the_fp8_row_of_the_threshold_table():

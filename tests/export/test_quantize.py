@@ -187,3 +187,41 @@ def test_quantising_from_a_plain_script(records, tiny_export, tmp_path):
     with pytest.raises(ExportError, match=r"^fp8 quantisation of dit.onnx failed: \w+"):
         _quantised_dit(tiny_export, tmp_path, [{"not_an_input": np.zeros(1, np.float32)}])
     assert not list(tmp_path.glob(".*fp8-child*"))  # feeds, result and ModelOpt's scratch folder are gone
+
+
+def test_the_child_reads_calibration_samples_one_at_a_time(tmp_path):
+    """The quantiser child's feeds come from the ``.npz`` sample by sample as ONNX Runtime's calibrator asks
+    for them, so it never holds all of them (int8_memory.py); the reader does not copy them up front."""
+    from gr00t_trt.export.quantize import _FeedReader, _StoredFeeds
+
+    samples = [{"x": np.full((2, 3), i, np.float32), "step": np.array([i])} for i in range(3)]
+    np.savez(tmp_path / "feeds.npz", **{f"{i}/{k}": v for i, s in enumerate(samples) for k, v in s.items()})
+    with np.load(tmp_path / "feeds.npz") as stored:
+        feeds = _StoredFeeds(stored, ["x", "step"])
+        reads = []
+        counted = type("Counted", (_StoredFeeds,), {"__getitem__": lambda self, i: reads.append(i) or feeds[i]})
+        reader = _FeedReader(counted(stored, ["x", "step"]))
+        assert reads == [] and len(reader) == 3
+        got = [reader.get_next() for _ in range(4)]
+        assert reads == [0, 1, 2] and got[3] is None
+        assert all(np.array_equal(g["x"], s["x"]) and g["step"][0] == i for i, (g, s) in enumerate(zip(got[:3], samples, strict=True)))
+        with pytest.raises(IndexError):
+            feeds[3]
+
+
+def test_int8_skips_modelopts_quantize_wrapper(records, tiny_export, tmp_path, monkeypatch):
+    """int8 runs ModelOpt's int8 step without ``quantize()``, whose preprocessing held a loaded copy of the
+    graph (≈ 3× its size) for the whole run (benchmarks/results/int8_memory.md); the result is the plan, and
+    no intermediate file is left next to the graph."""
+    import modelopt.onnx.quantization as modelopt_quantization
+
+    def wrapper(*args, **kwargs):
+        raise AssertionError("ModelOpt's quantize() wrapper was called for int8")
+
+    monkeypatch.setattr(modelopt_quantization, "quantize", wrapper)
+    for suffix in ("", ".data"):
+        shutil.copyfile(tiny_export / f"dit_context.onnx{suffix}", tmp_path / f"dit_context.onnx{suffix}")
+    got = quantize_graph(tmp_path / "dit_context.onnx", "dit_context", records.inputs["dit_context"], isolate=False,
+                         mode="int8", high_precision="fp32")
+    assert sorted(set(got.values())) == ["to_k", "to_v"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dit_context.onnx", "dit_context.onnx.data"]
