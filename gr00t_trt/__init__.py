@@ -1,4 +1,4 @@
-"""gr00t-trt: deploy NVIDIA GR00T N1.6 policies with TensorRT and ONNX Runtime.
+"""gr00t-trt: deploy NVIDIA GR00T N1.6 and N1.7 policies with TensorRT and ONNX Runtime.
 
 Importing the package is cheap and torch-free; ``Policy`` is loaded on first use.
 """

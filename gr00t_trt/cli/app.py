@@ -54,7 +54,7 @@ def flag(name: str, help: str) -> typer.Option:  # noqa: A002 - typer's own name
 app = _App(
     name="gr00t-trt",
     cls=_Group,
-    help="Export, verify, run and benchmark NVIDIA GR00T N1.6 policies: ONNX graphs from a checkpoint, "
+    help="Export, verify, run and benchmark NVIDIA GR00T N1.6 and N1.7 policies: ONNX graphs from a checkpoint, "
     "ONNX Runtime as the embedded default, TensorRT engines on Jetson Thor/Orin and RTX GPUs.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
