@@ -6,7 +6,7 @@ normalised action space) and every Euler update is weighted per row: 0 on the fi
 (actions that will have run before the new chunk arrives: they stay exactly the old plan), a ramp
 strictly inside (0, 1) over rows [frozen, overlap), 1 on the rest (free denoising).
 
-The ramp is Isaac-GR00T's (``Gr00tN1d7ActionHead.get_action_with_features``): with m = overlap − frozen
+The ramp is Isaac-GR00T's (its N1.7 action head's ``get_action_with_features``): with m = overlap − frozen
 and r = ``rtc_ramp_rate``, row frozen + i (i = 0 … m−1) gets (1 − e^(−r·(i+1)/(m+1))) / (1 − e^(−r)),
 the inner points of an exponential ramp from 0 to 1 normalised to end at 1. Its action head requires
 every option (no defaults); ``DEFAULT_RAMP_RATE`` is ours.
