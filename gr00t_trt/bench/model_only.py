@@ -22,11 +22,11 @@ def precisions_for(precision: str | None) -> dict[str, str]:
 
 
 def roofline_from_checkpoint(checkpoint: str | Path, *, precision: str | None = None,
-                             image_sizes: Iterable[tuple[int, int]] = ((252, 336),), cameras: int = 1,
+                             image_sizes: Iterable[tuple[int, int]] | None = None, cameras: int = 1,
                              batch: int = 1, bucket: int = 32) -> Roofline:
     """Roofline of a checkpoint folder or Hub id from its config and safetensors headers only; the
     header counts must equal what the config implies (``check_stored_params``); the model is the
-    checkpoint family's (``ModelFamily.roofline``)."""
+    checkpoint family's (``ModelFamily.roofline``), and so are the image sizes unless given."""
     from ..families.registry import family_of_checkpoint
     from ..model.inspect import inspect_checkpoint  # header reading; its module imports torch
 
@@ -34,7 +34,8 @@ def roofline_from_checkpoint(checkpoint: str | Path, *, precision: str | None = 
     model = family_of_checkpoint(report.folder).roofline()
     counted = {c.name: c.params for c in report.components if c.parent is None}
     check_stored_params(model.stored_params(report.config), counted, str(checkpoint))
-    workload = model.default_workload(report.config, image_sizes, cameras=cameras, batch=batch, bucket=bucket)
+    sizes = () if image_sizes is None else (image_sizes,)
+    workload = model.default_workload(report.config, *sizes, cameras=cameras, batch=batch, bucket=bucket)
     roof = Roofline.build(report.config, workload, precisions_for(precision), model)
     roof.notes.append(f"counts from {checkpoint}: config.json, checked against {report.num_tensors} safetensors headers")
     return roof
