@@ -8,9 +8,8 @@ from pathlib import Path
 
 from ..base.errors import Gr00tTrtError, ManifestError
 from ..contract.export_sizes import stored_weight_bytes
-from ..families.n16.config import Gr00tConfig
-from ..families.n16.fp8_plan import FP8_DEFAULTS
-from .roofline import GRAPH_KINDS, PRECISIONS, Roofline, Workload, check_stored_params, default_workload
+from ..contract.quant_plans import FP8_DEFAULTS
+from .roofline import GRAPH_KINDS, PRECISIONS, Roofline, Workload, check_stored_params
 
 
 def precisions_for(precision: str | None) -> dict[str, str]:
@@ -23,29 +22,23 @@ def precisions_for(precision: str | None) -> dict[str, str]:
 
 
 def roofline_from_checkpoint(checkpoint: str | Path, *, precision: str | None = None,
-                             image_sizes: Iterable[tuple[int, int]] = ((252, 336),), cameras: int = 1,
+                             image_sizes: Iterable[tuple[int, int]] | None = None, cameras: int = 1,
                              batch: int = 1, bucket: int = 32) -> Roofline:
     """Roofline of a checkpoint folder or Hub id from its config and safetensors headers only; the
-    header counts must equal what the config implies (``check_stored_params``)."""
+    header counts must equal what the config implies (``check_stored_params``); the model is the
+    checkpoint family's (``ModelFamily.roofline``), and so are the image sizes unless given."""
+    from ..families.registry import family_of_checkpoint
     from ..model.inspect import inspect_checkpoint  # header reading; its module imports torch
 
     report = inspect_checkpoint(checkpoint)
-    from ..families.registry import family_of_checkpoint
-
-    _check_modelled(family_of_checkpoint(report.folder), str(checkpoint))
+    model = family_of_checkpoint(report.folder).roofline()
     counted = {c.name: c.params for c in report.components if c.parent is None}
-    check_stored_params(report.config, counted, str(checkpoint))
-    workload = default_workload(report.config, image_sizes, cameras=cameras, batch=batch, bucket=bucket)
-    roof = Roofline.build(report.config, workload, precisions_for(precision))
+    check_stored_params(model.stored_params(report.config), counted, str(checkpoint))
+    sizes = () if image_sizes is None else (image_sizes,)
+    workload = model.default_workload(report.config, *sizes, cameras=cameras, batch=batch, bucket=bucket)
+    roof = Roofline.build(report.config, workload, precisions_for(precision), model)
     roof.notes.append(f"counts from {checkpoint}: config.json, checked against {report.num_tensors} safetensors headers")
     return roof
-
-
-def _check_modelled(family, source: str) -> None:
-    """One line instead of a config error for a family the roofline does not model yet."""
-    if not family.roofline:
-        raise ManifestError(f"{source}: the roofline models no {family.title} graphs yet — run `gr00t-trt bench` "
-                            "without --model-only for measured latencies")
 
 
 def roofline_from_export(folder: str | Path, *, precision: str | None = None, cameras: int | None = None,
@@ -55,8 +48,8 @@ def roofline_from_export(folder: str | Path, *, precision: str | None = None, ca
     from ..contract.manifest import load_manifest
 
     manifest = load_manifest(folder, verify_files=False)
-    _check_modelled(manifest.model_family, str(folder))
-    config = Gr00tConfig.from_dict(manifest.model, source=f"{folder}/manifest.json model")
+    model = manifest.model_family.roofline()
+    config = model.config_from_manifest(manifest.model, f"{folder}/manifest.json model")
     if precision is None:
         precisions = {}
         for kind in GRAPH_KINDS:
@@ -68,9 +61,9 @@ def roofline_from_export(folder: str | Path, *, precision: str | None = None, ca
         precisions = precisions_for(precision)
     if workload is None:
         sizes = list(manifest.image_sizes)
-        workload = default_workload(config, sizes, cameras=len(sizes) if cameras is None else cameras,
-                                    batch=batch, steps=manifest.steps, bucket=bucket)
-    roof = Roofline.build(config, workload, precisions)
+        workload = model.default_workload(config, sizes, cameras=len(sizes) if cameras is None else cameras,
+                                          batch=batch, steps=manifest.steps, bucket=bucket)
+    roof = Roofline.build(config, workload, precisions, model)
     stored = stored_weight_bytes(folder, manifest.graphs)
     roof.notes.append("stored weight bytes per graph (ONNX initializers; tables hold every step and kept "
                       "embodiment, of which one row is read): "

@@ -206,7 +206,7 @@ def run_benchmark(policy: Any, observation: dict, *, iters: int = 50, warmup: in
         other_processes_cores=foreign,
         contention=Contention({"ours": foreign}, [1e3 * measured.tflops["fp32"] for measured in limits]),
     )
-    if roofline and policy.manifest.model_family.roofline:
+    if roofline:
         from .model_only import roofline_from_export
 
         report.roofline = roofline_from_export(policy.folder, workload=workload)

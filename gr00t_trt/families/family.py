@@ -119,15 +119,21 @@ class ModelFamily:
     runtime_module: str  # dotted path of a module satisfying FamilyRuntime
     export_module: str  # dotted path of a module satisfying FamilyExport
     demo_embodiment: str  # the embodiment of its synthetic checkpoints that ``demo`` runs
-    #: whether ``bench.roofline`` models its FLOPs and bytes (N1.6's graphs so far): bench and
-    #: ``bench --model-only`` report a roofline only for such families
-    roofline: bool = False
+    #: dotted path of a module satisfying ``bench.roofline.RooflineModel``: its graphs' FLOPs and bytes
+    #: (stdlib only, like the runtime face it needs no torch)
+    roofline_module: str
 
     def runtime(self) -> FamilyRuntime:
         return _checked(self.runtime_module, FamilyRuntime, self)
 
     def export(self) -> FamilyExport:
         return _checked(self.export_module, FamilyExport, self)
+
+    def roofline(self) -> Any:
+        """The family's ``bench.roofline.RooflineModel`` (what ``bench`` and ``bench --model-only`` count)."""
+        from ..bench.roofline import RooflineModel
+
+        return _checked(self.roofline_module, RooflineModel, self)
 
 
 def required_names(protocol: type) -> tuple[str, ...]:

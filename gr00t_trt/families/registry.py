@@ -21,7 +21,7 @@ N16 = ModelFamily(
     runtime_module="gr00t_trt.families.n16.runtime",
     export_module="gr00t_trt.families.n16.export.face",
     demo_embodiment="libero_panda",
-    roofline=True,
+    roofline_module="gr00t_trt.families.n16.roofline",
 )
 
 N17 = ModelFamily(
@@ -32,6 +32,7 @@ N17 = ModelFamily(
     runtime_module="gr00t_trt.families.n17.runtime",
     export_module="gr00t_trt.families.n17.export.face",
     demo_embodiment="libero_sim",
+    roofline_module="gr00t_trt.families.n17.roofline",
 )
 
 FAMILIES: tuple[ModelFamily, ...] = (N16, N17)

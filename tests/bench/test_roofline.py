@@ -4,15 +4,19 @@ read), the device table, floors and bounds, and the export path against the ONNX
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
 from gr00t_trt.base.errors import CheckpointError, Gr00tTrtError
 from gr00t_trt.bench.devices import DEVICES, find_device
 from gr00t_trt.bench.model_only import roofline_from_checkpoint, roofline_from_export
-from gr00t_trt.bench.roofline import Roofline, check_stored_params, default_workload, stored_params
+from gr00t_trt.bench.roofline import Roofline, check_stored_params
 from gr00t_trt.contract.export_sizes import stored_weight_bytes
 from gr00t_trt.families.n16.presets import preset_config
+from gr00t_trt.families.n16.roofline import default_workload, stored_params
+from gr00t_trt.families.registry import FAMILIES, N16, N17
 
 C, E, OUT, FF = 1536, 2048, 1024, 6144
 
@@ -109,18 +113,18 @@ def test_stored_params_equal_the_header_counts_of_spec_6():
     assert counts["LLM layers + norm"] == 805_378_048 and counts["action encoder"] == 232_931_328
     bad = dict(counts, DiT=counts["DiT"] - 1)
     with pytest.raises(CheckpointError, match=r"roofline: ckpt does not hold the model its config describes — DiT"):
-        check_stored_params(preset_config("full"), bad, "ckpt")
+        check_stored_params(stored_params(preset_config("full")), bad, "ckpt")
 
 
 def test_precision_scales_bytes_not_flops():
     config = preset_config("small")
     w = default_workload(config, [(252, 336)], cameras=1)
-    fp32, fp16 = Roofline.build(config, w, "fp32"), Roofline.build(config, w, "fp16")
+    fp32, fp16 = Roofline.build(config, w, "fp32", N16.roofline()), Roofline.build(config, w, "fp16", N16.roofline())
     assert fp32.totals("ours")["weight_bytes"] == 2 * fp16.totals("ours")["weight_bytes"]
     assert fp32.totals("ours")["flops"] == fp16.totals("ours")["flops"]
     assert w.seq_len == 16 + 10 + 108 + 7 and w.padded_seq_len == 160
     with pytest.raises(Gr00tTrtError, match="unknown precision 'int3'"):
-        Roofline.build(config, w, "int3")
+        Roofline.build(config, w, "int3", N16.roofline())
 
 
 def test_find_device():
@@ -145,3 +149,35 @@ def test_export_roofline_against_onnx_initializers(tiny_export):
         # the graph stores what one step reads plus the other steps' table rows (and a few constants)
         assert read + 4 * extra_rows <= stored[kind] <= 1.01 * (read + 4 * extra_rows), kind
     assert any("stored weight bytes per graph" in n for n in roof.notes)
+
+
+@pytest.mark.parametrize("family", FAMILIES, ids=lambda f: f.name)
+def test_every_family_has_a_torch_free_roofline(family):
+    code = ("import sys\nfor name in ('torch', 'onnx'):\n    sys.modules[name] = None\n"
+            f"from gr00t_trt.families.registry import family_named\nfamily_named({family.name!r}).roofline()\nprint('ok')")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+
+
+def test_n17_full_size_roofline_from_headers(tmp_path):
+    """N1.7 at full size: spec §2.4's counts from the config, proven against the headers; the DiT at the
+    same widths as N1.6 reads the same weights per step (§8), the VL self-attention once per step."""
+    from gr00t_trt.families.n17.synthetic import make_header_only_checkpoint
+
+    folder = make_header_only_checkpoint(tmp_path / "full")
+    r = roofline_from_checkpoint(folder, precision="fp16", image_sizes=[(256, 256)], cameras=2)
+    assert r.dit_params_per_step("ours") == OURS_DIT_STEP and r.dit_params_per_step("reference") == REFERENCE_DIT_STEP
+    assert r.workload.seq_len == 5 + 10 + 2 * (64 + 2) and r.workload.padded_seq_len == 160
+    stages = {s: r.totals("ours", s)["params"] for s in r.stage_keys()}
+    vlsa = 4 * (4 * E + 3 * lin(E, E) + lin(E, E) + lin(E, 4 * E) + lin(4 * E, E))  # 4 blocks of 32 x 64 heads
+    assert vlsa == 201_433_088  # spec §2.4
+    assert stages["dit_context"] == 2 * 16 * lin(E, C) + 2 * E + vlsa
+    llm_layers = 16 * (2 * E * E + 2 * E * 1024 + 3 * E * 6144 + 2 * 128 + 2 * E)  # no final norm read
+    assert stages["backbone"] == llm_layers + 160 * E
+    assert stages["vision"] == pytest.approx(0.40e9, rel=0.05)
+    ref = r.totals("reference")
+    assert ref["params"] - r.totals("ours")["params"] > 4 * (REFERENCE_DIT_STEP - OURS_DIT_STEP) - stages["dit_context"]
+    assert any("checked against 1031 safetensors headers" in n for n in r.notes)
+    bad = dict(N17.roofline().stored_params(r.config), vl_self_attention=0)
+    with pytest.raises(CheckpointError, match="vl_self_attention 0 "):
+        check_stored_params(N17.roofline().stored_params(r.config), bad, "n17")

@@ -13,9 +13,6 @@ PACKAGE = Path(gr00t_trt.__file__).parent
 ROOT = PACKAGE.parent
 #: what names a family: its name, its config model_type, its package
 FAMILY_NAME = re.compile(r"n1\.6|n1\.7|N16|N17|Gr00tN1d|families\.n1[67]")
-#: files another piece of work makes family-provided (the roofline, issue 19 item 6): listed here so the
-#: list only shrinks — a listed file that no longer names a family fails the test until it is removed
-PENDING = {"gr00t_trt/bench/roofline.py", "gr00t_trt/bench/model_only.py"}
 
 
 def family_mentions(text: str) -> list[tuple[int, str]]:
@@ -30,12 +27,8 @@ def generic_modules() -> dict[str, str]:
 
 def test_no_family_is_named_outside_the_family_packages():
     modules = generic_modules()
-    hits = [f"{path}:{n}: {line}" for path, text in modules.items() if path not in PENDING
-            for n, line in family_mentions(text)]
+    hits = [f"{path}:{n}: {line}" for path, text in modules.items() for n, line in family_mentions(text)]
     assert hits == []
-    assert PENDING <= set(modules)
-    cleaned = sorted(path for path in PENDING if not family_mentions(modules[path]))
-    assert cleaned == [], "no family named any more: remove these from PENDING"
 
 
 def test_the_pattern_finds_every_way_of_naming_a_family():

@@ -39,7 +39,7 @@ def test_a_face_missing_a_name_is_refused_naming_it(monkeypatch):
     face = types.ModuleType("fake_runtime")
     face.CONTRACT = None
     monkeypatch.setitem(sys.modules, "fake_runtime", face)
-    fake = ModelFamily("x", "X", "GR00T X", "nvidia/X", "fake_runtime", "fake_runtime", "x")
+    fake = ModelFamily("x", "X", "GR00T X", "nvidia/X", "fake_runtime", "fake_runtime", "x", "fake_runtime")
     with pytest.raises(TypeError, match="missing make_preprocessor, make_grids"):
         fake.runtime()
 

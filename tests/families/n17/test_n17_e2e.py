@@ -77,11 +77,49 @@ def test_inspect_counts_the_full_n17_layout_from_headers(tmp_path):
     assert report.configured_embodiments[-1] == DROID
 
 
-@pytest.mark.parametrize("precision", ["fp8", "int8"])
-def test_quantised_precisions_are_refused_before_any_work_until_n17_has_a_plan(n17_tiny, tmp_path, precision):
+def test_int8_is_refused_before_any_work_until_n17_has_an_int8_plan(n17_tiny, tmp_path):
     from gr00t_trt.base.errors import ExportError
 
     checkpoint, _ = n17_tiny
-    with pytest.raises(ExportError, match=f"GR00T N1.7 has no quantisation plan for backbone at {precision}"):
-        export_checkpoint(checkpoint, tmp_path / "out", ExportOptions(precision=precision))
+    with pytest.raises(ExportError, match="GR00T N1.7 has no quantisation plan for backbone at int8"):
+        export_checkpoint(checkpoint, tmp_path / "out", ExportOptions(precision="int8"))
     assert not list(tmp_path.iterdir())  # refused before the staging folder
+
+
+def test_bench_model_only_prints_the_n17_roofline_and_its_bytes_match_the_graphs(n17_tiny, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from gr00t_trt.bench.model_only import roofline_from_export
+    from gr00t_trt.cli import app
+    from gr00t_trt.contract.export_sizes import stored_weight_bytes
+
+    _, export_dir = n17_tiny
+    result = CliRunner().invoke(app, ["bench", str(export_dir), "--model-only", "--json", str(tmp_path / "r.json"),
+                                      "--device", "thor"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    assert "DiT weights per denoising step" in result.output
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert data["floors_ms"]["thor"]["ours"]["total"]["ms"] > 0
+
+    roof = roofline_from_export(export_dir, cameras=1)
+    manifest = load_manifest(export_dir)
+    stored = stored_weight_bytes(export_dir, manifest.graphs)
+    c, steps, (h, w, _) = roof.config, manifest.steps, roof.workload.images[0]
+    read = {kind: sum(it.weight_bytes("fp32") for it in roof.items["ours"] if it.graph == kind)
+            for kind in ("vision", "backbone", "dit_context", "dit")}
+    # what a step reads, less what the graph gets as inputs or gathers, plus what it stores but does not read:
+    # the vision graph's position table arrives resized per size; the backbone gathers S embedding rows of
+    # the stored table; the DiT stores every step's modulation rows
+    v, e = c.backbone.vision, c.backbone.text.hidden_size
+    patches = (h // v.patch_size) * (w // v.patch_size)
+    expected = {
+        "vision": read["vision"] - 4 * patches * v.hidden_size,
+        "backbone": read["backbone"] + 4 * (c.backbone.text.vocab_size - roof.workload.padded_seq_len) * e,
+        "dit_context": read["dit_context"],
+        "dit": read["dit"] + 4 * (steps - 1) * (c.dit.num_layers * 2 + 2) * c.input_embedding_dim,
+    }
+    for kind, want in expected.items():
+        (name,) = [g.name for g in manifest.graphs_of_kind(kind)]
+        assert want <= stored[name] <= 1.01 * want, (kind, want, stored[name])

@@ -10,23 +10,13 @@ import numpy as np
 
 from ....model.checkpoint import resolve_checkpoint
 from ..config import BUILTIN_EMBODIMENT_IDS, N17Config, preset_config, read_config
+from ..fp8_plan import FP8_KEEP, FP8_PLAN, INT8_KEEP, INT8_PLAN
 from ..layout import compare_layout, count_components, model_shapes
 from ..model import load_model, open_model
 from ..processing.modality import load_n17_processor_spec as processor_spec
 from ..processing.tokenizer import save_qwen3_vl_tokenizer as save_tokenizer
 from ..synthetic import make_checkpoint
 from .graph_modules import graph_modules, segment_modules, static_dims
-
-#: N1.7's quantisation plans are not chosen yet, so the export refuses fp8/int8 for its graphs
-#: (``export.driver``). Measured on the ``small`` preset with N1.6's rule carried over to N1.7's module
-#: names (LLM q/k/v, gate/up and attention matmuls, not o_proj/down_proj nor layer 0; cross K/V and the
-#: VL self-attention's q/k/v; every DiT block GEMM): actions pass the fp8 row (cosine 0.999, mean abs
-#: 0.044) but the pre-norm backbone features do not (cosine 0.99896, mean abs 0.103 > 0.05; 0.097
-#: without the attention matmuls) — a per-layer sensitivity run has to choose the plan.
-FP8_PLAN: dict[str, tuple[str, ...]] = {}
-FP8_KEEP: dict[str, tuple[str, ...]] = {}
-INT8_PLAN: dict[str, tuple[str, ...]] = {}
-INT8_KEEP: dict[str, tuple[str, ...]] = {}
 
 __all__ = [
     "BUILTIN_EMBODIMENT_IDS", "FP8_KEEP", "FP8_PLAN", "INT8_KEEP", "INT8_PLAN", "compare_layout", "count_components", "estimate_engines",
