@@ -101,13 +101,43 @@ def test_random_observation_mode_covers_every_exported_embodiment(tiny_export, t
         assert first.shape == second.shape and np.abs(first - second).max() > 0.1, tag
 
 
+@pytest.fixture(scope="module")
+def small_export(tmp_path_factory):
+    root = tmp_path_factory.mktemp("small")
+    checkpoint = make_checkpoint(root / "small", "small", seed=1)
+    export_checkpoint(checkpoint, root / "small-export", ExportOptions(max_batch=2))
+    return checkpoint, root / "small-export"
+
+
 @pytest.mark.slow
-def test_small_fp32_export_matches_reference(tmp_path):
-    checkpoint = make_checkpoint(tmp_path / "small", "small", seed=1)
-    export = tmp_path / "small-export"
-    export_checkpoint(checkpoint, export, ExportOptions(max_batch=2))
+def test_small_fp32_export_matches_reference(small_export):
+    checkpoint, export = small_export
     report = verify_export(export, checkpoint, backend="ort", observations=_observation_matrix(checkpoint))
     _assert_fp32_parity(report)
+
+
+@pytest.mark.slow
+def test_prefix_conditioning_on_the_small_preset(small_export):
+    """Issue 21 on a real export: a chunk continued from the previous one keeps its frozen rows equal to the
+    given prefix in physical units (encode → frozen denoising → decode), moves the ramp rows off it, and a
+    call without a prefix is unchanged by the conditioned call before it."""
+    from gr00t_trt.runtime import Policy
+
+    checkpoint, export = small_export
+    obs = synthetic_observation(load_processor_spec(checkpoint), "unitree_g1", seed=0)
+    with Policy.load(export, backend="ort") as policy:
+        options = {"embodiment": "unitree_g1", "seed": 0}
+        first, _ = policy.get_action(obs, options)
+        # rows 0-5 of a chunk for the same observation stay inside the per-row statistics they seed
+        prefix = {key: value[:, :6] for key, value in first.items()}
+        got, info = policy.get_action(obs, {**options, "seed": 1, "prefix": prefix, "rtc_frozen_steps": 3})
+        again, _ = policy.get_action(obs, options)
+    assert info["prefix"]["overlap"] == 6 and info["prefix"]["frozen"] == 3
+    for key in got:
+        np.testing.assert_allclose(got[key][:, :3], prefix[key][:, :3], atol=1e-4, err_msg=key)
+        np.testing.assert_array_equal(again[key], first[key], err_msg=key)
+    moved = max(np.abs(got[key][:, 3:6] - prefix[key][:, 3:6]).max() for key in got)
+    assert moved > 1e-3, moved
 
 
 @pytest.mark.slow
