@@ -61,6 +61,26 @@ def test_two_frames_per_view_run_and_give_each_key_its_horizon(n17_tiny):
     assert any(not np.array_equal(first[k], other[k]) for k in first)  # the noise reaches the actions
 
 
+def test_prefix_conditioning_continues_an_n17_chunk(n17_tiny):
+    """Issue 21 on N1.7 (its action unit reuses N1.6's decoder with the step weights): the frozen rows of a
+    continued chunk equal the given prefix in physical units, the ramp rows move off it, and a plain call
+    afterwards is unchanged. libero_sim's keys are absolute and joint-relative ones; DROID's relative rot6d
+    pose is left out: random weights give non-orthonormal rot6d whose canonical re-encoding is clipped."""
+    _, export_dir = n17_tiny
+    with Policy.load(export_dir, backend="ort") as policy:
+        obs = synthetic_observation(policy.preprocessor, "libero_sim", seed=0)
+        options = {"embodiment": "libero_sim", "seed": 0}
+        first, _ = policy.get_action(obs, options)
+        prefix = {key: value[:, :6] for key, value in first.items()}
+        got, info = policy.get_action(obs, {**options, "seed": 1, "prefix": prefix, "rtc_frozen_steps": 3})
+        again, _ = policy.get_action(obs, options)
+    assert info["prefix"] == {"overlap": 6, "frozen": 3, "ramp_rate": 5.0}
+    for key in got:
+        np.testing.assert_allclose(got[key][:, :3], prefix[key][:, :3], atol=1e-5, err_msg=key)
+        np.testing.assert_array_equal(again[key], first[key], err_msg=key)
+    assert max(np.abs(got[key][:, 3:6] - prefix[key][:, 3:6]).max() for key in got) > 1e-3
+
+
 def test_inspect_counts_the_full_n17_layout_from_headers(tmp_path):
     from gr00t_trt.families.n17.synthetic import make_header_only_checkpoint
     from gr00t_trt.model.inspect import inspect_checkpoint
