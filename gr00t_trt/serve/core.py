@@ -14,6 +14,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import logging
+import signal
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -180,3 +181,24 @@ def _check_leaf(name: str, value: Any) -> None:
         return
     raise ServeError(f"bad observation {name!r} — expected a numpy array or a list of strings, got "
                      f"{type(value).__name__}")
+
+
+class _stop_on_signals:
+    """Make SIGINT/SIGTERM stop the server loop (main thread only; elsewhere signals stay as they are)."""
+
+    def __init__(self, server: Any) -> None:
+        self.server, self.previous = server, {}
+
+    def __enter__(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self.previous[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        log.info("received %s, stopping after the current request", signal.Signals(signum).name)
+        self.server.stop()
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)

@@ -29,7 +29,7 @@ from typing import Any
 
 from .. import __version__
 from ..base.errors import Gr00tTrtError, ServeError, require
-from .core import ServerOptions, ServingCore, log, warn_if_open
+from .core import ServerOptions, ServingCore, _stop_on_signals, log, warn_if_open
 from .openpi_client import API_KEY_PREFIX, DEFAULT_PORT, pack, unpack
 
 
@@ -179,8 +179,6 @@ class OpenpiServer:
 def run_openpi_server(policy: Any, options: ServerOptions,
                       on_ready: Callable[[OpenpiServer], None] | None = None) -> None:
     """Serve ``policy`` until SIGINT/SIGTERM (the caller owns the policy)."""
-    from .server import _stop_on_signals
-
     with OpenpiServer(policy, options) as server:
         if on_ready is not None:
             on_ready(server)

@@ -13,7 +13,6 @@ the server may share its Policy with other threads.
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 import time
 from collections.abc import Callable
@@ -29,6 +28,7 @@ from .core import (  # noqa: F401 - ServerOptions, is_loopback, check_observatio
     WIDE_HOSTS,
     ServerOptions,
     ServingCore,
+    _stop_on_signals,
     check_observation_types,
     is_loopback,
     log,
@@ -240,24 +240,3 @@ def run_server(folder: str | Path, *, backend: str = "auto", options: ServerOpti
                 server.serve()
     finally:
         policy.close()
-
-
-class _stop_on_signals:
-    """Make SIGINT/SIGTERM stop the server loop (main thread only; elsewhere signals stay as they are)."""
-
-    def __init__(self, server: Any) -> None:
-        self.server, self.previous = server, {}
-
-    def __enter__(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self.previous[sig] = signal.signal(sig, self._handle)
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        log.info("received %s, stopping after the current request", signal.Signals(signum).name)
-        self.server.stop()
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
