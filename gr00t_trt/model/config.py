@@ -6,8 +6,8 @@ Stdlib only, so that export, runtime and CLI code can read configs without PyTor
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-from typing import Any, Protocol
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 from ..base.errors import ConfigError
 
@@ -117,30 +117,67 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _build(cls, data: dict[str, Any], source: str):
-    """Instantiate a config dataclass from a dict, ignoring unknown keys, naming missing ones."""
+def _build(cls, data: Any, source: str):
+    """A config dataclass from a dict: unknown keys ignored, missing ones named, lists made tuples (the
+    dataclasses are frozen and hashable)."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a JSON object, got {type(data).__name__}")
     known = {f.name for f in fields(cls)}
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in known}
     try:
-        return cls(**{k: v for k, v in data.items() if k in known})
+        return cls(**values)
     except TypeError as exc:
         raise ConfigError(f"{source}: {exc}") from None
 
 
-class ActionHeadConfig(Protocol):
-    """The config fields the flow-matching action head reads: each family's config has them under the
-    names of the original's config.json, so one head (``model.action_head``) serves both."""
+@dataclass(frozen=True, kw_only=True)
+class ActionHeadConfig:
+    """The flow-matching action head's config.json fields, under the original's names. Each family's config
+    inherits them, so both read, write and check them one way and one head (``model.action_head``) serves
+    both. The releases differ in the state/action widths, the horizon and the state dropout: each family
+    declares those defaults. Keyword-only, so a family's own fields may come without defaults."""
 
+    backbone_embedding_dim: int = 2048
     max_state_dim: int
     max_action_dim: int
     action_horizon: int
-    hidden_size: int
-    input_embedding_dim: int
-    backbone_embedding_dim: int
-    max_seq_len: int
-    max_num_embodiments: int
-    num_inference_timesteps: int
-    num_timestep_buckets: int
-    attend_text_every_n_blocks: int
-    dit: DiTConfig
+    hidden_size: int = 1024
+    input_embedding_dim: int = 1536
+    max_seq_len: int = 1024
+    add_pos_embed: bool = True
+    use_vlln: bool = True
+    use_alternate_vl_dit: bool = True
+    attend_text_every_n_blocks: int = 2
+    max_num_embodiments: int = 32
+    num_inference_timesteps: int = 4
+    num_timestep_buckets: int = 1000
+    state_dropout_prob: float
+    model_dtype: str = "bfloat16"
+    dit: DiTConfig = field(default_factory=DiTConfig)
+
+    @property
+    def denoising_timesteps(self) -> list[int]:
+        """Integer timesteps fed to the network: int(k / N · buckets) for k < N (0, 250, 500, 750)."""
+        n = self.num_inference_timesteps
+        return [int(k / n * self.num_timestep_buckets) for k in range(n)]
+
+    def action_head_problems(self, llm_hidden_size: int) -> list[str]:
+        """What the implemented head cannot run (``llm_hidden_size``: the width of the backbone features);
+        a family's ``check`` adds its backbone's problems and raises them in one line."""
+        problems = []
+        if self.backbone_embedding_dim != llm_hidden_size:
+            problems.append(f"backbone_embedding_dim {self.backbone_embedding_dim} != LLM hidden_size {llm_hidden_size}")
+        if self.dit.inner_dim != self.input_embedding_dim:
+            problems.append(f"DiT heads×head_dim {self.dit.num_attention_heads}×{self.dit.attention_head_dim} "
+                            f"!= input_embedding_dim {self.input_embedding_dim}")
+        if self.dit.output_dim != self.hidden_size:
+            problems.append(f"DiT output_dim {self.dit.output_dim} != hidden_size {self.hidden_size}")
+        if self.action_horizon > self.max_seq_len:
+            problems.append(f"action_horizon {self.action_horizon} > max_seq_len {self.max_seq_len}")
+        if not (self.use_alternate_vl_dit and self.use_vlln and self.add_pos_embed):
+            problems.append("only use_alternate_vl_dit, use_vlln and add_pos_embed all true are supported")
+        if self.dit.num_layers % 4:
+            problems.append(f"DiT num_layers {self.dit.num_layers} is not a multiple of 4 (text/self/image/self)")
+        if self.attend_text_every_n_blocks != 2:
+            problems.append(f"attend_text_every_n_blocks {self.attend_text_every_n_blocks} (only 2 is supported)")
+        return problems

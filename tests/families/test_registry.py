@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import types
+from dataclasses import fields
 
 import pytest
 
@@ -21,6 +22,7 @@ from gr00t_trt.families.registry import (
     family_of_config,
     family_of_manifest,
 )
+from gr00t_trt.model.config import ActionHeadConfig
 
 
 @pytest.mark.parametrize("family", FAMILIES, ids=lambda f: f.name)
@@ -96,3 +98,19 @@ def test_a_manifest_without_a_family_is_n16_and_a_bad_one_is_refused():
         family_of_manifest({"family": "n9"})
     with pytest.raises(ManifestError, match="expected a family name"):
         family_of_manifest({"family": 16})
+
+
+@pytest.mark.parametrize("family", FAMILIES, ids=lambda f: f.name)
+def test_every_family_reads_writes_and_checks_the_action_head_fields_one_way(family, tmp_path):
+    """The action head's fields are declared once (``ActionHeadConfig``): each family's config has them,
+    writes them under the original's config.json names, reads them back and refuses what the head cannot run."""
+    config = family.export().preset_config("tiny")
+    assert isinstance(config, ActionHeadConfig)
+    data = json.loads(json.dumps(config.to_dict()))
+    assert {f.name for f in fields(ActionHeadConfig)} - {"dit"} | {"diffusion_model_cfg"} <= set(data)
+    (tmp_path / "config.json").write_text(json.dumps(data))
+    assert family.export().read_config(tmp_path) == config
+    assert config.denoising_timesteps == [0, 250, 500, 750]
+    (tmp_path / "config.json").write_text(json.dumps({**data, "max_seq_len": 3}))
+    with pytest.raises(ConfigError, match=rf"unsupported {family.title} config — .*action_horizon \d+ > max_seq_len 3"):
+        family.export().read_config(tmp_path)

@@ -11,13 +11,13 @@ without PyTorch.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from ...base.errors import ConfigError
 from ...base.files import read_json
-from ...model.config import SYNTHETIC_BACKBONE_KEY, DiTConfig, _build, check_values
+from ...model.config import SYNTHETIC_BACKBONE_KEY, ActionHeadConfig, DiTConfig, _build, check_values
 
 #: how messages name the release
 MODEL = "GR00T N1.6"
@@ -143,30 +143,18 @@ EAGLE_BLOCK2A_2B_V2_CONFIG = BackboneConfig(
 BUILTIN_BACKBONES: dict[str, BackboneConfig] = {EAGLE_BLOCK2A_2B_V2: EAGLE_BLOCK2A_2B_V2_CONFIG}
 
 
-@dataclass(frozen=True)
-class Gr00tConfig:
-    """Everything needed to build ``Gr00tN1d6`` in PyTorch; every size comes from here."""
+@dataclass(frozen=True, kw_only=True)
+class Gr00tConfig(ActionHeadConfig):
+    """Everything needed to build ``Gr00tN1d6`` in PyTorch; every size comes from here (the action head's
+    fields: ``ActionHeadConfig``)."""
 
     backbone: BackboneConfig
     model_name: str = EAGLE_BLOCK2A_2B_V2
     select_layer: int = 16
-    backbone_embedding_dim: int = 2048
     max_state_dim: int = 128
     max_action_dim: int = 128
     action_horizon: int = 50
-    hidden_size: int = 1024
-    input_embedding_dim: int = 1536
-    max_seq_len: int = 1024
-    add_pos_embed: bool = True
-    use_vlln: bool = True
-    use_alternate_vl_dit: bool = True
-    attend_text_every_n_blocks: int = 2
-    max_num_embodiments: int = 32
-    num_inference_timesteps: int = 4
-    num_timestep_buckets: int = 1000
     state_dropout_prob: float = 0.0
-    model_dtype: str = "bfloat16"
-    dit: DiTConfig = field(default_factory=DiTConfig)
 
     # ---------------------------------------------------------------- reading
     @classmethod
@@ -220,38 +208,15 @@ class Gr00tConfig:
     def check(self, source: str = "config") -> None:
         """Refuse value combinations the N1.6 architecture cannot have."""
         text, vision = self.backbone.text, self.backbone.vision
-        problems = []
-        if self.backbone_embedding_dim != text.hidden_size:
-            problems.append(f"backbone_embedding_dim {self.backbone_embedding_dim} != LLM hidden_size {text.hidden_size}")
-        if self.dit.inner_dim != self.input_embedding_dim:
-            problems.append(
-                f"DiT heads×head_dim {self.dit.num_attention_heads}×{self.dit.attention_head_dim} "
-                f"!= input_embedding_dim {self.input_embedding_dim}"
-            )
-        if self.dit.output_dim != self.hidden_size:
-            problems.append(f"DiT output_dim {self.dit.output_dim} != hidden_size {self.hidden_size}")
+        problems = self.action_head_problems(text.hidden_size)
         if not 1 <= self.select_layer <= text.num_hidden_layers:
             problems.append(f"select_layer {self.select_layer} outside 1..{text.num_hidden_layers}")
-        if self.action_horizon > self.max_seq_len:
-            problems.append(f"action_horizon {self.action_horizon} > max_seq_len {self.max_seq_len}")
         if vision.grid_side**2 != vision.num_patches:
             problems.append(f"vision num_patches {vision.num_patches} is not a square grid")
-        if not (self.use_alternate_vl_dit and self.use_vlln and self.add_pos_embed):
-            problems.append("only use_alternate_vl_dit, use_vlln and add_pos_embed all true (N1.6) are supported")
-        if self.dit.num_layers % 4:
-            problems.append(f"DiT num_layers {self.dit.num_layers} is not a multiple of 4 (text/self/image/self)")
-        if self.attend_text_every_n_blocks != 2:
-            problems.append(f"attend_text_every_n_blocks {self.attend_text_every_n_blocks} (only 2 is N1.6)")
         if problems:
-            raise ConfigError(f"{source}: unsupported model config — " + "; ".join(problems))
+            raise ConfigError(f"{source}: unsupported {MODEL} config — " + "; ".join(problems))
 
     # ---------------------------------------------------------------- derived
-    @property
-    def denoising_timesteps(self) -> list[int]:
-        """Integer timesteps fed to the network: int(k / N · buckets) for k < N (0, 250, 500, 750)."""
-        n = self.num_inference_timesteps
-        return [int(k / n * self.num_timestep_buckets) for k in range(n)]
-
     @property
     def patch_tokens_per_image_pixel(self) -> int:
         """Pixels per LLM image token: (patch · unshuffle)² = 784 for the real model."""

@@ -19,7 +19,14 @@ from typing import Any
 
 from ...base.errors import ConfigError
 from ...base.files import read_json
-from ...model.config import INT_LIMITS, SYNTHETIC_BACKBONE_KEY, DiTConfig, check_values
+from ...model.config import (
+    INT_LIMITS,
+    SYNTHETIC_BACKBONE_KEY,
+    ActionHeadConfig,
+    DiTConfig,
+    _build,
+    check_values,
+)
 
 MODEL_TYPE = "Gr00tN1d7"
 CONFIG_FILE = "config.json"
@@ -152,33 +159,20 @@ BUILTIN_EMBODIMENT_IDS: dict[str, int] = {
 }  # fmt: skip
 
 
-@dataclass(frozen=True)
-class N17Config:
+@dataclass(frozen=True, kw_only=True)
+class N17Config(ActionHeadConfig):
     """Everything needed to build Gr00tN1d7 in PyTorch. Defaults are the released nvidia/GR00T-N1.7-3B
-    values; the action-head field names equal N1.6's ``Gr00tConfig`` so its action head is reused."""
+    values; the action head's fields are ``ActionHeadConfig``'s, as N1.6's, so its action head is reused."""
 
     backbone: BackboneConfig = COSMOS_REASON2_2B_CONFIG
     model_name: str = COSMOS_REASON2_2B
     select_layer: int = 16
-    backbone_embedding_dim: int = 2048
     max_state_dim: int = 132
     max_action_dim: int = 132
     action_horizon: int = 40
     state_history_length: int = 1
-    hidden_size: int = 1024
-    input_embedding_dim: int = 1536
-    max_seq_len: int = 1024
-    add_pos_embed: bool = True
-    use_vlln: bool = True
-    use_alternate_vl_dit: bool = True
-    attend_text_every_n_blocks: int = 2
-    max_num_embodiments: int = 32
-    num_inference_timesteps: int = 4
-    num_timestep_buckets: int = 1000
     state_dropout_prob: float = 0.2
-    model_dtype: str = "bfloat16"
     use_percentiles: bool = True
-    dit: DiTConfig = field(default_factory=DiTConfig)
     #: None when config.json has no ``vl_self_attention_cfg`` (the original then uses an identity)
     vl_self_attention: VLSelfAttentionConfig | None = field(default_factory=VLSelfAttentionConfig)
 
@@ -233,22 +227,14 @@ class N17Config:
     def check(self, source: str = "config") -> None:
         """Refuse value combinations the N1.7 architecture (as implemented here) cannot have."""
         text, vision, vlsa = self.backbone.text, self.backbone.vision, self.vl_self_attention
-        problems = []
-        if self.backbone_embedding_dim != text.hidden_size:
-            problems.append(f"backbone_embedding_dim {self.backbone_embedding_dim} != LLM hidden_size {text.hidden_size}")
+        problems = self.action_head_problems(text.hidden_size)
         if vision.out_hidden_size != text.hidden_size:
             problems.append(f"vision out_hidden_size {vision.out_hidden_size} != LLM hidden_size {text.hidden_size}")
-        if self.dit.inner_dim != self.input_embedding_dim:
-            problems.append(f"DiT heads×head_dim {self.dit.inner_dim} != input_embedding_dim {self.input_embedding_dim}")
-        if self.dit.output_dim != self.hidden_size:
-            problems.append(f"DiT output_dim {self.dit.output_dim} != hidden_size {self.hidden_size}")
         if vlsa is not None and vlsa.inner_dim != self.backbone_embedding_dim:
             problems.append(f"vl_self_attention heads×head_dim {vlsa.inner_dim} != backbone_embedding_dim "
                             f"{self.backbone_embedding_dim}")
         if not 1 <= self.select_layer <= text.num_hidden_layers:
             problems.append(f"select_layer {self.select_layer} outside 1..{text.num_hidden_layers}")
-        if self.action_horizon > self.max_seq_len:
-            problems.append(f"action_horizon {self.action_horizon} > max_seq_len {self.max_seq_len}")
         if vision.grid_side**2 != vision.num_position_embeddings:
             problems.append(f"vision num_position_embeddings {vision.num_position_embeddings} is not a square grid")
         if vision.hidden_size % vision.num_heads or vision.head_dim % 4:
@@ -262,22 +248,10 @@ class N17Config:
             problems.append(f"mrope_section {list(text.mrope_section)} does not sum to head_dim/2 = {text.head_dim // 2}")
         if self.state_history_length != 1:
             problems.append(f"state_history_length {self.state_history_length} (only 1, the release's, is supported)")
-        if not (self.use_alternate_vl_dit and self.use_vlln and self.add_pos_embed):
-            problems.append("only use_alternate_vl_dit, use_vlln and add_pos_embed all true are supported")
-        if self.dit.num_layers % 4:
-            problems.append(f"DiT num_layers {self.dit.num_layers} is not a multiple of 4 (text/self/image/self)")
-        if self.attend_text_every_n_blocks != 2:
-            problems.append(f"attend_text_every_n_blocks {self.attend_text_every_n_blocks} (only 2 is supported)")
         if problems:
             raise ConfigError(f"{source}: unsupported {MODEL} config — " + "; ".join(problems))
 
     # ---------------------------------------------------------------- derived
-    @property
-    def denoising_timesteps(self) -> list[int]:
-        """int(k / N · buckets) for k < N (0, 250, 500, 750)."""
-        n = self.num_inference_timesteps
-        return [int(k / n * self.num_timestep_buckets) for k in range(n)]
-
     @property
     def pixels_per_image_token(self) -> int:
         """(patch · merge)² = 1024: an H′×W′ image gives H′·W′/1024 LLM tokens."""
@@ -371,15 +345,3 @@ def _section(data: dict, key: str, source: str) -> dict | None:
     if value is not None and not isinstance(value, dict):
         raise ConfigError(f"{source}: {key} must be an object, got {type(value).__name__}")
     return value
-
-
-def _build(cls, data: Any, source: str):
-    """A config dataclass from a dict: unknown keys ignored, missing ones named, lists made tuples."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a JSON object, got {type(data).__name__}")
-    known = {f.name for f in fields(cls)}
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in known}
-    try:
-        return cls(**values)
-    except TypeError as exc:
-        raise ConfigError(f"{source}: {exc}") from None
