@@ -55,16 +55,18 @@ def optimization_level(ort: Any, precision: str) -> Any:
     return level.ORT_ENABLE_BASIC if precision == "fp8" else level.ORT_ENABLE_ALL
 
 
-def cpu_session(path: str | Path, options: Any, providers: Sequence[Any] = ("CPUExecutionProvider",)) -> Any:
-    """An InferenceSession of ``path`` with the project's disabled optimisers (the runtime, the export's
-    checks and the benchmarks all build their sessions here, so what is checked is what runs)."""
+def cpu_session(model: str | Path | bytes, options: Any, providers: Sequence[Any] = ("CPUExecutionProvider",)) -> Any:
+    """An InferenceSession of ``model`` (a file, or a serialised graph without external data: a check of a
+    graph still in memory) with the project's disabled optimisers (the runtime, the export's checks and
+    the benchmarks all build their sessions here, so what is checked is what runs)."""
     import onnxruntime as ort
 
     # int8 graphs: on x86 CPUs without VNNI (AVX2, AVX-512 before VNNI) ORT's u8s8 GEMM sums pairs of
     # products in int16 (pmaddubsw), which saturates on full-range int8 weights — measured on the tiny DiT:
     # output cosine 0.995 against 0.9998 unfused. This entry selects its exact path; no effect on float graphs
     options.add_session_config_entry(X64_QUANT_PRECISION, "1")
-    return ort.InferenceSession(str(path), options, providers=list(providers),
+    source = bytes(model) if isinstance(model, (bytes, bytearray, memoryview)) else str(model)
+    return ort.InferenceSession(source, options, providers=list(providers),
                                 disabled_optimizers=list(DISABLED_OPTIMIZERS))
 
 

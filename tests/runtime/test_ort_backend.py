@@ -153,3 +153,22 @@ def test_shared_thread_pool_gives_the_same_actions(fake_export):
     with Pipeline(load_manifest(fake_export.folder), fake_export.folder, OrtBackend(device="cpu")) as pipe:
         expected = pipe.run(make_inputs([[(4, 6), (8, 4)], [(8, 4)]]), make_noise(2))
     np.testing.assert_allclose(np.load(out), expected, rtol=1e-6, atol=1e-6)
+
+
+def test_a_cpu_session_opens_a_file_or_the_same_graph_as_bytes(tmp_path):
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from gr00t_trt.runtime.ort_backend import cpu_session
+
+    weight = numpy_helper.from_array(np.arange(6, dtype=np.float32).reshape(3, 2), "w")
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])], [weight])
+    data = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+    path = tmp_path / "g.onnx"
+    path.write_bytes(data)
+    x = np.array([[1.0, 2.0, 3.0]], dtype=np.float32)
+    for model in (path, str(path), data, bytearray(data)):
+        (y,) = cpu_session(model, ort.SessionOptions()).run(None, {"x": x})
+        np.testing.assert_array_equal(y, [[16.0, 22.0]])
