@@ -115,16 +115,14 @@ def test_export_errors_are_one_line(tiny_checkpoint, tmp_path):
 
 
 @pytest.mark.slow
-def test_export_command_writes_a_runnable_directory(tiny_checkpoint, tmp_path):
-    out = tmp_path / "exp"
-    result = invoke("export", "--checkpoint", tiny_checkpoint, "--out", out, "--embodiment", "new_embodiment",
-                    "--image-size", "252x448", "--steps", "3", "--graph-precision", "dit=fp16")
-    assert result.exit_code == 0, result.output
-    assert "252x448" in result.output
-    summary = " ".join(result.output.split())  # the console wraps long lines
+def test_export_command_writes_a_runnable_directory(cli_export):
+    """The export itself is the shared ``cli_export`` fixture (tests/e2e/conftest.py)."""
+    assert cli_export.exit_code == 0, cli_export.output
+    assert "252x448" in cli_export.output
+    summary = " ".join(cli_export.output.split())  # the console wraps long lines
     assert ("graphs (fp32: vision, backbone, dit_context, state_encoder, action_encoder, action_decoder; "
             "fp16: dit)") in summary
-    result = invoke("run", out, "--synthetic")
+    result = invoke("run", cli_export.folder, "--synthetic")
     assert result.exit_code == 0, result.output
 
 

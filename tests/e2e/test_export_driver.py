@@ -8,8 +8,8 @@ import pytest
 
 from gr00t_trt.base.errors import EmbodimentError, ExportError
 from gr00t_trt.contract.manifest import load_manifest, sha256_file
-from gr00t_trt.export import onnx_io
 from gr00t_trt.export.driver import ExportOptions, export_checkpoint
+from gr00t_trt.export.precision import ExportPrecision
 from gr00t_trt.families.n16.contract import GRAPH_SPECS
 
 
@@ -77,30 +77,34 @@ def test_unknown_embodiment_names_the_known_ones(tiny_checkpoint, tmp_path):
 
 
 def test_interrupted_export_leaves_nothing_that_looks_complete(tiny_checkpoint, tmp_path, monkeypatch):
-    calls = []
-    real = onnx_io.export_onnx  # looked up per graph by the export (precision.ExportPrecision.export_graph)
+    """Interrupted at the third graph, after two were written: neither the target nor the hidden partial
+    folder is left. The graphs are stand-in files (a real graph takes seconds to trace and is not what
+    this test is about: the driver's clean-up is)."""
+    calls, partial = [], set()
 
-    def fail_on_third(module, args, spec, path, *rest, **options):
-        calls.append(path.name)
+    def fail_on_third(self, name, modules, example, work):
+        calls.append(name)
         if len(calls) == 3:
+            partial.update(p.name for p in work.iterdir())
             raise KeyboardInterrupt
-        real(module, args, spec, path, *rest, **options)
+        (work / f"{name}.onnx").write_bytes(b"\x08\x07")
+        (work / f"{name}.onnx.data").write_bytes(bytes(4096))
 
-    monkeypatch.setattr(onnx_io, "export_onnx", fail_on_third)
+    monkeypatch.setattr(ExportPrecision, "export_graph", fail_on_third)
     with pytest.raises(KeyboardInterrupt):
         export_checkpoint(tiny_checkpoint, tmp_path / "out", ExportOptions(image_sizes=((252, 252),)))
-    assert len(calls) == 3
+    assert len(calls) == 3 and {f"{calls[0]}.onnx", f"{calls[1]}.onnx.data"} <= partial
     assert list(tmp_path.iterdir()) == []  # neither the target nor the hidden partial directory
 
 
-def test_single_embodiment_slices_category_weights(tiny_checkpoint, tiny_export, tmp_path):
-    out = tmp_path / "g1"
-    manifest = export_checkpoint(
-        tiny_checkpoint, out, ExportOptions(embodiments=("unitree_g1",), image_sizes=((252, 252),), steps=2)
-    )
-    assert {t: (e.id, e.slot) for t, e in manifest.embodiments.items()} == {"unitree_g1": (8, 0)}
-    assert manifest.steps == 2 and manifest.image_sizes[0] == (252, 252)  # named first: the opt size
-    assert manifest.dynamic_dims["r"] == [9, 9, 21] and manifest.dynamic_dims["c"] == [9, 9, 21]  # + the defaults
+def test_single_embodiment_slices_category_weights(cli_export, tiny_export):
+    """On the CLI's single-embodiment export (tests/e2e/conftest.py: new_embodiment, 252x448, 3 steps)."""
+    assert cli_export.exit_code == 0, cli_export.output
+    out = cli_export.folder
+    manifest = load_manifest(out)
+    assert {t: (e.id, e.slot) for t, e in manifest.embodiments.items()} == {"new_embodiment": (10, 0)}
+    assert manifest.steps == 3 and manifest.image_sizes[0] == (252, 448)  # named first: the opt size
+    assert manifest.dynamic_dims["r"] == [9, 9, 21] and manifest.dynamic_dims["c"] == [9, 16, 21]  # + the defaults
     for kind in ("state_encoder", "action_encoder", "action_decoder"):
         sliced = (out / f"{kind}.onnx.data").stat().st_size
         full = (tiny_export / f"{kind}.onnx.data").stat().st_size
