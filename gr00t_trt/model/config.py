@@ -6,6 +6,7 @@ Stdlib only, so that export, runtime and CLI code can read configs without PyTor
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -51,6 +52,26 @@ class DiTConfig:
             "norm_type": "ada_norm", "interleave_self_attention": True, "positional_embeddings": None,
             "final_dropout": True, "dropout": 0.2,
         }  # fmt: skip
+
+
+def read_backbone(data: dict[str, Any], source: str, builtin: dict[str, Any], default_name: str,
+                  from_dict: Callable[[Any, str], Any]) -> tuple[str, Any]:
+    """(model_name, backbone config) of a config.json: a synthetic checkpoint's own record, else the values
+    built in for a released backbone (released checkpoints name it but do not carry its config)."""
+    model_name = data.get("model_name", default_name)
+    if SYNTHETIC_BACKBONE_KEY in data:
+        return model_name, from_dict(data[SYNTHETIC_BACKBONE_KEY], f"{source}: {SYNTHETIC_BACKBONE_KEY}")
+    if model_name in builtin:
+        return model_name, builtin[model_name]
+    raise ConfigError(f"{source}: unknown backbone model_name {model_name!r} — expected one of: "
+                      f"{', '.join(sorted(builtin))} (or a synthetic checkpoint with a '{SYNTHETIC_BACKBONE_KEY}' field)")
+
+
+def backbone_record(model_name: str, backbone: Any, builtin: dict[str, Any]) -> dict[str, Any]:
+    """What config.json needs to name the backbone again: nothing for a released one's own values."""
+    if model_name in builtin and backbone == builtin[model_name]:
+        return {}
+    return {SYNTHETIC_BACKBONE_KEY: backbone.to_dict()}
 
 
 #: plausibility limits (inclusive) of integer fields, by field name: far above the released models' sizes (and

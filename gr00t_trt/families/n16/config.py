@@ -17,7 +17,15 @@ from typing import Any
 
 from ...base.errors import ConfigError
 from ...base.files import read_json
-from ...model.config import SYNTHETIC_BACKBONE_KEY, ActionHeadConfig, DiTConfig, _build, check_values
+from ...model.config import (  # noqa: F401 - SYNTHETIC_BACKBONE_KEY: this module's API before model.config
+    SYNTHETIC_BACKBONE_KEY,
+    ActionHeadConfig,
+    DiTConfig,
+    _build,
+    backbone_record,
+    check_values,
+    read_backbone,
+)
 
 #: how messages name the release
 MODEL = "GR00T N1.6"
@@ -163,17 +171,8 @@ class Gr00tConfig(ActionHeadConfig):
         (by ``model_name``) or from a synthetic checkpoint's own record."""
         if not isinstance(data, dict):
             raise ConfigError(f"{source}: expected a JSON object, got {type(data).__name__}")
-        model_name = data.get("model_name", EAGLE_BLOCK2A_2B_V2)
-        if SYNTHETIC_BACKBONE_KEY in data:
-            backbone = BackboneConfig.from_dict(data[SYNTHETIC_BACKBONE_KEY], f"{source}: {SYNTHETIC_BACKBONE_KEY}")
-        elif model_name in BUILTIN_BACKBONES:
-            backbone = BUILTIN_BACKBONES[model_name]
-        else:
-            known = ", ".join(sorted(BUILTIN_BACKBONES))
-            raise ConfigError(
-                f"{source}: unknown backbone model_name {model_name!r} — expected one of: {known} "
-                f"(or a synthetic checkpoint with a '{SYNTHETIC_BACKBONE_KEY}' field)"
-            )
+        model_name, backbone = read_backbone(data, source, BUILTIN_BACKBONES, EAGLE_BLOCK2A_2B_V2,
+                                             BackboneConfig.from_dict)
         dit_raw = data.get("diffusion_model_cfg") or {}
         if not isinstance(dit_raw, dict):
             raise ConfigError(f"{source}: diffusion_model_cfg must be an object, got {type(dit_raw).__name__}")
@@ -200,9 +199,7 @@ class Gr00tConfig(ActionHeadConfig):
         """config.json form (what ``make-checkpoint`` writes and ``manifest.json`` records)."""
         data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("backbone", "dit")}
         data["diffusion_model_cfg"] = self.dit.to_json()
-        if self.model_name not in BUILTIN_BACKBONES or self.backbone != BUILTIN_BACKBONES[self.model_name]:
-            data[SYNTHETIC_BACKBONE_KEY] = self.backbone.to_dict()
-        return data
+        return {**data, **backbone_record(self.model_name, self.backbone, BUILTIN_BACKBONES)}
 
     # ---------------------------------------------------------------- checks
     def check(self, source: str = "config") -> None:

@@ -25,7 +25,9 @@ from ...model.config import (
     ActionHeadConfig,
     DiTConfig,
     _build,
+    backbone_record,
     check_values,
+    read_backbone,
 )
 
 MODEL_TYPE = "Gr00tN1d7"
@@ -186,16 +188,8 @@ class N17Config(ActionHeadConfig):
         model_type = data.get("model_type", MODEL_TYPE)
         if model_type != MODEL_TYPE:
             raise ConfigError(f"{source}: model_type {model_type!r} — expected {MODEL_TYPE!r} (a GR00T N1.7 checkpoint)")
-        model_name = data.get("model_name", COSMOS_REASON2_2B)
-        if SYNTHETIC_BACKBONE_KEY in data:
-            backbone = BackboneConfig.from_dict(data[SYNTHETIC_BACKBONE_KEY], f"{source}: {SYNTHETIC_BACKBONE_KEY}")
-        elif model_name in BUILTIN_BACKBONES:
-            backbone = BUILTIN_BACKBONES[model_name]
-        else:
-            raise ConfigError(
-                f"{source}: unknown backbone model_name {model_name!r} — expected {COSMOS_REASON2_2B!r} "
-                f"(or a synthetic checkpoint with a '{SYNTHETIC_BACKBONE_KEY}' field)"
-            )
+        model_name, backbone = read_backbone(data, source, BUILTIN_BACKBONES, COSMOS_REASON2_2B,
+                                             BackboneConfig.from_dict)
         dit_raw = _section(data, "diffusion_model_cfg", source) or {}
         dit = DiTConfig.from_json(dit_raw, data.get("hidden_size", 1024),
                                   num_layers=CODE_DEFAULTS["diffusion_model_cfg.num_layers"])
@@ -219,9 +213,7 @@ class N17Config(ActionHeadConfig):
         if self.vl_self_attention is not None:
             data["vl_self_attention_cfg"] = {**asdict(self.vl_self_attention), "dropout": 0.2,
                                              "final_dropout": True, "positional_embeddings": None}  # fmt: skip
-        if self.model_name not in BUILTIN_BACKBONES or self.backbone != BUILTIN_BACKBONES[self.model_name]:
-            data[SYNTHETIC_BACKBONE_KEY] = self.backbone.to_dict()
-        return data
+        return {**data, **backbone_record(self.model_name, self.backbone, BUILTIN_BACKBONES)}
 
     # ---------------------------------------------------------------- checks
     def check(self, source: str = "config") -> None:
