@@ -374,8 +374,12 @@ def _quantize_lean(path: Path, model: onnx.ModelProto, plan: Sequence[GemmNode],
     try:
         if high_precision in ("fp16", "bf16"):
             from modelopt.onnx.quantization.precision_utils import _convert_to_runtime_precision
+            from modelopt.onnx.utils import clear_stale_value_info
             from onnx.external_data_helper import load_external_data_for_model
 
+            # as ModelOpt's quantize() does first: the exporter's value_info would be carried into the fp16
+            # graph with merged symbolic dims that ONNX Runtime's memory planner then refuses
+            clear_stale_value_info(model)
             load_external_data_for_model(model, str(path.parent))
             with _quiet_modelopt():
                 model = _convert_to_runtime_precision(model, quantize_mode=mode, high_precision_dtype=high_precision)

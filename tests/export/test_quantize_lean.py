@@ -15,9 +15,13 @@ from onnx import numpy_helper
 from gr00t_trt.export.quantize import quantize_graph, quantized_nodes
 from gr00t_trt.families.n16.contract import CONTRACT
 
-#: (graph, head dim, mode, remainder): the tiny backbone's 16-wide heads take fp8 attention, the DiT's do not
-CASES = [("dit", 8, "int8", "fp32"), ("backbone", 16, "int8", "fp16"), ("backbone", 16, "fp8", "fp16"),
-         ("dit", 8, "fp8", "fp16")]
+#: (graph, head dim, mode, remainder, ModelOpt's graph runs on ORT): the tiny backbone's 16-wide heads take
+#: fp8 attention, the DiT's do not. ModelOpt's int8 step alone (without its quantize() wrapper, which first
+#: clears the exporter's value_info) converts the backbone to fp16 with the 2 KV and 4 query heads merged into
+#: one symbolic dim, which ONNX Runtime's CPU memory planner refuses; the lean writer clears it as the
+#: wrapper does, so that case checks the lean graph runs
+CASES = [("dit", 8, "int8", "fp32", True), ("backbone", 16, "int8", "fp16", False),
+         ("backbone", 16, "fp8", "fp16", True), ("dit", 8, "fp8", "fp16", True)]
 
 
 @pytest.fixture(scope="module")
@@ -74,8 +78,8 @@ def _qdq(model: onnx.ModelProto) -> dict:
     return chains
 
 
-@pytest.mark.parametrize(("name", "head_dim", "mode", "remainder"), CASES)
-def test_lean_writer_writes_what_modelopt_writes(tiny_export, feeds, tmp_path, name, head_dim, mode, remainder):
+@pytest.mark.parametrize(("name", "head_dim", "mode", "remainder", "run"), CASES)
+def test_lean_writer_writes_what_modelopt_writes(tiny_export, feeds, tmp_path, name, head_dim, mode, remainder, run):
     from gr00t_trt.export.graph_check import ort_session, run_session
 
     options = dict(head_dim=head_dim, mode=mode, high_precision=remainder)
@@ -91,8 +95,9 @@ def test_lean_writer_writes_what_modelopt_writes(tiny_export, feeds, tmp_path, n
         assert got[key][:2] == (chain, source), key
         np.testing.assert_allclose(got[key][2], scale, rtol=1e-5, err_msg=str(key))
     spec = CONTRACT.graphs[name]
-    sessions = [ort_session(tmp_path / folder / f"{name}.onnx", mode) for folder in ("modelopt", "lean")]
+    sessions = [ort_session(tmp_path / folder / f"{name}.onnx", mode) for folder in ("lean", "modelopt")[:1 + run]]
     for sample in feeds[name][:2]:
         outputs = [run_session(s, spec, sample) for s in sessions]
-        for key, value in outputs[1].items():
+        assert all(np.isfinite(v).all() for v in outputs[0].values())
+        for key, value in outputs[-1].items():
             np.testing.assert_allclose(outputs[0][key], value, rtol=0, atol=1e-5 * max(1.0, float(np.abs(value).max())))
