@@ -1,18 +1,20 @@
-"""fp8 and int8 graphs: explicit FLOAT8E4M3FN or INT8 Q/DQ in front of the planned GEMMs, by ModelOpt's
-ONNX quantiser.
+"""fp8 and int8 graphs: explicit FLOAT8E4M3FN or INT8 Q/DQ in front of the planned GEMMs, in the structure
+ModelOpt's ONNX quantiser writes.
 
 int8 (``mode="int8"``, W8A8) works like fp8 below, with ``INT8_PLAN``/``INT8_KEEP``
-(``families/n16/int8_plan.py``): ModelOpt's int8 mode is ONNX Runtime's static QDQ quantiser with symmetric
-activations, per-channel weights (axis 1 of a MatMul weight [K, N]: one scale per output channel) and
-zero point 0, max calibration here. Its remainder is fp32 unless the export targets a GPU
-(``PrecisionPlan.remainder``).
+(``families/n16/int8_plan.py``): symmetric activations, per-channel weights (axis 1 of a MatMul weight
+[K, N]: one scale per output channel) and zero point 0, max calibration. Its remainder is fp32 unless the
+export targets a GPU (``PrecisionPlan.remainder``).
 
-The fp32 graph is exported first; ``quantize_graph`` then calls
+The fp32 graph is exported first; ``quantize_graph`` then quantises it in a child process with the graph's
+own calibration feeds (``calibration.py``). By default the lean writer (``qdq_writer.py``, whose docstring
+says exactly what ModelOpt writes): one ONNX Runtime session measures the planned GEMMs' max-abs
+activations, the Q/DQ go into the graph proto without loading its weights, and for an fp16 remainder
+(fp8, ``--device``) ModelOpt's own fp16 conversion and fp8 scale conversion run on the result — about one
+to two copies of the graph in RAM instead of ModelOpt's seven to ten. ``writer="modelopt"`` runs
 ``modelopt.onnx.quantization.quantize(quantize_mode="fp8", calibration_eps=["cpu"])`` (int8: ModelOpt's
-int8 step alone, ``_int8_step``) on it with the
-graph's own calibration feeds (``calibration.py``). ModelOpt calibrates max-abs activation ranges on
-ONNX Runtime CPU, writes per-tensor activation and per-channel weight scales, and converts everything
-that is not quantised to fp16 (I/O stays fp32).
+int8 step alone, ``_int8_step``) end to end instead; ``tests/export/test_quantize_lean.py`` holds the two
+to the same graph.
 
 Which nodes are quantised is declared as data by each model family (``FP8_PLAN``, ``FP8_KEEP``; N1.6's in
 ``families/n16/fp8_plan.py``), per graph kind, by the PyTorch module each ONNX node came from (the exporter records it in
