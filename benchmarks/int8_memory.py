@@ -26,14 +26,18 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-#: (name, mode, ModelOpt options): the options the export used before issue 20 ("before") and now
+#: (name, mode, ModelOpt options, writer): ModelOpt's quantiser with the options the export used before
+#: issue 20 ("before") and after, and the lean writer the export uses now (qdq_writer.py)
 CONFIGS = [
-    ("baseline (imports + feeds, no quantisation)", None, None),
-    ("fp8", "fp8", {}),
-    ("fp8 per-node calibration", "fp8", {"calibrate_per_node": True}),
-    ("int8 before (MHA analysis + GEMV detection)", "int8", {"disable_mha_qdq": False, "enable_gemv_detection_for_trt": True}),
-    ("int8 as exported", "int8", None),  # None: quantize.MODE_OPTIONS["int8"]
-    ("int8 as exported + per-node calibration", "int8", {"calibrate_per_node": True}),
+    ("baseline (imports + feeds, no quantisation)", None, None, "lean"),
+    ("fp8 lean", "fp8", None, "lean"),
+    ("int8 lean", "int8", None, "lean"),
+    ("fp8 ModelOpt", "fp8", {}, "modelopt"),
+    ("fp8 ModelOpt per-node calibration", "fp8", {"calibrate_per_node": True}, "modelopt"),
+    ("int8 ModelOpt before (MHA analysis + GEMV detection)", "int8",
+     {"disable_mha_qdq": False, "enable_gemv_detection_for_trt": True}, "modelopt"),
+    ("int8 ModelOpt", "int8", None, "modelopt"),  # None: quantize.MODE_OPTIONS["int8"]
+    ("int8 ModelOpt + per-node calibration", "int8", {"calibrate_per_node": True}, "modelopt"),
 ]
 
 CHILD = """
@@ -57,7 +61,7 @@ with np.load(request["feeds"]) as stored:
         print(0)
         raise SystemExit
     got = quantize.quantize_graph(Path(request["path"]), request["kind"], feeds, isolate=False, mode=request["mode"],
-                                  high_precision=request["high_precision"])
+                                  high_precision=request["high_precision"], writer=request["writer"])
 print(len(got))
 """
 
@@ -75,6 +79,9 @@ TRACED = [
     ("modelopt.onnx.quantization.quantize", "save_onnx"),
     ("onnx_graphsurgeon", "import_onnx"),
     ("gr00t_trt.export.quantize", "_replace_graph"),
+    ("gr00t_trt.export.qdq_writer", "activation_ranges"),
+    ("gr00t_trt.export.qdq_writer", "insert_qdq"),
+    ("modelopt.onnx.quantization.precision_utils", "_convert_to_runtime_precision"),
 ]
 
 
@@ -147,12 +154,13 @@ def random_feeds(path: Path, manifest: dict, samples: int, seed: int = 0) -> lis
 
 
 def measure(export: Path, graph: str, kind: str, mode: str, options, feeds_file: Path, names, work: Path,
-            trace: bool = False, high_precision: str = "fp16", feeds_in_memory: bool = False) -> dict:
+            trace: bool = False, high_precision: str = "fp16", feeds_in_memory: bool = False,
+            writer: str = "lean") -> dict:
     for suffix in ("", ".data"):
         shutil.copyfile(export / f"{graph}.onnx{suffix}", work / f"{graph}.onnx{suffix}")
     request = {"path": str(work / f"{graph}.onnx"), "kind": kind, "mode": mode, "options": options,
                "feeds": str(feeds_file), "names": names, "high_precision": high_precision, "feeds_in_memory": feeds_in_memory,
-               "trace": str(Path(__file__).parent) if trace and mode else None}
+               "writer": writer, "trace": str(Path(__file__).parent) if trace and mode else None}
     env = dict(os.environ, TMPDIR=str(work), PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     started = time.perf_counter()
     child = subprocess.Popen([sys.executable, "-c", CHILD, json.dumps(request)], env=env,
@@ -196,13 +204,14 @@ def main() -> None:
         names = list(feeds[0])
         np.savez(feeds_file, **{f"{i}/{n}": f[n] for i, f in enumerate(feeds) for n in names})
         feed_mb = feeds_file.stat().st_size / 2**20
-        for name, mode, options in CONFIGS:
+        for name, mode, options, writer in CONFIGS:
             if args.only and name not in args.only:
                 continue
             work = Path(tmp) / "work"
             work.mkdir()
-            row = {"config": name, "mode": mode, "options": options, **measure(args.export, args.graph, kind, mode, options, feeds_file, names, work, args.trace,
-                                                     args.high_precision, args.feeds_in_memory)}
+            row = {"config": name, "mode": mode, "options": options, "writer": writer,
+                   **measure(args.export, args.graph, kind, mode, options, feeds_file, names, work, args.trace,
+                             args.high_precision, args.feeds_in_memory, writer)}
             shutil.rmtree(work)
             base = rows[0]["peak_rss_mb"] if rows and rows[0]["mode"] is None else row["peak_rss_mb"] * (mode is None)
             # what the quantisation adds over the interpreter, per byte of graph, scaled to the full graph

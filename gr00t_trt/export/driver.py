@@ -171,10 +171,21 @@ def export_graphs(build: Callable[[list[str]], dict], config, image_sizes, slots
             # above), export, quantise fp8 graphs, validate on ORT CPU (bf16: PyTorch); the module leaves
             # ``modules`` so that its weights are freed once they are no longer needed
             graphs[name] = precision.export_graph(name, modules, example, work)
-            progress(name, f"done in {time.perf_counter() - started:.1f}s")
+            progress(name, f"done in {time.perf_counter() - started:.1f}s; {peak_rss_text()}")
         del modules
         release_memory()  # bf16 graphs' wrappers (reference cycles) before the next piece's weights
     return graphs
+
+
+def peak_rss_text() -> str:
+    """The export's peak RSS so far, and its quantiser children's (the memory bound of issue 20 is on both)."""
+    import resource
+
+    from ..bench.machine import peak_rss_bytes
+
+    child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # KiB on Linux
+    text = f"peak RSS {peak_rss_bytes() / 2**30:.2f} GiB"
+    return text + (f" (quantiser child {child / 2**30:.2f} GiB)" if child else "")
 
 
 # ------------------------------------------------------------------------------------------ options

@@ -1,18 +1,20 @@
-"""fp8 and int8 graphs: explicit FLOAT8E4M3FN or INT8 Q/DQ in front of the planned GEMMs, by ModelOpt's
-ONNX quantiser.
+"""fp8 and int8 graphs: explicit FLOAT8E4M3FN or INT8 Q/DQ in front of the planned GEMMs, in the structure
+ModelOpt's ONNX quantiser writes.
 
 int8 (``mode="int8"``, W8A8) works like fp8 below, with ``INT8_PLAN``/``INT8_KEEP``
-(``families/n16/int8_plan.py``): ModelOpt's int8 mode is ONNX Runtime's static QDQ quantiser with symmetric
-activations, per-channel weights (axis 1 of a MatMul weight [K, N]: one scale per output channel) and
-zero point 0, max calibration here. Its remainder is fp32 unless the export targets a GPU
-(``PrecisionPlan.remainder``).
+(``families/n16/int8_plan.py``): symmetric activations, per-channel weights (axis 1 of a MatMul weight
+[K, N]: one scale per output channel) and zero point 0, max calibration. Its remainder is fp32 unless the
+export targets a GPU (``PrecisionPlan.remainder``).
 
-The fp32 graph is exported first; ``quantize_graph`` then calls
+The fp32 graph is exported first; ``quantize_graph`` then quantises it in a child process with the graph's
+own calibration feeds (``calibration.py``). By default the lean writer (``qdq_writer.py``, whose docstring
+says exactly what ModelOpt writes): one ONNX Runtime session measures the planned GEMMs' max-abs
+activations, the Q/DQ go into the graph proto without loading its weights, and for an fp16 remainder
+(fp8, ``--device``) ModelOpt's own fp16 conversion and fp8 scale conversion run on the result — about one
+to two copies of the graph in RAM instead of ModelOpt's seven to ten. ``writer="modelopt"`` runs
 ``modelopt.onnx.quantization.quantize(quantize_mode="fp8", calibration_eps=["cpu"])`` (int8: ModelOpt's
-int8 step alone, ``_int8_step``) on it with the
-graph's own calibration feeds (``calibration.py``). ModelOpt calibrates max-abs activation ranges on
-ONNX Runtime CPU, writes per-tensor activation and per-channel weight scales, and converts everything
-that is not quantised to fp16 (I/O stays fp32).
+int8 step alone, ``_int8_step``) end to end instead; ``tests/export/test_quantize_lean.py`` holds the two
+to the same graph.
 
 Which nodes are quantised is declared as data by each model family (``FP8_PLAN``, ``FP8_KEEP``; N1.6's in
 ``families/n16/fp8_plan.py``), per graph kind, by the PyTorch module each ONNX node came from (the exporter records it in
@@ -64,6 +66,7 @@ import numpy as np
 import onnx
 
 from ..base.errors import ExportError, require
+from ..base.files import write_atomic
 from ..contract.quant_plans import is_planned, role_of
 from ..families.registry import DEFAULT_FAMILY
 from .onnx_io import all_nodes
@@ -81,6 +84,8 @@ ZERO_POINT_DTYPES = {"fp8": FP8_DTYPE, "int8": onnx.TensorProto.INT8}
 #: ModelOpt's FP8 MHA pattern (and TensorRT's FP8 fMHA) needs 8 < head dim ≤ 256
 MHA_HEAD_DIM = (9, 256)
 PIP_FP8 = "gr00t-trt[fp8]"
+#: who writes the Q/DQ (``quantize_graph``)
+WRITERS = ("lean", "modelopt")
 #: ModelOpt options per mode. int8 plans no attention matmul, so ModelOpt's MHA analysis is skipped
 #: (``disable_mha_qdq``: one full inference of the graph less), and so is its GEMV exclusion (another
 #: inference; every planned GEMM has M = tokens > 1): the plan alone decides what is quantised
@@ -287,6 +292,7 @@ def quantize_graph(
     isolate: bool = True,
     mode: str = "fp8",
     plans: tuple[dict, dict] | None = None,
+    writer: str = "lean",
 ) -> dict[str, str]:
     """Quantise the fp32 graph at ``path`` in place (``.onnx`` + ``.onnx.data``) → {quantised GEMM node
     name: its role}.
@@ -297,19 +303,27 @@ def quantize_graph(
     fp8 graph after the first would start from the last one's peak; the child gets the feeds through a
     file next to the graph, and its death (e.g. out of memory) is one line.
 
+    ``writer``: ``lean`` (``qdq_writer.py``: our calibration and Q/DQ, about one copy of the graph in RAM)
+    or ``modelopt`` (ModelOpt's quantiser end to end, several copies; kept to check the lean one against).
+
     Raises ExportError when the result quantises other GEMMs than the plan or none at all."""
     if not feeds:
         raise ExportError(f"{path.name}: no calibration feeds — expected at least one sample per graph")
-    require("modelopt.onnx.quantization", PIP_FP8, f"{mode} quantisation")
+    if writer not in WRITERS:
+        raise ExportError(f"unknown Q/DQ writer {writer!r} — expected one of: {', '.join(WRITERS)}")
+    if writer == "modelopt" or (mode, high_precision) != ("int8", "fp32"):  # the lean writer's fp16/fp8 steps
+        require("modelopt.onnx.quantization", PIP_FP8, f"{mode} quantisation")
     if isolate:
-        return _quantize_in_child(path, kind, feeds, head_dim, high_precision, mode, plans)
-    from modelopt.onnx.quantization import quantize
-
+        return _quantize_in_child(path, kind, feeds, head_dim, high_precision, mode, plans, writer)
     model = onnx.load(str(path), load_external_data=False)
     plan = planned_nodes(kind, model, head_dim, mode, plans)
     if not plan:
         raise ExportError(f"{path.name}: the {mode} plan selects no GEMM — expected the {kind} GEMMs of "
                           f"{mode.upper()}_PLAN less {mode.upper()}_KEEP; export this graph at fp16 or bf16")
+    if writer == "lean":
+        return _quantize_lean(path, model, plan, feeds, mode, high_precision)
+    from modelopt.onnx.quantization import quantize
+
     shapes = ",".join(f"{k}:{'x'.join(str(d) for d in v.shape)}" for k, v in feeds[0].items())
     out = path.with_name(f".{path.stem}.{mode}-{os.getpid()}.onnx")
     started = time.perf_counter()
@@ -340,6 +354,59 @@ def quantize_graph(
     return {name: roles[name] for name in got}
 
 
+def _quantize_lean(path: Path, model: onnx.ModelProto, plan: Sequence[GemmNode], feeds, mode: str,
+                   high_precision: str) -> dict[str, str]:
+    """``quantize_graph`` by the lean writer (``qdq_writer.py``); ``model`` is the graph at ``path`` without
+    its weights. int8 at fp32 remainder rewrites only the ``.onnx`` (the weights stay as they are); an fp16
+    remainder loads the weights once for ModelOpt's conversion and writes a new weights file."""
+    from .qdq_writer import activation_ranges, insert_qdq, qdq_inputs
+
+    started = time.perf_counter()
+    names = [g.name for g in plan]
+    try:
+        activations, _ = qdq_inputs(model, names)
+        ranges = activation_ranges(path, activations, feeds)
+    except ExportError:
+        raise
+    except Exception as exc:  # ONNX Runtime raises many types (e.g. a feed that is not an input); one line
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ExportError(f"{mode} quantisation of {path.name} failed: {type(exc).__name__}: {first}") from exc
+    insert_qdq(model, path.parent, names, ranges)
+    out = path.with_name(f".{path.stem}.{mode}-{os.getpid()}.onnx")
+    try:
+        if high_precision in ("fp16", "bf16"):
+            from modelopt.onnx.quantization.precision_utils import _convert_to_runtime_precision
+            from modelopt.onnx.utils import clear_stale_value_info
+            from onnx.external_data_helper import load_external_data_for_model
+
+            # as ModelOpt's quantize() does first: the exporter's value_info would be carried into the fp16
+            # graph with merged symbolic dims that ONNX Runtime's memory planner then refuses
+            clear_stale_value_info(model)
+            load_external_data_for_model(model, str(path.parent))
+            with _quiet_modelopt():
+                model = _convert_to_runtime_precision(model, quantize_mode=mode, high_precision_dtype=high_precision)
+        if mode == "fp8":
+            from modelopt.onnx.quantization.fp8 import int8_to_fp8
+
+            model = int8_to_fp8(model)
+        if mode == "int8":
+            separate_activation_quantizers(model)
+        got = check_plan(path.name, mode, model, plan)
+        if high_precision in ("fp16", "bf16"):  # new weights: one external-data file, then put in place
+            onnx.save(model, str(out), save_as_external_data=True, all_tensors_to_one_file=True,
+                      location=f"{out.name}.data")
+            del model
+            _replace_graph(onnx.load(str(out), load_external_data=False), out, path)
+        else:  # the weights file is unchanged: rewrite the graph alone
+            write_atomic(path, model.SerializeToString())
+    finally:
+        _remove(out)
+    logging.getLogger(__name__).info("%s: %d GEMMs at %s (lean) in %.1fs", path.name, len(got), mode,
+                                     time.perf_counter() - started)
+    roles = {g.name: g.role for g in plan}
+    return {name: roles[name] for name in got}
+
+
 def _int8_step(path: Path, out: Path, options: dict) -> None:
     """ModelOpt's int8 step alone, without its ``quantize()`` wrapper, written to ``out``. The wrapper's
     preprocessing (opset upgrade, node naming, shape inference) has nothing to do on our graphs (opset 21,
@@ -359,7 +426,7 @@ def _int8_step(path: Path, out: Path, options: dict) -> None:
 
 
 def _quantize_in_child(path: Path, kind: str, feeds, head_dim: int | None, high_precision: str,
-                       mode: str, plans: tuple[dict, dict] | None = None) -> dict[str, str]:
+                       mode: str, plans: tuple[dict, dict] | None = None, writer: str = "lean") -> dict[str, str]:
     """``quantize_graph`` in a fresh interpreter started with ``subprocess`` — not multiprocessing's
     spawn, which re-runs the caller's ``__main__`` and so fails from any script without a main guard.
     The request goes on the command line, the feeds and the result through files next to the graph."""
@@ -371,7 +438,7 @@ def _quantize_in_child(path: Path, kind: str, feeds, head_dim: int | None, high_
     feeds_file, result_file = stem.with_suffix(".npz"), stem.with_suffix(".json")
     names = list(feeds[0])
     request = {"path": str(path), "kind": kind, "feeds": str(feeds_file), "names": names, "head_dim": head_dim,
-               "high_precision": high_precision, "mode": mode, "result": str(result_file),
+               "high_precision": high_precision, "mode": mode, "result": str(result_file), "writer": writer,
                "plans": None if plans is None else [{kind: list(plans[0].get(kind, ()))},
                                                     {kind: list(plans[1].get(kind, ()))}]}
     package_root = str(Path(__file__).resolve().parents[2])  # the child imports this very gr00t_trt
@@ -421,7 +488,8 @@ def _child_main() -> None:
             feeds = _StoredFeeds(stored, request["names"])
             value = quantize_graph(path, request["kind"], feeds, head_dim=request["head_dim"],
                                    high_precision=request["high_precision"], isolate=False,
-                                   mode=request["mode"], plans=request.get("plans"))
+                                   mode=request["mode"], plans=request.get("plans"),
+                                   writer=request["writer"])
         result = {"status": "ok", "value": value}
     except ExportError as exc:
         result = {"status": "error", "message": str(exc)}
