@@ -103,8 +103,9 @@ class FakeQuant:
         if self.calibrating:
             seen = x.detach().abs().amax()
             self.amax[key] = torch.maximum(self.amax.get(key, seen), seen)
-            channels = x.detach().abs().reshape(-1, x.shape[-1]).amax(dim=0)
-            self.channel_amax[key] = torch.maximum(self.channel_amax.get(key, channels), channels)
+            if key in self.linears:  # a Linear's input: per-channel maxima too (SmoothQuant)
+                channels = x.detach().abs().reshape(-1, x.shape[-1]).amax(dim=0)
+                self.channel_amax[key] = torch.maximum(self.channel_amax.get(key, channels), channels)
             return x
         return self.fake(x, self.amax[key]) if group in self.groups else x
 
