@@ -9,8 +9,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
-from gr00t_trt.verification.parity import Threshold, compare, threshold_for
+from gr00t_trt.verification.parity import (
+    Threshold,
+    compare,
+    compare_features,
+    feature_view,
+    standardise,
+    threshold_for,
+)
 
 #: architecture §7, copied by hand: (check, precision) -> bounds
 SECTION_7 = {
@@ -57,3 +65,46 @@ def test_bounds_are_applied_on_the_right_side_of_the_limit():
     fp16 = Threshold(min_cosine=threshold_for("backbone", "fp16").min_cosine)
     assert compare("in", ref, _candidate(ref, 0.040), fp16).passed  # cosine ≈ 0.9992
     assert not compare("out", ref, _candidate(ref, 0.050), fp16).passed  # cosine ≈ 0.9988
+
+
+# ---- the feature view: §7's backbone bounds at the scale they were written for (unit scale)
+
+
+def test_families_declare_their_feature_view():
+    """N1.6's features are an RMSNorm's output (identity); N1.7's are read before the final norm (spec §3.6)."""
+    from gr00t_trt.families.registry import N16, N17
+
+    assert N16.feature_view == "identity" and N17.feature_view == "standardised"
+    assert feature_view(N17.feature_view).transform is standardise
+    with pytest.raises(KeyError, match="unknown feature view 'normed' — known: identity, standardised"):
+        feature_view("normed")
+
+
+def test_the_identity_view_gives_the_numbers_of_a_plain_compare():
+    ref = 3.0 * np.random.default_rng(2).standard_normal((40, 64))
+    cand = _candidate(ref, 0.01)
+    plain = compare("features", ref, cand, threshold_for("backbone", "fp16"))
+    assert compare_features("features", ref, cand, threshold_for("backbone", "fp16"), "identity") == plain
+    assert plain.raw is None
+
+
+def test_the_standardised_view_is_layernorm_without_affine():
+    x = np.random.default_rng(3).standard_normal((5, 7, 32)) * 4 + 1
+    want = torch.nn.functional.layer_norm(torch.from_numpy(x), (32,), eps=1e-5).numpy()
+    np.testing.assert_allclose(standardise(x), want, rtol=1e-10, atol=1e-12)
+
+
+def test_a_per_token_scale_and_shift_is_invisible_to_the_view_a_per_channel_error_is_not():
+    """What VLLN cannot see (each token scaled and shifted as a whole) passes; what it can (one channel off) fails."""
+    rng = np.random.default_rng(4)
+    ref = 2.8 * rng.standard_normal((50, 64))
+    fp8 = threshold_for("backbone", "fp8")
+    per_token = ref * rng.uniform(0.8, 1.25, (50, 1)) + rng.uniform(-0.5, 0.5, (50, 1))
+    assert not compare("raw", ref, per_token, fp8).passed  # the raw features differ by ≈ 0.4 on average
+    seen = compare_features("f", ref, per_token, fp8, "standardised")
+    assert seen.passed and seen.mean_abs < 1e-6 and seen.raw["mean_abs"] > 0.1
+    assert seen.stage == "f (standardised as VLLN sees them)"
+    per_channel = ref.copy()
+    per_channel[:, :8] *= 1.5  # 8 of 64 channels 50 % too large: the LayerNorm's output moves
+    failed = compare_features("f", ref, per_channel, fp8, "standardised")
+    assert not failed.passed and failed.mean_abs > fp8.max_mean_abs

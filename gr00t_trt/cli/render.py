@@ -77,6 +77,8 @@ def render_parity(console: Console, report) -> None:
         table.add_column("needs", overflow="fold")
         table.add_column("", no_wrap=True)
         for stage, c in rows:
+            if c.raw:  # compared through the family's feature view: the raw metrics, for information
+                stage += f"\n[dim]raw: cosine {c.raw['cosine']:.6f}, mean abs {c.raw['mean_abs']:.1e}[/]"
             table.add_row(stage, f"{c.cosine:.6f}", f"{c.rel_l2:.1e}", f"{c.mean_abs:.1e}", c.threshold.describe(),
                           "[green]ok[/]" if c.passed else "[red]FAIL[/]")
         console.print(table)

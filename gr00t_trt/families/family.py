@@ -122,6 +122,11 @@ class ModelFamily:
     #: dotted path of a module satisfying ``bench.roofline.RooflineModel``: its graphs' FLOPs and bytes
     #: (stdlib only, like the runtime face it needs no torch)
     roofline_module: str
+    #: how verify and the preflight compare its backbone features against the reference
+    #: (``verification.parity.FEATURE_VIEWS``): "identity" when they are already at unit scale (the output of
+    #: a norm), "standardised" when they are read before the final norm — then they are compared as the
+    #: action head's VLLN sees them, the scale §7's absolute bounds were written for
+    feature_view: str = "identity"
 
     def runtime(self) -> FamilyRuntime:
         return _checked(self.runtime_module, FamilyRuntime, self)

@@ -33,6 +33,7 @@ N17 = ModelFamily(
     export_module="gr00t_trt.families.n17.export.face",
     demo_embodiment="libero_sim",
     roofline_module="gr00t_trt.families.n17.roofline",
+    feature_view="standardised",  # pre-norm features (spec §3.6): compared as VLLN sees them
 )
 
 FAMILIES: tuple[ModelFamily, ...] = (N16, N17)

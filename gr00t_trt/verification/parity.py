@@ -3,10 +3,17 @@
 One ``StageComparison`` per compared tensor: cosine similarity, mean and max absolute error, relative L2,
 and the threshold that applies to it at the candidate's precision. ``ParityReport`` collects them for
 ``verify``, export-time validation and tests.
+
+Backbone features are compared through their family's *feature view* (``compare_features``): the bounds of
+§7 were written for features at unit scale (N1.6's are the output of an RMSNorm), so a family whose features
+are read before the final norm (N1.7, RMS ≈ 3) has them compared as the action head's first op, VLLN (a
+LayerNorm), standardises them before any learned weight sees them. The raw metrics ride along as information.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -37,6 +44,8 @@ class Threshold:
 #: ``graph`` is the check of each graph alone (right after export, and in the CPU preflight) against its
 #: fp32 torch wrapper: §7's backbone cosine at the graph's precision (mean-abs bounds are absolute, so they
 #: apply end to end only); ``mask`` is the exact agreement of the additive attention masks.
+#: The ``backbone`` row applies at the scale it was written for, unit scale: features are compared through
+#: their family's feature view (``FEATURE_VIEWS``, ``compare_features``), the numbers here never change.
 THRESHOLDS: dict[str, dict[str, Threshold]] = {
     "graph": {
         "fp32": Threshold(max_rel_l2=1e-4),
@@ -75,6 +84,37 @@ def threshold_for(check: str, precision: str) -> Threshold:
     return row[key]
 
 
+def standardise(x: np.ndarray, eps: float = 1e-5) -> np.ndarray:
+    """Per-token standardisation over the hidden (last) axis: LayerNorm without its affine, float64."""
+    x = np.asarray(x, dtype=np.float64)
+    mean = x.mean(axis=-1, keepdims=True)
+    return (x - mean) / np.sqrt(x.var(axis=-1, keepdims=True) + eps)
+
+
+@dataclass(frozen=True)
+class FeatureView:
+    """How a family's backbone features are compared: ``transform`` of both sides, named in the stage."""
+
+    label: str  # appended to the stage name; "" for the identity
+    transform: Callable[[np.ndarray], np.ndarray] | None = None
+
+
+#: A family declares one by name (``ModelFamily.feature_view``). ``identity``: features already at unit scale
+#: (an RMSNorm output, N1.6). ``standardised``: pre-norm features, seen as VLLN sees them before its affine —
+#: a per-token scale or shift error is invisible to the consumer and to this view, a per-channel one is not.
+FEATURE_VIEWS: dict[str, FeatureView] = {
+    "identity": FeatureView(""),
+    "standardised": FeatureView(" (standardised as VLLN sees them)", standardise),
+}
+
+
+def feature_view(name: str) -> FeatureView:
+    """The view a family names, or a one-line error listing the known ones."""
+    if name not in FEATURE_VIEWS:
+        raise KeyError(f"unknown feature view {name!r} — known: {', '.join(FEATURE_VIEWS)}")
+    return FEATURE_VIEWS[name]
+
+
 @dataclass(frozen=True)
 class StageComparison:
     stage: str
@@ -85,6 +125,7 @@ class StageComparison:
     threshold: Threshold
     passed: bool
     shape: tuple[int, ...]
+    raw: dict | None = None  # metrics before a feature view (information, not a pass criterion)
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -117,6 +158,19 @@ def compare(stage: str, reference: np.ndarray, candidate: np.ndarray, threshold:
         ]
     )
     return StageComparison(stage, cosine, mean_abs, max_abs, rel_l2, threshold, passed, tuple(ref.shape))
+
+
+def compare_features(stage: str, reference: np.ndarray, candidate: np.ndarray, threshold: Threshold,
+                     view: str = "identity") -> StageComparison:
+    """``compare`` of backbone features through ``view`` (module docstring); the stage name says which view,
+    and a non-identity view records the raw cosine and mean abs in ``raw``."""
+    chosen = feature_view(view)
+    if chosen.transform is None:
+        return compare(stage, reference, candidate, threshold)
+    raw = compare(stage, reference, candidate, threshold)
+    seen = compare(stage + chosen.label, chosen.transform(reference), chosen.transform(candidate), threshold)
+    info = {"cosine": raw.cosine, "mean_abs": raw.mean_abs, "max_abs": raw.max_abs, "rel_l2": raw.rel_l2}
+    return dataclasses.replace(seen, raw=info)
 
 
 @dataclass

@@ -10,7 +10,8 @@ Candidates per graph precision:
 
 Reference: the fp32 graph modules chained on the same observations (``calibration.chain_graphs``, along the dataflow).
 Levels: each graph alone on the reference's own inputs, then end to end with every graph at its
-precision (backbone features, normalised and physical actions), with the thresholds of §7.
+precision (backbone features — through the family's feature view, ``parity.compare_features`` — normalised
+and physical actions), with the thresholds of §7.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..export.graph_check import compare_outputs, ort_session, run_session
-from .parity import ParityReport, compare, threshold_for
+from .parity import ParityReport, compare, compare_features, threshold_for
 
 _FEATURE_KINDS = ("vision", "backbone", "dit_context")
 
@@ -124,9 +125,9 @@ def preflight_export(
         got = chain_graphs(candidate, inputs, contract, steps=manifest.steps, slot_of=slot_of, noise=noise,
                            activation=activation, grids=grids)
         features = "backbone_features"
-        report.add(compare(f"{label} end-to-end: backbone features", ref.outputs["backbone"][0][features],
-                           got.outputs["backbone"][0][features].astype(np.float32),
-                           threshold_for("backbone", features_precision)))
+        report.add(compare_features(f"{label} end-to-end: backbone features", ref.outputs["backbone"][0][features],
+                                    got.outputs["backbone"][0][features].astype(np.float32),
+                                    threshold_for("backbone", features_precision), family.feature_view))
         want = ref.outputs["action_decoder"][-1]["next_actions"]
         have = got.outputs["action_decoder"][-1]["next_actions"].astype(np.float32)
         report.add(compare(f"{label} end-to-end: normalised action", want, have,

@@ -7,6 +7,8 @@ comes from:
   3. lock-step denoising: every step starts from the reference's actions of that step, so per-step
      error is seen without compounding;
   4. end to end through the runtime's hot path: backbone features, normalised and physical actions.
+Backbone features are compared through the family's feature view (``parity.compare_features``): pre-norm
+features as the action head's VLLN sees them, so §7's unit-scale bounds apply at the scale they were written for.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from ..base.errors import BackendError, Gr00tTrtError, VerificationError
 from ..contract.dataflow import CARRIED_INPUT, GRID, STEP_WEIGHT
 from ..contract.manifest import load_manifest
 from ..runtime.pipeline import HeadInputs
-from .parity import ParityReport, compare, threshold_for
+from .parity import ParityReport, compare, compare_features, threshold_for
 
 
 def verify_export(
@@ -147,8 +149,9 @@ def _verify_case(report: ParityReport, label: str, model, policy, tag: str, obs:
     (output,) = backbone.outputs
     features = run("backbone", backbone.name, feeds)[output.name]
     valid = inputs.attention_mask
-    report.add(compare(f"{label} backbone alone: features", ref.backbone_features[valid], features[valid],
-                       threshold_for("backbone", backbone.precision)))
+    view = manifest.model_family.feature_view  # the features at the scale §7's bounds were written for
+    report.add(compare_features(f"{label} backbone alone: features", ref.backbone_features[valid], features[valid],
+                                threshold_for("backbone", backbone.precision), view))
 
     # ---- levels 2 and 3: the exported action head (the dataflow's sub-chain) on the reference backbone output
     action_threshold = threshold_for("normalised_action", _precision(manifest, "dit"))
@@ -165,9 +168,9 @@ def _verify_case(report: ParityReport, label: str, model, policy, tag: str, obs:
 
     # ---- level 4: end to end through the hot path
     stages = pipeline.run_stages(inputs, noise)
-    report.add(compare(f"{label} end-to-end: backbone features", ref.backbone_features[valid],
-                       np.asarray(stages["backbone_features"], np.float32)[valid],
-                       threshold_for("backbone", _precision(manifest, "backbone"))))
+    report.add(compare_features(f"{label} end-to-end: backbone features", ref.backbone_features[valid],
+                                np.asarray(stages["backbone_features"], np.float32)[valid],
+                                threshold_for("backbone", _precision(manifest, "backbone")), view))
     action_pred = pipeline.run(inputs, noise).copy()
     report.add(compare(f"{label} end-to-end: normalised action", ref.action_pred, action_pred, action_threshold))
     physical = _decode(policy, action_pred, inputs, "exported")

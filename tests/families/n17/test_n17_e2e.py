@@ -97,10 +97,13 @@ def test_inspect_counts_the_full_n17_layout_from_headers(tmp_path):
     assert report.configured_embodiments[-1] == DROID
 
 
-def test_int8_is_refused_before_any_work_until_n17_has_an_int8_plan(n17_tiny, tmp_path):
+def test_a_graph_without_a_plan_is_refused_before_any_work(n17_tiny, tmp_path, monkeypatch):
+    """A family that plans no int8 for a graph (N1.7 before its int8 plan) is refused up front, by name."""
     from gr00t_trt.base.errors import ExportError
 
     checkpoint, _ = n17_tiny
+    face = N17.export()
+    monkeypatch.setattr(face, "INT8_PLAN", {k: v for k, v in face.INT8_PLAN.items() if k != "backbone"})
     with pytest.raises(ExportError, match="GR00T N1.7 has no quantisation plan for backbone at int8"):
         export_checkpoint(checkpoint, tmp_path / "out", ExportOptions(precision="int8"))
     assert not list(tmp_path.iterdir())  # refused before the staging folder
