@@ -51,3 +51,17 @@ def test_unwritable_outputs_are_refused_in_one_line_before_any_work(places, args
     assert "Traceback" not in result.output and match.format(t=places) in text, result.output
     assert sorted(p.name for p in places.iterdir()) == before  # nothing created, the FIFO still a FIFO
     assert not list((places / "folder").iterdir())
+
+
+@pytest.mark.parametrize("precisions", [{"backbone": "int8", "dit": "int8", "vision": "fp16"},
+                                        {"backbone": "bf16", "dit": "fp8"}, {"dit": "fp32"}, {}])
+def test_the_threshold_note_names_every_precision_an_export_can_have(precisions):
+    """verify's closing line once crashed on int8 exports (its order list knew fp32/fp16/fp8 only)."""
+    from gr00t_trt.cli.render import threshold_note
+    from gr00t_trt.verification.parity import threshold_for
+
+    note = threshold_note(precisions)
+    for precision in set(precisions.values()) - {"fp32"}:
+        judged = "fp16" if precision == "bf16" else precision
+        assert f"backbone {threshold_for('backbone', judged).describe()}" in note
+    assert ("int8:" in note) == ("int8" in precisions.values())

@@ -320,8 +320,9 @@ def verify(
     Compares each graph alone, the action head on the reference's backbone output, every denoising step in
     lock-step, and the end-to-end actions. Thresholds: fp32 exports must agree to float rounding (relative
     L2 error ≤ 1e-4); fp16/bf16 ones need cosine similarity ≥ 0.999 and mean abs error ≤ 0.01 on backbone
-    features, ≥ 0.99 and ≤ 0.05 on actions; fp8 ones ≥ 0.99 and ≤ 0.05 on backbone features, ≥ 0.98 and
-    ≤ 0.1 on actions. Exit status 2 when a check fails.
+    features, ≥ 0.99 and ≤ 0.05 on actions; fp8 and int8 ones ≥ 0.99 and ≤ 0.05 on backbone features, ≥ 0.98
+    and ≤ 0.1 on actions. Features read before the LLM's final norm (N1.7) are compared standardised per
+    token, as the action head's VLLN sees them. Exit status 2 when a check fails.
     """
     from ..base.files import write_json
     from ..verification.verify import verify_export
@@ -337,8 +338,8 @@ def verify(
         write_json(json_out, {"passed": False, "refused": str(exc),
                               "context": {"export_dir": str(export_dir), "checkpoint": str(checkpoint)}, "comparisons": []})
         raise
+    write_json(json_out, report.to_dict())  # before rendering: the report survives whatever follows
     render_parity(console, report)
-    write_json(json_out, report.to_dict())
     console.print(f"report written to {json_out}")
     if not report.passed:
         err_console.print(f"[bold red]FAILED[/]: {len(report.failures)} check(s) outside their thresholds")

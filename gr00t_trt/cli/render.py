@@ -86,9 +86,9 @@ def render_parity(console: Console, report) -> None:
     if calibration:
         source = calibration.get("source")
         style = "bold yellow" if source == "synthetic" else "green"
-        console.print(f"fp8 calibration: [{style}]{source}[/] observations ({calibration.get('observations')})"
+        console.print(f"calibration: [{style}]{source}[/] observations ({calibration.get('observations')})"
                       + (" — calibrate on recorded ones (`run --record DIR`, `export --calib DIR`) before trusting "
-                         "fp8 on a robot" if source == "synthetic" else ""), highlight=False)
+                         "fp8/int8 on a robot" if source == "synthetic" else ""), highlight=False)
     if report.context.get("note"):
         console.print(report.context["note"], style="dim", highlight=False)
     console.print(threshold_note(report.context.get("precisions") or {}), style="dim", highlight=False)
@@ -96,11 +96,11 @@ def render_parity(console: Console, report) -> None:
 
 def threshold_note(precisions: Mapping[str, str]) -> str:
     """The thresholds of the precisions this export has (bf16 is judged as fp16), and where they are explained."""
-    from ..verification.parity import threshold_for
+    from ..verification.parity import THRESHOLDS, threshold_for
 
     classes = dict.fromkeys("fp16" if p == "bf16" else p for p in precisions.values()) or {"fp32": None}
     parts = []
-    for precision in sorted(classes, key=["fp32", "fp16", "fp8"].index):
+    for precision in sorted(classes, key=list(THRESHOLDS["backbone"]).index):  # the table's order, every precision
         if precision == "fp32":
             parts.append(f"fp32 graphs match to float rounding ({threshold_for('backbone', 'fp32').describe()})")
             continue
