@@ -157,7 +157,11 @@ def test_steady_state_reuses_buffers_and_allocates_nothing(mixed_export, new_bac
             tracemalloc.stop()
         buffers = sum(b.size * b.dtype.itemsize for b in plan.values.values())
         assert retained < 8 * 1024, f"steady state retained {retained} bytes over 200 runs"
-        assert transient < buffers // 4, f"a run allocated {transient} bytes at peak (its buffers: {buffers})"
+        # a run's fixed bookkeeping (argument tuples, binding lists: 1982-3470 bytes, measured in separate
+        # processes on the same code) does not scale with the export; allocating the buffers anew would add
+        # them whole. This fake's buffers are only 13.6 KB, so the bound is half of them (a quarter failed
+        # 2 runs in 3 on unchanged code)
+        assert transient < buffers // 2, f"a run allocated {transient} bytes at peak (its buffers: {buffers})"
 
 def test_new_shapes_get_their_own_bucket(fake_export, new_backend):
     with open_pipeline(fake_export, new_backend, max_buckets=2) as p:
