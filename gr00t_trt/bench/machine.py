@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..base.cpu import cpu_flags as base_cpu_flags
+
 #: distributions whose versions go into the report header, when installed
 VERSIONED_PACKAGES = ("gr00t-trt", "numpy", "onnxruntime", "onnxruntime-gpu", "onnx", "tensorrt", "cuda-python", "torch")
 
@@ -57,10 +59,7 @@ def cpu_model() -> str:
 
 def cpu_flags(prefixes: tuple[str, ...] = ("avx", "fma", "amx", "neon", "sve", "asimd")) -> list[str]:
     """The CPU's vector-extension flags (what its GEMM kernels can use), from ``/proc/cpuinfo``."""
-    for line in (_read("/proc/cpuinfo") or "").splitlines():
-        if line.lower().startswith(("flags", "features")):
-            return [f for f in line.split(":", 1)[1].split() if f.startswith(prefixes)]
-    return []
+    return base_cpu_flags(prefixes)
 
 
 def usable_threads() -> int:

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ..base.cpu import x86_without_vnni
 from ..base.errors import BackendError, require
 from ..contract.graphs import TensorSpec
 from ..contract.manifest import GraphEntry, Manifest
@@ -43,7 +44,12 @@ _RUN, _COPY = 0, 1
 DISABLED_OPTIMIZERS = ("GatherSliceToSplitFusion",)
 
 
-#: ONNX Runtime session config entry: exact (non-saturating) int8 GEMMs on AVX2 CPUs
+#: ONNX Runtime session config entry: exact int8 GEMMs on x86 CPUs without VNNI. There (AVX2, AVX-512
+#: before VNNI) ORT's u8s8 GEMM sums pairs of products in int16 (pmaddubsw), which saturates on full-range
+#: int8 weights — measured on the tiny DiT: output cosine 0.995 against 0.9998 unfused; the entry selects
+#: an exact path. VNNI's VPDPBUSD accumulates in int32 and is exact already, and the entry would cost its
+#: speed: one GEMM 256×2048×6144 int8 vs fp32 4.7× without it, 2.1× with it (AMD EPYC Zen 4, 2 vCPUs,
+#: ``benchmarks/results/int8_vnni_cpu.md``). No effect on float graphs.
 X64_QUANT_PRECISION = "session.x64quantprecision"
 
 
@@ -61,10 +67,8 @@ def cpu_session(model: str | Path | bytes, options: Any, providers: Sequence[Any
     the benchmarks all build their sessions here, so what is checked is what runs)."""
     import onnxruntime as ort
 
-    # int8 graphs: on x86 CPUs without VNNI (AVX2, AVX-512 before VNNI) ORT's u8s8 GEMM sums pairs of
-    # products in int16 (pmaddubsw), which saturates on full-range int8 weights — measured on the tiny DiT:
-    # output cosine 0.995 against 0.9998 unfused. This entry selects its exact path; no effect on float graphs
-    options.add_session_config_entry(X64_QUANT_PRECISION, "1")
+    if x86_without_vnni():
+        options.add_session_config_entry(X64_QUANT_PRECISION, "1")
     source = bytes(model) if isinstance(model, (bytes, bytearray, memoryview)) else str(model)
     return ort.InferenceSession(source, options, providers=list(providers),
                                 disabled_optimizers=list(DISABLED_OPTIMIZERS))

@@ -172,3 +172,79 @@ def test_a_cpu_session_opens_a_file_or_the_same_graph_as_bytes(tmp_path):
     for model in (path, str(path), data, bytearray(data)):
         (y,) = cpu_session(model, ort.SessionOptions()).run(None, {"x": x})
         np.testing.assert_array_equal(y, [[16.0, 22.0]])
+
+
+AVX2_ONLY = "processor\t: 0\nflags\t\t: fpu sse2 avx fma avx2 f16c\n"
+
+
+@pytest.mark.parametrize(("machine", "cpuinfo", "expected"), [
+    ("x86_64", AVX2_ONLY, True),  # pmaddubsw: the saturating u8s8 kernel
+    ("x86_64", AVX2_ONLY.replace("avx2", "avx2 avx512f avx512bw"), True),  # AVX-512 before VNNI
+    ("x86_64", AVX2_ONLY.replace("avx2", "avx2 avx512f avx512_vnni"), False),  # Zen 4, Cascade Lake on
+    ("x86_64", AVX2_ONLY.replace("avx2", "avx2 avx_vnni"), False),  # Alder Lake's AVX-VNNI
+    ("x86_64", "", True),  # flags unreadable: the cautious answer
+    ("aarch64", "Features\t: fp asimd asimddp\n", False),  # Jetson: the entry is x86's only
+])
+def test_exact_int8_is_asked_for_only_on_x86_without_vnni(machine, cpuinfo, expected):
+    from gr00t_trt.base.cpu import x86_without_vnni
+
+    assert x86_without_vnni(machine, cpuinfo) is expected
+
+
+@pytest.mark.parametrize("needed", [True, False])
+def test_a_cpu_session_carries_the_exact_int8_entry_when_the_cpu_needs_it(monkeypatch, needed):
+    import onnxruntime as ort
+
+    from gr00t_trt.runtime import ort_backend
+
+    monkeypatch.setattr(ort_backend, "x86_without_vnni", lambda: needed)
+    monkeypatch.setattr(ort, "InferenceSession", lambda *args, **kwargs: None)
+    options = ort.SessionOptions()
+    ort_backend.cpu_session(b"", options)
+    try:
+        entry = options.get_session_config_entry(ort_backend.X64_QUANT_PRECISION)
+    except Exception:  # ORT raises when the entry was never set
+        entry = None
+    assert entry == ("1" if needed else None)
+
+
+def test_the_runtimes_int8_gemm_is_exact_on_this_cpu(tmp_path):
+    """Full-range int8 weights times activations at the top of their range — the case AVX2's pmaddubsw
+    saturates (two products of 255·127 overflow int16) — run fused on the integer kernel in the runtime's
+    own session, equal the exact integer arithmetic. On a CPU without VNNI this holds only through the
+    exact-path entry; with VNNI through the kernel itself."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from gr00t_trt.runtime.ort_backend import cpu_session, optimization_level
+
+    rng = np.random.default_rng(0)
+    k, n = 256, 64
+    weight_q = rng.choice(np.array([-127, 127], np.int8), size=(k, n))
+    weight_scale = rng.uniform(0.01, 0.02, n).astype(np.float32)
+    x_scale = np.float32(1 / 127)
+    inits = [numpy_helper.from_array(weight_q, "wq"), numpy_helper.from_array(weight_scale, "ws"),
+             numpy_helper.from_array(np.zeros(n, np.int8), "wz"), numpy_helper.from_array(np.array(x_scale), "xs"),
+             numpy_helper.from_array(np.array(0, np.int8), "xz")]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
+             helper.make_node("DequantizeLinear", ["wq", "ws", "wz"], ["w"], axis=1),
+             helper.make_node("MatMul", ["xd", "w"], ["y"])]
+    graph = helper.make_graph(nodes, "linear", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [8, k])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [8, n])], inits)
+    path = tmp_path / "linear.onnx"
+    path.write_bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)]).SerializeToString())
+    options = ort.SessionOptions()
+    options.graph_optimization_level = optimization_level(ort, "int8")
+    options.optimized_model_filepath = str(tmp_path / "optimised.onnx")
+    # activations at ±1 (quantised to ±127) with signs matching the weights': every product is 127², the
+    # largest the kernel meets; the integer sums then reach k·127² (an int16 sum saturates at 32767)
+    x = (np.sign(weight_q[:, 0]).astype(np.float32)[None, :] * rng.choice([1.0, 0.99], size=(8, k))).astype(np.float32)
+    (y,) = cpu_session(path, options).run(None, {"x": x})
+    import onnx
+
+    ops = {node.op_type for node in onnx.load(str(tmp_path / "optimised.onnx")).graph.node}
+    assert "MatMulIntegerToFloat" in ops, f"the GEMM did not reach the integer kernel: {sorted(ops)}"
+    xq = np.clip(np.rint(x / x_scale), -128, 127).astype(np.int64)
+    exact = (xq @ weight_q.astype(np.int64)).astype(np.float64) * float(x_scale) * weight_scale
+    np.testing.assert_allclose(y, exact, rtol=1e-5, atol=1e-4)
