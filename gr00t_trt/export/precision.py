@@ -26,6 +26,7 @@ tables by the graph wrappers) and the Euler update ``actions + dt·velocity`` of
 from __future__ import annotations
 
 import inspect
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ from torch import nn
 
 from ..base.errors import ExportError
 from ..bench.devices import DEVICES
-from ..contract.quant_plans import FP8_DEFAULTS, INT8_DEFAULTS, QUANTISABLE_KINDS
+from ..contract.quant_plans import FP8_DEFAULTS, INT8_CPU_DEFAULTS, INT8_DEFAULTS, QUANTISABLE_KINDS
 from ..model.action_head import euler_update
 
 PRECISIONS = ("fp32", "fp16", "bf16", "fp8", "int8")
@@ -47,13 +48,15 @@ GRAPH_KINDS = tuple(FP8_DEFAULTS)
 HALF_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 #: graphs that may be quantised, per quantised precision (GEMM-heavy); the small graphs stay in higher precision
 QUANTISED_KINDS = {"fp8": QUANTISABLE_KINDS, "int8": QUANTISABLE_KINDS}
-#: the defaults of ``--precision fp8`` / ``--precision int8``: GEMM-heavy graphs quantised, the rest fp16
-QUANTISED_DEFAULTS = {"fp8": FP8_DEFAULTS, "int8": INT8_DEFAULTS}
+#: the defaults of ``--precision fp8`` / ``--precision int8`` without ``--device``: fp8 runs on GPUs only
+#: (GEMM-heavy graphs quantised, the rest fp16); int8 without a device is ONNX Runtime's CPU export
+QUANTISED_DEFAULTS = {"fp8": FP8_DEFAULTS, "int8": INT8_CPU_DEFAULTS}
+#: the quantised defaults of a ``--device`` (a GPU: TensorRT runs the rest in fp16)
+DEVICE_QUANTISED_DEFAULTS = {"fp8": FP8_DEFAULTS, "int8": INT8_DEFAULTS}
 #: numpy dtype name of the inter-graph float tensors, per activation rule
 ACTIVATION_DTYPES = ("float32", "float16")
 #: saturation bound of graphs computing in fp16: half the fp16 range, like the mask biases
 FP16_SATURATION = float(torch.finfo(torch.float16).max) / 2
-
 
 
 def _device_defaults(tflops: dict[str, float]) -> dict[str, str]:
@@ -61,7 +64,7 @@ def _device_defaults(tflops: dict[str, float]) -> dict[str, str]:
     ones (Orin, Ampere sm_87: int8 GEMM-heavy graphs, fp16 elsewhere, never fp8), else fp16 everywhere."""
     for precision in QUANTISED:
         if precision in tflops:
-            return dict(QUANTISED_DEFAULTS[precision])
+            return dict(DEVICE_QUANTISED_DEFAULTS[precision])
     return dict.fromkeys(GRAPH_KINDS, "fp16")
 
 
@@ -144,10 +147,12 @@ def parse_graph_precision(text: str) -> dict[str, str]:
 
 
 def plan_precision(
-    precision: str = "fp32", overrides: dict[str, str] | str | None = None, device: str | None = None
+    precision: str = "fp32", overrides: dict[str, str] | str | None = None, device: str | None = None,
+    planned: Mapping[str, Collection[str]] | None = None,
 ) -> PrecisionPlan:
-    """The plan of an export: ``precision`` for every graph (``fp8``/``int8``: their defaults, which keep
-    vision and the small graphs in fp16), or a device class's defaults, then the per-graph ``overrides``."""
+    """The plan of an export: ``precision`` for every graph (``fp8``/``int8``: their defaults), or a device
+    class's defaults, then the per-graph ``overrides``. ``planned`` (mode -> graph kinds the model family
+    has a plan for): a *default* quantised graph without one stays at the remainder's precision instead."""
     _check_precision(precision, "--precision")
     if isinstance(overrides, str):
         overrides = parse_graph_precision(overrides)
@@ -167,6 +172,9 @@ def plan_precision(
         graphs = dict(QUANTISED_DEFAULTS[precision])
     else:
         graphs = {kind: precision for kind in GRAPH_KINDS}
+    for kind, value in graphs.items():
+        if planned is not None and value in QUANTISED and kind not in planned.get(value, ()):
+            graphs[kind] = "fp16" if value == "fp8" or device is not None else "fp32"
     for kind, value in overrides.items():
         _check_kind(kind)
         _check_precision(value, f"--graph-precision {kind}")
@@ -279,9 +287,9 @@ def precision_module(kind: str, module: nn.Module, precision: str, activation_dt
 
 
 # ---------------------------------------------------------------------------------- export driver hook
-def check_precision_options(options) -> PrecisionPlan:
+def check_precision_options(options, planned: Mapping[str, Collection[str]] | None = None) -> PrecisionPlan:
     """Validate the precision options of ``ExportOptions`` before any work (one-line errors)."""
-    plan = plan_precision(options.precision, options.graph_precision, options.device)
+    plan = plan_precision(options.precision, options.graph_precision, options.device, planned)
     if options.calib and not plan.quantised:
         raise ExportError(
             f"--calib {options.calib} is given but no graph is fp8 or int8 — expected --precision fp8/int8 or "
@@ -325,12 +333,12 @@ class ExportPrecision:
 
     @classmethod
     def prepare(cls, options, config, processor, embodiments: dict, slots, image_sizes, *, contract, static,
-                preprocessor) -> ExportPrecision:
+                preprocessor, planned: Mapping[str, Collection[str]] | None = None) -> ExportPrecision:
         """Plan from the export options; a calibration set (recorded or synthetic) when a graph is fp8.
         ``preprocessor()`` makes the family's processor for the calibration observations."""
         from .calibration import recorded_calibration_set, synthetic_calibration_set
 
-        plan = plan_precision(options.precision, options.graph_precision, options.device)
+        plan = plan_precision(options.precision, options.graph_precision, options.device, planned)
         state = cls(plan, config, contract=contract, static=dict(static),
                     slot_of={spec.id: (0 if slots else spec.id) for spec in embodiments.values()},
                     image_sizes=tuple(image_sizes))
