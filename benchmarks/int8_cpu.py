@@ -129,49 +129,53 @@ def linear_graph(m: int, k: int, n: int, int8: bool) -> bytes:
 
 def gemm_sweep(sizes=((256, 256, 256), (256, 1024, 1024), (256, 2048, 2048), (256, 2048, 6144)),
                rounds: int = 15) -> list[dict]:
-    """fp32 vs int8 for one GEMM per size, in the runtime's sessions (int8: MatMulIntegerToFloat, exact
-    path), interleaved: whether this CPU's integer GEMM beats its fp32 one at all, and if the gain grows
-    with size — the ceiling of any int8 graph here."""
+    """fp32 vs int8 for one GEMM per size, interleaved, in the runtime's sessions (int8: MatMulIntegerToFloat,
+    with the exact-path entry only where the CPU lacks VNNI) and in an int8 session that always asks for
+    ORT's exact path: whether this CPU's integer GEMM beats its fp32 one, by how much at each size, and what
+    the exact path costs here — the ceiling of any int8 graph on this CPU."""
     import statistics
     import time
 
     import numpy as np
     import onnxruntime as ort
 
-    from gr00t_trt.runtime.ort_backend import cpu_session, optimization_level
+    from gr00t_trt.runtime.ort_backend import X64_QUANT_PRECISION, cpu_session, optimization_level
 
     rows = []
     for m, k, n in sizes:
         sessions = {}
-        for side in ("fp32", "int8"):
+        for side in ("fp32", "int8", "int8_exact"):
             options = ort.SessionOptions()
-            options.graph_optimization_level = optimization_level(ort, side)
+            options.graph_optimization_level = optimization_level(ort, side[:4])
+            if side == "int8_exact":
+                options.add_session_config_entry(X64_QUANT_PRECISION, "1")
             with tempfile.TemporaryDirectory() as folder:
                 path = Path(folder) / "linear.onnx"
-                path.write_bytes(linear_graph(m, k, n, side == "int8"))
+                path.write_bytes(linear_graph(m, k, n, side != "fp32"))
                 sessions[side] = cpu_session(path, options)
         x = {"x": np.random.default_rng(1).standard_normal((1, m, k)).astype(np.float32)}
         outputs = {side: s.run(None, x)[0].ravel() for side, s in sessions.items()}
-        times: dict[str, list[float]] = {"fp32": [], "int8": []}
+        times: dict[str, list[float]] = {side: [] for side in sessions}
         for _ in range(rounds):
             for side, session in sessions.items():
                 started = time.perf_counter()
                 session.run(None, x)
                 times[side].append((time.perf_counter() - started) * 1e3)
-        a, b = outputs["fp32"], outputs["int8"]
-        rows.append({"m": m, "k": k, "n": n, "fp32_ms": statistics.median(times["fp32"]),
-                     "int8_ms": statistics.median(times["int8"]),
-                     "speedup": statistics.median(f / i for f, i in zip(times["fp32"], times["int8"], strict=True)),
-                     "cosine": float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))})
+        row = {"m": m, "k": k, "n": n, **{f"{side}_ms": statistics.median(t) for side, t in times.items()}}
+        for side in ("int8", "int8_exact"):
+            a, b = outputs["fp32"], outputs[side]
+            row[f"{side}_speedup"] = statistics.median(f / i for f, i in zip(times["fp32"], times[side], strict=True))
+            row[f"{side}_cosine"] = float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+        rows.append(row)
         print(rows[-1], flush=True)
     return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("checkpoint", type=Path)
-    parser.add_argument("fp32", type=Path, help="the fp32 export")
-    parser.add_argument("int8", type=Path, help="the int8 export of the same checkpoint")
+    parser.add_argument("checkpoint", type=Path, nargs="?")
+    parser.add_argument("fp32", type=Path, nargs="?", help="the fp32 export")
+    parser.add_argument("int8", type=Path, nargs="?", help="the int8 export of the same checkpoint")
     parser.add_argument("--out", type=Path, required=True, help="STEM: writes STEM.json and STEM.md")
     parser.add_argument("--iters", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=5)
@@ -183,7 +187,22 @@ def main() -> None:
                         help="also time one fp32 and one int8 GEMM per size (this CPU's int8 ceiling)")
     parser.add_argument("--graphs-only", action="store_true",
                         help="only the interleaved per-graph timing (robust on a loaded machine), no bench runs")
+    parser.add_argument("--gemm-only", action="store_true", help="only the GEMM sweep (no checkpoint, no exports)")
     args = parser.parse_args()
+    if args.gemm_only:
+        from gr00t_trt.bench.machine import machine_info
+
+        rows = gemm_sweep()
+        lines = ["| GEMM m×k×n | fp32 ms | int8 ms (runtime session) | speed-up | int8 ms (exact-path entry) | speed-up |",
+                 "|---|---|---|---|---|---|"]
+        lines += [f"| {r['m']}×{r['k']}×{r['n']} | {r['fp32_ms']:.2f} | {r['int8_ms']:.2f} | {r['int8_speedup']:.2f}× | "
+                  f"{r['int8_exact_ms']:.2f} | {r['int8_exact_speedup']:.2f}× |" for r in rows]
+        args.out.with_suffix(".json").write_text(json.dumps({"machine": machine_info(), "gemm_sweep": rows}, indent=1))
+        args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+        print("\n".join(lines))
+        return
+    if None in (args.checkpoint, args.fp32, args.int8):
+        parser.error("CHECKPOINT, FP32 and INT8 are required unless --gemm-only")
     if args.graphs_only:
         result = {"graphs": interleaved_graphs(args.fp32, args.int8)}
         if args.gemm_sweep:
