@@ -52,6 +52,7 @@ q/k/v (and gate/up) share one input, hence one activation quantiser: they are pl
 from __future__ import annotations
 
 import ast
+import contextlib
 import logging
 import os
 import re
@@ -358,7 +359,9 @@ def _quantize_lean(path: Path, model: onnx.ModelProto, plan: Sequence[GemmNode],
                    high_precision: str) -> dict[str, str]:
     """``quantize_graph`` by the lean writer (``qdq_writer.py``); ``model`` is the graph at ``path`` without
     its weights. int8 at fp32 remainder rewrites only the ``.onnx`` (the weights stay as they are); an fp16
-    remainder loads the weights once for ModelOpt's conversion and writes a new weights file."""
+    remainder runs ModelOpt's conversion on the weight-less graph and writes a new weights file one
+    tensor at a time (``fp16_stream.py``)."""
+    from .fp16_stream import REMAINDER_DTYPES, stand_in, write_weights
     from .qdq_writer import activation_ranges, insert_qdq, qdq_inputs
 
     started = time.perf_counter()
@@ -373,17 +376,17 @@ def _quantize_lean(path: Path, model: onnx.ModelProto, plan: Sequence[GemmNode],
         raise ExportError(f"{mode} quantisation of {path.name} failed: {type(exc).__name__}: {first}") from exc
     insert_qdq(model, path.parent, names, ranges)
     out = path.with_name(f".{path.stem}.{mode}-{os.getpid()}.onnx")
+    streamed = high_precision in REMAINDER_DTYPES
     try:
-        if high_precision in ("fp16", "bf16"):
+        if streamed:
             from modelopt.onnx.quantization.precision_utils import _convert_to_runtime_precision
             from modelopt.onnx.utils import clear_stale_value_info
-            from onnx.external_data_helper import load_external_data_for_model
 
             # as ModelOpt's quantize() does first: the exporter's value_info would be carried into the fp16
             # graph with merged symbolic dims that ONNX Runtime's memory planner then refuses
             clear_stale_value_info(model)
-            load_external_data_for_model(model, str(path.parent))
-            with _quiet_modelopt():
+            sources = stand_in(model, high_precision)  # the weights stay on disk (fp16_stream.py)
+            with _quiet_modelopt(), contextlib.chdir(path.parent):  # where ONNX's checker finds the weights file
                 model = _convert_to_runtime_precision(model, quantize_mode=mode, high_precision_dtype=high_precision)
         if mode == "fp8":
             from modelopt.onnx.quantization.fp8 import int8_to_fp8
@@ -392,11 +395,9 @@ def _quantize_lean(path: Path, model: onnx.ModelProto, plan: Sequence[GemmNode],
         if mode == "int8":
             separate_activation_quantizers(model)
         got = check_plan(path.name, mode, model, plan)
-        if high_precision in ("fp16", "bf16"):  # new weights: one external-data file, then put in place
-            onnx.save(model, str(out), save_as_external_data=True, all_tensors_to_one_file=True,
-                      location=f"{out.name}.data")
-            del model
-            _replace_graph(onnx.load(str(out), load_external_data=False), out, path)
+        if streamed:  # new weights, converted tensor by tensor into one file, then put in place
+            write_weights(model, sources, path.parent, out.with_name(f"{out.name}.data"))
+            _replace_graph(model, out, path)
         else:  # the weights file is unchanged: rewrite the graph alone
             write_atomic(path, model.SerializeToString())
     finally:
