@@ -21,6 +21,7 @@ file: fp32 sources converted by ModelOpt's rule above in blocks, others copied.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +63,23 @@ def stand_in(model: onnx.ModelProto, remainder: str) -> dict[Source, int]:
         if tensor.data_type == onnx.TensorProto.FLOAT:
             tensor.data_type = target
     return sources
+
+
+def remainder_structure(model: onnx.ModelProto, folder: Path, mode: str, remainder: str
+                        ) -> tuple[onnx.ModelProto, dict[Source, int]]:
+    """ModelOpt's fp16/bf16 conversion of the quantised ``model`` (loaded without its weights, which are in
+    ``folder``) on stand-ins → (the converted graph, whose external tensors still name the old file; the
+    ``stand_in`` sources to give ``write_weights``)."""
+    from modelopt.onnx.quantization.precision_utils import _convert_to_runtime_precision
+    from modelopt.onnx.utils import clear_stale_value_info
+
+    # as ModelOpt's quantize() does first: the exporter's value_info would be carried into the fp16 graph
+    # with merged symbolic dims that ONNX Runtime's memory planner then refuses
+    clear_stale_value_info(model)
+    sources = stand_in(model, remainder)
+    with contextlib.chdir(folder):  # where ONNX's checker looks for the weights file
+        model = _convert_to_runtime_precision(model, quantize_mode=mode, high_precision_dtype=remainder)
+    return model, sources
 
 
 def to_remainder(values: np.ndarray, dtype: int) -> np.ndarray:

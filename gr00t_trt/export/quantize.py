@@ -52,7 +52,6 @@ q/k/v (and gate/up) share one input, hence one activation quantiser: they are pl
 from __future__ import annotations
 
 import ast
-import contextlib
 import logging
 import os
 import re
@@ -361,7 +360,7 @@ def _quantize_lean(path: Path, model: onnx.ModelProto, plan: Sequence[GemmNode],
     its weights. int8 at fp32 remainder rewrites only the ``.onnx`` (the weights stay as they are); an fp16
     remainder runs ModelOpt's conversion on the weight-less graph and writes a new weights file one
     tensor at a time (``fp16_stream.py``)."""
-    from .fp16_stream import REMAINDER_DTYPES, stand_in, write_weights
+    from .fp16_stream import REMAINDER_DTYPES, remainder_structure, write_weights
     from .qdq_writer import activation_ranges, insert_qdq, qdq_inputs
 
     started = time.perf_counter()
@@ -378,16 +377,9 @@ def _quantize_lean(path: Path, model: onnx.ModelProto, plan: Sequence[GemmNode],
     out = path.with_name(f".{path.stem}.{mode}-{os.getpid()}.onnx")
     streamed = high_precision in REMAINDER_DTYPES
     try:
-        if streamed:
-            from modelopt.onnx.quantization.precision_utils import _convert_to_runtime_precision
-            from modelopt.onnx.utils import clear_stale_value_info
-
-            # as ModelOpt's quantize() does first: the exporter's value_info would be carried into the fp16
-            # graph with merged symbolic dims that ONNX Runtime's memory planner then refuses
-            clear_stale_value_info(model)
-            sources = stand_in(model, high_precision)  # the weights stay on disk (fp16_stream.py)
-            with _quiet_modelopt(), contextlib.chdir(path.parent):  # where ONNX's checker finds the weights file
-                model = _convert_to_runtime_precision(model, quantize_mode=mode, high_precision_dtype=high_precision)
+        if streamed:  # the weights stay on disk until write_weights
+            with _quiet_modelopt():
+                model, sources = remainder_structure(model, path.parent, mode, high_precision)
         if mode == "fp8":
             from modelopt.onnx.quantization.fp8 import int8_to_fp8
 
