@@ -94,20 +94,22 @@ def test_fp16_values_follow_modelopts_clamp_and_blocks_do_not_change_them(tmp_pa
     values = np.array([1e6, -1e6, 1e-9, -1e-9, 0.0, 1.5, -2.25], np.float32)
     np.testing.assert_array_equal(to_remainder(values, TensorProto.FLOAT16),
                                   np.array([65504, -65504, smallest, smallest, 0, 1.5, -2.25], np.float16))
-    weight = np.random.default_rng(0).standard_normal((7, 5)).astype(np.float32) * 1e5
-    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"], "mm")], "g",
+    rng = np.random.default_rng(0)
+    weights = [rng.standard_normal((7, 5)).astype(np.float32) * 1e5, rng.standard_normal((5, 3)).astype(np.float32)]
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["h"], "mm"),
+                               helper.make_node("MatMul", ["h", "w2"], ["y"], "mm2")], "g",
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT16, [2, 7])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT16, [2, 5])],
-                              [numpy_helper.from_array(weight, "w")])
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT16, [2, 3])],
+                              [numpy_helper.from_array(weights[0], "w"), numpy_helper.from_array(weights[1], "w2")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
     onnx.save(model, str(tmp_path / "g.onnx"), save_as_external_data=True, location="g.onnx.data", size_threshold=0)
     model = onnx.load(str(tmp_path / "g.onnx"), load_external_data=False)
     sources = fp16_stream.stand_in(model, "fp16")
-    monkeypatch.setattr(fp16_stream, "BLOCK", 4)  # 35 values in 9 blocks
-    assert write_weights(model, sources, tmp_path, tmp_path / "new.data") == 35 * 2
+    monkeypatch.setattr(fp16_stream, "BLOCK", 4)  # 35 + 15 values in 9 + 4 blocks
+    assert write_weights(model, sources, tmp_path, tmp_path / "new.data") == (35 + 15) * 2
     onnx.save(model, str(tmp_path / "new.onnx"))
-    got = numpy_helper.to_array(onnx.load(str(tmp_path / "new.onnx")).graph.initializer[0])
-    np.testing.assert_array_equal(got, to_remainder(weight, TensorProto.FLOAT16))
+    for tensor, weight in zip(onnx.load(str(tmp_path / "new.onnx")).graph.initializer, weights, strict=True):
+        np.testing.assert_array_equal(numpy_helper.to_array(tensor), to_remainder(weight, TensorProto.FLOAT16))
 
 
 def test_a_weight_modelopt_must_read_fails_loudly(tmp_path):
