@@ -10,8 +10,9 @@ The fp32 graph is exported first; ``quantize_graph`` then quantises it in a chil
 own calibration feeds (``calibration.py``). By default the lean writer (``qdq_writer.py``, whose docstring
 says exactly what ModelOpt writes): one ONNX Runtime session measures the planned GEMMs' max-abs
 activations, the Q/DQ go into the graph proto without loading its weights, and for an fp16 remainder
-(fp8, ``--device``) ModelOpt's own fp16 conversion and fp8 scale conversion run on the result — about one
-to two copies of the graph in RAM instead of ModelOpt's seven to ten. ``writer="modelopt"`` runs
+(fp8, ``--device``) ModelOpt's own fp16 conversion and fp8 scale conversion run on that weight-less proto,
+the weights then converted one tensor at a time into a new file (``fp16_stream.py``) — about one copy of
+the graph in RAM (the calibration session) instead of ModelOpt's seven to ten. ``writer="modelopt"`` runs
 ``modelopt.onnx.quantization.quantize(quantize_mode="fp8", calibration_eps=["cpu"])`` (int8: ModelOpt's
 int8 step alone, ``_int8_step``) end to end instead; ``tests/export/test_quantize_lean.py`` holds the two
 to the same graph.
