@@ -11,6 +11,7 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+from test_int8 import TRT10_OPS  # tests/export is on sys.path (pytest's prepend import mode)
 
 from gr00t_trt.base.errors import ExportError
 from gr00t_trt.export import fp16_stream
@@ -65,6 +66,7 @@ def test_streamed_remainder_is_modelopts_conversion_of_the_loaded_graph(tiny_exp
     write_weights(got, sources, tmp_path / "src", tmp_path / "out" / "g.onnx.data")
     onnx.save(got, str(tmp_path / "out" / "g.onnx"))
     assert _nodes(got) == _nodes(want)
+    assert {n.op_type for n in got.graph.node} <= TRT10_OPS
     assert (got.graph.input, got.graph.output, got.opset_import) == (want.graph.input, want.graph.output, want.opset_import)
     assert {v.name: v.type.tensor_type.elem_type for v in got.graph.value_info} == \
         {v.name: v.type.tensor_type.elem_type for v in want.graph.value_info}
