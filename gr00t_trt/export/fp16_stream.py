@@ -59,6 +59,9 @@ def stand_in(model: onnx.ModelProto, remainder: str) -> dict[Source, int]:
     target = REMAINDER_DTYPES[remainder]
     sources = {}
     for tensor in _tensors(model):
+        if "length" not in _external(tensor):  # optional in ONNX: written down before the dtype changes
+            itemsize = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
+            tensor.external_data.add(key="length", value=str(int(np.prod(tensor.dims, dtype=np.int64)) * itemsize))
         sources[_source(tensor)] = tensor.data_type
         if tensor.data_type == onnx.TensorProto.FLOAT:
             tensor.data_type = target

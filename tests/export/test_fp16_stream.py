@@ -143,3 +143,17 @@ def test_external_data_that_is_no_stand_in_is_refused(tmp_path):
     model = helper.make_model(helper.make_graph([], "g", [], [], [tensor]))
     with pytest.raises(ExportError, match=r"^w: external data at other.data:0 is not one of the graph's weights"):
         write_weights(model, {}, tmp_path, tmp_path / "new.data")
+
+
+def test_an_external_tensor_without_a_length_is_read_by_its_dims(tmp_path):
+    """``length`` is optional in ONNX's external-data entries: the fp32 size is written down before the
+    relabel halves what the dims would say."""
+    weight = np.arange(12, dtype=np.float32).reshape(3, 4)
+    weight.tofile(tmp_path / "w.bin")
+    tensor = onnx.TensorProto(name="w", data_type=TensorProto.FLOAT, dims=[3, 4], data_location=TensorProto.EXTERNAL)
+    tensor.external_data.add(key="location", value="w.bin")
+    model = helper.make_model(helper.make_graph([], "g", [], [], [tensor]))
+    assert write_weights(model, fp16_stream.stand_in(model, "fp16"), tmp_path, tmp_path / "new.data") == 24
+    onnx.save(model, str(tmp_path / "new.onnx"))
+    np.testing.assert_array_equal(numpy_helper.to_array(onnx.load(str(tmp_path / "new.onnx")).graph.initializer[0]),
+                                  weight.astype(np.float16))
