@@ -28,7 +28,8 @@ copy of it with every tensor as an output and a session on it, then writes the Q
 2. the writer (``insert_qdq``): the graph proto without its weights; per-channel weight scales read one
    tensor at a time from the external-data file (memory-mapped); the Q/DQ nodes inserted in front of
    their GEMM. The fp32 weights file is not touched: at fp32 remainder only the ``.onnx`` is rewritten;
-   at fp16 remainder ModelOpt's own conversion runs on the result (``quantize.py``).
+   at fp16 remainder ModelOpt's own conversion runs on the weight-less result and the weights are
+   converted tensor by tensor into a new file (``fp16_stream.py``).
 """
 
 from __future__ import annotations

@@ -10,8 +10,9 @@ The fp32 graph is exported first; ``quantize_graph`` then quantises it in a chil
 own calibration feeds (``calibration.py``). By default the lean writer (``qdq_writer.py``, whose docstring
 says exactly what ModelOpt writes): one ONNX Runtime session measures the planned GEMMs' max-abs
 activations, the Q/DQ go into the graph proto without loading its weights, and for an fp16 remainder
-(fp8, ``--device``) ModelOpt's own fp16 conversion and fp8 scale conversion run on the result — about one
-to two copies of the graph in RAM instead of ModelOpt's seven to ten. ``writer="modelopt"`` runs
+(fp8, ``--device``) ModelOpt's own fp16 conversion and fp8 scale conversion run on that weight-less proto,
+the weights then converted one tensor at a time into a new file (``fp16_stream.py``) — about one copy of
+the graph in RAM (the calibration session) instead of ModelOpt's seven to ten. ``writer="modelopt"`` runs
 ``modelopt.onnx.quantization.quantize(quantize_mode="fp8", calibration_eps=["cpu"])`` (int8: ModelOpt's
 int8 step alone, ``_int8_step``) end to end instead; ``tests/export/test_quantize_lean.py`` holds the two
 to the same graph.
@@ -358,7 +359,9 @@ def _quantize_lean(path: Path, model: onnx.ModelProto, plan: Sequence[GemmNode],
                    high_precision: str) -> dict[str, str]:
     """``quantize_graph`` by the lean writer (``qdq_writer.py``); ``model`` is the graph at ``path`` without
     its weights. int8 at fp32 remainder rewrites only the ``.onnx`` (the weights stay as they are); an fp16
-    remainder loads the weights once for ModelOpt's conversion and writes a new weights file."""
+    remainder runs ModelOpt's conversion on the weight-less graph and writes a new weights file one
+    tensor at a time (``fp16_stream.py``)."""
+    from .fp16_stream import REMAINDER_DTYPES, remainder_structure, write_weights
     from .qdq_writer import activation_ranges, insert_qdq, qdq_inputs
 
     started = time.perf_counter()
@@ -373,18 +376,11 @@ def _quantize_lean(path: Path, model: onnx.ModelProto, plan: Sequence[GemmNode],
         raise ExportError(f"{mode} quantisation of {path.name} failed: {type(exc).__name__}: {first}") from exc
     insert_qdq(model, path.parent, names, ranges)
     out = path.with_name(f".{path.stem}.{mode}-{os.getpid()}.onnx")
+    streamed = high_precision in REMAINDER_DTYPES
     try:
-        if high_precision in ("fp16", "bf16"):
-            from modelopt.onnx.quantization.precision_utils import _convert_to_runtime_precision
-            from modelopt.onnx.utils import clear_stale_value_info
-            from onnx.external_data_helper import load_external_data_for_model
-
-            # as ModelOpt's quantize() does first: the exporter's value_info would be carried into the fp16
-            # graph with merged symbolic dims that ONNX Runtime's memory planner then refuses
-            clear_stale_value_info(model)
-            load_external_data_for_model(model, str(path.parent))
+        if streamed:  # the weights stay on disk until write_weights
             with _quiet_modelopt():
-                model = _convert_to_runtime_precision(model, quantize_mode=mode, high_precision_dtype=high_precision)
+                model, sources = remainder_structure(model, path.parent, mode, high_precision)
         if mode == "fp8":
             from modelopt.onnx.quantization.fp8 import int8_to_fp8
 
@@ -392,11 +388,9 @@ def _quantize_lean(path: Path, model: onnx.ModelProto, plan: Sequence[GemmNode],
         if mode == "int8":
             separate_activation_quantizers(model)
         got = check_plan(path.name, mode, model, plan)
-        if high_precision in ("fp16", "bf16"):  # new weights: one external-data file, then put in place
-            onnx.save(model, str(out), save_as_external_data=True, all_tensors_to_one_file=True,
-                      location=f"{out.name}.data")
-            del model
-            _replace_graph(onnx.load(str(out), load_external_data=False), out, path)
+        if streamed:  # new weights, converted tensor by tensor into one file, then put in place
+            write_weights(model, sources, path.parent, out.with_name(f"{out.name}.data"))
+            _replace_graph(model, out, path)
         else:  # the weights file is unchanged: rewrite the graph alone
             write_atomic(path, model.SerializeToString())
     finally:
