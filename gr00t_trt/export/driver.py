@@ -178,12 +178,12 @@ def export_graphs(build: Callable[[list[str]], dict], config, image_sizes, slots
 
 
 def peak_rss_text() -> str:
-    """The export's peak RSS so far, and its quantiser children's (the memory bound of issue 20 is on both)."""
-    import resource
-
+    """The export's peak RSS so far, and its quantiser children's largest (the memory bound of issue 20 is
+    on both)."""
     from ..bench.machine import peak_rss_bytes
+    from .quantize import children_peak_rss
 
-    child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # KiB on Linux
+    child = children_peak_rss()
     text = f"peak RSS {peak_rss_bytes() / 2**30:.2f} GiB"
     return text + (f" (quantiser child {child / 2**30:.2f} GiB)" if child else "")
 

@@ -458,6 +458,7 @@ def _quantize_in_child(path: Path, kind: str, feeds, head_dim: int | None, high_
             last = (child.stderr.strip().splitlines() or ["no output"])[-1]
             raise ExportError(f"{mode} quantisation of {path.name} crashed (exit code {child.returncode}): {last}")
         result = json.loads(result_file.read_text())
+        _CHILD_PEAKS.append(result.get("peak_rss_bytes") or 0)
     finally:
         _remove(feeds_file)
         _remove(result_file)
@@ -465,6 +466,28 @@ def _quantize_in_child(path: Path, kind: str, feeds, head_dim: int | None, high_
     if result["status"] != "ok":
         raise ExportError(result["message"])
     return result["value"]
+
+
+#: each quantiser child's own peak RSS, as it reported it (``children_peak_rss``)
+_CHILD_PEAKS: list[int] = []
+
+
+def children_peak_rss() -> int:
+    """The largest peak RSS of this process's quantiser children so far, in bytes (0: none ran). Each child
+    reads its own ``VmHWM``: ``RUSAGE_CHILDREN`` would not do, a forked child's high-water mark starts at
+    its parent's (a 218 MB parent running ``true`` reports 218 MB)."""
+    return max(_CHILD_PEAKS, default=0)
+
+
+def own_peak_rss() -> int | None:
+    """This process's own peak RSS in bytes (``VmHWM`` of ``/proc/self/status``, reset by exec); None off Linux."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 def _child_main() -> None:
@@ -490,6 +513,7 @@ def _child_main() -> None:
     except Exception as exc:  # report one line to the parent
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         result = {"status": "error", "message": f"{request.get('mode', 'fp8')} quantisation of {path.name} failed: {type(exc).__name__}: {first}"}
+    result["peak_rss_bytes"] = own_peak_rss()
     write_json(request["result"], result)
 
 

@@ -178,11 +178,13 @@ def test_quantising_from_a_plain_script(records, tiny_export, tmp_path):
         "from gr00t_trt.export.quantize import quantize_graph\n"
         "feeds = dict(np.load(sys.argv[1]))\n"
         "print(sorted(set(quantize_graph(Path(sys.argv[2]), 'dit_context', [feeds]).values())))\n"
+        "from gr00t_trt.export.quantize import children_peak_rss\nprint(children_peak_rss())\n"
     )
     done = subprocess.run([sys.executable, str(script), str(tmp_path / "feeds.npz"), str(tmp_path / "dit_context.onnx")],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip().splitlines()[-1] == "['to_k', 'to_v']"
+    assert done.stdout.strip().splitlines()[-2] == "['to_k', 'to_v']"
+    assert int(done.stdout.strip().splitlines()[-1]) > 50 << 20  # the child reported its own peak RSS
     assert quantized_nodes(onnx.load(str(tmp_path / "dit_context.onnx"), load_external_data=False))
     with pytest.raises(ExportError, match=r"^fp8 quantisation of dit.onnx failed: \w+"):
         _quantised_dit(tiny_export, tmp_path, [{"not_an_input": np.zeros(1, np.float32)}])
