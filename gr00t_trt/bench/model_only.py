@@ -8,14 +8,16 @@ from pathlib import Path
 
 from ..base.errors import Gr00tTrtError, ManifestError
 from ..contract.export_sizes import stored_weight_bytes
-from ..contract.quant_plans import FP8_DEFAULTS
+from ..contract.quant_plans import FP8_DEFAULTS, device_defaults
+from .devices import find_device
 from .roofline import GRAPH_KINDS, PRECISIONS, Roofline, Workload, check_stored_params
 
 
-def precisions_for(precision: str | None) -> dict[str, str]:
-    """One precision for every graph, or the §5 defaults when None."""
+def precisions_for(precision: str | None, device: str | None = None) -> dict[str, str]:
+    """One precision for every graph; when None, the plan an export for ``device`` would have (Orin: int8,
+    never fp8), or the §5 defaults without a device."""
     if precision is None:
-        return dict(FP8_DEFAULTS)
+        return device_defaults(find_device(device).tflops) if device else dict(FP8_DEFAULTS)
     if precision not in PRECISIONS:
         raise Gr00tTrtError(f"--precision {precision!r} — expected one of: {', '.join(PRECISIONS)}")
     return dict.fromkeys(GRAPH_KINDS, precision)
@@ -23,7 +25,7 @@ def precisions_for(precision: str | None) -> dict[str, str]:
 
 def roofline_from_checkpoint(checkpoint: str | Path, *, precision: str | None = None,
                              image_sizes: Iterable[tuple[int, int]] | None = None, cameras: int = 1,
-                             batch: int = 1, bucket: int = 32) -> Roofline:
+                             batch: int = 1, bucket: int = 32, device: str | None = None) -> Roofline:
     """Roofline of a checkpoint folder or Hub id from its config and safetensors headers only; the
     header counts must equal what the config implies (``check_stored_params``); the model is the
     checkpoint family's (``ModelFamily.roofline``), and so are the image sizes unless given."""
@@ -36,7 +38,7 @@ def roofline_from_checkpoint(checkpoint: str | Path, *, precision: str | None = 
     check_stored_params(model.stored_params(report.config), counted, str(checkpoint))
     sizes = () if image_sizes is None else (image_sizes,)
     workload = model.default_workload(report.config, *sizes, cameras=cameras, batch=batch, bucket=bucket)
-    roof = Roofline.build(report.config, workload, precisions_for(precision), model)
+    roof = Roofline.build(report.config, workload, precisions_for(precision, device), model)
     roof.notes.append(f"counts from {checkpoint}: config.json, checked against {report.num_tensors} safetensors headers")
     return roof
 

@@ -151,7 +151,7 @@ def _model_only(options: BenchOptions, console: Any) -> Any:
 
     if options.checkpoint is not None:
         roof = roofline_from_checkpoint(options.checkpoint, precision=options.precision,
-                                        cameras=options.cameras or 1, batch=options.batch)
+                                        cameras=options.cameras or 1, batch=options.batch, device=options.device)
     else:
         roof = roofline_from_export(options.export_dir, precision=options.precision, cameras=options.cameras,
                                     batch=options.batch)
@@ -227,7 +227,7 @@ def bench(
     plot: Annotated[Path | None, typer.Option(help="Write a PNG chart of the per-stage breakdown (needs pip install 'gr00t-trt\\[plot]').")] = None,
     model_only: Annotated[bool, flag("--model-only", "Roofline only (no execution): from DIR or --checkpoint.")] = False,
     checkpoint: Annotated[str | None, typer.Option(help="With --model-only: checkpoint folder or Hub id (headers only).")] = None,
-    precision: Annotated[str | None, typer.Option(help="With --model-only: fp32, fp16, bf16 or fp8 for every graph.")] = None,
+    precision: Annotated[str | None, typer.Option(help="With --model-only: fp32, fp16, bf16, fp8 or int8 for every graph (default: the plan of an export for --device, fp8's without one).")] = None,
     device: Annotated[str | None, typer.Option(help=f"Roofline device: {DEVICE_NAMES}.")] = None,
     threads: Annotated[int | None, typer.Option(help=THREADS_HELP)] = None,
     shared_threads: Annotated[bool, flag("--shared-threads", SHARED_THREADS_HELP)] = False,

@@ -34,6 +34,20 @@ INT8_CPU_DEFAULTS: dict[str, str] = {
     "vision": "int8", "backbone": "int8", "dit_context": "int8", "state_encoder": "fp32",
     "action_encoder": "fp32", "dit": "int8", "action_decoder": "fp32",
 }
+#: a ``--device``'s quantised defaults, by the low precision its tensor cores have (a GPU: TensorRT runs the
+#: rest in fp16)
+DEVICE_QUANTISED_DEFAULTS: dict[str, dict[str, str]] = {"fp8": FP8_DEFAULTS, "int8": INT8_DEFAULTS}
+
+
+def device_defaults(tflops: Mapping[str, float]) -> dict[str, str]:
+    """A device's plan from its tensor-core rates (``bench.devices``): fp8 defaults where it has fp8, else
+    int8 defaults where it has int8 (Orin, Ampere sm_87: never fp8), else fp16 everywhere."""
+    for precision, defaults in DEVICE_QUANTISED_DEFAULTS.items():
+        if precision in tflops:
+            return dict(defaults)
+    return dict.fromkeys(FP8_DEFAULTS, "fp16")
+
+
 #: graphs that may be quantised (GEMM-heavy); the small graphs stay in higher precision
 QUANTISABLE_KINDS = ("vision", "backbone", "dit_context", "dit")
 

@@ -37,7 +37,7 @@ from torch import nn
 
 from ..base.errors import ExportError
 from ..bench.devices import DEVICES
-from ..contract.quant_plans import FP8_DEFAULTS, INT8_CPU_DEFAULTS, INT8_DEFAULTS, QUANTISABLE_KINDS
+from ..contract.quant_plans import FP8_DEFAULTS, INT8_CPU_DEFAULTS, QUANTISABLE_KINDS, device_defaults
 from ..model.action_head import euler_update
 
 PRECISIONS = ("fp32", "fp16", "bf16", "fp8", "int8")
@@ -51,25 +51,14 @@ QUANTISED_KINDS = {"fp8": QUANTISABLE_KINDS, "int8": QUANTISABLE_KINDS}
 #: the defaults of ``--precision fp8`` / ``--precision int8`` without ``--device``: fp8 runs on GPUs only
 #: (GEMM-heavy graphs quantised, the rest fp16); int8 without a device is ONNX Runtime's CPU export
 QUANTISED_DEFAULTS = {"fp8": FP8_DEFAULTS, "int8": INT8_CPU_DEFAULTS}
-#: the quantised defaults of a ``--device`` (a GPU: TensorRT runs the rest in fp16)
-DEVICE_QUANTISED_DEFAULTS = {"fp8": FP8_DEFAULTS, "int8": INT8_DEFAULTS}
 #: numpy dtype name of the inter-graph float tensors, per activation rule
 ACTIVATION_DTYPES = ("float32", "float16")
 #: saturation bound of graphs computing in fp16: half the fp16 range, like the mask biases
 FP16_SATURATION = float(torch.finfo(torch.float16).max) / 2
 
 
-def _device_defaults(tflops: dict[str, float]) -> dict[str, str]:
-    """A device's plan: fp8 defaults where it has fp8 tensor cores, else int8 defaults where it has int8
-    ones (Orin, Ampere sm_87: int8 GEMM-heavy graphs, fp16 elsewhere, never fp8), else fp16 everywhere."""
-    for precision in QUANTISED:
-        if precision in tflops:
-            return dict(DEVICE_QUANTISED_DEFAULTS[precision])
-    return dict.fromkeys(GRAPH_KINDS, "fp16")
-
-
 #: the defaults per device of ``bench.devices`` (one --device vocabulary for export and bench)
-DEVICE_DEFAULTS: dict[str, dict[str, str]] = {key: _device_defaults(spec.tflops) for key, spec in DEVICES.items()}
+DEVICE_DEFAULTS: dict[str, dict[str, str]] = {key: device_defaults(spec.tflops) for key, spec in DEVICES.items()}
 _NO_FP8 = {key: f"{spec.name} has no fp8 tensor cores" for key, spec in DEVICES.items() if "fp8" not in spec.tflops}
 
 
