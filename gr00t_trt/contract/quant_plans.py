@@ -26,12 +26,13 @@ INT8_DEFAULTS: dict[str, str] = {
     "action_encoder": "fp16", "dit": "int8", "action_decoder": "fp16",
 }
 #: precision of every graph kind in an int8 export for ONNX Runtime's CPU provider (``--precision int8``
-#: without ``--device``): every graph the family plans at int8, vision too (its GEMMs are a third of the
-#: full-size control step's time on a CPU; ``small``: end-to-end backbone features cosine 0.99938, mean abs
-#: 0.027 against 0.013 with vision kept, inside the int8 row), the small graphs at fp32 (the CPU provider
-#: has no fp16 kernels: an fp16 graph is cast around every op and runs slower than fp32)
+#: without ``--device``): the LLM and DiT graphs at int8, everything else fp32 (the CPU provider has no fp16
+#: kernels: an fp16 graph is cast around every op and runs slower than fp32). The vision tower has an int8
+#: plan and runs 2.6× faster with it, but is kept fp32: at full size its error doubles the end-to-end
+#: features' (mean abs 0.0225 → 0.0444 against a bound of 0.05; `benchmarks/results/int8_full_cpu.md`);
+#: ``--graph-precision vision=int8`` takes it
 INT8_CPU_DEFAULTS: dict[str, str] = {
-    "vision": "int8", "backbone": "int8", "dit_context": "int8", "state_encoder": "fp32",
+    "vision": "fp32", "backbone": "int8", "dit_context": "int8", "state_encoder": "fp32",
     "action_encoder": "fp32", "dit": "int8", "action_decoder": "fp32",
 }
 #: a ``--device``'s quantised defaults, by the low precision its tensor cores have (a GPU: TensorRT runs the

@@ -48,7 +48,7 @@ def int8_export(tiny_checkpoint, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("int8") / "tiny-int8"
     export_checkpoint(tiny_checkpoint, out, ExportOptions(
-        precision="int8", embodiments=("libero_panda",), image_sizes=((252, 252),),
+        precision="int8", graph_precision="vision=int8", embodiments=("libero_panda",), image_sizes=((252, 252),),
         calib_count=1, max_batch=2))
     return out
 
@@ -70,11 +70,11 @@ def test_int8_gemms_are_exactly_the_plan(int8_export, name):
     assert manifest.precision["remainder"][name] == "fp32"  # no --device: ORT CPU's integer kernels
 
 
-def test_plain_int8_is_the_cpu_plan_vision_included_small_graphs_fp32(int8_export):
+def test_the_cpu_plan_keeps_the_small_graphs_fp32(int8_export):
     from gr00t_trt.contract.manifest import load_manifest
 
     graphs = {entry.kind: entry.precision for entry in load_manifest(int8_export).graphs.values()}
-    assert graphs == {"vision": "int8", "backbone": "int8", "dit_context": "int8", "dit": "int8",
+    assert graphs == {"vision": "int8", "backbone": "int8", "dit_context": "int8", "dit": "int8",  # vision asked for
                       "state_encoder": "fp32", "action_encoder": "fp32", "action_decoder": "fp32"}
 
 

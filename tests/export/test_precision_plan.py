@@ -37,8 +37,8 @@ def test_fp8_means_the_architecture_defaults():
 
 
 def test_int8_without_a_device_is_the_cpu_export_and_with_one_the_gpu_export():
-    assert plan_precision("int8").graphs == {  # ONNX Runtime's CPU provider: no fp16 kernels, vision int8 too
-        "vision": "int8", "backbone": "int8", "dit_context": "int8", "dit": "int8",
+    assert plan_precision("int8").graphs == {  # ONNX Runtime's CPU provider: no fp16 kernels
+        "vision": "fp32", "backbone": "int8", "dit_context": "int8", "dit": "int8",
         "state_encoder": "fp32", "action_encoder": "fp32", "action_decoder": "fp32",
     }
     assert plan_precision("int8").remainder("int8") == "fp32"
@@ -49,8 +49,8 @@ def test_int8_without_a_device_is_the_cpu_export_and_with_one_the_gpu_export():
 
 
 def test_a_default_graph_the_family_has_no_plan_for_stays_at_the_remainder_precision():
-    planned = {"int8": ("backbone", "dit_context", "dit"), "fp8": ("backbone", "dit")}
-    assert plan_precision("int8", planned=planned).graphs["vision"] == "fp32"
+    planned = {"int8": ("backbone", "dit_context"), "fp8": ("backbone", "dit")}
+    assert plan_precision("int8", planned=planned).graphs["dit"] == "fp32"
     assert plan_precision("fp8", planned=planned).graphs["dit_context"] == "fp16"
     assert plan_precision(device="orin", planned={"int8": ("backbone",)}).graphs["dit"] == "fp16"
     # an explicit request is kept (the export driver then refuses it in one line)
