@@ -285,8 +285,30 @@ def export_all(head, directory, dtype: torch.dtype) -> dict:
 
 
 @pytest.fixture(scope="module")
-def fp32_export(head, tmp_path_factory):
-    return export_all(head, tmp_path_factory.mktemp("action-head-fp32"), torch.float32)
+def fp32_export(tiny_export) -> dict:
+    """kind → fp32 ONNX file of the session's fp32 export (tests/conftest.py): the driver traces each
+    wrapper with ``export_onnx`` as ``export_all`` does, on its example step (B 2), for every embodiment,
+    so these graphs are unsliced (slot == id). Sliced graphs go through ONNX in the decoder test above,
+    the fp16 graphs below and the single-embodiment exports (``cli_export``)."""
+    from gr00t_trt.contract.manifest import load_manifest
+
+    manifest = load_manifest(tiny_export)
+    assert all(e.slot == e.id for e in manifest.embodiments.values())
+    paths = {}
+    for kind in ACTION_HEAD_KINDS:
+        (entry,) = manifest.graphs_of_kind(kind)
+        assert entry.precision == "fp32"
+        paths[kind] = tiny_export / entry.file
+    return paths
+
+
+@pytest.fixture(scope="module")
+def exported_head(tiny_checkpoint) -> Gr00tActionHead:
+    """The action head ``fp32_export`` was exported from (the tiny checkpoint, loaded fp32)."""
+    from gr00t_trt.families.n16.checkpoint import load_model
+
+    model, _, _ = load_model(tiny_checkpoint, dtype=torch.float32)
+    return model.action_head
 
 
 @pytest.fixture(scope="module")
@@ -322,9 +344,10 @@ def ort_graphs(paths: dict, float_type) -> dict:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ACTION_HEAD_KINDS)
-def test_exported_graph_matches_torch_on_onnxruntime(head, fp32_export, kind):
+def test_exported_graph_matches_torch_on_onnxruntime(exported_head, fp32_export, kind):
+    head, paths = exported_head, fp32_export
     spec = GRAPH_SPECS[kind]
-    model = onnx.load(str(fp32_export[kind]), load_external_data=False)
+    model = onnx.load(str(paths[kind]), load_external_data=False)
     assert [i.name for i in model.graph.input] == spec.input_names
     assert [o.name for o in model.graph.output] == spec.output_names
     for tensor, value in zip(spec.inputs, model.graph.input, strict=True):  # B and S stayed symbolic
@@ -334,10 +357,10 @@ def test_exported_graph_matches_torch_on_onnxruntime(head, fp32_export, kind):
                 assert d.dim_param and not d.dim_value, (tensor.name, declared)
             else:
                 assert d.dim_value > 0, (tensor.name, declared)
-    module = action_head_graph_modules(head, SLOTS)[kind]
-    session = ort_session(fp32_export[kind])
-    for batch, seq in [(1, 9), (3, 31)]:  # shapes other than the export example's (2, 24)
-        args = example_inputs(kind, TINY, batch=batch, seq_len=seq, embodiment_slots=SLOTS, seed=5)
+    module = action_head_graph_modules(head)[kind]
+    session = ort_session(paths[kind])
+    for batch, seq in [(1, 9), (3, 31)]:  # shapes other than the export example's (B 2)
+        args = example_inputs(kind, TINY, batch=batch, seq_len=seq, seed=5)
         with torch.no_grad():
             expected = module(*args)
         outputs = session.run(
@@ -349,14 +372,12 @@ def test_exported_graph_matches_torch_on_onnxruntime(head, fp32_export, kind):
 
 
 @pytest.mark.slow
-def test_onnxruntime_action_head_reproduces_reference_denoise(head, fp32_export):
+def test_onnxruntime_action_head_reproduces_reference_denoise(exported_head, fp32_export):
+    head, paths = exported_head, fp32_export
     features, image_mask, attention_mask, state, ids, noise = make_inputs(2, 19, [3, 7])
     with torch.no_grad():
         reference = head.reference_denoise(features, image_mask, attention_mask, state, ids, noise)
-    slot_ids = torch.tensor([SLOTS.index(e) for e in ids.tolist()])
-    actions = run_graphs(
-        ort_graphs(fp32_export, np.float32), features, image_mask, attention_mask, state, slot_ids, noise
-    )
+    actions = run_graphs(ort_graphs(paths, np.float32), features, image_mask, attention_mask, state, ids, noise)
     assert rel_l2(actions, reference) <= 1e-4
 
 
@@ -390,7 +411,8 @@ def _found(paths: dict, kind: str, weight: torch.Tensor) -> bool:
 
 
 @pytest.mark.slow
-def test_timestep_mlp_and_modulation_linears_are_not_in_the_graphs(head, fp32_export):
+def test_timestep_mlp_and_modulation_linears_are_not_in_the_graphs(exported_head, fp32_export):
+    head, paths = exported_head, fp32_export
     dit = head.model
     C = TINY.input_embedding_dim
     forbidden = [
@@ -399,25 +421,26 @@ def test_timestep_mlp_and_modulation_linears_are_not_in_the_graphs(head, fp32_ex
         *(p for block in dit.transformer_blocks for p in block.norm1.linear.parameters()),
     ]
     for kind in ("dit", "dit_context"):
-        inits = _initializers(fp32_export[kind])
+        inits = _initializers(paths[kind])
         shapes = {tuple(i.shape) for i in inits}
         assert not shapes & {(C, 256), (256, C), (2 * C, C), (C, 2 * C)}, kind  # by shape
         for weight in forbidden:  # by value
             assert not any(_contains(i, weight.detach().numpy()) for i in inits), kind
     # positive controls: the check does find weights that must be there
-    assert _found(fp32_export, "dit", dit.transformer_blocks[1].attn1.to_k.weight)
-    assert _found(fp32_export, "dit", dit.transformer_blocks[0].attn1.to_q.weight)
-    assert _found(fp32_export, "dit", dit.proj_out_2.weight)
+    assert _found(paths, "dit", dit.transformer_blocks[1].attn1.to_k.weight)
+    assert _found(paths, "dit", dit.transformer_blocks[0].attn1.to_q.weight)
+    assert _found(paths, "dit", dit.proj_out_2.weight)
 
 
 @pytest.mark.slow
-def test_cross_attention_kv_weights_live_only_in_dit_context(head, fp32_export):
+def test_cross_attention_kv_weights_live_only_in_dit_context(exported_head, fp32_export):
+    head, paths = exported_head, fp32_export
     for i in cross_block_indices(TINY):
         attn = head.model.transformer_blocks[i].attn1
         for weight in (attn.to_k.weight, attn.to_v.weight):
-            assert _found(fp32_export, "dit_context", weight), i
+            assert _found(paths, "dit_context", weight), i
             for kind in ("dit", "state_encoder", "action_encoder", "action_decoder"):
-                assert not _found(fp32_export, kind, weight), (i, kind)
+                assert not _found(paths, kind, weight), (i, kind)
 
 
 @pytest.mark.slow

@@ -1,5 +1,9 @@
 """Vision and backbone graph wrappers: equal to the reference in torch, exportable with
-torch.onnx.export(dynamo=True, opset 21), and equal to the reference on ONNX Runtime CPU."""
+torch.onnx.export(dynamo=True, opset 21), and equal to the reference on ONNX Runtime CPU.
+
+The ONNX Runtime checks read the session's fp32 export (``tiny_export``, tests/conftest.py), whose driver
+traces these wrappers with ``export_onnx`` on its example step (3 images of 140x196, B 2), against the
+reference of the checkpoint it came from (its backbone is stored bf16: loaded fp32 here)."""
 
 from __future__ import annotations
 
@@ -8,8 +12,8 @@ import onnx
 import pytest
 import torch
 
-from gr00t_trt.export.onnx_io import FORBIDDEN_OPS, export_onnx
-from gr00t_trt.families.n16.contract import BACKBONE, DIMS, VISION
+from gr00t_trt.export.onnx_io import FORBIDDEN_OPS
+from gr00t_trt.families.n16.contract import BACKBONE, VISION
 from gr00t_trt.families.n16.export.backbone import BackboneGraph
 from gr00t_trt.families.n16.export.vision import VisionGraph
 from gr00t_trt.families.n16.presets import preset_config
@@ -50,11 +54,26 @@ def token_inputs(config, lengths, tokens_per_image, seed=0):
     return ids, index, mask
 
 
-def export_and_session(module, args, spec, path, sizes=None):
-    """Export through the project's exporter (dynamo, opset 21, dynamic dims from the spec) + ORT."""
+@pytest.fixture(scope="module")
+def exported(tiny_checkpoint, tiny_export):
+    """(the checkpoint's backbone loaded fp32, graph kind → its fp32 ONNX file in the session's export)."""
+    from gr00t_trt.contract.manifest import load_manifest
+    from gr00t_trt.families.n16.checkpoint import load_model
+
+    manifest = load_manifest(tiny_export)
+    paths = {}
+    for kind in ("vision", "backbone"):
+        (entry,) = manifest.graphs_of_kind(kind)
+        assert entry.precision == "fp32"
+        paths[kind] = tiny_export / entry.file
+    model, _, _ = load_model(tiny_checkpoint, dtype=torch.float32)
+    return model.backbone, paths
+
+
+def onnx_session(path):
+    """An exported graph (opset 21, no data-dependent or Resize ops) opened in ONNX Runtime."""
     import onnxruntime as ort
 
-    export_onnx(module, args, spec, path, sizes, dims=DIMS)
     model = onnx.load(str(path), load_external_data=False)
     assert {o.version for o in model.opset_import if o.domain in ("", "ai.onnx")} == {21}
     assert not {n.op_type for n in model.graph.node} & (FORBIDDEN_OPS | {"Resize"})
@@ -99,16 +118,15 @@ def test_wrappers_do_not_touch_the_model(backbone):
 
 
 # ------------------------------------------------------------------------------------------ ONNX Runtime
-def test_one_vision_onnx_graph_serves_every_size(backbone, tmp_path):
+def test_one_vision_onnx_graph_serves_every_size(exported):
     """Traced once at 140x196, the graph runs portrait, landscape, square and 21:9-like sizes and 1 or 3
     images at fp32 parity: its patch count is dynamic, fed by the position grid of each size."""
-    from gr00t_trt.families.n16.export.graph_modules import static_dims
-
+    backbone, paths = exported
     graph = VisionGraph(backbone)
-    session = export_and_session(graph, vision_feeds(graph, images(3, 140, 196)), VISION, tmp_path / "vision.onnx",
-                                 sizes=static_dims(backbone.config))
+    session = onnx_session(paths["vision"])
     names = [[d.dim_param for d in i.type.tensor_type.shape.dim] for i in
-             onnx.load(str(tmp_path / "vision.onnx"), load_external_data=False).graph.input]
+             onnx.load(str(paths["vision"]), load_external_data=False).graph.input]
+    assert [i.name for i in session.get_inputs()] == VISION.input_names
     assert names == [["n", "28*r", "28*c", ""], ["2*r", "2*c", ""]]  # sizes tied to one token grid r x c
     for n, size, seed in [(1, (56, 84), 5), (3, (84, 56), 6), (2, (56, 56), 7), (1, (56, 140), 8)]:
         x = images(n, *size, seed=seed)
@@ -119,13 +137,11 @@ def test_one_vision_onnx_graph_serves_every_size(backbone, tmp_path):
         assert rel_l2(got, expected) <= 1e-4
 
 
-def test_backbone_graph_onnx_matches_reference(backbone, tmp_path):
+def test_backbone_graph_onnx_matches_reference(exported):
+    backbone, paths = exported
     config = backbone.config
-    graph = BackboneGraph(backbone)
-    ids, index, mask = token_inputs(config, [15, 9], tokens_per_image=6)
-    session = export_and_session(
-        graph, (ids, torch.randn(12, 64), index, mask), BACKBONE, tmp_path / "backbone.onnx"
-    )
+    session = onnx_session(paths["backbone"])
+    assert [i.name for i in session.get_inputs()] == BACKBONE.input_names
     for lengths, tokens, seed in [
         ([21, 13, 8], 4, 2),
         ([31], 12, 3),

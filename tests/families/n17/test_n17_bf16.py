@@ -8,18 +8,16 @@ from __future__ import annotations
 import pytest
 
 from gr00t_trt.export.driver import ExportOptions, export_checkpoint
-from gr00t_trt.families.registry import N17
 from gr00t_trt.verification.parity import threshold_for
 from gr00t_trt.verification.verify import verify_export
 
 
 @pytest.fixture(scope="module")
-def n17_bf16(tmp_path_factory):
-    root = tmp_path_factory.mktemp("n17bf16")
-    checkpoint = N17.export().make_checkpoint(root / "ckpt", "tiny", seed=0)
-    export_checkpoint(checkpoint, root / "export",
+def n17_bf16(n17_checkpoint, tmp_path_factory):
+    out = tmp_path_factory.mktemp("n17bf16") / "export"
+    export_checkpoint(n17_checkpoint, out,
                       ExportOptions(precision="bf16", embodiments=("libero_sim",), image_sizes=((256, 352),), max_batch=2))
-    return checkpoint, root / "export"
+    return n17_checkpoint, out
 
 
 def test_bf16_export_passes_verify_with_features_in_the_view(n17_bf16):

@@ -17,12 +17,10 @@ DROID = "oxe_droid_relative_eef_relative_joint"
 
 
 @pytest.fixture(scope="module")
-def n17_tiny(tmp_path_factory):
-    root = tmp_path_factory.mktemp("n17")
-    checkpoint = N17.export().make_checkpoint(root / "ckpt", "tiny", seed=0)
-    export_dir = root / "export"
-    export_checkpoint(checkpoint, export_dir, ExportOptions(image_sizes=((256, 352),), max_batch=2))
-    return checkpoint, export_dir
+def n17_tiny(n17_checkpoint, n17_export):
+    """The session's tiny checkpoint and its fp32 export (every embodiment, 256x352, batch 1..2):
+    tests/families/n17/conftest.py."""
+    return n17_checkpoint, n17_export
 
 
 def test_the_export_records_its_family_and_n17_graphs(n17_tiny):

@@ -28,17 +28,12 @@ PLANNED_BACKBONE = {
 }
 
 
-@pytest.fixture(scope="module")
-def tiny_checkpoint_n17(tmp_path_factory):
-    return N17.export().make_checkpoint(tmp_path_factory.mktemp("n17ckpt") / "ckpt", "tiny", seed=0)
-
-
 @pytest.fixture(scope="module", params=["fp8", "int8"])
-def n17_quantised(request, tiny_checkpoint_n17, tmp_path_factory):
+def n17_quantised(request, n17_checkpoint, tmp_path_factory):
     out = tmp_path_factory.mktemp(f"n17{request.param}") / "export"
-    export_checkpoint(tiny_checkpoint_n17, out, ExportOptions(precision=request.param, embodiments=(TAG,),
-                                                              image_sizes=((256, 352),), max_batch=2))
-    return request.param, tiny_checkpoint_n17, out
+    export_checkpoint(n17_checkpoint, out, ExportOptions(precision=request.param, embodiments=(TAG,),
+                                                         image_sizes=((256, 352),), max_batch=2))
+    return request.param, n17_checkpoint, out
 
 
 def _graph(export_dir, kind):

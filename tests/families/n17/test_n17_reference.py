@@ -18,7 +18,6 @@ from gr00t_trt.base.errors import CheckpointError
 from gr00t_trt.families.n17 import layout
 from gr00t_trt.families.n17.config import preset_config, token_ids
 from gr00t_trt.families.n17.model import Gr00tN1d7, load_model, open_model, qwen3_vl_config
-from gr00t_trt.families.n17.synthetic import make_checkpoint
 from gr00t_trt.families.n17.vision import VisionGraph
 from gr00t_trt.model.checkpoint import INDEX_FILE
 
@@ -30,8 +29,9 @@ def rel_l2(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    return make_checkpoint(tmp_path_factory.mktemp("n17ref") / "tiny", "tiny")
+def checkpoint(n17_checkpoint):
+    """The session's tiny checkpoint (seed 0, tests/families/n17/conftest.py); read only here."""
+    return n17_checkpoint
 
 
 @pytest.fixture(scope="module")

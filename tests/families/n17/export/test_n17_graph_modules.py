@@ -14,7 +14,6 @@ from gr00t_trt.families.n17.config import preset_config
 from gr00t_trt.families.n17.contract import DIMS, GRAPH_SPECS
 from gr00t_trt.families.n17.export import graph_modules as gm
 from gr00t_trt.families.n17.model import load_model, open_model
-from gr00t_trt.families.n17.synthetic import make_checkpoint
 from gr00t_trt.model.action_head import cross_block_indices
 
 #: read by no graph: the stored lm_head (the loader skips it) and the LLM's final norm (features are read
@@ -55,8 +54,9 @@ def test_static_dims_give_every_static_dim(preset):
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    return make_checkpoint(tmp_path_factory.mktemp("n17gm") / "tiny", "tiny")
+def checkpoint(n17_checkpoint):
+    """The session's tiny checkpoint (seed 0, tests/families/n17/conftest.py); read only here."""
+    return n17_checkpoint
 
 
 @torch.no_grad()

@@ -1,6 +1,11 @@
 """N1.7's graphs through the project's exporter (dynamo, opset 21, dynamic dims as ``families.n17.contract``
 declares them) and ONNX Runtime: fp32 parity ≤ 1e-4 with the torch wrapper on sizes other than the
-trace's, and every op inside TensorRT 10's ONNX parser support list."""
+trace's, and every op inside TensorRT 10's ONNX parser support list.
+
+The graphs are those of the session's fp32 export (``n17_export``, tests/families/n17/conftest.py: every
+embodiment, so unsliced action-head graphs) with wrappers built from its checkpoint, traced by the driver on the example step
+(``families/n17/export/examples.py``: B 2 at the DIMS' example grid), not re-traced here: the same
+``export_onnx`` call on the same wrappers, and the files the runtime loads."""
 
 from __future__ import annotations
 
@@ -9,10 +14,12 @@ import onnx
 import pytest
 import torch
 
+from gr00t_trt.contract.manifest import load_manifest
 from gr00t_trt.export.action_head_graphs import example_inputs
-from gr00t_trt.export.onnx_io import FORBIDDEN_OPS, OPSET, all_nodes, export_onnx
-from gr00t_trt.families.n17.contract import DIMS, GRAPH_SPECS
-from gr00t_trt.families.n17.export.graph_modules import graph_modules, static_dims
+from gr00t_trt.export.onnx_io import FORBIDDEN_OPS, OPSET, all_nodes
+from gr00t_trt.families.n17.contract import GRAPH_SPECS
+from gr00t_trt.families.n17.export.graph_modules import graph_modules
+from gr00t_trt.families.n17.model import load_model
 
 from .conftest import TINY, images, prompts, rel_l2
 
@@ -31,15 +38,25 @@ DEEP = ("deepstack_0", "deepstack_1", "deepstack_2")
 
 
 @pytest.fixture(scope="module")
-def modules(tiny_model):
-    return {kind: module for _, (kind, module, _) in graph_modules(tiny_model, TINY, [24, 2]).items()}
+def modules(n17_checkpoint, n17_export):
+    """The fp32 wrappers of the export's graphs, built from its checkpoint (whose backbone is stored bf16)."""
+    assert all(e.slot == e.id for e in load_manifest(n17_export).embodiments.values())  # unsliced
+    model, config, _ = load_model(n17_checkpoint, torch.float32)
+    assert config == TINY
+    return {kind: module for _, (kind, module, _) in graph_modules(model, TINY, None).items()}
 
 
-def export_session(module, args, kind, path):
-    """Export one graph as the export driver does, check its ops, and open it in ONNX Runtime."""
+def graph_path(export_dir, kind):
+    (entry,) = load_manifest(export_dir).graphs_of_kind(kind)
+    assert entry.precision == "fp32"
+    return export_dir / entry.file
+
+
+def export_session(export_dir, kind):
+    """The export's graph of ``kind``: its opset and ops checked, opened in ONNX Runtime."""
     import onnxruntime as ort
 
-    export_onnx(module, tuple(args), GRAPH_SPECS[kind], path, static_dims(TINY), dims=DIMS)
+    path = graph_path(export_dir, kind)
     model = onnx.load(str(path), load_external_data=False)
     assert {o.version for o in model.opset_import if o.domain in ("", "ai.onnx")} == {OPSET}
     ops = {n.op_type for n in all_nodes(model.graph)}
@@ -70,13 +87,10 @@ def vision_feeds(vision, n, height, width, seed):
     return {"images": images(n, height, width, seed), **vision.tables(height, width)}
 
 
-def test_vision_onnx_serves_every_size(modules, tmp_path):
+def test_vision_onnx_serves_every_size(modules, n17_export):
     vision = modules["vision"]
-    r, c, n = DIMS["r"].example, DIMS["c"].example, DIMS["n"].example
-    trace = vision_feeds(vision, n, 32 * r, 32 * c, seed=0)
-    session = export_session(vision, (torch.from_numpy(trace[k]) for k in GRAPH_SPECS["vision"].input_names),
-                             "vision", tmp_path / "vision.onnx")
-    graph = onnx.load(str(tmp_path / "vision.onnx"), load_external_data=False).graph
+    session = export_session(n17_export, "vision")
+    graph = onnx.load(str(graph_path(n17_export, "vision")), load_external_data=False).graph
     dims = {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim] for v in (*graph.input, *graph.output)}
     assert dims["images"] == ["n", "32*r", "32*c", 3]  # one graph, sizes tied to one token grid r x c
     assert dims["position_table"] == ["2*r", "2*c", 32] and dims["rotary_cos"] == dims["rotary_sin"] == ["2*r", "2*c", 16]
@@ -95,11 +109,9 @@ def backbone_feeds(modules, n_per_sample, height, width, text_lengths, seed):
     return {"input_ids": ids, **rows, "image_index": index, "position_ids": pos, "attention_mask": mask}
 
 
-def test_backbone_onnx_matches_wrapper(modules, tmp_path):
+def test_backbone_onnx_matches_wrapper(modules, n17_export):
     backbone = modules["backbone"]
-    trace = backbone_feeds(modules, 1, 32 * DIMS["r"].example, 32 * DIMS["c"].example, (9, 4), seed=0)
-    session = export_session(backbone, (torch.from_numpy(trace[k]) for k in GRAPH_SPECS["backbone"].input_names),
-                             "backbone", tmp_path / "backbone.onnx")
+    session = export_session(n17_export, "backbone")
     for n, height, width, lengths, seed in [(2, 64, 96, (3, 12, 6), 1), (1, 128, 64, (5,), 2)]:
         check(session, backbone, "backbone", backbone_feeds(modules, n, height, width, lengths, seed))
 
@@ -120,20 +132,17 @@ def context_feeds(batch, seq, extra, seed):
             "original_mask": original}
 
 
-def test_dit_context_onnx_matches_wrapper(modules, tmp_path):
+def test_dit_context_onnx_matches_wrapper(modules, n17_export):
     module = modules["dit_context"]
-    trace = context_feeds(2, 19, 4, seed=0)
-    session = export_session(module, (torch.from_numpy(trace[k]) for k in GRAPH_SPECS["dit_context"].input_names),
-                             "dit_context", tmp_path / "dit_context.onnx")
+    session = export_session(n17_export, "dit_context")
     for batch, seq, extra, seed in [(3, 11, 0, 1), (1, 26, 7, 2)]:
         check(session, module, "dit_context", context_feeds(batch, seq, extra, seed))
 
 
 @pytest.mark.parametrize("kind", ["state_encoder", "action_encoder", "dit", "action_decoder"])
-def test_action_head_onnx_at_n17_widths(modules, kind, tmp_path):
+def test_action_head_onnx_at_n17_widths(modules, kind, n17_export):
     module = modules[kind]
-    trace = example_inputs(kind, TINY, batch=2, seq_len=23, embodiment_slots=[24, 2])
-    session = export_session(module, trace, kind, tmp_path / f"{kind}.onnx")
+    session = export_session(n17_export, kind)
     for batch, seq, seed in [(3, 17, 1), (1, 9, 2)]:
-        args = example_inputs(kind, TINY, batch=batch, seq_len=seq, embodiment_slots=[24, 2], seed=seed)
+        args = example_inputs(kind, TINY, batch=batch, seq_len=seq, seed=seed)
         check(session, module, kind, {t.name: a.numpy() for t, a in zip(GRAPH_SPECS[kind].inputs, args, strict=True)})
