@@ -48,8 +48,8 @@ DISABLED_OPTIMIZERS = ("GatherSliceToSplitFusion",)
 #: before VNNI) ORT's u8s8 GEMM sums pairs of products in int16 (pmaddubsw), which saturates on full-range
 #: int8 weights — measured on the tiny DiT: output cosine 0.995 against 0.9998 unfused; the entry selects
 #: an exact path. VNNI's VPDPBUSD accumulates in int32 and is exact already, and the entry would cost its
-#: speed: one GEMM 256×2048×6144 int8 vs fp32 4.7× without it, 2.1× with it (AMD EPYC Zen 4, 2 vCPUs,
-#: ``benchmarks/results/int8_vnni_cpu.md``). No effect on float graphs.
+#: speed: one GEMM 256×2048×6144 int8 vs fp32 4.3-4.7× without it, 1.5-2.1× with it (AMD EPYC Zen 4, 2 vCPUs,
+#: ``benchmarks/results/int8_full_cpu.md``). No effect on float graphs.
 X64_QUANT_PRECISION = "session.x64quantprecision"
 
 
