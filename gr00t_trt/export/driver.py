@@ -95,7 +95,7 @@ def export_checkpoint(
 
     # the precision plan and, for fp8 graphs, the calibration observations
     plans = {"fp8": face.FP8_PLAN, "int8": face.INT8_PLAN}
-    unplanned = [f"{kind} at {value}" for kind, value in check_precision_options(options, plans).graphs.items()
+    unplanned = [f"{kind} at {value}" for kind, value in check_precision_options(options).graphs.items()
                  if value in plans and kind not in plans[value]]
     if unplanned:
         raise ExportError(f"{family.title} has no quantisation plan for {', '.join(unplanned)} yet — export those "
@@ -103,7 +103,7 @@ def export_checkpoint(
     contract = family.runtime().CONTRACT
     precision = ExportPrecision.prepare(
         options, config, processor, embodiments, slots, image_sizes, contract=contract, static=static,
-        preprocessor=lambda: face.host_processor(processor, tokenizer, config), planned=plans)
+        preprocessor=lambda: face.host_processor(processor, tokenizer, config))
     precision.plans = {"fp8": (face.FP8_PLAN, face.FP8_KEEP), "int8": (face.INT8_PLAN, face.INT8_KEEP)}
     if precision.calibration is not None:
         progress("calibration", precision.calibration.describe())

@@ -26,7 +26,6 @@ tables by the graph wrappers) and the Euler update ``actions + dt·velocity`` of
 from __future__ import annotations
 
 import inspect
-from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -136,12 +135,10 @@ def parse_graph_precision(text: str) -> dict[str, str]:
 
 
 def plan_precision(
-    precision: str = "fp32", overrides: dict[str, str] | str | None = None, device: str | None = None,
-    planned: Mapping[str, Collection[str]] | None = None,
+    precision: str = "fp32", overrides: dict[str, str] | str | None = None, device: str | None = None
 ) -> PrecisionPlan:
     """The plan of an export: ``precision`` for every graph (``fp8``/``int8``: their defaults), or a device
-    class's defaults, then the per-graph ``overrides``. ``planned`` (mode -> graph kinds the model family
-    has a plan for): a *default* quantised graph without one stays at the remainder's precision instead."""
+    class's defaults, then the per-graph ``overrides``."""
     _check_precision(precision, "--precision")
     if isinstance(overrides, str):
         overrides = parse_graph_precision(overrides)
@@ -161,9 +158,6 @@ def plan_precision(
         graphs = dict(QUANTISED_DEFAULTS[precision])
     else:
         graphs = {kind: precision for kind in GRAPH_KINDS}
-    for kind, value in graphs.items():
-        if planned is not None and value in QUANTISED and kind not in planned.get(value, ()):
-            graphs[kind] = "fp16" if value == "fp8" or device is not None else "fp32"
     for kind, value in overrides.items():
         _check_kind(kind)
         _check_precision(value, f"--graph-precision {kind}")
@@ -276,9 +270,9 @@ def precision_module(kind: str, module: nn.Module, precision: str, activation_dt
 
 
 # ---------------------------------------------------------------------------------- export driver hook
-def check_precision_options(options, planned: Mapping[str, Collection[str]] | None = None) -> PrecisionPlan:
+def check_precision_options(options) -> PrecisionPlan:
     """Validate the precision options of ``ExportOptions`` before any work (one-line errors)."""
-    plan = plan_precision(options.precision, options.graph_precision, options.device, planned)
+    plan = plan_precision(options.precision, options.graph_precision, options.device)
     if options.calib and not plan.quantised:
         raise ExportError(
             f"--calib {options.calib} is given but no graph is fp8 or int8 — expected --precision fp8/int8 or "
@@ -322,12 +316,12 @@ class ExportPrecision:
 
     @classmethod
     def prepare(cls, options, config, processor, embodiments: dict, slots, image_sizes, *, contract, static,
-                preprocessor, planned: Mapping[str, Collection[str]] | None = None) -> ExportPrecision:
+                preprocessor) -> ExportPrecision:
         """Plan from the export options; a calibration set (recorded or synthetic) when a graph is fp8.
         ``preprocessor()`` makes the family's processor for the calibration observations."""
         from .calibration import recorded_calibration_set, synthetic_calibration_set
 
-        plan = plan_precision(options.precision, options.graph_precision, options.device, planned)
+        plan = plan_precision(options.precision, options.graph_precision, options.device)
         state = cls(plan, config, contract=contract, static=dict(static),
                     slot_of={spec.id: (0 if slots else spec.id) for spec in embodiments.values()},
                     image_sizes=tuple(image_sizes))

@@ -48,15 +48,6 @@ def test_int8_without_a_device_is_the_cpu_export_and_with_one_the_gpu_export():
     }
 
 
-def test_a_default_graph_the_family_has_no_plan_for_stays_at_the_remainder_precision():
-    planned = {"int8": ("backbone", "dit_context"), "fp8": ("backbone", "dit")}
-    assert plan_precision("int8", planned=planned).graphs["dit"] == "fp32"
-    assert plan_precision("fp8", planned=planned).graphs["dit_context"] == "fp16"
-    assert plan_precision(device="orin", planned={"int8": ("backbone",)}).graphs["dit"] == "fp16"
-    # an explicit request is kept (the export driver then refuses it in one line)
-    assert plan_precision("int8", "vision=int8", planned=planned).graphs["vision"] == "int8"
-
-
 def test_device_defaults_and_orin_has_no_fp8():
     assert plan_precision(device="thor").graphs == plan_precision("fp8").graphs
     assert set(plan_precision(device="orin").graphs.values()) == {"fp16", "int8"}  # int8 W8A8 (test_int8_device.py)
