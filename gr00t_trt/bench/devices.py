@@ -77,3 +77,13 @@ def find_device(name: str | None) -> DeviceSpec | None:
         if any(m in lowered for m in device.match):
             return device
     return None
+
+
+def require_device(name: str) -> DeviceSpec:
+    """The table entry ``name`` refers to (``find_device``), or the one-line error naming the known devices."""
+    spec = find_device(name)
+    if spec is None:
+        from ..base.errors import Gr00tTrtError
+
+        raise Gr00tTrtError(f"unknown device {name!r} — expected one of: {', '.join(DEVICES)}")
+    return spec

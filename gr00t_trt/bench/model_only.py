@@ -9,20 +9,15 @@ from pathlib import Path
 from ..base.errors import Gr00tTrtError, ManifestError
 from ..contract.export_sizes import stored_weight_bytes
 from ..contract.quant_plans import FP8_DEFAULTS, device_defaults
-from .devices import DEVICES, find_device
+from .devices import require_device
 from .roofline import GRAPH_KINDS, PRECISIONS, Roofline, Workload, check_stored_params
 
 
 def precisions_for(precision: str | None, device: str | None = None) -> dict[str, str]:
     """One precision for every graph; when None, the plan an export for ``device`` would have (Orin: int8,
     never fp8), or the §5 defaults without a device."""
-    if precision is None and device:
-        spec = find_device(device)
-        if spec is None:
-            raise Gr00tTrtError(f"unknown device {device!r} — expected one of: {', '.join(DEVICES)}")
-        return device_defaults(spec.tflops)
     if precision is None:
-        return dict(FP8_DEFAULTS)
+        return device_defaults(require_device(device).tflops) if device else dict(FP8_DEFAULTS)
     if precision not in PRECISIONS:
         raise Gr00tTrtError(f"--precision {precision!r} — expected one of: {', '.join(PRECISIONS)}")
     return dict.fromkeys(GRAPH_KINDS, precision)

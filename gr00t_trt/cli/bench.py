@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from ..base.errors import Gr00tTrtError, ManifestError, ObservationError, require
-from ..bench.devices import DEVICES, find_device
+from ..bench.devices import DEVICES, find_device, require_device
 from ..runtime.registry import backend_names
 from .app import app, console, flag, friendly
 from .commands import BACKEND_HELP, DEVICE_NAMES, SHARED_THREADS_HELP, THREADS_HELP, thread_options
@@ -65,8 +65,8 @@ class BenchOptions:
             from ..bench.model_only import precisions_for
 
             precisions_for(self.precision)  # raises the one-line error for an unknown precision
-        if self.device is not None and find_device(self.device) is None:
-            raise Gr00tTrtError(f"unknown device {self.device!r} — expected one of: {', '.join(DEVICES)}")
+        if self.device is not None:
+            require_device(self.device)
         if self.model_only:
             if (self.export_dir is None) == (self.checkpoint is None):
                 raise Gr00tTrtError("--model-only needs exactly one of an export DIR or --checkpoint CKPT")

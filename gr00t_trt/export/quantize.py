@@ -479,17 +479,6 @@ def children_peak_rss() -> int:
     return max(_CHILD_PEAKS, default=0)
 
 
-def own_peak_rss() -> int | None:
-    """This process's own peak RSS in bytes (``VmHWM`` of ``/proc/self/status``, reset by exec); None off Linux."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
-
-
 def _child_main() -> None:
     """Entry point of the quantisation child: the request in argv[1]; the result, or a one-line error,
     written as JSON to the request's result file."""
@@ -513,7 +502,9 @@ def _child_main() -> None:
     except Exception as exc:  # report one line to the parent
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         result = {"status": "error", "message": f"{request.get('mode', 'fp8')} quantisation of {path.name} failed: {type(exc).__name__}: {first}"}
-    result["peak_rss_bytes"] = own_peak_rss()
+    from ..bench.machine import peak_rss_bytes
+
+    result["peak_rss_bytes"] = peak_rss_bytes()  # VmHWM: this process's own, reset by exec
     write_json(request["result"], result)
 
 

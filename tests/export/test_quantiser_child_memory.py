@@ -11,7 +11,7 @@ import numpy as np
 
 def test_a_childs_peak_rss_is_its_own_not_its_parents():
     ballast = np.ones((700 << 20) >> 3)  # 700 MB touched in this process before the child starts
-    done = subprocess.run([sys.executable, "-c", "from gr00t_trt.export.quantize import own_peak_rss; print(own_peak_rss())"],
+    done = subprocess.run([sys.executable, "-c", "from gr00t_trt.bench.machine import peak_rss_bytes; print(peak_rss_bytes())"],
                           capture_output=True, text=True, check=True)
     own = int(done.stdout)
     inherited = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # what the export used to print
